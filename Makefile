@@ -1,0 +1,34 @@
+# `make bench` and `make test` each bootstrap .venv on a machine that has only python3, then run.
+# The install is redone only when pyproject.toml or the constraints file changes (stamp keyed on
+# their content). GPU users: `make bench CONSTRAINTS=path/to/constraints.txt EXTRAS=test,numba,gpu`.
+PYTHON ?= python3
+VENV ?= .venv
+CONSTRAINTS ?= constraints.txt
+EXTRAS ?= test,numba
+BIN := $(VENV)/bin
+comma := ,
+KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-12)
+STAMP := $(VENV)/.installed-$(KEY)-$(subst $(comma),_,$(EXTRAS))
+PYTEST_ARGS ?=
+
+.PHONY: bench test setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+bench: $(STAMP)
+	$(BIN)/python -m bench run
+
+# Benchmarks run once each with timing disabled; `pytest --benchmark-only` times them for real.
+# pytest's exit 5 (no test collected) is reported and fails the target like any other failure.
+test: $(STAMP)
+	@$(BIN)/python -m pytest --benchmark-disable $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

@@ -1,0 +1,47 @@
+"""Device handling shared by the torch backends: resolve, validate, synchronize, convert."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import DeviceUnavailableError
+
+
+def torch_device(device: str, dtype: str) -> torch.device:
+    """Resolve ``cpu``, ``cuda[:N]`` or ``mps`` to a usable ``torch.device`` or raise clearly."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DeviceUnavailableError(f"device must be 'cpu', 'cuda[:N]' or 'mps' for torch, got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"device {device!r}: this torch ({torch.__version__}) sees no CUDA device"
+                + (" (it is a CPU-only build)" if torch.version.cuda is None else "")
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceUnavailableError(f"device {device!r}: MPS is not available on this machine")
+        if dtype == "float64":
+            raise DeviceUnavailableError("device 'mps' does not support float64")
+    elif dev.type != "cpu":
+        raise DeviceUnavailableError(f"device must be 'cpu', 'cuda[:N]' or 'mps' for torch, got {device!r}")
+    return dev
+
+
+def synchronize(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    elif dev.type == "mps":
+        torch.mps.synchronize()
+
+
+def to_device(a: np.ndarray, dtype: str, dev: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)).to(dev)
+
+
+def to_host(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()

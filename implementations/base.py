@@ -1,0 +1,205 @@
+"""The trainer contract shared by every backend.
+
+A backend is one class deriving from :class:`Trainer`, in one file, registered in
+``implementations.BACKENDS``. Its life cycle (benchopt's ``set_data -> run -> get_result``):
+
+``prepare(X, y, w0, b0)``  *untimed.* Validates the host arrays once, casts them to
+    ``config.dtype`` and moves them to ``config.device``. Host->device transfer happens here
+    and only here, so the harness can time it apart from training.
+``run()``                  *the only timed method.* Runs ``config.n_iters`` full-batch gradient
+    steps starting again from ``(w0, b0)`` every call, so a benchmark can call it round after
+    round. It returns only after all device work is done (CUDA/MPS synchronized). Losses stay on
+    the device during the loop: no ``.item()``, no print, no host sync per step.
+``result()``               *untimed.* Copies the final parameters and the loss history to the
+    host as a :class:`TrainResult` (float64 NumPy).
+``loss_and_grad(w, b)``    The loss and its gradient at ``(w, b)`` on the prepared data, computed
+    the way ``run()`` computes them (hand-derived or autograd), returned as float64 NumPy.
+
+Math (both formulations, ``n`` samples, ``d`` features, labels ``y`` in {0, 1})::
+
+    z = X w + b                      (n,)
+    p = sigmoid(z) = 1 / (1 + e^-z)  (n,)
+    probs : L = -mean(y log p + (1 - y) log(1 - p)), each log clamped at -100 as torch does
+    logits: L =  mean(log(1 + e^z) - y z)            the same function, computed stably
+    dL/dw = X^T (p - y) / n          (d,)
+    dL/db = mean(p - y)              ()
+
+``losses[i]`` is the loss computed in the forward pass of step ``i * record_every``, i.e. at the
+parameters *before* that step's update; there are ``ceil(n_iters / record_every)`` of them.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+FORMULATIONS = ("probs", "logits")
+LOG_CLAMP = -100.0  # torch.nn.functional.binary_cross_entropy clamps log() at -100
+
+
+class DeviceUnavailableError(ValueError):
+    """The requested device cannot be used here (no CUDA, CuPy not installed, ...)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run's settings; validated on construction."""
+
+    lr: float = 0.01
+    n_iters: int = 5000
+    dtype: str = "float32"
+    device: str = "cpu"
+    formulation: str = "probs"
+    record_every: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        for name in ("n_iters", "record_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.formulation not in FORMULATIONS:
+            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {self.formulation!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {self.device!r}")
+
+    @property
+    def n_records(self) -> int:
+        return -(-self.n_iters // self.record_every)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Final parameters and loss history on the host, float64."""
+
+    w: np.ndarray  # (d,)
+    b: float
+    losses: np.ndarray  # (n_records,)
+    record_every: int = 1
+    first_nonfinite_step: int | None = field(default=None)
+
+    @classmethod
+    def from_arrays(cls, w, b, losses, record_every: int) -> "TrainResult":
+        w = np.asarray(w, dtype=np.float64).reshape(-1)
+        losses = np.asarray(losses, dtype=np.float64).reshape(-1)
+        b = float(np.asarray(b, dtype=np.float64).reshape(-1)[0])
+        bad = np.flatnonzero(~np.isfinite(losses))
+        first = int(bad[0]) * record_every if bad.size else None
+        if first is None and not (np.all(np.isfinite(w)) and math.isfinite(b)):
+            first = (losses.size - 1) * record_every  # parameters blew up after the last record
+        return cls(w=w, b=b, losses=losses, record_every=record_every, first_nonfinite_step=first)
+
+    @property
+    def diverged(self) -> bool:
+        """True when the loss or the parameters became non-finite (NaN or inf)."""
+        return self.first_nonfinite_step is not None
+
+
+def check_inputs(X, y, w0, b0):
+    """Validate host inputs once, at the boundary; return float64 copies ``(X, y, w0, b0)``."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array of shape (n, d), got an array with {X.ndim} dimension(s), shape {X.shape}")
+    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+        raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+    n, d = X.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
+    X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"X must contain only finite values, got {X[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"y must have shape ({n},) to match X's {n} rows, got shape {y.shape}")
+    try:
+        values = set(np.unique(y).tolist())
+    except TypeError:
+        values = {repr(v) for v in y}
+    if not values <= {0, 1}:
+        shown = sorted(values - {0, 1}, key=repr)[:5]
+        raise ValueError(f"y must contain only 0 and 1, got values {set(shown)}")
+    y = y.astype(np.float64)
+    w0 = np.asarray(w0, dtype=np.float64).reshape(-1) if np.ndim(w0) <= 2 else np.asarray(w0)
+    if w0.shape != (d,):
+        raise ValueError(f"w0 must have shape ({d},) to match X's {d} columns, got shape {np.shape(w0)}")
+    b0 = np.asarray(b0, dtype=np.float64)
+    if b0.size != 1:
+        raise ValueError(f"b0 must be a scalar, got an array of shape {b0.shape}")
+    b0 = float(b0.reshape(-1)[0])
+    if not (np.all(np.isfinite(w0)) and math.isfinite(b0)):
+        raise ValueError(f"w0 and b0 must be finite, got w0={w0}, b0={b0}")
+    return X, y, w0, b0
+
+
+def check_params(w, b, d):
+    """Validate a parameter point for ``loss_and_grad``."""
+    w = np.asarray(w, dtype=np.float64).reshape(-1)
+    if w.shape != (d,):
+        raise ValueError(f"w must have shape ({d},), got shape {w.shape}")
+    return w, float(np.asarray(b, dtype=np.float64).reshape(-1)[0])
+
+
+class Trainer(ABC):
+    """Contract of a backend: see the module docstring. Subclasses implement the four
+    underscore methods; ``prepare`` validates before calling ``_prepare``."""
+
+    name: str = "abstract"
+
+    def __init__(self, config: TrainConfig):
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        self.config = config
+        self._prepared = False
+
+    def prepare(self, X, y, w0, b0) -> None:
+        X, y, w0, b0 = check_inputs(X, y, w0, b0)
+        self.n, self.d = X.shape
+        self._prepare(X, y, w0, b0)
+        self._prepared = True
+
+    def run(self) -> None:
+        if not self._prepared:
+            raise RuntimeError("call prepare(X, y, w0, b0) before run()")
+        self._run()
+        self._has_run = True
+
+    def result(self) -> TrainResult:
+        if not getattr(self, "_has_run", False):
+            raise RuntimeError("call run() before result()")
+        w, b, losses = self._result()
+        return TrainResult.from_arrays(w, b, losses, self.config.record_every)
+
+    def loss_and_grad(self, w, b) -> tuple[float, np.ndarray, float]:
+        if not self._prepared:
+            raise RuntimeError("call prepare(X, y, w0, b0) before loss_and_grad()")
+        w, b = check_params(w, b, self.d)
+        loss, gw, gb = self._loss_and_grad(w, b)
+        loss, gb = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0]) for v in (loss, gb))
+        return loss, np.asarray(gw, dtype=np.float64).reshape(-1), gb
+
+    def synchronize(self) -> None:
+        """Wait for queued device work; a no-op on CPU backends."""
+
+    @abstractmethod
+    def _prepare(self, X, y, w0, b0): ...
+
+    @abstractmethod
+    def _run(self): ...
+
+    @abstractmethod
+    def _result(self): ...
+
+    @abstractmethod
+    def _loss_and_grad(self, w, b): ...
