@@ -64,11 +64,11 @@ def _short(n: int) -> str:
 _SIZE = re.compile(r"^synthetic-(\d+)([kM]?)x(\d+)(?:-x([0-9.]+))?$")
 
 
-def load(name: str, seed: int = 0) -> Dataset:
-    """``iris`` or ``synthetic-<n>x<d>[-x<scale>]`` (n may end in k or M, e.g. ``synthetic-10kx100``)."""
+def parse_name(name: str) -> tuple[int, int, float] | None:
+    """``None`` for ``iris``, else ``(n, d, scale)`` of ``synthetic-<n>x<d>[-x<scale>]``; ValueError otherwise."""
     if name == "iris":
-        return iris()
-    m = _SIZE.match(name)
+        return None
+    m = _SIZE.match(name) if isinstance(name, str) else None
     if not m:
         raise ValueError(
             f"dataset must be 'iris' or 'synthetic-<n>x<d>[-x<scale>]' (e.g. synthetic-10kx100), got {name!r}"
@@ -77,7 +77,16 @@ def load(name: str, seed: int = 0) -> Dataset:
     d = int(m.group(3))
     if n < 2 or d < 1:
         raise ValueError(f"dataset {name!r}: need n >= 2 and d >= 1, got n={n}, d={d}")
-    return synthetic(n, d, seed=seed, scale=float(m.group(4) or 1.0))
+    return n, d, float(m.group(4) or 1.0)
+
+
+def load(name: str, seed: int = 0) -> Dataset:
+    """``iris`` or ``synthetic-<n>x<d>[-x<scale>]`` (n may end in k or M, e.g. ``synthetic-10kx100``)."""
+    spec = parse_name(name)
+    if spec is None:
+        return iris()
+    n, d, scale = spec
+    return synthetic(n, d, seed=seed, scale=scale)
 
 
 def init_params(d: int, seed: int = 0, scale: float = 1.0) -> tuple[np.ndarray, float]:

@@ -99,3 +99,13 @@ def reference(X, y, w0, b0, config: TrainConfig) -> TrainResult:
     trainer.prepare(rounded(X, config.dtype), y, rounded(w0, config.dtype), float(rounded(b0, config.dtype)))
     trainer.run()
     return trainer.result()
+
+
+def saturated_count(X, w, b, dtype: str) -> int:
+    """Samples whose ``sigmoid(X w + b)``, computed in ``dtype``, rounds to exactly 0 or 1: where
+    autograd through sigmoid->BCE and the hand-derived ``p - y`` part ways."""
+    dt = np.dtype(dtype)
+    z = np.asarray(X, dtype=dt) @ np.asarray(w, dtype=dt) + dt.type(b)
+    with np.errstate(over="ignore"):
+        p = 1 / (1 + np.exp(-z))
+    return int(np.count_nonzero((p == 0) | (p == 1)))

@@ -1,0 +1,187 @@
+"""``python -m bench``: run the comparison, compare gradients, follow trajectories, sweep sizes.
+
+Every bad argument ends in one ``error: ...`` line and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from implementations import BACKENDS, DTYPES, FORMULATIONS
+
+RESULTS = Path("results")
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+class UsageError(Exception):
+    """A bad command-line value: printed as one line, exit code 2."""
+
+
+def _choices(name, values, allowed):
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise UsageError(f"{name} must be among {list(allowed)}, got {bad[0]!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def _devices(values):
+    bad = [v for v in values if not _DEVICE.match(v)]
+    if bad:
+        raise UsageError(f"--devices must be among cpu, cuda, cuda:N, mps, got {bad[0]!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def _datasets(values):
+    from .data import parse_name
+
+    for v in values:
+        try:
+            parse_name(v)
+        except ValueError as exc:
+            raise UsageError(f"--datasets: {exc}") from None
+    return tuple(dict.fromkeys(values))
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage too; we keep it short)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_matrix_args(p, datasets_default):
+    from .runner import DEFAULT_DATASETS
+
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), metavar="NAME",
+                   help=f"registered backends (default: all: {', '.join(BACKENDS)})")
+    p.add_argument("--devices", nargs="+", default=None, metavar="DEV",
+                   help="cpu, cuda[:N], mps (default: every available one)")
+    p.add_argument("--datasets", nargs="+", default=list(datasets_default or DEFAULT_DATASETS), metavar="DS",
+                   help="iris or synthetic-<n>x<d>[-x<scale>], n may end in k or M (default: %(default)s)")
+    p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT", help="float32 float64")
+    p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F", help="probs logits")
+    p.add_argument("--iters", type=_positive_int, default=None,
+                   help="steps per run (default: 5000 on iris, fewer on big data, see README)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads for torch and the BLAS under NumPy alike (default: every core)")
+    p.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default: 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="data and init seed (default: 0)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: results/runs/<run-id>)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="the main comparison: timings, equivalence, CSV, summary, plots")
+    _add_matrix_args(run, None)
+    run.add_argument("--repeats", type=_positive_int, default=5, help="timed rounds per row (default: 5)")
+    run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
+    run.add_argument("--target", type=_positive_float, default=1e-3,
+                     help="suboptimality that defines time-to-target (default: 1e-3)")
+    run.add_argument("--budget", type=_positive_float, default=2.0,
+                     help="seconds per row after which repeating stops (>= 3 rounds; default: 2)")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def _common(args):
+    from .runner import default_devices
+
+    args.backends = _choices("--backends", args.backends, BACKENDS)
+    args.devices = _devices(args.devices) if args.devices else default_devices()
+    args.datasets = _datasets(args.datasets)
+    args.dtypes = _choices("--dtypes", args.dtypes, DTYPES)
+    args.formulations = _choices("--formulations", args.formulations, FORMULATIONS)
+
+
+def cmd_run(args) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import records, report
+    from .runner import Comparison, RunOptions
+
+    _common(args)
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
+    run_id = records.new_run_id()
+    try:
+        out = records.check_writable(args.out or RESULTS / "runs" / run_id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    opts = RunOptions(backends=args.backends, devices=args.devices, datasets=args.datasets, dtypes=args.dtypes,
+                      formulations=args.formulations, iters=args.iters, repeats=args.repeats, warmup=args.warmup,
+                      threads=args.threads, lr=args.lr, seed=args.seed, target=args.target, budget_s=args.budget)
+    console = Console(stderr=True)
+    from .roofline import measure_bandwidth
+
+    bandwidth = measure_bandwidth(args.devices)
+    env = records.environment(run_id, args.threads or 0)
+    env["bandwidth_gbps"] = bandwidth
+    cmp = Comparison(opts, run_id, bandwidth_gbps={"host": bandwidth.get("host_read"),
+                                                  "device": bandwidth.get("device_copy")})
+    rows: list[dict] = []
+    interrupted = False
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("starting", total=opts.n_cases())
+            for row in cmp.rows(progress=lambda d: progress.update(task, description=d)):
+                rows.append(row)
+                records.write_csv(records.to_frame(rows), out / "runs.csv")  # every row on disk at once
+                progress.advance(task)
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print(f"[yellow]interrupted: {len(rows)} finished row(s) kept in {out / 'runs.csv'}[/yellow]")
+    env["threads"] = getattr(cmp, "threads", args.threads)
+    records.write_json(env, out / "env.json")
+    if not rows:
+        return 130 if interrupted else 1
+    df = records.to_frame(rows)
+    records.write_csv(df, out / "runs.csv")
+    report.write_summary(df, out / "summary.md")
+    records.write_csv(report.loss_frame(cmp.loss_curves), out / "losses.csv")
+    opt_loss = df.loc[df.dataset == "iris", "optimum_loss"].dropna()
+    report.plot_loss_curves(cmp.loss_curves, out / "loss_curves.png",
+                            optimum_loss=float(opt_loss.iloc[0]) if len(opt_loss) else None)
+    report.plot_time_vs_n(df, out / "time_vs_n.png", floor_gbps=bandwidth.get("host_read"))
+    report.print_summary(df, Console())
+    counts = df.status.value_counts().to_dict()
+    fails = int((df.verdict == "fail").sum())
+    console.print(f"wrote {out}/ (runs.csv, env.json, summary.md, losses.csv, plots): "
+                  f"{len(df)} rows {counts}, {fails} outside tolerance")
+    if interrupted:
+        return 130
+    return 1 if (df.status == "failed").any() else 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"python -m bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2

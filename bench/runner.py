@@ -1,0 +1,151 @@
+"""The main comparison: every backend x device x dtype x formulation x dataset, one tidy row each.
+
+Data path: dataset -> one init draw shared by every backend -> ``prepare`` (timed apart as the
+transfer) -> warm-up + timed ``run`` rounds -> ``result`` -> compared with the float64 NumPy
+reference on the same (rounded) data and init -> row -> CSV, written as each row finishes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from implementations import BACKENDS, DTYPES, FORMULATIONS, DeviceUnavailableError, TrainConfig, create_trainer
+
+from . import data as datasets
+from .equivalence import compare, reference, saturated_count, tolerance
+from .optimum import dataset_optimum, time_to_target
+from .timing import measure, thread_parity, timed
+
+DEFAULT_DATASETS = ("iris", "synthetic-10kx100", "synthetic-200kx100")
+LOSS_POINTS = 500  # loss-curve points kept per run for losses.csv and the plot
+
+
+def default_devices() -> tuple[str, ...]:
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return tuple(devices)
+
+
+def default_iters(n: int, d: int) -> int:
+    """The seed's 5000 steps where a step is cheap; fewer on big data (about 2e8 multiply-adds
+    per run, at least 10 steps) so the default run stays within its time budget."""
+    return int(max(10, min(5000, 2e8 // (n * d))))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    backends: tuple[str, ...] = tuple(BACKENDS)
+    devices: tuple[str, ...] = field(default_factory=default_devices)
+    datasets: tuple[str, ...] = DEFAULT_DATASETS
+    dtypes: tuple[str, ...] = DTYPES
+    formulations: tuple[str, ...] = FORMULATIONS
+    iters: int | None = None
+    repeats: int = 5
+    warmup: int = 1
+    threads: int | None = None
+    lr: float = 0.01
+    seed: int = 0
+    target: float = 1e-3  # suboptimality defining time-to-target
+    budget_s: float = 2.0  # per row: stop repeating (after 3 rounds) past this many seconds
+
+    def n_cases(self) -> int:
+        return (len(self.backends) * len(self.devices) * len(self.datasets) * len(self.dtypes)
+                * len(self.formulations))
+
+
+def bytes_per_step(n: int, d: int, dtype: str) -> int:
+    """The least a step must move: read X once, plus y, z-sized work is fused away, and w, b."""
+    itemsize = np.dtype(dtype).itemsize
+    return itemsize * (n * d + n + 2 * (d + 1))
+
+
+class Comparison:
+    """Runs the matrix; ``on_row(row)`` is called as each row finishes."""
+
+    def __init__(self, opts: RunOptions, run_id: str, bandwidth_gbps: dict | None = None):
+        self.opts, self.run_id = opts, run_id
+        self.bandwidth = bandwidth_gbps or {}
+        self.loss_curves: list[dict] = []
+
+    def rows(self, progress=None):
+        o = self.opts
+        with thread_parity(o.threads) as threads:
+            self.threads = threads
+            for ds_name in o.datasets:
+                ds = datasets.load(ds_name, o.seed)
+                w0, b0 = datasets.init_params(ds.d, o.seed, ds.init_scale)
+                n_iters = o.iters or default_iters(ds.n, ds.d)
+                opt = dataset_optimum(ds_name, o.seed)
+                for dtype, form in itertools.product(o.dtypes, o.formulations):
+                    cfg = dict(lr=o.lr, n_iters=n_iters, dtype=dtype, formulation=form)
+                    ref = None
+                    for backend, device in itertools.product(o.backends, o.devices):
+                        if progress:
+                            progress(f"{ds_name} {dtype} {form} {backend}@{device}")
+                        if ref is None:
+                            ref = reference(ds.X, ds.y, w0, b0, TrainConfig(**cfg))
+                        yield self._one(ds, w0, b0, TrainConfig(device=device, **cfg), backend, ref, opt)
+
+    def _one(self, ds, w0, b0, config, backend, ref, opt) -> dict:
+        o = self.opts
+        row = {
+            "run_id": self.run_id, "backend": backend, "device": config.device, "dtype": config.dtype,
+            "formulation": config.formulation, "dataset": ds.name, "n": ds.n, "d": ds.d,
+            "n_iters": config.n_iters, "lr": config.lr, "threads": self.threads,
+            "bytes_per_step": bytes_per_step(ds.n, ds.d, config.dtype), "optimum_loss": opt.loss,
+            "tolerance": tolerance(config.dtype, config.n_iters, ds.n, ds.d),
+        }
+        try:
+            trainer = create_trainer(backend, config)
+        except DeviceUnavailableError as exc:
+            return {**row, "status": "skipped", "reason": str(exc)}
+        try:
+            _, row["transfer_s"] = timed(trainer.prepare, ds.X, ds.y, w0, b0)
+            m = measure(trainer, o.repeats, o.warmup, o.budget_s)
+            res = trainer.result()
+        except DeviceUnavailableError as exc:  # e.g. a compiler found missing at first call
+            return {**row, "status": "skipped", "reason": str(exc)}
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # a backend bug must not cost the other rows
+            return {**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        row.update(m.as_dict())
+        row["achieved_gbps"] = row["bytes_per_step"] / row["time_per_iter_s"] / 1e9
+        peak = self.bandwidth.get("device" if config.device != "cpu" else "host")
+        if peak:
+            row["roofline_fraction"] = row["achieved_gbps"] / peak
+        row["final_loss"] = float(res.losses[-1])
+        row["first_nonfinite_step"] = res.first_nonfinite_step
+        if res.diverged:
+            return {**row, "verdict": "fail", "status": "diverged",
+                    "reason": f"loss or parameters non-finite from step {res.first_nonfinite_step}"}
+        agreement = compare(res, ref, row["tolerance"])
+        row.update(agreement.as_dict())
+        row["saturated"] = saturated_count(ds.X, ref.w, ref.b, config.dtype)
+        row["suboptimality"] = opt.suboptimality(ds.X, ds.y, res.w, res.b)
+        row["rel_dist_opt"] = opt.rel_distance(res.w, res.b)
+        row["time_to_target_s"] = time_to_target(res.losses, opt.loss, o.target, config.record_every,
+                                                 row["time_per_iter_s"])
+        row["status"], row["reason"] = "ok", ""
+        if not agreement.ok:
+            row["reason"] = (f"differs from the float64 reference: rel Δparam {agreement.rel_dparam:.2e}, "
+                             f"rel Δloss {agreement.rel_dloss:.2e} > tolerance {agreement.tolerance:.2e}")
+            if row["saturated"] and config.formulation == "probs":
+                row["reason"] += (f"; {row['saturated']} samples have sigmoid rounded to 0/1 in {config.dtype}, where "
+                                  "autograd through sigmoid->BCE gives 0 but p - y does not (use logits)")
+        stride = max(1, len(res.losses) // LOSS_POINTS)
+        self.loss_curves.append({
+            "backend": backend, "device": config.device, "dtype": config.dtype,
+            "formulation": config.formulation, "dataset": ds.name,
+            "step": np.arange(0, len(res.losses), stride) * config.record_every, "loss": res.losses[::stride],
+        })
+        return row

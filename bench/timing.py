@@ -1,0 +1,110 @@
+"""Honest timing: equal thread counts, warm-up, device sync inside the timed region, statistics.
+
+``run()`` of every backend returns only after its device work is done (the contract), so the
+clock stopped right after it measures the work itself, not the time to queue it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+NOISY_IQR_FRACTION = 0.10
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def thread_parity(threads: int | None):
+    """Give torch (``set_num_threads``), the BLAS/OpenMP pools under NumPy (threadpoolctl) and
+    numba (when imported) the same thread count; restore torch's on exit. Yields the count."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = threads or available_cores()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    numba_before = None
+    try:
+        import sys
+
+        if "numba" in sys.modules:
+            import numba
+
+            numba_before = numba.get_num_threads()
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        with threadpool_limits(limits=threads):
+            yield threads
+    finally:
+        torch.set_num_threads(before)
+        if numba_before is not None:
+            import numba
+
+            numba.set_num_threads(numba_before)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Wall times of ``rounds`` calls of ``run()`` (seconds), each of ``n_iters`` steps."""
+
+    times: tuple[float, ...]
+    n_iters: int
+    warmup_rounds: int = 1
+
+    def _q(self, q):
+        return float(np.percentile(self.times, q))
+
+    @property
+    def median(self) -> float:
+        return self._q(50)
+
+    @property
+    def iqr(self) -> float:
+        return self._q(75) - self._q(25)
+
+    @property
+    def noisy(self) -> bool:
+        """torch.utils.benchmark's rule of thumb: IQR above 10% of the median."""
+        return self.iqr > NOISY_IQR_FRACTION * self.median
+
+    def as_dict(self) -> dict:
+        t = np.asarray(self.times)
+        return {
+            "rounds": len(t), "warmup_rounds": self.warmup_rounds,
+            "time_median_s": self.median, "time_iqr_s": self.iqr, "time_min_s": float(t.min()),
+            "time_max_s": float(t.max()), "time_mean_s": float(t.mean()),
+            "time_stddev_s": float(t.std(ddof=1)) if len(t) > 1 else 0.0,
+            "time_per_iter_s": self.median / self.n_iters, "iqr_per_iter_s": self.iqr / self.n_iters,
+            "noisy": self.noisy,
+        }
+
+
+def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None) -> Measurement:
+    """Time ``trainer.run()``: ``warmup`` untimed calls, then ``rounds`` timed ones (at least 3;
+    fewer than ``rounds`` when ``budget_s`` would be exceeded)."""
+    for _ in range(warmup):
+        trainer.run()
+    times = []
+    for i in range(rounds):
+        t0 = time.perf_counter()
+        trainer.run()
+        times.append(time.perf_counter() - t0)
+        if budget_s is not None and i >= 2 and sum(times) > budget_s:
+            break
+    return Measurement(tuple(times), trainer.config.n_iters, warmup)
+
+
+def timed(fn, *args):
+    """``(fn(*args), seconds)``."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
