@@ -39,3 +39,8 @@ def train(factory, config, X, y, w0, b0):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--bench-out", default="results/benchmarks",
+                     help="folder for the benchmark CSV (<run-id>.csv, latest.csv, <run-id>.env.json)")
