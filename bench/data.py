@@ -6,7 +6,7 @@ Every backend of a comparison gets the same host arrays from here and the same `
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def _short(n: int) -> str:
     return str(n)
 
 
-_SIZE = re.compile(r"^synthetic-(\d+)([kM]?)x(\d+)(?:-x([0-9.]+))?$")
+_SIZE = re.compile(r"^synthetic-(\d+)([kM]?)x(\d+)(?:-x(\d+(?:\.\d*)?(?:e[+-]?\d+)?))?$")
 
 
 def parse_name(name: str) -> tuple[int, int, float] | None:
@@ -86,7 +86,7 @@ def load(name: str, seed: int = 0) -> Dataset:
     if spec is None:
         return iris()
     n, d, scale = spec
-    return synthetic(n, d, seed=seed, scale=scale)
+    return replace(synthetic(n, d, seed=seed, scale=scale), name=name)
 
 
 def init_params(d: int, seed: int = 0, scale: float = 1.0) -> tuple[np.ndarray, float]:

@@ -1,0 +1,148 @@
+"""The harness itself: CSV schema and dtypes, summary, statuses, CLI errors, interruption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import records
+from bench.cli import main
+from bench.report import summary_markdown
+from bench.timing import Measurement
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--datasets", "iris", "--iters", "30", "--repeats", "3", "--budget", "1"]
+
+
+def _cli(*args, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["run", *SMALL, "--backends", "numpy", "torch", "--devices", "cpu", "cuda:9",
+                 "--formulations", "probs", "--out", str(out)])
+    return code, out
+
+
+def test_run_writes_every_file(small_run):
+    code, out = small_run
+    assert code == 0
+    for name in ("runs.csv", "env.json", "summary.md", "losses.csv", "loss_curves.png", "time_vs_n.png"):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_csv_schema_and_dtypes(small_run):
+    _, out = small_run
+    df = records.read_runs(out / "runs.csv")
+    assert list(df.columns) == list(records.SCHEMA)
+    for col, dtype in records.SCHEMA.items():
+        assert str(df[col].dtype) == dtype, col
+    ok = df[df.status == "ok"]
+    assert len(ok) == 4  # numpy, torch x float32, float64 on cpu
+    assert set(ok.verdict) == {"pass"}
+    assert (ok.n == 100).all() and (ok.d == 4).all() and (ok.n_iters == 30).all() and (ok.lr == 0.01).all()
+    assert (ok.time_per_iter_s > 0).all() and (ok.time_iqr_s >= 0).all() and (ok.rounds >= 3).all()
+    assert (ok.time_per_iter_s == ok.time_median_s / ok.n_iters).all()
+    assert (ok.transfer_s > 0).all() and (ok.threads >= 1).all() and (ok.achieved_gbps > 0).all()
+    assert ok.run_id.nunique() == 1
+    assert (ok.suboptimality > 0).all(), "30 steps cannot reach the optimum"
+    assert ok.optimum_loss.round(3).eq(0.059).all()
+    env = pd.read_json(out / "env.json", typ="series")
+    assert env["run_id"] == ok.run_id.iloc[0]
+    assert {"numpy", "torch", "sklearn", "pandas", "cupy"} <= set(env["versions"])
+    assert env["cpu"]["model"] and env["git_sha"] and env["blas"]
+
+
+def test_unavailable_device_is_a_skipped_row(small_run):
+    _, out = small_run
+    df = records.read_runs(out / "runs.csv")
+    skipped = df[df.device == "cuda:9"]
+    assert len(skipped) == 4 and set(skipped.status) == {"skipped"}
+    assert skipped.reason.str.contains("cuda:9").all()
+    assert skipped.time_median_s.isna().all()
+
+
+def test_summary_table(small_run):
+    _, out = small_run
+    df = records.read_runs(out / "runs.csv")
+    md = (out / "summary.md").read_text()
+    assert md == summary_markdown(df) + "\n"
+    assert "## iris (n=100, d=4), float32, 30 steps" in md and "## iris (n=100, d=4), float64, 30 steps" in md
+    assert "| numpy | cpu | probs |" in md and "| torch | cpu | probs |" in md
+    numpy_row = next(line for line in md.splitlines() if line.startswith("| numpy | cpu | probs |"))
+    assert "| 1.00× |" in numpy_row and "| pass |" in numpy_row
+    assert "skipped:" in md
+
+
+def test_diverged_row_keeps_the_run_going(tmp_path):
+    code = main(["run", "--datasets", "synthetic-200x4-x1e20", "iris", "--iters", "20", "--repeats", "3",
+                 "--backends", "numpy", "--devices", "cpu", "--dtypes", "float32", "--formulations", "logits",
+                 "--lr", "1e6", "--out", str(tmp_path)])
+    df = records.read_runs(tmp_path / "runs.csv")
+    assert code == 0
+    bad = df[df.dataset == "synthetic-200x4-x1e20"].iloc[0]
+    assert bad.status == "diverged" and "non-finite from step" in bad.reason and bad.verdict == "fail"
+    assert df[df.dataset == "iris"].status.tolist() == ["ok"]
+
+
+def test_noisy_flag():
+    assert Measurement((1.0, 1.0, 1.0, 1.0), 10).noisy is False
+    assert Measurement((1.0, 1.5, 2.0, 2.5), 10).noisy is True
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backends", "jax"], "--backends must be among ['numpy', 'torch', 'torch-manual'"),
+    (["--devices", "tpu"], "--devices must be among cpu, cuda, cuda:N, mps, got 'tpu'"),
+    (["--datasets", "mnist"], "--datasets: dataset must be 'iris' or 'synthetic-<n>x<d>"),
+    (["--dtypes", "float16"], "--dtypes must be among ['float32', 'float64'], got 'float16'"),
+    (["--iters", "0"], "argument --iters: expected a positive integer, got '0'"),
+    (["--out", "/proc/version/x"], "--out must be a folder that can be written"),
+])
+def test_cli_errors_are_one_line_exit_2(args, message):
+    proc = _cli("run", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_unwritable_out_is_refused_before_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    t0 = time.perf_counter()
+    proc = _cli("run", "--out", str(blocker / "sub"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert time.perf_counter() - t0 < 30  # refused at once, not after the default matrix
+
+
+def test_interrupt_keeps_finished_rows(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--datasets", "iris", "--iters", "2000", "--repeats", "3",
+         "--backends", "numpy", "torch", "torch-manual", "--devices", "cpu", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    csv = tmp_path / "runs.csv"
+    deadline = time.time() + 120
+    while not csv.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert csv.exists(), "no row was written"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    df = records.read_runs(csv)
+    assert 1 <= len(df) < 12
+    assert df.status.iloc[0] == "ok"
+    assert (tmp_path / "env.json").exists()
+    assert not list(tmp_path.glob(".*.tmp")), "a temp file was left behind"
