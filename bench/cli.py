@@ -100,9 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=_positive_float, default=1e-3,
                      help="suboptimality that defines time-to-target (default: 1e-3)")
-    run.add_argument("--budget", type=_positive_float, default=2.0,
-                     help="seconds per row after which repeating stops (>= 3 rounds; default: 2)")
+    run.add_argument("--budget", type=_positive_float, default=1.0,
+                     help="seconds per row after which repeating stops (>= 3 rounds; default: 1)")
     run.set_defaults(func=cmd_run)
+
+    grad = sub.add_parser("grad", help="compare gradients: hand-derived vs autograd vs finite differences")
+    _add_matrix_args(grad, ("iris",))
+    grad.add_argument("--random-points", type=_positive_int, default=2, help="random parameter points (default: 2)")
+    grad.set_defaults(func=cmd_grad)
+
+    traj = sub.add_parser("trajectory", help="run two backends in lockstep and report where they part")
+    _add_matrix_args(traj, ("synthetic-1000x10-x8",))
+    traj.add_argument("--a", default="numpy", help="first backend (default: numpy)")
+    traj.add_argument("--b", default="torch", help="second backend (default: torch)")
+    traj.set_defaults(func=cmd_trajectory)
     return parser
 
 
@@ -167,7 +178,7 @@ def cmd_run(args) -> int:
     report.plot_loss_curves(cmp.loss_curves, out / "loss_curves.png",
                             optimum_loss=float(opt_loss.iloc[0]) if len(opt_loss) else None)
     report.plot_time_vs_n(df, out / "time_vs_n.png", floor_gbps=bandwidth.get("host_read"))
-    report.print_summary(df, Console())
+    report.print_summary(df, Console(width=None if sys.stdout.isatty() else 140))
     counts = df.status.value_counts().to_dict()
     fails = int((df.verdict == "fail").sum())
     console.print(f"wrote {out}/ (runs.csv, env.json, summary.md, losses.csv, plots): "
@@ -175,6 +186,82 @@ def cmd_run(args) -> int:
     if interrupted:
         return 130
     return 1 if (df.status == "failed").any() else 0
+
+
+def _out_folder(args, kind):
+    from . import records
+
+    try:
+        return records.check_writable(args.out or RESULTS / kind / records.new_run_id())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _print_table(df, title, columns):
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for _, r in df[columns].iterrows():
+        t.add_row(*[f"{v:.2e}" if isinstance(v, float) else str(v) for v in r])
+    Console(width=None if sys.stdout.isatty() else 160).print(t)
+
+
+def cmd_grad(args) -> int:
+    import pandas as pd
+
+    from . import records
+    from .data import load
+    from .gradcheck import COLUMNS, compare_gradients, points
+
+    _common(args)
+    out = _out_folder(args, "grad")
+    frames = []
+    for name in args.datasets:
+        ds = load(name, args.seed)
+        pts = points(ds, args.seed, lr=args.lr, n_random=args.random_points)
+        rows = compare_gradients(ds, args.backends, args.dtypes, args.formulations, args.devices[0], args.seed, pts)
+        frames.append(pd.DataFrame(rows, columns=COLUMNS))
+    df = pd.concat(frames, ignore_index=True)
+    records.write_csv(df, out / "gradients.csv")
+    _print_table(df, "gradient comparison (relative errors are normwise)",
+                 ["dataset", "point", "formulation", "dtype", "method_a", "method_b", "max_rel_err", "tolerance",
+                  "passed", "saturated"])
+    unexplained = df[~df.passed & (df.saturated == 0)]
+    print(f"wrote {out / 'gradients.csv'}: {len(df)} comparisons, {int((~df.passed).sum())} outside tolerance "
+          f"({len(unexplained)} without saturation to explain them; see the note column)")
+    return 1 if len(unexplained) else 0
+
+
+def cmd_trajectory(args) -> int:
+    import pandas as pd
+
+    from . import records
+    from .data import load
+    from .trajectory import lockstep
+
+    _common(args)
+    for name in (args.a, args.b):
+        if name not in BACKENDS:
+            raise UsageError(f"--a/--b must be among {list(BACKENDS)}, got {name!r}")
+    out = _out_folder(args, "trajectory")
+    rows, curves = [], []
+    for name in args.datasets:
+        ds = load(name, args.seed)
+        for dtype in args.dtypes:
+            for form in args.formulations:
+                tr = lockstep(ds, args.a, args.b, dtype, form, args.iters or 1000, args.lr, args.seed, args.devices[0])
+                rows.append(tr.as_row())
+                curves.append(pd.DataFrame({"dataset": name, "dtype": dtype, "formulation": form,
+                                            "step": range(1, tr.n_iters + 1), "rel_deviation": tr.deviations}))
+    df = pd.DataFrame(rows)
+    records.write_csv(df, out / "trajectory.csv")
+    records.write_csv(pd.concat(curves, ignore_index=True), out / "trajectory_steps.csv")
+    _print_table(df, f"lockstep {args.a} vs {args.b}", list(df.columns))
+    print(f"wrote {out / 'trajectory.csv'} and trajectory_steps.csv")
+    return 0
 
 
 def main(argv=None) -> int:

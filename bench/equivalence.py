@@ -101,11 +101,16 @@ def reference(X, y, w0, b0, config: TrainConfig) -> TrainResult:
     return trainer.result()
 
 
+BCE_BACKWARD_EPS = 1e-12  # torch's binary_cross_entropy backward divides by max(p (1 - p), 1e-12)
+
+
 def saturated_count(X, w, b, dtype: str) -> int:
-    """Samples whose ``sigmoid(X w + b)``, computed in ``dtype``, rounds to exactly 0 or 1: where
-    autograd through sigmoid->BCE and the hand-derived ``p - y`` part ways."""
+    """Samples where sigmoid saturates for the ``probs`` formulation, computed in ``dtype``:
+    ``p (1 - p) < 1e-12`` (``|z| > 27.6``), which includes ``p`` rounded to exactly 0 or 1
+    (``z > 16.6`` in float32, ``36.7`` in float64). There autograd through sigmoid->BCE returns
+    ``(p - y) p (1 - p) / 1e-12`` (0 once ``p`` is 0 or 1) instead of the hand-derived ``p - y``."""
     dt = np.dtype(dtype)
     z = np.asarray(X, dtype=dt) @ np.asarray(w, dtype=dt) + dt.type(b)
     with np.errstate(over="ignore"):
         p = 1 / (1 + np.exp(-z))
-    return int(np.count_nonzero((p == 0) | (p == 1)))
+    return int(np.count_nonzero(p * (1 - p) < BCE_BACKWARD_EPS))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .optimum import dataset_optimum, time_to_target
 from .timing import measure, thread_parity, timed
 
 DEFAULT_DATASETS = ("iris", "synthetic-10kx100", "synthetic-200kx100")
+WARMUP_STEPS = 100  # warm-up run length (same backend, shapes, dtype, device)
 LOSS_POINTS = 500  # loss-curve points kept per run for losses.csv and the plot
 
 
@@ -36,9 +37,9 @@ def default_devices() -> tuple[str, ...]:
 
 
 def default_iters(n: int, d: int) -> int:
-    """The seed's 5000 steps where a step is cheap; fewer on big data (about 2e8 multiply-adds
+    """The seed's 5000 steps where a step is cheap; fewer on big data (about 1e8 multiply-adds
     per run, at least 10 steps) so the default run stays within its time budget."""
-    return int(max(10, min(5000, 2e8 // (n * d))))
+    return int(max(10, min(5000, 1e8 // (n * d))))
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class RunOptions:
     lr: float = 0.01
     seed: int = 0
     target: float = 1e-3  # suboptimality defining time-to-target
-    budget_s: float = 2.0  # per row: stop repeating (after 3 rounds) past this many seconds
+    budget_s: float = 1.0  # per row: stop repeating (after 3 rounds) past this many seconds
     optimum: bool = True  # fit scikit-learn's optimum per dataset (suboptimality, time-to-target)
 
     def n_cases(self) -> int:
@@ -122,7 +123,12 @@ class Comparison:
             return {**row, "status": "skipped", "reason": str(exc)}
         try:
             _, row["transfer_s"] = timed(trainer.prepare, ds.X, ds.y, w0, b0)
-            m = measure(trainer, o.repeats, o.warmup, o.budget_s)
+            warm = None
+            if config.n_iters > WARMUP_STEPS:
+                warm = create_trainer(backend, replace(config, n_iters=WARMUP_STEPS))
+                warm.prepare(ds.X, ds.y, w0, b0)
+            m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
+            del warm
             res = trainer.result()
         except DeviceUnavailableError as exc:  # e.g. a compiler found missing at first call
             return {**row, "status": "skipped", "reason": str(exc)}

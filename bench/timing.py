@@ -88,11 +88,15 @@ class Measurement:
         }
 
 
-def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None) -> Measurement:
-    """Time ``trainer.run()``: ``warmup`` untimed calls, then ``rounds`` timed ones (at least 3;
-    fewer than ``rounds`` when ``budget_s`` would be exceeded)."""
+def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None, warm=None) -> Measurement:
+    """Time ``trainer.run()``: ``warmup`` untimed calls first, then ``rounds`` timed ones (at
+    least 3; fewer than ``rounds`` once ``budget_s`` is spent).
+
+    ``warm``, if given, is an already prepared trainer of the same backend, shapes, dtype and
+    device but fewer steps: its ``run()`` serves as the warm-up (same code paths, same lazily
+    initialised or compiled kernels) without paying for a full-length untimed run."""
     for _ in range(warmup):
-        trainer.run()
+        (warm or trainer).run()
     times = []
     for i in range(rounds):
         t0 = time.perf_counter()

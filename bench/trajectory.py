@@ -1,0 +1,69 @@
+"""Lockstep trajectories: two backends step by step from the same init, compared at every step.
+
+Each backend follows its *own* trajectory in its own dtype: every step is one call of its
+``run()`` (``n_iters=1``) from the parameters its previous step produced (float32 values survive
+the float64 round trip exactly), so the path is the one its ``run()`` would take. After each
+step the two parameter vectors are compared with the equivalence tolerance at that step count,
+``u sqrt(k) (1 + d + log2 n)`` (see ``bench.equivalence``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from implementations import TrainConfig, create_trainer
+
+from .data import Dataset, init_params
+from .equivalence import saturated_count, tolerance
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    a: str
+    b: str
+    dataset: str
+    dtype: str
+    formulation: str
+    n_iters: int
+    first_divergence: int | None  # first step (1-based) beyond tolerance, None = never
+    max_rel_dev: float
+    max_dev_step: int
+    saturated: int  # saturated samples (backend a's parameters) at the first divergence, else at the largest deviation
+    deviations: np.ndarray  # relative parameter deviation after each step
+
+    def as_row(self) -> dict:
+        return {
+            "dataset": self.dataset, "dtype": self.dtype, "formulation": self.formulation, "backend_a": self.a,
+            "backend_b": self.b, "n_iters": self.n_iters,
+            "first_divergence_step": self.first_divergence if self.first_divergence is not None else "never",
+            "max_rel_deviation": self.max_rel_dev, "max_deviation_step": self.max_dev_step,
+            "saturated_at_step": self.saturated,
+        }
+
+
+def lockstep(ds: Dataset, a: str, b: str, dtype: str, formulation: str, n_iters: int, lr: float = 0.01,
+             seed: int = 0, device: str = "cpu") -> Trajectory:
+    w0, b0 = init_params(ds.d, seed, ds.init_scale)
+    cfg = TrainConfig(lr=lr, n_iters=1, dtype=dtype, formulation=formulation, device=device)
+    ta, tb = create_trainer(a, cfg), create_trainer(b, cfg)
+    theta = {a: (w0, b0), b: (w0, b0)}
+    devs = np.empty(n_iters)
+    first, sat_first, sat_worst = None, None, 0
+    for k in range(1, n_iters + 1):
+        for name, tr in ((a, ta), (b, tb)):
+            tr.prepare(ds.X, ds.y, *theta[name])
+            tr.run()
+            res = tr.result()
+            theta[name] = (res.w, res.b)
+        pa, pb = np.append(*theta[a]), np.append(*theta[b])
+        scale = max(np.abs(pa).max(), np.finfo(float).tiny)
+        devs[k - 1] = np.abs(pa - pb).max() / scale if np.all(np.isfinite(pa - pb)) else np.inf
+        if first is None and devs[k - 1] > tolerance(dtype, k, ds.n, ds.d):
+            first, sat_first = k, saturated_count(ds.X, *theta[a], dtype)
+        if devs[k - 1] >= devs[: k - 1].max(initial=-1.0):
+            sat_worst = saturated_count(ds.X, *theta[a], dtype)
+    worst = int(np.argmax(devs)) + 1
+    sat = sat_first if first is not None else sat_worst
+    return Trajectory(a, b, ds.name, dtype, formulation, n_iters, first, float(devs.max()), worst, sat, devs)
