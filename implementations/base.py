@@ -31,6 +31,7 @@ parameters *before* that step's update; there are ``ceil(n_iters / record_every)
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -57,14 +58,16 @@ class TrainConfig:
     record_every: int = 1
 
     def __post_init__(self):
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
+        if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        object.__setattr__(self, "lr", float(self.lr))  # a plain float: numpy scalars would upcast
         for name in ("n_iters", "record_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.formulation not in FORMULATIONS:

@@ -146,3 +146,28 @@ def test_interrupt_keeps_finished_rows(tmp_path):
     assert df.status.iloc[0] == "ok"
     assert (tmp_path / "env.json").exists()
     assert not list(tmp_path.glob(".*.tmp")), "a temp file was left behind"
+
+
+def test_grad_command_writes_the_report(tmp_path):
+    from bench.gradcheck import COLUMNS
+
+    assert main(["grad", "--backends", "numpy", "torch", "--random-points", "1", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "gradients.csv")
+    assert list(df.columns) == COLUMNS
+    sat = df[(df.point == "saturated") & (df.formulation == "probs") & (df.method_a == "numpy")
+             & (df.method_b == "torch")]
+    assert len(sat) == 2 and not sat.passed.any() and sat.note.str.contains("known probs difference").all()
+
+
+def test_trajectory_command(tmp_path):
+    assert main(["trajectory", "--iters", "20", "--dtypes", "float32", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "trajectory.csv").set_index("formulation")
+    assert df.loc["probs", "first_divergence_step"] != "never"
+    assert df.loc["logits", "first_divergence_step"] == "never"
+    steps = pd.read_csv(tmp_path / "trajectory_steps.csv")
+    assert len(steps) == 40 and {"step", "rel_deviation"} <= set(steps.columns)
+
+
+def test_trajectory_unknown_backend_is_exit_2():
+    proc = _cli("trajectory", "--a", "jax")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "got 'jax'" in proc.stderr

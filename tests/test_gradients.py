@@ -1,0 +1,148 @@
+"""Hand-derived gradients against oracles from outside the code under test: torch autograd,
+central finite differences, and scikit-learn's optimum."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.data import iris, load, rounded
+from bench.gradcheck import COLUMNS, compare_gradients, finite_difference, points, rounding_bound
+from bench.optimum import fit_optimum, mean_log_loss
+from bench.trajectory import lockstep
+from implementations import BACKENDS, FORMULATIONS, TrainConfig
+
+from .conftest import TRAINERS, train
+
+NON_SATURATED = ("init", "random-0", "random-1", "trained")
+
+
+@pytest.fixture(scope="module")
+def iris_points():
+    ds = iris()
+    return ds, {p.name: p for p in points(ds)}
+
+
+@pytest.fixture(scope="module")
+def report():
+    return pd.DataFrame(compare_gradients(iris()), columns=COLUMNS)
+
+
+@pytest.mark.parametrize("point", NON_SATURATED)
+@pytest.mark.parametrize("form", FORMULATIONS)
+@pytest.mark.parametrize("name", TRAINERS)
+def test_float64_gradient_matches_finite_differences(name, form, point, iris_points):
+    ds, pts = iris_points
+    pt = pts[point]
+    trainer = TRAINERS[name](TrainConfig(dtype="float64", formulation=form))
+    trainer.prepare(ds.X, ds.y, pt.w, pt.b)
+    loss, gw, gb = trainer.loss_and_grad(pt.w, pt.b)
+    fd = finite_difference(ds.X, ds.y, pt.w, pt.b, form)
+    g = np.append(gw, gb)
+    assert np.abs(g - fd).max() <= 1e-8 * np.abs(fd).max()
+    assert loss == pytest.approx(mean_log_loss(ds.X, ds.y, pt.w, pt.b), rel=1e-12)
+
+
+@pytest.mark.parametrize("point", NON_SATURATED)
+@pytest.mark.parametrize("form", FORMULATIONS)
+@pytest.mark.parametrize("name", ["numpy", "torch-manual", "numpy[array_api_strict]"])
+def test_float64_hand_derived_matches_autograd(name, form, point, iris_points):
+    ds, pts = iris_points
+    pt = pts[point]
+    grads = {}
+    for n in (name, "torch"):
+        trainer = TRAINERS[n](TrainConfig(dtype="float64", formulation=form))
+        trainer.prepare(ds.X, ds.y, pt.w, pt.b)
+        grads[n] = np.append(*trainer.loss_and_grad(pt.w, pt.b)[1:])
+    assert np.abs(grads[name] - grads["torch"]).max() <= 1e-12 * np.abs(grads["torch"]).max()
+
+
+@pytest.mark.parametrize("point", NON_SATURATED)
+@pytest.mark.parametrize("form", FORMULATIONS)
+@pytest.mark.parametrize("name", TRAINERS)
+def test_float32_gradient_within_rounding_bound(name, form, point, iris_points):
+    """float32 tolerance: twice the forward-error bound of bench.gradcheck.rounding_bound — the
+    (d+1)-term dot product moving p by p(1-p) times its error, 4 u for exp, division and p - y,
+    and (log2 n + 1) u for the reduction — per coordinate, against float64 finite differences
+    at the same (rounded) point and data."""
+    ds, pts = iris_points
+    pt = pts[point]
+    w, b = rounded(pt.w, "float32"), float(rounded(pt.b, "float32"))
+    Xr = rounded(ds.X, "float32")
+    trainer = TRAINERS[name](TrainConfig(dtype="float32", formulation=form))
+    trainer.prepare(ds.X, ds.y, w, b)
+    g = np.append(*trainer.loss_and_grad(w, b)[1:])
+    fd = finite_difference(Xr, ds.y, w, b, form)
+    bound = rounding_bound(Xr, ds.y, w, b, "float32")
+    assert np.all(np.abs(g - fd) <= 2 * bound)
+    assert np.abs(g - fd).max() > 0  # really computed in float32
+
+
+def test_report_has_every_point_pair_and_column(report):
+    assert list(report.columns) == COLUMNS
+    assert set(report.point) == {"init", "random-0", "random-1", "trained", "saturated"}
+    assert set(report.formulation) == set(FORMULATIONS) and set(report.dtype) == {"float32", "float64"}
+    pairs = set(zip(report.method_a, report.method_b))
+    for name in BACKENDS:
+        assert (name, "finite-diff") in pairs
+    assert ("numpy", "torch") in pairs and ("numpy", "torch-manual") in pairs
+    assert report[report.point.isin(NON_SATURATED)].passed.all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_saturated_probs_difference_is_shown_and_explained(report, dtype):
+    """Known, reported difference (not skipped): at the saturated point autograd through
+    sigmoid->BCE drops samples whose p rounded to 0/1, while p - y keeps them."""
+    sat = report[(report.point == "saturated") & (report.dtype == dtype)]
+    probs = sat[sat.formulation == "probs"].set_index(["method_a", "method_b"])
+    logits = sat[sat.formulation == "logits"]
+    assert (sat.saturated > 0).all()
+    row = probs.loc[("numpy", "torch")]
+    assert not row.passed and row.max_rel_err > 0.1
+    assert "known probs difference" in row.note and "autograd" in row.note and "use logits" in row.note
+    assert probs.loc[("numpy", "torch-manual")].passed  # both hand-derived: the same p - y
+    assert logits.passed.all(), "logits has no saturation gap"
+    assert logits.note.str.contains("harmless with logits").all()
+
+
+def test_well_conditioned_gd_with_lr_1_over_L_reaches_sklearn_optimum():
+    """GD with lr = 1/L, L = λmax([X 1]^T [X 1]) / (4n) the gradient's Lipschitz constant, on
+    standardized non-separable data reaches scikit-learn's unpenalised optimum (float64)."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=400, n_features=5, n_informative=3, n_redundant=0, class_sep=0.5,
+                               flip_y=0.1, random_state=3)
+    X = (X - X.mean(0)) / X.std(0)
+    Xa = np.hstack([X, np.ones((len(y), 1))])
+    eig = np.linalg.eigvalsh(Xa.T @ Xa / len(y))
+    assert eig.max() / eig.min() < 10, "well conditioned"
+    L = eig.max() / 4
+    opt = fit_optimum(X, y)
+    assert opt.converged
+    w0, b0 = np.zeros(5), 0.0
+    for name in TRAINERS:
+        res = train(TRAINERS[name], TrainConfig(lr=1 / L, n_iters=3000, dtype="float64", formulation="logits",
+                                                record_every=100), X, y, w0, b0)
+        assert opt.rel_distance(res.w, res.b) <= 1e-6, name
+        assert mean_log_loss(X, y, res.w, res.b) - opt.loss <= 1e-12
+
+
+def test_seed_settings_are_far_from_the_iris_optimum():
+    ds = iris()
+    opt = fit_optimum(ds.X, ds.y)
+    assert opt.loss == pytest.approx(0.0595, abs=5e-4)
+    from bench.data import init_params
+
+    res = train(TRAINERS["numpy"], TrainConfig(dtype="float64"), ds.X, ds.y, *init_params(4))
+    assert res.losses[-1] == pytest.approx(0.2148, abs=5e-4)
+    assert opt.suboptimality(ds.X, ds.y, res.w, res.b) > 0.1
+
+
+def test_lockstep_probs_parts_ways_in_float32_logits_does_not():
+    ds = load("synthetic-1000x10-x8")
+    probs = lockstep(ds, "numpy", "torch", "float32", "probs", 50)
+    logits = lockstep(ds, "numpy", "torch", "float32", "logits", 50)
+    assert probs.first_divergence is not None and probs.saturated > 0
+    assert logits.first_divergence is None and logits.max_rel_dev < 1e-6
+    assert lockstep(ds, "numpy", "torch-manual", "float32", "probs", 50).first_divergence is None
