@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from implementations import BACKENDS, DTYPES, FORMULATIONS, DeviceUnavailableError, TrainConfig, create_trainer
+from implementations import BACKENDS, DTYPES, FORMULATIONS, BackendUnavailableError, TrainConfig, create_trainer
 from implementations.base import LOG_CLAMP
 
 from .data import Dataset, init_params, rounded
@@ -152,7 +152,7 @@ def compare_gradients(ds: Dataset, backends=tuple(BACKENDS), dtypes=DTYPES, form
         for name in backends:
             try:
                 trainers[name] = create_trainer(name, TrainConfig(dtype=dtype, formulation=form, device=device))
-            except DeviceUnavailableError:
+            except BackendUnavailableError:
                 continue
             trainers[name].prepare(ds.X, ds.y, *init_params(ds.d, seed, ds.init_scale))
         Xr = rounded(ds.X, dtype)

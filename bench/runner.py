@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from implementations import BACKENDS, DTYPES, FORMULATIONS, DeviceUnavailableError, TrainConfig, create_trainer
+from implementations import BACKENDS, DTYPES, FORMULATIONS, BackendUnavailableError, TrainConfig, create_trainer
 
 from . import data as datasets
 from .equivalence import compare, reference, saturated_count, tolerance
@@ -119,7 +119,7 @@ class Comparison:
         }
         try:
             trainer = create_trainer(backend, config)
-        except DeviceUnavailableError as exc:
+        except BackendUnavailableError as exc:
             return {**row, "status": "skipped", "reason": str(exc)}
         try:
             _, row["transfer_s"] = timed(trainer.prepare, ds.X, ds.y, w0, b0)
@@ -130,7 +130,7 @@ class Comparison:
             m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
             del warm
             res = trainer.result()
-        except DeviceUnavailableError as exc:  # e.g. a compiler found missing at first call
+        except BackendUnavailableError as exc:  # e.g. a compiler found missing at first call
             return {**row, "status": "skipped", "reason": str(exc)}
         except (KeyboardInterrupt, MemoryError):
             raise

@@ -14,15 +14,24 @@ and gradient test, and the benchmark matrix, pick it up from this dict.
 
 from __future__ import annotations
 
-from .base import DTYPES, FORMULATIONS, DeviceUnavailableError, Trainer, TrainConfig, TrainResult
+from .base import (DTYPES, FORMULATIONS, BackendUnavailableError, DeviceUnavailableError, Trainer, TrainConfig,
+                   TrainResult)
+from .numba_backend import NumbaTrainer
 from .numpy_backend import NumpyTrainer
+from .numpy_fused import NumpyFusedTrainer
 from .torch_autograd import TorchTrainer
+from .torch_compiled import TorchCompiledTrainer
 from .torch_manual import TorchManualTrainer
 
 BACKENDS: dict[str, type[Trainer]] = {
+    # the seed-faithful entries
     "numpy": NumpyTrainer,
     "torch": TorchTrainer,
     "torch-manual": TorchManualTrainer,
+    # each library at its best, and the compiled reference for the physical limit
+    "numpy-fused": NumpyFusedTrainer,
+    "torch-compiled": TorchCompiledTrainer,
+    "numba": NumbaTrainer,
 }
 
 
@@ -36,6 +45,6 @@ def create_trainer(name: str, config: TrainConfig) -> Trainer:
 
 
 __all__ = [
-    "BACKENDS", "DTYPES", "FORMULATIONS", "DeviceUnavailableError", "Trainer", "TrainConfig",
+    "BACKENDS", "DTYPES", "FORMULATIONS", "BackendUnavailableError", "DeviceUnavailableError", "Trainer", "TrainConfig",
     "TrainResult", "create_trainer",
 ]

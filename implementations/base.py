@@ -42,7 +42,12 @@ FORMULATIONS = ("probs", "logits")
 LOG_CLAMP = -100.0  # torch.nn.functional.binary_cross_entropy clamps log() at -100
 
 
-class DeviceUnavailableError(ValueError):
+class BackendUnavailableError(ValueError):
+    """This backend cannot run here as configured (a missing optional package or compiler, or an
+    unavailable device); the harness records such a row as ``skipped`` with the message."""
+
+
+class DeviceUnavailableError(BackendUnavailableError):
     """The requested device cannot be used here (no CUDA, CuPy not installed, ...)."""
 
 

@@ -13,7 +13,7 @@ import pytest
 from bench.equivalence import compare, saturated_count, tolerance
 from bench.runner import bytes_per_step, default_iters
 from bench.timing import thread_parity
-from implementations import BACKENDS, DTYPES, DeviceUnavailableError, TrainConfig, create_trainer
+from implementations import BACKENDS, DTYPES, BackendUnavailableError, TrainConfig, create_trainer
 
 from .conftest import problem, reference_run
 
@@ -44,7 +44,7 @@ def test_train(benchmark, backend, device, dataset, formulation, dtype, host_ban
     config = TrainConfig(lr=0.01, n_iters=n_iters, dtype=dtype, device=device, formulation=formulation)
     try:
         trainer = create_trainer(backend, config)
-    except DeviceUnavailableError as exc:
+    except BackendUnavailableError as exc:
         pytest.skip(str(exc))
     benchmark.group = f"{dataset} {dtype} {formulation}"
     with thread_parity(None) as threads:
