@@ -13,6 +13,9 @@ from pathlib import Path
 from implementations import BACKENDS, DTYPES, FORMULATIONS
 
 RESULTS = Path("results")
+# n from 1e2 to 1e6 at d = 100, and d = 10 and 1000 at n = 1e4
+SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", "synthetic-100kx100",
+                  "synthetic-1Mx100", "synthetic-10kx10", "synthetic-10kx1000")
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
@@ -104,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds per row after which repeating stops (>= 3 rounds; default: 1)")
     run.set_defaults(func=cmd_run)
 
+    sweep = sub.add_parser("sweep", help="scaling sweep: time per step vs n (and d), with the memory floor")
+    _add_matrix_args(sweep, SWEEP_DATASETS)
+    sweep.set_defaults(func=cmd_sweep, dtypes=["float32"], formulations=["probs"])
+    sweep.add_argument("--repeats", type=_positive_int, default=3, help="timed rounds per row (default: 3)")
+    sweep.add_argument("--budget", type=_positive_float, default=1.0, help="seconds per row (default: 1)")
+
     grad = sub.add_parser("grad", help="compare gradients: hand-derived vs autograd vs finite differences")
     _add_matrix_args(grad, ("iris",))
     grad.add_argument("--random-points", type=_positive_int, default=2, help="random parameter points (default: 2)")
@@ -127,6 +136,11 @@ def _common(args):
     args.formulations = _choices("--formulations", args.formulations, FORMULATIONS)
 
 
+def cmd_sweep(args) -> int:
+    args.warmup, args.target, args.kind, args.optimum = 1, 1e-3, "sweeps", False
+    return cmd_run(args)
+
+
 def cmd_run(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -139,12 +153,13 @@ def cmd_run(args) -> int:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     run_id = records.new_run_id()
     try:
-        out = records.check_writable(args.out or RESULTS / "runs" / run_id)
+        out = records.check_writable(args.out or RESULTS / getattr(args, "kind", "runs") / run_id)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     opts = RunOptions(backends=args.backends, devices=args.devices, datasets=args.datasets, dtypes=args.dtypes,
                       formulations=args.formulations, iters=args.iters, repeats=args.repeats, warmup=args.warmup,
-                      threads=args.threads, lr=args.lr, seed=args.seed, target=args.target, budget_s=args.budget)
+                      threads=args.threads, lr=args.lr, seed=args.seed, target=args.target, budget_s=args.budget,
+                      optimum=getattr(args, "optimum", True))
     console = Console(stderr=True)
     from .roofline import measure_bandwidth
 
@@ -179,6 +194,8 @@ def cmd_run(args) -> int:
                             optimum_loss=float(opt_loss.iloc[0]) if len(opt_loss) else None)
     report.plot_time_vs_n(df, out / "time_vs_n.png", floor_gbps=bandwidth.get("host_read"))
     report.print_summary(df, Console(width=None if sys.stdout.isatty() else 140))
+    for line in report.crossovers(df):
+        console.print(line)
     counts = df.status.value_counts().to_dict()
     fails = int((df.verdict == "fail").sum())
     console.print(f"wrote {out}/ (runs.csv, env.json, summary.md, losses.csv, plots): "

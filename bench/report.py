@@ -154,5 +154,22 @@ def loss_frame(curves: list[dict]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[["backend", "device", "dtype", "formulation", "dataset", "step", "loss"]]
 
 
+def crossovers(df: pd.DataFrame) -> list[str]:
+    """Per backend and dtype: the smallest n at which its GPU row beats its CPU row."""
+    ok = df[(df.status == "ok") & df.time_per_iter_s.notna()]
+    gpus = sorted(set(ok.device) - {"cpu"})
+    if not gpus:
+        return ["GPU/CPU crossover: no GPU row in this run"]
+    lines = []
+    for (backend, dtype, form, dev), g in ok[ok.device.isin(gpus)].groupby(["backend", "dtype", "formulation", "device"]):
+        cpu = ok[(ok.backend == backend) & (ok.dtype == dtype) & (ok.formulation == form) & (ok.device == "cpu")]
+        both = g.merge(cpu, on=["dataset", "n", "d"], suffixes=("_gpu", "_cpu"))
+        faster = both[both.time_per_iter_s_gpu < both.time_per_iter_s_cpu].sort_values("n")
+        where = f"n >= {int(faster.n.iloc[0])} (d={int(faster.d.iloc[0])})" if len(faster) else "never in this run"
+        lines.append(f"GPU/CPU crossover, {backend} {dtype} {form}: {dev} faster from {where}")
+    return lines
+
+
 def write_summary(df: pd.DataFrame, path: Path) -> None:
-    write_text(summary_markdown(df) + "\n", path)
+    text = summary_markdown(df) + "\n\n" + "\n".join(f"- {line}" for line in crossovers(df)) + "\n"
+    write_text(text, path)

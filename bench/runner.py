@@ -17,6 +17,7 @@ from implementations import BACKENDS, DTYPES, FORMULATIONS, BackendUnavailableEr
 
 from . import data as datasets
 from .equivalence import compare, reference, saturated_count, tolerance
+from .memory import PeakMemory
 from .optimum import dataset_optimum, time_to_target
 from .timing import measure, thread_parity, timed
 
@@ -127,8 +128,10 @@ class Comparison:
             if config.n_iters > WARMUP_STEPS:
                 warm = create_trainer(backend, replace(config, n_iters=WARMUP_STEPS))
                 warm.prepare(ds.X, ds.y, w0, b0)
-            m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
+            with PeakMemory(config.device) as peak:
+                m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
             del warm
+            row["peak_mem_mb"] = peak.mb
             res = trainer.result()
         except BackendUnavailableError as exc:  # e.g. a compiler found missing at first call
             return {**row, "status": "skipped", "reason": str(exc)}
