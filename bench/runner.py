@@ -21,7 +21,7 @@ from .memory import PeakMemory
 from .optimum import dataset_optimum, time_to_target
 from .timing import measure, thread_parity, timed
 
-DEFAULT_DATASETS = ("iris", "synthetic-10kx100", "synthetic-200kx100")
+DEFAULT_DATASETS = ("iris", "synthetic-10kx100", "synthetic-100kx100")
 WARMUP_STEPS = 100  # warm-up run length (same backend, shapes, dtype, device)
 LOSS_POINTS = 500  # loss-curve points kept per run for losses.csv and the plot
 

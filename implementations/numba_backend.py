@@ -15,8 +15,6 @@ so NaN and inf still propagate and a diverging run is still reported.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
@@ -30,26 +28,28 @@ def _build_kernel():
     @numba.njit(parallel=True, fastmath={"reassoc", "contract"}, cache=True)
     def grad_kernel(X, y, w, b, rows, logits, record, gw_parts, gb_parts, loss_parts):
         n, d = X.shape
-        nblocks = gw_parts.shape[0]
-        for t in numba.prange(nblocks):
-            acc = gw_parts[t]
-            acc[:] = 0
-            gb = 0.0
-            ls = 0.0
+        one = X.dtype.type(1)  # keep float32 math in float32 (a 1.0 literal would promote to float64)
+        zero = X.dtype.type(0)
+        clamp = X.dtype.type(LOG_CLAMP)
+        for t in numba.prange(gw_parts.shape[0]):
+            acc = np.zeros(d, X.dtype)  # block-private: provably unaliased, so the axpy vectorises
+            gb = zero
+            ls = zero
             for i in range(t * rows, min(n, (t + 1) * rows)):
                 z = b
                 for j in range(d):
                     z += X[i, j] * w[j]
-                p = 1.0 / (1.0 + math.exp(-z))
+                p = one / (one + np.exp(-z))
                 r = p - y[i]
                 for j in range(d):
                     acc[j] += r * X[i, j]
                 gb += r
                 if record:
                     if logits:
-                        ls += max(z, 0.0) + math.log1p(math.exp(-abs(z))) - y[i] * z
+                        ls += max(z, zero) + np.log1p(np.exp(-abs(z))) - y[i] * z
                     else:
-                        ls -= y[i] * max(math.log(p), LOG_CLAMP) + (1 - y[i]) * max(math.log1p(-p), LOG_CLAMP)
+                        ls -= y[i] * max(np.log(p), clamp) + (one - y[i]) * max(np.log1p(-p), clamp)
+            gw_parts[t] = acc
             gb_parts[t] = gb
             loss_parts[t] = ls
 

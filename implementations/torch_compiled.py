@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ._torch_common import synchronize, to_device, to_host, torch_device
 from .base import BackendUnavailableError, Trainer
 
-STEPS_PER_CALL = 10
+STEPS_PER_CALL = 5  # 56 µs/step on Iris here (10: 40 µs, 1: 173 µs); compile time grows with it (25 s vs 39 s cold)
 
 
 def _step(X, y, w, b, lr: float, n: int):
