@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the main comparison: timings, equivalence, CSV, summary, plots")
     _add_matrix_args(run, None)
-    run.add_argument("--repeats", type=_positive_int, default=5, help="timed rounds per row (default: 5)")
+    run.add_argument("--repeats", type=_positive_int, default=3, help="timed rounds per row (default: 3)")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=_positive_float, default=1e-3,
                      help="suboptimality that defines time-to-target (default: 1e-3)")

@@ -93,6 +93,9 @@ def plot_time_vs_n(df: pd.DataFrame, path: Path, floor_gbps: float | None = None
     ok = df[(df.status == "ok") & df.time_per_iter_s.notna()]
     if ok.empty:
         return False
+    # one width d per plot: the one with the most sizes n (a sweep also varies d at fixed n)
+    d = ok.groupby("d").n.nunique().idxmax()
+    ok = ok[ok.d == d]
     dtypes = list(dict.fromkeys(ok.dtype))
     fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.5), squeeze=False, sharey=True)
     for ax, dtype in zip(axes[0], dtypes):
@@ -109,7 +112,7 @@ def plot_time_vs_n(df: pd.DataFrame, path: Path, floor_gbps: float | None = None
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("n (samples)")
-        ax.set_title(f"{dtype}, {form}")
+        ax.set_title(f"{dtype}, {form}, d = {d}")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("median time per step (s)")
     axes[0][-1].legend(fontsize=8)
