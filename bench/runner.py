@@ -8,7 +8,6 @@ reference on the same (rounded) data and init -> row -> CSV, written as each row
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import DeviceUnavailableError
+from .base import DeviceUnavailableError, Trainer
 
 
 def torch_device(device: str, dtype: str) -> torch.device:
@@ -45,3 +45,25 @@ def to_device(a: np.ndarray, dtype: str, dev: torch.device) -> torch.Tensor:
 
 def to_host(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
+
+
+class TorchTrainerBase(Trainer):
+    """Device resolution and ``prepare`` shared by the torch backends. ``seed_shapes`` keeps the
+    article's layout (``w`` as ``(1, d)``, ``y`` as ``(n, 1)``) for ``F.linear``; otherwise 1-D."""
+
+    seed_shapes = False
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.dev = torch_device(config.device, config.dtype)
+
+    def _prepare(self, X, y, w0, b0):
+        dt, dev = self.config.dtype, self.dev
+        self.X = to_device(X, dt, dev)
+        self.y = to_device(y.reshape(-1, 1) if self.seed_shapes else y, dt, dev)
+        self.w0 = to_device(w0.reshape(1, -1) if self.seed_shapes else w0, dt, dev)
+        self.b0 = to_device([b0], dt, dev)
+        synchronize(dev)
+
+    def _result(self):
+        return to_host(self._w), to_host(self._b), to_host(self._losses)

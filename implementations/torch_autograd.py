@@ -24,24 +24,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._torch_common import synchronize, to_device, to_host, torch_device
-from .base import Trainer
+from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
 
 
-class TorchTrainer(Trainer):
+class TorchTrainer(TorchTrainerBase):
     name = "torch"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.dev = torch_device(config.device, config.dtype)
-
-    def _prepare(self, X, y, w0, b0):
-        dt, dev = self.config.dtype, self.dev
-        self.X = to_device(X, dt, dev)
-        self.y = to_device(y.reshape(-1, 1), dt, dev)
-        self.w0 = to_device(w0.reshape(1, -1), dt, dev)
-        self.b0 = to_device([b0], dt, dev)
-        synchronize(dev)
+    seed_shapes = True
 
     def _loss(self, w, b):
         z = F.linear(self.X, w, b)
@@ -66,9 +54,6 @@ class TorchTrainer(Trainer):
                 losses.append(loss.detach())  # stays on the device: no per-step sync
         self._w, self._b, self._losses = w.detach(), b.detach(), torch.stack(losses)
         synchronize(self.dev)
-
-    def _result(self):
-        return to_host(self._w), to_host(self._b), to_host(self._losses)
 
     def _loss_and_grad(self, w, b):
         w = to_device(w.reshape(1, -1), self.config.dtype, self.dev).requires_grad_(True)

@@ -27,8 +27,8 @@ import shutil
 import torch
 import torch.nn.functional as F
 
-from ._torch_common import synchronize, to_device, to_host, torch_device
-from .base import BackendUnavailableError, Trainer
+from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
+from .base import BackendUnavailableError
 
 STEPS_PER_CALL = 5  # 56 µs/step on Iris here (10: 40 µs, 1: 173 µs); compile time grows with it (25 s vs 39 s cold)
 COMPILE_MAX_N = 4096  # CPU: larger n runs eagerly (see the module docstring)
@@ -60,22 +60,15 @@ def _has_cxx() -> bool:
     return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
 
 
-class TorchCompiledTrainer(Trainer):
+class TorchCompiledTrainer(TorchTrainerBase):
     name = "torch-compiled"
 
     def __init__(self, config):
         super().__init__(config)
-        self.dev = torch_device(config.device, config.dtype)
         if self.dev.type == "cpu" and not _has_cxx():
             raise BackendUnavailableError("torch-compiled on cpu needs a C++ compiler (none of g++, c++, clang++ found)")
         if self.dev.type == "mps":
             raise BackendUnavailableError("torch-compiled: torch.compile is not supported on 'mps' here")
-
-    def _prepare(self, X, y, w0, b0):
-        dt, dev = self.config.dtype, self.dev
-        self.X, self.y = to_device(X, dt, dev), to_device(y, dt, dev)
-        self.w0, self.b0 = to_device(w0, dt, dev), to_device([b0], dt, dev)
-        synchronize(dev)
 
     @torch.no_grad()
     def _run(self):
@@ -99,15 +92,13 @@ class TorchCompiledTrainer(Trainer):
         self._w, self._b, self._losses = w, b, all_losses[:: cfg.record_every]
         synchronize(self.dev)
 
-    def _result(self):
-        return to_host(self._w), to_host(self._b), to_host(self._losses)
-
     @torch.no_grad()
     def _loss_and_grad(self, w, b):
         dt = self.config.dtype
         w, b = to_device(w, dt, self.dev), to_device([b], dt, self.dev)
         z = torch.addmv(b, self.X, w)
         p = torch.sigmoid(z)
-        loss = _step(self.X, self.y, w, b, 1.0, self.n)[2][0 if self.config.formulation == "probs" else 1]
+        loss = (F.binary_cross_entropy(p, self.y) if self.config.formulation == "probs"
+                else F.binary_cross_entropy_with_logits(z, self.y))
         r = p - self.y
         return to_host(loss), to_host(torch.mv(self.X.T, r) / self.n), to_host(r.mean())

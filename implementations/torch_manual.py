@@ -18,24 +18,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._torch_common import synchronize, to_device, to_host, torch_device
-from .base import Trainer
+from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
 
 
-class TorchManualTrainer(Trainer):
+class TorchManualTrainer(TorchTrainerBase):
     name = "torch-manual"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.dev = torch_device(config.device, config.dtype)
-
-    def _prepare(self, X, y, w0, b0):
-        dt, dev = self.config.dtype, self.dev
-        self.X = to_device(X, dt, dev)
-        self.y = to_device(y, dt, dev)
-        self.w0 = to_device(w0, dt, dev)
-        self.b0 = to_device([b0], dt, dev)
-        synchronize(dev)
 
     @torch.no_grad()
     def _step(self, w, b, record):
@@ -64,9 +51,6 @@ class TorchManualTrainer(Trainer):
             b.sub_(gb, alpha=cfg.lr)
         self._w, self._b, self._losses = w, b, losses
         synchronize(self.dev)
-
-    def _result(self):
-        return to_host(self._w), to_host(self._b), to_host(self._losses)
 
     def _loss_and_grad(self, w, b):
         w = to_device(w, self.config.dtype, self.dev)
