@@ -89,6 +89,8 @@ def _add_matrix_args(p, datasets_default):
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="threads for torch and the BLAS under NumPy alike (default: every core)")
     p.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default: 0.01)")
+    p.add_argument("--record-every", type=_positive_int, default=1,
+                   help="record the loss every k steps (default: 1, as the seed does; larger k times the step alone)")
     p.add_argument("--seed", type=int, default=0, help="data and init seed (default: 0)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/runs/<run-id>)")
 
@@ -159,6 +161,7 @@ def cmd_run(args) -> int:
     opts = RunOptions(backends=args.backends, devices=args.devices, datasets=args.datasets, dtypes=args.dtypes,
                       formulations=args.formulations, iters=args.iters, repeats=args.repeats, warmup=args.warmup,
                       threads=args.threads, lr=args.lr, seed=args.seed, target=args.target, budget_s=args.budget,
+                      record_every=args.record_every,
                       optimum=getattr(args, "optimum", True))
     console = Console(stderr=True)
     from .roofline import measure_bandwidth

@@ -54,6 +54,7 @@ class RunOptions:
     warmup: int = 1
     threads: int | None = None
     lr: float = 0.01
+    record_every: int = 1
     seed: int = 0
     target: float = 1e-3  # suboptimality defining time-to-target
     budget_s: float = 1.0  # per row: stop repeating (after 3 rounds) past this many seconds
@@ -89,7 +90,7 @@ class Comparison:
                 n_iters = o.iters or default_iters(ds.n, ds.d)
                 opt = self._optimum(ds_name)
                 for dtype, form in itertools.product(o.dtypes, o.formulations):
-                    cfg = dict(lr=o.lr, n_iters=n_iters, dtype=dtype, formulation=form)
+                    cfg = dict(lr=o.lr, n_iters=n_iters, dtype=dtype, formulation=form, record_every=o.record_every)
                     ref = None
                     for backend, device in itertools.product(o.backends, o.devices):
                         if progress:
