@@ -1,4 +1,4 @@
-"""``python -m bench``: run the comparison, compare gradients, follow trajectories, sweep sizes.
+"""python -m bench: run the comparison, compare gradients, follow trajectories, sweep sizes.
 
 Every bad argument ends in one ``error: ...`` line and exit code 2, never a traceback.
 """
