@@ -154,10 +154,7 @@ def cmd_run(args) -> int:
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     run_id = records.new_run_id()
-    try:
-        out = records.check_writable(args.out or RESULTS / getattr(args, "kind", "runs") / run_id)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    out = _out_folder(args, getattr(args, "kind", "runs"), run_id)
     opts = RunOptions(backends=args.backends, devices=args.devices, datasets=args.datasets, dtypes=args.dtypes,
                       formulations=args.formulations, iters=args.iters, repeats=args.repeats, warmup=args.warmup,
                       threads=args.threads, lr=args.lr, seed=args.seed, target=args.target, budget_s=args.budget,
@@ -185,11 +182,13 @@ def cmd_run(args) -> int:
         interrupted = True
         console.print(f"[yellow]interrupted: {len(rows)} finished row(s) kept in {out / 'runs.csv'}[/yellow]")
     env["threads"] = getattr(cmp, "threads", args.threads)
+    env["notes"] = cmp.notes
+    for note in cmp.notes:
+        console.print(f"[yellow]note: {note}[/yellow]")
     records.write_json(env, out / "env.json")
     if not rows:
         return 130 if interrupted else 1
-    df = records.to_frame(rows)
-    records.write_csv(df, out / "runs.csv")
+    df = records.to_frame(rows)  # runs.csv already holds every row
     report.write_summary(df, out / "summary.md")
     records.write_csv(report.loss_frame(cmp.loss_curves), out / "losses.csv")
     opt_loss = df.loc[df.dataset == "iris", "optimum_loss"].dropna()
@@ -208,11 +207,11 @@ def cmd_run(args) -> int:
     return 1 if (df.status == "failed").any() else 0
 
 
-def _out_folder(args, kind):
+def _out_folder(args, kind, run_id=None):
     from . import records
 
     try:
-        return records.check_writable(args.out or RESULTS / kind / records.new_run_id())
+        return records.check_writable(args.out or RESULTS / kind / (run_id or records.new_run_id()))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -79,8 +79,15 @@ def print_summary(df: pd.DataFrame, console=None) -> None:
         console.print(t)
 
 
-def _savefig(fig, path: Path) -> None:
+def _finish(fig, axes, path: Path, ylabel: str, legend_size: int) -> bool:
+    """Label, add the legend, write the PNG atomically, free the figure."""
+    import matplotlib.pyplot as plt
+
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=legend_size)
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    plt.close(fig)
+    return True
 
 
 def plot_time_vs_n(df: pd.DataFrame, path: Path, floor_gbps: float | None = None) -> bool:
@@ -114,11 +121,7 @@ def plot_time_vs_n(df: pd.DataFrame, path: Path, floor_gbps: float | None = None
         ax.set_xlabel("n (samples)")
         ax.set_title(f"{dtype}, {form}, d = {d}")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("median time per step (s)")
-    axes[0][-1].legend(fontsize=8)
-    _savefig(fig, path)
-    plt.close(fig)
-    return True
+    return _finish(fig, axes, path, "median time per step (s)", legend_size=8)
 
 
 def plot_loss_curves(curves: list[dict], path: Path, dataset: str = "iris", optimum_loss: float | None = None) -> bool:
@@ -142,11 +145,7 @@ def plot_loss_curves(curves: list[dict], path: Path, dataset: str = "iris", opti
         ax.set_xlabel("step")
         ax.set_title(f"{dataset}: loss per step, {form}")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("mean BCE loss")
-    axes[0][-1].legend(fontsize=7)
-    _savefig(fig, path)
-    plt.close(fig)
-    return True
+    return _finish(fig, axes, path, "mean BCE loss", legend_size=7)
 
 
 def loss_frame(curves: list[dict]) -> pd.DataFrame:

@@ -72,7 +72,8 @@ def bytes_per_step(n: int, d: int, dtype: str) -> int:
 
 
 class Comparison:
-    """Runs the matrix; ``on_row(row)`` is called as each row finishes."""
+    """Runs the matrix: ``rows()`` yields each row as it finishes; ``loss_curves`` and ``notes``
+    (datasets that got no optimum, and why) fill up along the way."""
 
     def __init__(self, opts: RunOptions, run_id: str, bandwidth_gbps: dict | None = None):
         self.opts, self.run_id = opts, run_id
@@ -141,9 +142,9 @@ class Comparison:
             return {**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
         row.update(m.as_dict())
         row["achieved_gbps"] = row["bytes_per_step"] / row["time_per_iter_s"] / 1e9
-        peak = self.bandwidth.get("device" if config.device != "cpu" else "host")
-        if peak:
-            row["roofline_fraction"] = row["achieved_gbps"] / peak
+        bandwidth = self.bandwidth.get("device" if config.device != "cpu" else "host")
+        if bandwidth:
+            row["roofline_fraction"] = row["achieved_gbps"] / bandwidth
         row["final_loss"] = float(res.losses[-1])
         row["first_nonfinite_step"] = res.first_nonfinite_step
         if res.diverged:

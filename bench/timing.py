@@ -26,7 +26,7 @@ def available_cores() -> int:
 @contextlib.contextmanager
 def thread_parity(threads: int | None):
     """Give torch (``set_num_threads``), the BLAS/OpenMP pools under NumPy (threadpoolctl) and
-    numba (when imported) the same thread count; restore torch's on exit. Yields the count."""
+    numba (when installed) the same thread count; restore torch's on exit. Yields the count."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -35,11 +35,11 @@ def thread_parity(threads: int | None):
     torch.set_num_threads(threads)
     numba_before = None
     try:
-        import sys
-
-        if "numba" in sys.modules:
+        try:  # imported here, not lazily by its backend, so that its pool is limited from the start
             import numba
-
+        except ImportError:
+            numba = None
+        if numba is not None:
             numba_before = numba.get_num_threads()
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         with threadpool_limits(limits=threads):
@@ -47,8 +47,6 @@ def thread_parity(threads: int | None):
     finally:
         torch.set_num_threads(before)
         if numba_before is not None:
-            import numba
-
             numba.set_num_threads(numba_before)
 
 

@@ -38,8 +38,12 @@ def small_run(tmp_path_factory):
 def test_run_writes_every_file(small_run):
     code, out = small_run
     assert code == 0
+    umask = os.umask(0)
+    os.umask(umask)
     for name in ("runs.csv", "env.json", "summary.md", "losses.csv", "loss_curves.png", "time_vs_n.png"):
-        assert (out / name).stat().st_size > 0, name
+        st = (out / name).stat()
+        assert st.st_size > 0, name
+        assert st.st_mode & 0o777 == 0o666 & ~umask, f"{name}: not the usual permissions"
 
 
 def test_csv_schema_and_dtypes(small_run):
