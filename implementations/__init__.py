@@ -14,8 +14,8 @@ and gradient test, and the benchmark matrix, pick it up from this dict.
 
 from __future__ import annotations
 
-from .base import (DTYPES, FORMULATIONS, BackendUnavailableError, DeviceUnavailableError, Trainer, TrainConfig,
-                   TrainResult)
+from .base import (DTYPES, FORMULATIONS, BackendUnavailableError, BatchSchedule, DeviceUnavailableError, Trainer,
+                   TrainConfig, TrainResult, batch_schedule)
 from .numba_backend import NumbaTrainer
 from .numpy_backend import NumpyTrainer
 from .numpy_fused import NumpyFusedTrainer
@@ -45,6 +45,6 @@ def create_trainer(name: str, config: TrainConfig) -> Trainer:
 
 
 __all__ = [
-    "BACKENDS", "DTYPES", "FORMULATIONS", "BackendUnavailableError", "DeviceUnavailableError", "Trainer", "TrainConfig",
+    "BACKENDS", "DTYPES", "FORMULATIONS", "BackendUnavailableError", "BatchSchedule", "batch_schedule", "DeviceUnavailableError", "Trainer", "TrainConfig",
     "TrainResult", "create_trainer",
 ]

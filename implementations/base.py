@@ -6,8 +6,8 @@ A backend is one class deriving from :class:`Trainer`, in one file, registered i
 ``prepare(X, y, w0, b0)``  *untimed.* Validates the host arrays once, casts them to
     ``config.dtype`` and moves them to ``config.device``. Host->device transfer happens here
     and only here, so the harness can time it apart from training.
-``run()``                  *the only timed method.* Runs ``config.n_iters`` full-batch gradient
-    steps starting again from ``(w0, b0)`` every call, so a benchmark can call it round after
+``run()``                  *the only timed method.* Runs ``config.n_iters`` gradient steps
+    (full batch, or the mini-batches of :func:`batch_schedule`) starting again from ``(w0, b0)`` every call, so a benchmark can call it round after
     round. It returns only after all device work is done (CUDA/MPS synchronized). Losses stay on
     the device during the loop: no ``.item()``, no print, no host sync per step.
 ``result()``               *untimed.* Copies the final parameters and the loss history to the
@@ -24,8 +24,20 @@ Math (both formulations, ``n`` samples, ``d`` features, labels ``y`` in {0, 1}):
     dL/dw = X^T (p - y) / n          (d,)
     dL/db = mean(p - y)              ()
 
-``losses[i]`` is the loss computed in the forward pass of step ``i * record_every``, i.e. at the
-parameters *before* that step's update; there are ``ceil(n_iters / record_every)`` of them.
+Mini-batches and the L2 penalty (``config.batch_size = B``, ``config.l2 = λ``). Step ``t`` uses the
+rows ``S_t`` given by :func:`batch_schedule` (the same for every backend), ``|S_t| = m`` (``B``, or
+fewer for the last batch of an epoch)::
+
+    L_t(w, b) = (1/m) sum_{i in S_t} l_i(w, b) + (λ/2) ||w||^2        (the bias is not penalised)
+    dL_t/dw   = X_S^T (p_S - y_S) / m + λ w
+    dL_t/db   = mean(p_S - y_S)
+
+The mini-batch mean is an unbiased estimate of the full loss's gradient; ``λ w`` is the exact
+gradient of the penalty. ``batch_size=None`` is the full batch (``S_t`` = every row, ``m = n``).
+
+``losses[i]`` is the (penalised, mini-batch) loss computed in the forward pass of step
+``i * record_every``, i.e. at the parameters *before* that step's update; there are
+``ceil(n_iters / record_every)`` of them.
 """
 
 from __future__ import annotations
@@ -61,6 +73,10 @@ class TrainConfig:
     device: str = "cpu"
     formulation: str = "probs"
     record_every: int = 1
+    batch_size: int | None = None  # None: full batch (the seed); else mini-batch SGD on batch_schedule(...)
+    l2: float = 0.0  # loss + (l2/2) ||w||^2, the bias not penalised
+    shuffle_seed: int = 0  # the batch order: one host draw, batch_schedule(n, batch_size, n_iters, shuffle_seed)
+    workers: int = 1  # data-parallel backends only; the others refuse workers > 1
 
     def __post_init__(self):
         if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real):
@@ -79,10 +95,85 @@ class TrainConfig:
             raise ValueError(f"formulation must be one of {FORMULATIONS}, got {self.formulation!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {self.device!r}")
+        if self.batch_size is not None:
+            if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+                raise ValueError(f"batch_size must be None (full batch) or an integer >= 1, got {self.batch_size!r}")
+            object.__setattr__(self, "batch_size", int(self.batch_size))
+        if isinstance(self.l2, bool) or not isinstance(self.l2, numbers.Real) or not (math.isfinite(self.l2) and self.l2 >= 0):
+            raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
+        object.__setattr__(self, "l2", float(self.l2))
+        for name, low in (("shuffle_seed", 0), ("workers", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))
 
     @property
     def n_records(self) -> int:
         return -(-self.n_iters // self.record_every)
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size is None
+
+
+@dataclass(frozen=True)
+class BatchSchedule:
+    """The rows of every step, as one flat array with offsets (CSR style):
+    step ``t`` uses ``indices[offsets[t]:offsets[t + 1]]`` (``schedule[t]`` does that slice).
+
+    One permutation per epoch is drawn from ``numpy.random.default_rng(shuffle_seed)``; an epoch is
+    ``ceil(n / batch_size)`` steps and its last batch keeps the ``n mod batch_size`` leftover rows, as
+    ``DataLoader(shuffle=True, drop_last=False)`` does."""
+
+    indices: np.ndarray  # (sum of batch sizes,) int64
+    offsets: np.ndarray  # (n_iters + 1,) int64
+    batch_size: int
+    n: int
+
+    def __len__(self) -> int:
+        return self.offsets.size - 1
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return self.indices[self.offsets[t]:self.offsets[t + 1]]
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def padded(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(idx, mask)`` of shape ``(n_iters, batch_size)``: short batches padded with row 0 and a
+        0 weight, for libraries that need one static batch shape (JAX under ``jit``)."""
+        steps = len(self)
+        idx = np.zeros((steps, self.batch_size), np.int64)
+        mask = np.zeros((steps, self.batch_size), bool)
+        cols = np.arange(self.batch_size)
+        sizes = self.sizes
+        valid = cols[None, :] < sizes[:, None]
+        idx[valid] = self.indices
+        mask[valid] = True
+        return idx, mask
+
+
+def batch_schedule(n: int, batch_size: int, n_iters: int, shuffle_seed: int = 0) -> BatchSchedule:
+    """The row indices of each of ``n_iters`` mini-batch steps over ``n`` rows (see :class:`BatchSchedule`).
+
+    Every backend trains on this one host-side draw: no backend uses its own library's RNG for the order.
+    ``batch_size`` must be between 1 and ``n``."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be an integer between 1 and n = {n} (the rows of X), got {batch_size!r}")
+    spe = -(-n // batch_size)
+    epochs = -(-n_iters // spe)
+    rng = np.random.default_rng(shuffle_seed)
+    order = np.concatenate([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
+    sizes = np.tile(np.diff(np.minimum(np.arange(spe + 1) * batch_size, n)), epochs)[:n_iters]
+    offsets = np.zeros(n_iters + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return BatchSchedule(order[: offsets[-1]], offsets, int(batch_size), int(n))
 
 
 @dataclass(frozen=True)
@@ -164,16 +255,26 @@ class Trainer(ABC):
     underscore methods; ``prepare`` validates before calling ``_prepare``."""
 
     name: str = "abstract"
+    data_parallel: bool = False  # True: honours config.workers > 1
 
     def __init__(self, config: TrainConfig):
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if config.workers > 1 and not self.data_parallel:
+            raise ValueError(f"workers must be 1 for the single-process backend {self.name!r}, got {config.workers} "
+                             "(the data-parallel backends are torch-ddp and numpy-dask)")
         self.config = config
         self._prepared = False
 
     def prepare(self, X, y, w0, b0) -> None:
         X, y, w0, b0 = check_inputs(X, y, w0, b0)
         self.n, self.d = X.shape
+        bs = self.config.batch_size
+        if bs is not None and bs > self.n:
+            raise ValueError(f"batch_size must be at most n = {self.n} (the rows of X), got {bs}")
+        # the shared batch order: one host draw, identical for every backend (None: full batch)
+        self.schedule = (None if bs is None else
+                         batch_schedule(self.n, bs, self.config.n_iters, self.config.shuffle_seed))
         self._prepare(X, y, w0, b0)
         self._prepared = True
 
