@@ -95,9 +95,3 @@ def init_params(d: int, seed: int = 0, scale: float = 1.0) -> tuple[np.ndarray, 
     w0 = scale * rng.standard_normal(d)
     b0 = float(rng.standard_normal())
     return w0, b0
-
-
-def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
-    """``a`` as a backend of ``dtype`` sees it, back in float64: the reference computes on this,
-    so a float32 backend is compared on the same (rounded) data, not on data it never saw."""
-    return np.asarray(a).astype(dtype).astype(np.float64)

@@ -32,27 +32,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS, BackendUnavailableError, TrainConfig, create_trainer
-from implementations.base import LOG_CLAMP
 
-from .data import Dataset, init_params, rounded
-from .equivalence import reference, saturated_count
+from .data import Dataset, init_params
+from .oracle import loss, reference_run, rounded, rounding_bound, saturated_count
 
-COLUMNS = ["dataset", "point", "formulation", "dtype", "method_a", "method_b", "max_abs_err", "max_rel_err",
-           "tolerance", "passed", "saturated", "note"]
-
-
-def loss64(X, y, w, b, formulation) -> float:
-    """The formulation's loss, exactly as the backends define it, in float64."""
-    z = X @ w + b
-    if formulation == "logits":
-        return float(np.mean(np.logaddexp(0.0, z) - y * z))
-    with np.errstate(over="ignore", divide="ignore"):
-        p = 1 / (1 + np.exp(-z))
-        return float(-np.mean(y * np.maximum(np.log(p), LOG_CLAMP) + (1 - y) * np.maximum(np.log1p(-p), LOG_CLAMP)))
+COLUMNS = ["dataset", "device", "l2", "point", "formulation", "dtype", "method_a", "method_b", "max_abs_err",
+           "max_rel_err", "tolerance", "passed", "saturated", "status", "note"]
 
 
-def finite_difference(X, y, w, b, formulation) -> np.ndarray:
-    """Central differences of ``loss64`` over ``θ = (w, b)`` in float64, the five-point stencil
+def finite_difference(X, y, w, b, formulation, l2: float = 0.0) -> np.ndarray:
+    """Central differences of the oracle's ``loss`` (penalty included) over ``θ = (w, b)`` in float64, the five-point stencil
     ``(8 (L(θ+h) - L(θ-h)) - (L(θ+2h) - L(θ-2h))) / 12h`` (truncation O(h^4)), one step per
     coordinate: ``h_j = eps^(1/5) max(1, |θ_j|) / max(1, rms(x_j))``, so that ``h_j x_j`` — the
     change it makes to ``z`` — is the same size for every feature whatever its units."""
@@ -63,31 +52,13 @@ def finite_difference(X, y, w, b, formulation) -> np.ndarray:
     def at(j, step):
         t = theta.copy()
         t[j] += step
-        return loss64(X, y, t[:-1], t[-1], formulation)
+        return loss(X, y, t[:-1], t[-1], formulation, l2)
 
     for j in range(theta.size):
         h = np.finfo(np.float64).eps ** 0.2 * max(1.0, abs(theta[j])) / max(1.0, scale[j])
         h = (theta[j] + h) - theta[j]  # a step that is exact in binary
         grad[j] = (8 * (at(j, h) - at(j, -h)) - (at(j, 2 * h) - at(j, -2 * h))) / (12 * h)
     return grad
-
-
-def rounding_bound(X, y, w, b, dtype: str) -> np.ndarray:
-    """A-priori bound on the rounding error of ``(X^T (p - y) / n, mean(p - y))`` computed in
-    ``dtype`` (standard forward error analysis, first order in the unit roundoff ``u``):
-
-    * ``z_i = x_i . w + b`` has error <= ``(d + 1) u (|x_i| . |w| + |b|)``, which moves
-      ``p_i`` by ``p_i (1 - p_i)`` times that; ``exp``, the division and ``p - y`` add <= 4 u;
-    * the reduction over ``n`` terms adds <= ``(log2 n + 1) u`` of ``mean |x_ij r_i|``.
-    """
-    u = float(np.finfo(dtype).eps) / 2
-    n, d = X.shape
-    z = X @ w + b
-    p = 1 / (1 + np.exp(-np.clip(z, -700, 700)))
-    r = p - y
-    dr = u * (p * (1 - p) * (d + 1) * (np.abs(X) @ np.abs(w) + abs(b)) + 4)
-    Xa = np.abs(np.hstack([X, np.ones((n, 1))]))
-    return (Xa.T @ dr + (math.log2(max(n, 2)) + 1) * u * (Xa.T @ np.abs(r))) / n
 
 
 def tolerance(dtype: str, pair_has_fd: bool, bound: np.ndarray, grad: np.ndarray) -> float:
@@ -114,7 +85,7 @@ def points(ds: Dataset, seed: int = 0, lr: float = 0.01, n_random: int = 2) -> l
     scale = 0.5 * ds.init_scale / max(1.0, float(np.abs(ds.X).mean()))
     for k in range(n_random):
         out.append(Point(f"random-{k}", scale * rng.standard_normal(ds.d), float(scale * rng.standard_normal())))
-    trained = reference(ds.X, ds.y, w0, b0, TrainConfig(lr=lr, n_iters=5000, dtype="float64", formulation="logits"))
+    trained = reference_run(ds.X, ds.y, w0, b0, TrainConfig(lr=lr, n_iters=5000, dtype="float64", formulation="logits"))
     out.append(Point("trained", trained.w, trained.b))
     z = ds.X @ trained.w + trained.b
     c = -60.0 / np.abs(z).max()
@@ -143,25 +114,29 @@ def _note(formulation, dtype, sat, passed, a, b) -> str:
 
 
 def compare_gradients(ds: Dataset, backends=tuple(BACKENDS), dtypes=DTYPES, formulations=FORMULATIONS,
-                      device: str = "cpu", seed: int = 0, pts: list[Point] | None = None) -> list[dict]:
-    """One row per (point, formulation, dtype, pair of methods)."""
+                      device: str = "cpu", seed: int = 0, pts: list[Point] | None = None, l2: float = 0.0) -> list[dict]:
+    """One row per (point, formulation, dtype, pair of methods); a backend that cannot run on
+    ``device`` gets one ``skipped`` row per dtype and formulation, with the reason in ``note``."""
     rows = []
     pts = pts or points(ds, seed)
     for dtype, form in itertools.product(dtypes, formulations):
         trainers = {}
         for name in backends:
             try:
-                trainers[name] = create_trainer(name, TrainConfig(dtype=dtype, formulation=form, device=device))
-            except BackendUnavailableError:
-                continue
-            trainers[name].prepare(ds.X, ds.y, *init_params(ds.d, seed, ds.init_scale))
+                trainers[name] = create_trainer(name, TrainConfig(dtype=dtype, formulation=form, device=device, l2=l2))
+                trainers[name].prepare(ds.X, ds.y, *init_params(ds.d, seed, ds.init_scale))
+            except BackendUnavailableError as exc:
+                trainers.pop(name, None)
+                rows.append({"dataset": ds.name, "device": device, "l2": l2, "point": "", "formulation": form,
+                             "dtype": dtype, "method_a": name, "method_b": "", "passed": False, "status": "skipped",
+                             "note": str(exc)})
         Xr = rounded(ds.X, dtype)
         for pt in pts:
             w, b = rounded(pt.w, dtype), float(rounded(pt.b, dtype))  # the point a dtype backend sees
             grads = {name: np.append(*tr.loss_and_grad(w, b)[1:]) for name, tr in trainers.items()}
-            grads["finite-diff"] = finite_difference(Xr, ds.y, w, b, form)
+            grads["finite-diff"] = finite_difference(Xr, ds.y, w, b, form, l2)
             sat = saturated_count(ds.X, w, b, dtype)
-            bound = rounding_bound(Xr, ds.y, w, b, dtype)
+            bound = rounding_bound(Xr, ds.y, w, b, dtype, l2)
             names = list(grads)
             pairs = [(a, "finite-diff") for a in names[:-1]] + list(itertools.combinations(names[:-1], 2))
             for a, bname in pairs:
@@ -171,9 +146,9 @@ def compare_gradients(ds: Dataset, backends=tuple(BACKENDS), dtypes=DTYPES, form
                 tol = tolerance(dtype, bname == "finite-diff", bound, grads["finite-diff"])
                 passed = bool(rel_err <= tol)
                 rows.append({
-                    "dataset": ds.name, "point": pt.name, "formulation": form, "dtype": dtype, "method_a": a,
+                    "dataset": ds.name, "device": device, "l2": l2, "point": pt.name, "formulation": form, "dtype": dtype, "method_a": a,
                     "method_b": bname, "max_abs_err": abs_err, "max_rel_err": rel_err, "tolerance": tol,
-                    "passed": passed, "saturated": sat,
+                    "passed": passed, "saturated": sat, "status": "ok",
                     "note": _note(form, dtype, sat, passed, a, bname),
                 })
     return rows

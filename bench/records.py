@@ -1,7 +1,15 @@
-"""Tidy records: one row per measurement, the CSV schema, atomic writes, the environment record."""
+"""What runs and what came out: the typed :class:`Case` and :class:`Row`, the CSV schema derived
+from ``Row``'s fields, atomic writes and the environment record.
+
+One source of truth: a column exists because ``Row`` has a field of that name; its pandas dtype
+follows from the field's type (``int`` -> ``Int64``, ``float`` -> ``Float64``, ``bool`` ->
+``boolean``, ``str`` -> ``string``, all nullable so a skipped row leaves timings empty). Adding a
+column is one edit here; a frame with a missing or extra column is refused by :func:`to_frame`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -9,29 +17,153 @@ import platform
 import subprocess
 import sys
 import tempfile
+import typing
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-# column -> pandas dtype. Nullable types so a skipped row can leave timings empty.
-SCHEMA: dict[str, str] = {
-    "run_id": "string", "backend": "string", "device": "string", "dtype": "string",
-    "formulation": "string", "dataset": "string", "n": "Int64", "d": "Int64", "n_iters": "Int64",
-    "lr": "Float64", "threads": "Int64",
-    "rounds": "Int64", "warmup_rounds": "Int64", "time_median_s": "Float64", "time_iqr_s": "Float64",
-    "time_min_s": "Float64", "time_max_s": "Float64", "time_mean_s": "Float64", "time_stddev_s": "Float64",
-    "time_per_iter_s": "Float64", "iqr_per_iter_s": "Float64", "noisy": "boolean", "transfer_s": "Float64",
-    "bytes_per_step": "Int64", "achieved_gbps": "Float64", "roofline_fraction": "Float64",
-    "peak_mem_mb": "Float64",
-    "final_loss": "Float64", "max_abs_dw": "Float64", "abs_db": "Float64", "max_abs_dloss": "Float64",
-    "rel_dparam": "Float64", "rel_dloss": "Float64", "tolerance": "Float64", "verdict": "string",
-    "saturated": "Int64", "first_nonfinite_step": "Int64",
-    "optimum_loss": "Float64", "suboptimality": "Float64", "rel_dist_opt": "Float64",
-    "time_to_target_s": "Float64",
-    "status": "string", "reason": "string",
-}
+from implementations import TrainConfig
+
 STATUSES = ("ok", "skipped", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class Case:
+    """What runs: one backend on one device and dataset with one training configuration."""
+
+    backend: str
+    dataset: str
+    config: TrainConfig
+
+    @property
+    def device(self) -> str:
+        return self.config.device
+
+    @property
+    def loop(self) -> str:
+        return "full-batch" if self.config.batch_size is None else "mini-batch"
+
+    @property
+    def case_id(self) -> str:
+        c = self.config
+        return "|".join([self.dataset, c.dtype, c.formulation, "full" if c.batch_size is None else f"b{c.batch_size}",
+                         f"l2={c.l2:g}", f"w{c.workers}", f"{self.backend}@{c.device}"])
+
+
+@dataclass(frozen=True)
+class Row:
+    """What came out of one case: the CSV row. Fields left ``None`` are empty cells."""
+
+    # what ran
+    run_id: str
+    case_id: str
+    backend: str
+    device: str
+    dtype: str
+    formulation: str
+    dataset: str
+    loop: str
+    n: int | None = None
+    d: int | None = None
+    n_iters: int | None = None
+    batch_size: int | None = None
+    epochs: float | None = None
+    l2: float | None = None
+    lr: float | None = None
+    record_every: int | None = None
+    workers: int | None = None
+    # threads: asked for, and read back from each library inside the run
+    threads: int | None = None
+    threads_torch: int | None = None
+    threads_blas: int | None = None
+    threads_numba: int | None = None
+    oversubscribed: bool | None = None
+    # timing (bench.timing.Measurement)
+    rounds: int | None = None
+    warmup_rounds: int | None = None
+    time_median_s: float | None = None
+    time_iqr_s: float | None = None
+    time_min_s: float | None = None
+    time_max_s: float | None = None
+    time_mean_s: float | None = None
+    time_stddev_s: float | None = None
+    time_per_iter_s: float | None = None
+    iqr_per_iter_s: float | None = None
+    noisy: bool | None = None
+    times_s: str | None = None  # every timed round, space-separated seconds (for bench compare)
+    transfer_s: float | None = None
+    # against the hardware
+    bytes_per_step: int | None = None
+    achieved_gbps: float | None = None
+    roofline_fraction: float | None = None
+    peak_mem_mb: float | None = None
+    # against the float64 oracle (bench.oracle)
+    final_loss: float | None = None
+    max_abs_dw: float | None = None
+    abs_db: float | None = None
+    max_abs_dloss: float | None = None
+    rel_dparam: float | None = None
+    rel_dloss: float | None = None
+    tolerance: float | None = None
+    verdict: str | None = None
+    saturated: int | None = None
+    first_nonfinite_step: int | None = None
+    # against scikit-learn's optimum
+    optimum_loss: float | None = None
+    suboptimality: float | None = None
+    rel_dist_opt: float | None = None
+    time_to_target_s: float | None = None
+    # how it ended
+    status: str = "ok"
+    reason: str = ""
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @classmethod
+    def for_case(cls, run_id: str, case: Case, **fields) -> "Row":
+        """A row with the case's own columns filled in; ``fields`` adds the rest (unknown names raise)."""
+        c = case.config
+        return cls(run_id=run_id, case_id=case.case_id, backend=case.backend, device=c.device, dtype=c.dtype,
+                   formulation=c.formulation, dataset=case.dataset, loop=case.loop, n_iters=c.n_iters,
+                   batch_size=c.batch_size, l2=c.l2, lr=c.lr, record_every=c.record_every, workers=c.workers,
+                   **fields)
+
+    def replace(self, **fields) -> "Row":
+        return dataclasses.replace(self, **fields)
+
+    def to_record(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _pandas_dtype(tp) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    return {int: "Int64", float: "Float64", bool: "boolean", str: "string"}[args[0]]
+
+
+SCHEMA: dict[str, str] = {f.name: _pandas_dtype(t) for f, t in
+                          ((f, typing.get_type_hints(Row)[f.name]) for f in dataclasses.fields(Row))}
+
+
+def to_frame(rows, schema: dict[str, str] = SCHEMA, extra_ok: bool = False) -> pd.DataFrame:
+    """Rows (``Row`` objects or their records) -> a DataFrame with exactly the schema's columns and
+    dtypes. A record with a missing or unknown column is an error (``extra_ok`` keeps unknown ones
+    after the schema's, for the benchmark CSV's pytest-benchmark statistics)."""
+    records = [r.to_record() if isinstance(r, Row) else dict(r) for r in rows]
+    for rec in records:
+        missing = [c for c in schema if c not in rec]
+        extra = [c for c in rec if c not in schema]
+        if missing or (extra and not extra_ok):
+            raise ValueError(f"row does not match the Row schema: missing {missing}, unknown {extra}")
+    df = pd.DataFrame(records, columns=list(schema) + [c for c in (records[0] if records else {}) if c not in schema])
+    return df.astype(schema)
+
+
+def read_runs(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=SCHEMA, keep_default_na=True)
 
 
 def new_run_id() -> str:
@@ -39,25 +171,13 @@ def new_run_id() -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def to_frame(rows: list[dict], schema: dict[str, str] = SCHEMA) -> pd.DataFrame:
-    """Rows -> a DataFrame with exactly the schema's columns and dtypes (extra keys kept at the end)."""
-    df = pd.DataFrame(rows)
-    for col in schema:
-        if col not in df:
-            df[col] = pd.NA
-    extra = [c for c in df.columns if c not in schema]
-    df = df[list(schema) + extra]
-    return df.astype({c: t for c, t in schema.items()})
-
-
-def read_runs(path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=SCHEMA)
+TMP_SUFFIX = ".tmp"
 
 
 def write_atomic(path: Path, write) -> None:
     """``write(tmp_path)`` then rename over ``path``: a reader (or a Ctrl-C) never sees half a file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     os.close(fd)
     try:
         write(tmp)
@@ -80,6 +200,10 @@ def write_text(text: str, path: Path) -> None:
             fh.write(text)
 
     write_atomic(path, _w)
+
+
+def write_json(obj: dict, path: Path) -> None:
+    write_text(json.dumps(obj, indent=2, default=str) + "\n", path)
 
 
 def check_writable(folder: Path) -> Path:
@@ -105,13 +229,13 @@ def _cpu_model() -> str:
 
 
 def _git_sha() -> str:
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        sha = out.stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=here).stdout.strip()
         if sha:
             dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                   text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+                                   text=True, timeout=5, cwd=here).stdout.strip()
             return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
@@ -122,11 +246,15 @@ def _version(module: str) -> str | None:
     try:
         mod = __import__(module)
         return getattr(mod, "__version__", "unknown")
-    except Exception:  # not installed, or fails to import (e.g. CuPy without CUDA)
+    except Exception:  # not installed, or fails to import (e.g. CuPy without CUDA, numba with a bad env)
         return None
 
 
-def environment(run_id: str, threads: int) -> dict:
+VERSIONED = ("numpy", "torch", "sklearn", "scipy", "pandas", "cupy", "numba", "jax", "dask", "distributed",
+             "threadpoolctl")
+
+
+def environment(run_id: str) -> dict:
     """Versions, BLAS pools, CPU, GPU and git sha: written once per run beside the CSV."""
     import torch
     from threadpoolctl import threadpool_info
@@ -136,9 +264,7 @@ def environment(run_id: str, threads: int) -> dict:
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "versions": {m: _version(m) for m in ("numpy", "torch", "sklearn", "pandas", "cupy", "numba", "threadpoolctl")},
-        "threads": threads,
-        "torch_threads": torch.get_num_threads(),
+        "versions": {m: _version(m) for m in VERSIONED},
         "blas": [
             {k: info.get(k) for k in ("user_api", "internal_api", "version", "num_threads", "architecture", "filepath")}
             for info in threadpool_info()
@@ -160,7 +286,3 @@ def environment(run_id: str, threads: int) -> dict:
     elif torch.backends.mps.is_available():
         env["gpu"] = {"name": "Apple MPS", "cuda": None, "driver": None}
     return env
-
-
-def write_json(obj: dict, path: Path) -> None:
-    write_text(json.dumps(obj, indent=2, default=str) + "\n", path)

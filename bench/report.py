@@ -175,3 +175,19 @@ def crossovers(df: pd.DataFrame) -> list[str]:
 def write_summary(df: pd.DataFrame, path: Path) -> None:
     text = summary_markdown(df) + "\n\n" + "\n".join(f"- {line}" for line in crossovers(df)) + "\n"
     write_text(text, path)
+
+
+def write_report(df: pd.DataFrame, losses: pd.DataFrame, env: dict, folder: Path) -> list[str]:
+    """summary.md and the plots of one run; returns the names of the files written."""
+    folder = Path(folder)
+    write_summary(df, folder / "summary.md")
+    written = ["summary.md"]
+    keys = df.set_index("case_id")[["backend", "device", "dtype", "formulation", "dataset"]]
+    curves = [{**keys.loc[cid].to_dict(), "step": g.step.to_numpy(), "loss": g.loss.to_numpy()}
+              for cid, g in losses.groupby("case_id", sort=False)]
+    opt = df.loc[df.dataset == "iris", "optimum_loss"].dropna()
+    if plot_loss_curves(curves, folder / "loss_curves.png", optimum_loss=float(opt.iloc[0]) if len(opt) else None):
+        written.append("loss_curves.png")
+    if plot_time_vs_n(df, folder / "time_vs_n.png", floor_gbps=(env.get("bandwidth_gbps") or {}).get("host_read")):
+        written.append("time_vs_n.png")
+    return written

@@ -23,27 +23,61 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class Threads:
+    """The thread count asked for, and what each library reports using inside the run."""
+
+    asked: int
+    torch: int
+    blas: int | None  # the largest pool threadpoolctl sees (None: no BLAS/OpenMP pool found)
+    numba: int | None  # None: numba not installed, or unusable (then ``numba_error`` says why)
+    numba_error: str | None = None
+
+    @property
+    def oversubscribed(self) -> bool:
+        used = [t for t in (self.torch, self.blas, self.numba) if t]
+        return max(used, default=self.asked) > available_cores()
+
+    def as_dict(self) -> dict:
+        return {"threads": self.asked, "threads_torch": self.torch, "threads_blas": self.blas,
+                "threads_numba": self.numba, "oversubscribed": self.oversubscribed}
+
+
+def _import_numba():
+    """``(numba or None, error or None)``: an environment that breaks numba (``NUMBA_NUM_THREADS=0``)
+    makes numba unusable, not the whole run."""
+    try:
+        import numba
+
+        numba.get_num_threads()
+        return numba, None
+    except ImportError:
+        return None, None
+    except Exception as exc:
+        return None, f"numba cannot start here ({type(exc).__name__}: {exc})"
+
+
 @contextlib.contextmanager
 def thread_parity(threads: int | None):
     """Give torch (``set_num_threads``), the BLAS/OpenMP pools under NumPy (threadpoolctl) and
-    numba (when installed) the same thread count; restore torch's on exit. Yields the count."""
+    numba (when installed) the same thread count; restore on exit. Yields :class:`Threads`, read
+    back from each library once the limits are in place."""
     import torch
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     threads = threads or available_cores()
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    numba, numba_error = _import_numba()  # imported here so that its pool is limited from the start
     numba_before = None
     try:
-        try:  # imported here, not lazily by its backend, so that its pool is limited from the start
-            import numba
-        except ImportError:
-            numba = None
         if numba is not None:
             numba_before = numba.get_num_threads()
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         with threadpool_limits(limits=threads):
-            yield threads
+            pools = [info.get("num_threads") for info in threadpool_info() if info.get("num_threads")]
+            yield Threads(asked=threads, torch=torch.get_num_threads(), blas=max(pools) if pools else None,
+                          numba=numba.get_num_threads() if numba is not None else None, numba_error=numba_error)
     finally:
         torch.set_num_threads(before)
         if numba_before is not None:
@@ -82,7 +116,7 @@ class Measurement:
             "time_max_s": float(t.max()), "time_mean_s": float(t.mean()),
             "time_stddev_s": float(t.std(ddof=1)) if len(t) > 1 else 0.0,
             "time_per_iter_s": self.median / self.n_iters, "iqr_per_iter_s": self.iqr / self.n_iters,
-            "noisy": self.noisy,
+            "noisy": self.noisy, "times_s": " ".join(f"{x:.6g}" for x in self.times),
         }
 
 

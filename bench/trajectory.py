@@ -4,7 +4,7 @@ Each backend follows its *own* trajectory in its own dtype: every step is one ca
 ``run()`` (``n_iters=1``) from the parameters its previous step produced (float32 values survive
 the float64 round trip exactly), so the path is the one its ``run()`` would take. After each
 step the two parameter vectors are compared with the equivalence tolerance at that step count,
-``u sqrt(k) (1 + d + log2 n)`` (see ``bench.equivalence``).
+``u sqrt(k) (1 + d + log2 n)`` (see ``bench.oracle``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from implementations import TrainConfig, create_trainer
 
 from .data import Dataset, init_params
-from .equivalence import saturated_count, tolerance
+from .oracle import saturated_count, tolerance
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,11 @@ class Trajectory:
 
 
 def lockstep(ds: Dataset, a: str, b: str, dtype: str, formulation: str, n_iters: int, lr: float = 0.01,
-             seed: int = 0, device: str = "cpu") -> Trajectory:
+             seed: int = 0, device: str = "cpu", l2: float = 0.0) -> Trajectory:
+    if a == b:
+        raise ValueError(f"lockstep needs two different backends, got {a!r} twice")
     w0, b0 = init_params(ds.d, seed, ds.init_scale)
-    cfg = TrainConfig(lr=lr, n_iters=1, dtype=dtype, formulation=formulation, device=device)
+    cfg = TrainConfig(lr=lr, n_iters=1, dtype=dtype, formulation=formulation, device=device, l2=l2)
     ta, tb = create_trainer(a, cfg), create_trainer(b, cfg)
     theta = {a: (w0, b0), b: (w0, b0)}
     devs = np.empty(n_iters)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.equivalence import compare, reference, tolerance
+from bench.oracle import compare, reference_run, tolerance
 from implementations import BACKENDS, DTYPES, FORMULATIONS, TrainConfig
 
 from .conftest import TRAINERS, train
@@ -44,7 +44,7 @@ def test_pairs_agree(a, b, dtype, form, runs):
 @pytest.mark.parametrize("name", BACKENDS)
 def test_agrees_with_float64_reference(name, dtype, form, runs, iris_data):
     X, y, w0, b0 = iris_data
-    ref = reference(X, y, w0, b0, TrainConfig(dtype=dtype, formulation=form))
+    ref = reference_run(X, y, w0, b0, TrainConfig(dtype=dtype, formulation=form))
     agreement = compare(runs[name, dtype, form], ref, tolerance(dtype, 5000, 100, 4))
     assert agreement.ok, agreement
     if dtype == "float32":  # float32 is really float32: not bit-identical to the float64 reference

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.data import iris, load, rounded
-from bench.gradcheck import COLUMNS, compare_gradients, finite_difference, points, rounding_bound
-from bench.optimum import fit_optimum, mean_log_loss
+from bench.data import iris, load
+from bench.gradcheck import COLUMNS, compare_gradients, finite_difference, points
+from bench.oracle import fit_optimum, rounded, rounding_bound
+from bench.oracle import loss as oracle_loss
 from bench.trajectory import lockstep
 from implementations import BACKENDS, FORMULATIONS, TrainConfig
 
@@ -41,7 +42,7 @@ def test_float64_gradient_matches_finite_differences(name, form, point, iris_poi
     fd = finite_difference(ds.X, ds.y, pt.w, pt.b, form)
     g = np.append(gw, gb)
     assert np.abs(g - fd).max() <= 1e-8 * np.abs(fd).max()
-    assert loss == pytest.approx(mean_log_loss(ds.X, ds.y, pt.w, pt.b), rel=1e-12)
+    assert loss == pytest.approx(oracle_loss(ds.X, ds.y, pt.w, pt.b), rel=1e-12)
 
 
 @pytest.mark.parametrize("point", NON_SATURATED)
@@ -62,7 +63,7 @@ def test_float64_hand_derived_matches_autograd(name, form, point, iris_points):
 @pytest.mark.parametrize("form", FORMULATIONS)
 @pytest.mark.parametrize("name", TRAINERS)
 def test_float32_gradient_within_rounding_bound(name, form, point, iris_points):
-    """float32 tolerance: twice the forward-error bound of bench.gradcheck.rounding_bound — the
+    """float32 tolerance: twice the forward-error bound of bench.oracle.rounding_bound — the
     (d+1)-term dot product moving p by p(1-p) times its error, 4 u for exp, division and p - y,
     and (log2 n + 1) u for the reduction — per coordinate, against float64 finite differences
     at the same (rounded) point and data."""
@@ -81,6 +82,7 @@ def test_float32_gradient_within_rounding_bound(name, form, point, iris_points):
 
 def test_report_has_every_point_pair_and_column(report):
     assert list(report.columns) == COLUMNS
+    assert set(report.status) == {"ok"}
     assert set(report.point) == {"init", "random-0", "random-1", "trained", "saturated"}
     assert set(report.formulation) == set(FORMULATIONS) and set(report.dtype) == {"float32", "float64"}
     pairs = set(zip(report.method_a, report.method_b))
@@ -125,7 +127,7 @@ def test_well_conditioned_gd_with_lr_1_over_L_reaches_sklearn_optimum():
         res = train(TRAINERS[name], TrainConfig(lr=1 / L, n_iters=3000, dtype="float64", formulation="logits",
                                                 record_every=100), X, y, w0, b0)
         assert opt.rel_distance(res.w, res.b) <= 1e-6, name
-        assert mean_log_loss(X, y, res.w, res.b) - opt.loss <= 1e-12
+        assert oracle_loss(X, y, res.w, res.b) - opt.loss <= 1e-12
 
 
 def test_seed_settings_are_far_from_the_iris_optimum():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_iris
 
-from bench.equivalence import tolerance
+from bench.oracle import tolerance
 from implementations import TrainConfig
 
 from .conftest import TRAINERS, train

@@ -1,72 +1,55 @@
-"""pytest-benchmark glue: shared references, and a tidy CSV (with every extra_info field) at the end.
+"""pytest-benchmark glue: one shared Evaluator (the pipeline's), and a CSV at the session's end.
 
-pytest-benchmark's own ``compare --csv`` drops ``extra_info``; the CSV written here keeps it, one
-row per benchmark, with the run id tying it to ``<run-id>.env.json``. Nothing is written when
-timing is disabled (``--benchmark-disable``, as ``make test`` runs them).
+Each benchmark's row is built by ``bench.pipeline.Evaluator.evaluate`` — the same code as
+``python -m bench run`` — and stored whole in ``extra_info``. The CSV written here has every
+``runs.csv`` column (``bench.records.SCHEMA``, in that order) followed by pytest-benchmark's own
+statistics, one row per benchmark. Nothing is written when timing is disabled
+(``--benchmark-disable``, as ``make test`` runs them).
 """
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from bench import records
-from bench.data import init_params, load
-from bench.equivalence import reference
-from implementations import TrainConfig
+from bench.pipeline import Evaluator, RunOptions
 
 STAT_FIELDS = ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "rounds", "ops")
-
-
-@functools.lru_cache(maxsize=None)
-def problem(dataset: str, seed: int = 0):
-    ds = load(dataset, seed)
-    w0, b0 = init_params(ds.d, seed, ds.init_scale)
-    return ds, w0, b0
-
-
-@functools.lru_cache(maxsize=None)
-def reference_run(dataset: str, dtype: str, formulation: str, n_iters: int, lr: float):
-    ds, w0, b0 = problem(dataset)
-    return reference(ds.X, ds.y, w0, b0, TrainConfig(lr=lr, n_iters=n_iters, dtype=dtype, formulation=formulation))
+RUN_ID = records.new_run_id()
 
 
 @pytest.fixture(scope="session")
-def host_bandwidth(request):
-    """Measured once per session, only when timings are real."""
-    if request.config.getoption("benchmark_disable", False):
-        return None
-    from bench.roofline import host_bandwidth as measure
+def evaluator(request):
+    """Bandwidth is measured once per session, only when timings are real."""
+    bandwidth = {}
+    if not request.config.getoption("benchmark_disable", False):
+        from bench.roofline import measure_bandwidth
 
-    return measure()["host_read"]
+        bw = measure_bandwidth(("cpu",))
+        bandwidth = {"host": bw.get("host_read"), "device": bw.get("device_copy")}
+    return Evaluator(RUN_ID, RunOptions(), bandwidth=bandwidth)
 
 
 def pytest_sessionfinish(session, exitstatus):
     bs = getattr(session.config, "_benchmarksession", None)
     if bs is None or bs.disabled:
         return
-    done = [b for b in bs.benchmarks if b.stats is not None and b.stats.rounds]
+    done = [b for b in bs.benchmarks if b.stats is not None and b.stats.rounds and "row" in b.extra_info]
     if not done:
         return
-    run_id = records.new_run_id()
     rows = []
     for b in done:
-        row = {"run_id": run_id, "name": b.name, "fullname": b.fullname, "group": b.group,
-               "iterations": b.iterations}
-        row.update({f"time_{k}_s" if k not in ("rounds", "ops") else k: getattr(b.stats, k)
-                    for k in STAT_FIELDS})
-        row.update(b.extra_info)
-        rows.append(row)
+        stats = {f"bench_{k}_s" if k not in ("rounds", "ops") else f"bench_{k}": getattr(b.stats, k)
+                 for k in STAT_FIELDS}
+        rows.append({**b.extra_info["row"], "bench_name": b.name, "bench_group": b.group, **stats})
     out = Path(session.config.getoption("bench_out"))
     out.mkdir(parents=True, exist_ok=True)
-    df = pd.DataFrame(rows)
-    records.write_csv(df, out / f"{run_id}.csv")
+    df = records.to_frame(rows, extra_ok=True)
+    records.write_csv(df, out / f"{RUN_ID}.csv")
     records.write_csv(df, out / "latest.csv")
-    records.write_json(records.environment(run_id, int(df["threads"].iloc[0]) if "threads" in df else 0),
-                       out / f"{run_id}.env.json")
+    records.write_json(records.environment(RUN_ID), out / f"{RUN_ID}.env.json")
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter:
-        reporter.write_line(f"benchmark CSV: {out / (run_id + '.csv')} (and latest.csv), {len(df)} rows")
+        reporter.write_line(f"benchmark CSV: {out / (RUN_ID + '.csv')} (and latest.csv), {len(df)} rows")

@@ -1,21 +1,19 @@
 """The benchmark suite: ``pytest --benchmark-only`` (``make test`` runs each once, untimed).
 
 Only ``run()`` is timed (``prepare()`` — validation, cast, host->device copy — happens before),
-after a warm-up round, with torch and the BLAS under NumPy on the same thread count. Each
-benchmark also checks its result against the float64 NumPy reference on the same data and init,
-and fails when it is outside the dtype's tolerance: the equivalence promise.
+after a warm-up round, with torch, the BLAS under NumPy and numba on the same thread count. The
+case and its row come from the pipeline (``bench.pipeline.matrix`` and ``Evaluator.evaluate``),
+so a benchmark's row has every ``runs.csv`` column; it fails when the result is outside the
+dtype's tolerance against the float64 oracle, or diverged.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from bench.equivalence import compare, saturated_count, tolerance
-from bench.runner import bytes_per_step, default_iters
-from bench.timing import thread_parity
-from implementations import BACKENDS, DTYPES, BackendUnavailableError, TrainConfig, create_trainer
-
-from .conftest import problem, reference_run
+from bench.pipeline import matrix
+from bench.timing import Measurement, thread_parity
+from implementations import BACKENDS, DTYPES, BackendUnavailableError, create_trainer
 
 
 def _devices():
@@ -29,41 +27,37 @@ def _devices():
         yield pytest.param(dev, id=dev, marks=marks)
 
 
-# The seed task in both formulations (where saturation is discussed); the synthetic sizes in
-# the seed's probs formulation (timing does not depend on the formulation beyond a few %).
-PROBLEMS = [("iris", "probs"), ("iris", "logits"), ("synthetic-10kx100", "probs"), ("synthetic-200kx100", "probs")]
+# The seed task in both formulations (where saturation is discussed); the synthetic sizes in the
+# seed's probs formulation; and the mini-batch loop (batch 64) on a 100k-row set.
+PROBLEMS = [("iris", "probs", None), ("iris", "logits", None), ("synthetic-10kx100", "probs", None),
+            ("synthetic-200kx100", "probs", None), ("synthetic-100kx100", "probs", 64)]
+IDS = [f"{d}-{f}" + ("" if b is None else f"-b{b}") for d, f, b in PROBLEMS]
+MINIBATCH_ITERS = 2000
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("dataset, formulation", PROBLEMS, ids=[f"{d}-{f}" for d, f in PROBLEMS])
+@pytest.mark.parametrize("dataset, formulation, batch_size", PROBLEMS, ids=IDS)
 @pytest.mark.parametrize("device", list(_devices()))
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_train(benchmark, backend, device, dataset, formulation, dtype, host_bandwidth):
-    ds, w0, b0 = problem(dataset)
-    n_iters = default_iters(ds.n, ds.d)
-    config = TrainConfig(lr=0.01, n_iters=n_iters, dtype=dtype, device=device, formulation=formulation)
+def test_train(benchmark, evaluator, backend, device, dataset, formulation, batch_size, dtype):
+    (case,) = matrix([backend], [device], [dataset], [dtype], [formulation], batch_sizes=(batch_size,),
+                     iters=None if batch_size is None else MINIBATCH_ITERS)
     try:
-        trainer = create_trainer(backend, config)
+        trainer = create_trainer(backend, case.config)
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
-    benchmark.group = f"{dataset} {dtype} {formulation}"
+    p = evaluator.problem(dataset)
+    benchmark.group = f"{dataset} {dtype} {formulation} {case.loop}"
     with thread_parity(None) as threads:
-        trainer.prepare(ds.X, ds.y, w0, b0)
-        benchmark.pedantic(trainer.run, rounds=3 if n_iters > 100 else 5, warmup_rounds=1, iterations=1)
-    res = trainer.result()
-    ref = reference_run(dataset, dtype, formulation, n_iters, 0.01)
-    tol = tolerance(dtype, n_iters, ds.n, ds.d)
-    agreement = compare(res, ref, tol)
-    info = benchmark.extra_info
-    info.update(backend=backend, device=device, dataset=dataset, n=ds.n, d=ds.d, dtype=dtype,
-                formulation=formulation, n_iters=n_iters, lr=0.01, threads=threads,
-                final_loss=float(res.losses[-1]), saturated=saturated_count(ds.X, ref.w, ref.b, dtype),
-                bytes_per_step=bytes_per_step(ds.n, ds.d, dtype), **agreement.as_dict())
-    if benchmark.stats is not None and benchmark.stats.stats.rounds:
-        per_step = benchmark.stats.stats.median / n_iters
-        info["time_per_iter_s"] = per_step
-        info["achieved_gbps"] = info["bytes_per_step"] / per_step / 1e9
-        if host_bandwidth and device == "cpu":
-            info["roofline_fraction"] = info["achieved_gbps"] / host_bandwidth
-    assert not res.diverged, f"diverged at step {res.first_nonfinite_step}"
-    assert agreement.ok, f"{backend} disagrees with the float64 reference: {agreement}"
+        evaluator.threads = threads
+        trainer.prepare(p.dataset.X, p.dataset.y, p.w0, p.b0)
+        benchmark.pedantic(trainer.run, rounds=3 if case.config.n_iters > 100 else 5, warmup_rounds=1, iterations=1)
+    timed = benchmark.stats is not None and benchmark.stats.stats.rounds
+    m = Measurement(tuple(benchmark.stats.stats.data), case.config.n_iters) if timed else None
+    outcome = evaluator.evaluate(case, trainer, m)
+    if hasattr(trainer, "close"):
+        trainer.close()
+    row = outcome.row
+    benchmark.extra_info["row"] = row.to_record()
+    assert row.status == "ok", f"{row.status}: {row.reason}"
+    assert row.verdict == "pass", f"{backend} disagrees with the float64 oracle: {row.reason}"

@@ -1,0 +1,475 @@
+"""The one owner of a run: case -> problem -> prepare -> measure -> evaluate -> row -> sinks.
+
+Data path, one straight line::
+
+    Case (backend, dataset, TrainConfig)
+      -> Problem: the dataset and one (w0, b0) draw, loaded once and shared by every backend
+      -> trainer.prepare (timed apart: the transfer) -> warm-up + timed trainer.run rounds
+      -> trainer.result -> the float64 oracle (bench.oracle) and scikit-learn's optimum
+      -> Row (bench.records) -> sinks (CSV written as rows finish, losses, summary, plots, console)
+
+:func:`run` owns the whole of it, including every way a run can end: a row's exception becomes a
+``failed`` row; a divergence (non-finite loss or parameters, or a loss grown past 1e5× its first
+value, benchopt's rule) a ``diverged`` row whichever library noticed it first; SIGINT, SIGTERM or
+an exception outside a row end the run with status ``interrupted`` / ``failed``, and the sinks
+still write what the finished rows hold. The CLI and the pytest-benchmark suite build cases and
+consume rows; they do not run this pipeline themselves (the benchmark suite times ``run()`` with
+its own fixture and hands the timings to :meth:`Evaluator.evaluate`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import signal
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer
+
+from . import data as datasets
+from . import oracle
+from .memory import PeakMemory
+from .records import Case, Row
+from .timing import Measurement, Threads, measure, thread_parity, timed
+
+WARMUP_STEPS = 10  # warm-up run length (same backend, shapes, dtype, device; >= 2 compiled chunks)
+LOSS_POINTS = 500  # loss-curve points kept per row for losses.csv and the plots
+DIVERGENCE_GROWTH = 1e5  # a loss above 1e5 x its first value has diverged (benchopt's rule)
+
+
+def default_devices() -> tuple[str, ...]:
+    """``cpu``, plus ``cuda`` and ``mps`` where torch sees them."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return tuple(devices)
+
+
+def default_iters(n: int, d: int) -> int:
+    """The seed's 5000 steps where a step is cheap; fewer on big data (about 5e7 multiply-adds
+    per run, at least 10 steps) so the default run stays within its time budget."""
+    return int(max(10, min(5000, 5e7 // (n * d))))
+
+
+def bytes_per_step(m: int, d: int, dtype: str) -> int:
+    """The least a step must move: read its ``m`` rows of X once, plus y and the parameters."""
+    return np.dtype(dtype).itemsize * (m * d + m + 2 * (d + 1))
+
+
+def matrix(backends, devices, datasets_, dtypes, formulations, batch_sizes=(None,), l2s=(0.0,), iters=None,
+           lr=0.01, record_every=1, workers=1, shuffle_seed=0) -> list[Case]:
+    """Every combination as a case, grouped by dataset (each is loaded once). ``iters=None``: the
+    default for the dataset's size, counted in full-batch steps' work (a mini-batch run does as
+    many epochs' worth of steps as fit the same budget, at most 5000 steps)."""
+    cases = []
+    for ds in datasets_:
+        spec = datasets.parse_name(ds)
+        n, d = (100, 4) if spec is None else spec[:2]
+        for dtype, form, bs, l2 in itertools.product(dtypes, formulations, batch_sizes, l2s):
+            k = iters or (default_iters(n, d) if bs is None else default_iters(min(bs, n), d))
+            cfg = TrainConfig(lr=lr, n_iters=k, dtype=dtype, formulation=form, record_every=record_every,
+                              batch_size=bs, l2=l2, workers=workers, shuffle_seed=shuffle_seed)
+            for backend, device in itertools.product(backends, devices):
+                cases.append(Case(backend, ds, replace(cfg, device=device)))
+    return cases
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    repeats: int = 3
+    warmup: int = 1
+    budget_s: float | None = 1.0  # per row: stop repeating (after 3 rounds) past this many seconds
+    threads: int | None = None
+    seed: int = 0
+    target: float = 1e-3  # suboptimality defining time_to_target_s
+    optimum: bool = True  # fit scikit-learn's optimum per dataset and penalty
+
+
+@dataclass(frozen=True)
+class Problem:
+    dataset: datasets.Dataset
+    w0: np.ndarray
+    b0: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished case: its row and its loss curve (``case_id, step, loss, ref_loss``)."""
+
+    row: Row
+    curve: pd.DataFrame | None = None
+
+
+def _first_growth(losses: np.ndarray) -> int | None:
+    """Index of the first loss above ``DIVERGENCE_GROWTH`` times the first one, else None."""
+    if losses.size == 0 or not math.isfinite(losses[0]):
+        return None
+    grown = np.flatnonzero(losses > DIVERGENCE_GROWTH * max(abs(losses[0]), np.finfo(float).tiny))
+    return int(grown[0]) if grown.size else None
+
+
+def divergence(res) -> int | None:
+    """The step at which a run diverged by the one rule every backend is judged by, else None."""
+    grown = _first_growth(res.losses)
+    steps = [s for s in (res.first_nonfinite_step, None if grown is None else grown * res.record_every)
+             if s is not None]
+    return min(steps) if steps else None
+
+
+class Evaluator:
+    """Turns cases into rows for one run; caches problems, float64 references and optima."""
+
+    def __init__(self, run_id: str, options: RunOptions = RunOptions(), threads: Threads | None = None,
+                 bandwidth: dict | None = None):
+        self.run_id, self.options, self.threads = run_id, options, threads
+        self.bandwidth = bandwidth or {}
+        self._problems: dict[str, Problem] = {}
+        self._references: dict = {}
+        self._optima: dict = {}
+        self.notes: list[str] = []
+
+    # -- shared inputs --------------------------------------------------------------------------
+    def problem(self, name: str) -> Problem:
+        if name not in self._problems:
+            if len(self._problems) >= 1:  # keep one dataset in memory at a time (cases come grouped)
+                self._problems.clear()
+                self._references.clear()
+            ds = datasets.load(name, self.options.seed)
+            w0, b0 = datasets.init_params(ds.d, self.options.seed, ds.init_scale)
+            self._problems[name] = Problem(ds, w0, b0)
+        return self._problems[name]
+
+    def reference(self, case: Case):
+        key = (case.dataset, replace(case.config, device="cpu", workers=1))
+        if key not in self._references:
+            p = self.problem(case.dataset)
+            self._references[key] = oracle.reference_run(p.dataset.X, p.dataset.y, p.w0, p.b0, key[1])
+        return self._references[key]
+
+    def optimum(self, name: str, l2: float):
+        if not self.options.optimum:
+            return None
+        key = (name, l2)
+        if key not in self._optima:
+            ds = self.problem(name).dataset
+            try:
+                self._optima[key] = oracle.fit_optimum(ds.X, ds.y, l2)
+            except Exception as exc:  # e.g. absurdly scaled data: the rows still run, without the optimum
+                self.notes.append(f"{name} (l2={l2:g}): no optimum ({type(exc).__name__}: {exc})")
+                self._optima[key] = None
+        return self._optima[key]
+
+    # -- one case -------------------------------------------------------------------------------
+    def base_row(self, case: Case, **fields) -> Row:
+        spec = datasets.parse_name(case.dataset)
+        n, d = (100, 4) if spec is None else spec[:2]
+        m = min(case.config.batch_size or n, n)
+        extra = self.threads.as_dict() if self.threads else {}
+        return Row.for_case(self.run_id, case, n=n, d=d, epochs=case.config.n_iters * m / n,
+                            bytes_per_step=bytes_per_step(m, d, case.config.dtype),
+                            tolerance=oracle.config_tolerance(case.config, m, d), **extra, **fields)
+
+    def execute(self, case: Case) -> Outcome:
+        """Run one case end to end; every exception becomes the row's status, never the run's."""
+        try:
+            problem = self.problem(case.dataset)
+        except (ValueError, MemoryError) as exc:
+            return Outcome(self.base_row(case, status="failed", reason=f"dataset {case.dataset!r} cannot be built: "
+                                                                     f"{type(exc).__name__}: {exc}"))
+        if case.backend == "numba" and self.threads and self.threads.numba_error:
+            return Outcome(self.base_row(case, status="skipped", reason=self.threads.numba_error))
+        ds = problem.dataset
+        try:
+            trainer = create_trainer(case.backend, case.config)
+        except BackendUnavailableError as exc:
+            return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
+        except ValueError as exc:  # e.g. workers > 1 for a single-process backend
+            return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
+        o = self.options
+        try:
+            _, transfer_s = timed(trainer.prepare, ds.X, ds.y, problem.w0, problem.b0)
+            warm = None
+            if case.config.n_iters > WARMUP_STEPS and o.warmup:
+                warm = create_trainer(case.backend, replace(case.config, n_iters=WARMUP_STEPS))
+                warm.prepare(ds.X, ds.y, problem.w0, problem.b0)
+            with PeakMemory(case.device) as peak:
+                m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
+            for t in (warm, trainer):
+                if hasattr(t, "close"):
+                    t.close()
+            del warm
+        except BackendUnavailableError as exc:  # e.g. a compiler found missing at first call
+            return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
+        except Exception as exc:  # a backend's failure must not cost the other rows
+            return self._failure(case, exc)
+        return self.evaluate(case, trainer, m, transfer_s=transfer_s, peak_mem_mb=peak.mb)
+
+    def _failure(self, case: Case, exc: BaseException) -> Outcome:
+        """A library's exception is a divergence when the math diverges there (e.g. torch's BCE
+        refusing NaN probabilities), else a failure."""
+        what = f"{type(exc).__name__}: {exc}".strip()
+        try:
+            ref_step = divergence(self.reference(case))
+        except Exception:
+            ref_step = None
+        if ref_step is not None:
+            return Outcome(self.base_row(case, status="diverged", verdict="fail", first_nonfinite_step=ref_step,
+                                         reason=f"the float64 oracle's loss or parameters blow up from step "
+                                                f"{ref_step}, and {case.backend} stopped with {what}"))
+        return Outcome(self.base_row(case, status="failed", reason=what))
+
+    def evaluate(self, case: Case, trainer, m: Measurement | None, transfer_s: float | None = None,
+                 peak_mem_mb: float | None = None) -> Outcome:
+        """The row of a trained ``trainer``: timing figures from ``m`` (None: untimed), agreement
+        with the oracle, the optimum figures, and the divergence rule."""
+        ds = self.problem(case.dataset).dataset
+        res = trainer.result()
+        row = self.base_row(case, transfer_s=transfer_s, peak_mem_mb=peak_mem_mb)
+        fields: dict = {}
+        if m is not None:
+            fields.update(m.as_dict())
+            fields["achieved_gbps"] = row.bytes_per_step / fields["time_per_iter_s"] / 1e9
+            bw = self.bandwidth.get("host" if case.device == "cpu" else "device")
+            if bw:
+                fields["roofline_fraction"] = fields["achieved_gbps"] / bw
+        fields["final_loss"] = float(res.losses[-1])
+        ref = self.reference(case)
+        step = divergence(res)
+        if step is not None:
+            fields["first_nonfinite_step"] = res.first_nonfinite_step
+            why = ("non-finite" if res.first_nonfinite_step == step else
+                   f"above {DIVERGENCE_GROWTH:.0e}x its first value")
+            return Outcome(row.replace(**fields, verdict="fail", status="diverged",
+                                       reason=f"loss or parameters {why} from step {step}"))
+        agreement = oracle.compare(res, ref, row.tolerance)
+        fields.update(max_abs_dw=agreement.max_abs_dw, abs_db=agreement.abs_db, max_abs_dloss=agreement.max_abs_dloss,
+                      rel_dparam=agreement.rel_dparam, rel_dloss=agreement.rel_dloss, verdict=agreement.verdict,
+                      saturated=oracle.saturated_count(ds.X, ref.w, ref.b, case.config.dtype))
+        opt = self.optimum(case.dataset, case.config.l2)
+        if opt is not None:
+            fields.update(optimum_loss=opt.loss, suboptimality=opt.suboptimality(ds.X, ds.y, res.w, res.b),
+                          rel_dist_opt=opt.rel_distance(res.w, res.b))
+            if m is not None:
+                fields["time_to_target_s"] = oracle.time_to_target(res.losses, opt.loss, self.options.target,
+                                                                   case.config.record_every, fields["time_per_iter_s"])
+        if not agreement.ok:
+            fields["reason"] = explain(agreement, fields["saturated"], case)
+        stride = max(1, len(res.losses) // LOSS_POINTS)
+        curve = pd.DataFrame({"case_id": case.case_id,
+                              "step": np.arange(0, len(res.losses), stride) * case.config.record_every,
+                              "loss": res.losses[::stride], "ref_loss": ref.losses[::stride]})
+        return Outcome(row.replace(**fields), curve)
+
+
+def explain(agreement, saturated: int, case: Case) -> str:
+    """Why a row is outside tolerance, as far as the run can tell."""
+    parts = [f"differs from the float64 oracle: rel Δparam {agreement.rel_dparam:.2e}, "
+             f"rel Δloss {agreement.rel_dloss:.2e} (tolerance {agreement.tolerance:.2e})"]
+    if saturated and case.config.formulation == "probs":
+        if agreement.rel_dloss > agreement.tolerance:
+            parts.append(f"{saturated} samples saturate (p(1-p) < 1e-12): where p rounds to 0 or 1 in "
+                         f"{case.config.dtype} the probs loss clamps log at -100 while the oracle still computes "
+                         "the exact log")
+        if agreement.rel_dparam > agreement.tolerance:
+            autograd = case.backend in ("torch", "torch-nn", "jax")
+            parts.append("autograd through sigmoid->BCE shrinks or zeroes those samples' gradient while p - y does not"
+                         if autograd else "saturated samples also move the parameters apart")
+        parts.append("the logits formulation has neither problem")
+    elif saturated:
+        parts.append(f"{saturated} saturated samples")
+    else:
+        parts.append("no saturated sample explains it: investigate")
+    return "; ".join(parts)
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the run ends through its ``finally``."""
+
+
+EXIT_CODES = {"complete": 0, "interrupted": 130, "terminated": 143, "failed": 1}
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    rows: list[Row] = field(default_factory=list)
+    curves: list[pd.DataFrame] = field(default_factory=list)
+    status: str = "complete"  # complete / interrupted / failed
+    reason: str = ""
+    exit_code: int = 0
+    notes: list[str] = field(default_factory=list)
+    threads: Threads | None = None
+    bandwidth: dict = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        from .records import to_frame
+
+        return to_frame(self.rows)
+
+    def losses(self) -> pd.DataFrame:
+        cols = ["case_id", "step", "loss", "ref_loss"]
+        parts = [c for c in self.curves if c is not None and len(c)]
+        return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+class Sink:
+    """Receives a run's events; every method optional. ``finish`` runs on every ending."""
+
+    def start(self, result: RunResult, n_cases: int) -> None: ...
+
+    def case(self, case: Case) -> None: ...
+
+    def row(self, outcome: Outcome, result: RunResult) -> None: ...
+
+    def finish(self, result: RunResult) -> None: ...
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+class _Deferred:
+    """While the sinks finish, SIGINT/SIGTERM are noted, not raised: the files get written."""
+
+    def __init__(self):
+        self.got = []
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, lambda signum, frame: self.got.append(signum))
+                     for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        return False
+
+
+class _NoDefer:
+    got: list = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = RunOptions(), run_id: str | None = None,
+        bandwidth: dict | None = None) -> RunResult:
+    """Run every case in order; hand each finished row to the sinks; end the same way whatever ends it."""
+    from .records import new_run_id
+
+    result = RunResult(run_id or new_run_id(), bandwidth=dict(bandwidth or {}))
+    main_thread = _in_main_thread()
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    try:
+        with thread_parity(options.threads) as threads:
+            result.threads = threads
+            if threads.numba_error:
+                result.notes.append(threads.numba_error + ": numba rows are skipped")
+            if threads.oversubscribed:
+                result.notes.append(f"oversubscribed: {max(threads.torch, threads.blas or 0, threads.numba or 0)} "
+                                    f"threads on {available()} available cores; timings include the contention")
+            ev = Evaluator(result.run_id, options, threads, bandwidth={"host": result.bandwidth.get("host_read"),
+                                                                      "device": result.bandwidth.get("device_copy")})
+            for sink in sinks:
+                sink.start(result, len(cases))
+            for case in cases:
+                for sink in sinks:
+                    sink.case(case)
+                outcome = ev.execute(case)
+                result.rows.append(outcome.row)
+                result.curves.append(outcome.curve)
+                for sink in sinks:
+                    sink.row(outcome, result)
+            result.notes += ev.notes
+    except KeyboardInterrupt:
+        result.status, result.reason, result.exit_code = "interrupted", "interrupted by SIGINT (Ctrl-C)", 130
+    except Terminated:
+        result.status, result.reason, result.exit_code = "interrupted", "terminated by SIGTERM", 143
+    except BaseException as exc:  # MemoryError, a bug outside a row: the finished rows are still written
+        result.status, result.reason, result.exit_code = "failed", f"{type(exc).__name__}: {exc}", 1
+    finally:
+        with (_Deferred() if main_thread else _NoDefer()) as deferred:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
+            for sink in sinks:
+                try:
+                    sink.finish(result)
+                except Exception as exc:  # one sink's failure must not stop the others
+                    result.notes.append(f"{type(sink).__name__} could not finish: {type(exc).__name__}: {exc}")
+        if deferred.got and result.status == "complete":
+            result.status, result.exit_code = "interrupted", 128 + deferred.got[0]
+            result.reason = f"signal {deferred.got[0]} while writing the reports (they were finished first)"
+    if result.status == "complete" and any(r.status == "failed" for r in result.rows):
+        result.exit_code = 1
+    return result
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def available() -> int:
+    from .timing import available_cores
+
+    return available_cores()
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def memory_needed(case: Case) -> int:
+    """Bytes a case needs at its peak, roughly: the float64 dataset, its copy in the run's dtype
+    (and the oracle's rounded float64 copy), the loss buffers of backend and oracle, the schedule."""
+    spec = datasets.parse_name(case.dataset)
+    n, d = (100, 4) if spec is None else spec[:2]
+    c = case.config
+    item = np.dtype(c.dtype).itemsize
+    data = 8 * n * (d + 1) * 2 + item * n * (d + 1) * 2
+    losses = 8 * c.n_records * 4
+    schedule = 0 if c.batch_size is None else 8 * (c.n_iters * c.batch_size + c.n_iters) * 2
+    return int(data + losses + schedule)
+
+
+def preflight(cases: list[Case]) -> None:
+    """Refuse, before any work, a run that cannot fit: ValueError naming the case, the figure and the limit."""
+    limit = available_memory_bytes()
+    if limit is None:
+        return
+    worst = max(cases, key=memory_needed, default=None)
+    if worst is not None and memory_needed(worst) > limit:
+        need = memory_needed(worst)
+        raise ValueError(f"{worst.dataset} with {worst.config.n_iters} steps ({worst.config.dtype}) needs about "
+                         f"{need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB of memory available")
+
+
+def env_status(result: RunResult) -> dict:
+    return {"status": result.status, "reason": result.reason, "rows": len(result.rows),
+            "exit_code": result.exit_code, "pid": os.getpid()}
+
+
+__all__ = ["BACKENDS", "Case", "Evaluator", "Outcome", "Problem", "Row", "RunOptions", "RunResult", "Sink",
+           "bytes_per_step", "default_iters", "divergence", "matrix", "preflight", "run"]
