@@ -133,7 +133,8 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
                        help="threads for torch, the BLAS under NumPy and numba alike (default: every available core)")
         p.add_argument("--record-every", type=_positive_int, default=1,
                        help="record the loss every k steps (default: 1, as the seed does; larger k times the step alone)")
-        p.add_argument("--repeats", type=_positive_int, default=3, help="timed rounds per row (default: 3)")
+        p.add_argument("--repeats", type=_positive_int, default=5,
+                       help="timed rounds per row (default: 5; at least 3 once --budget is spent)")
         p.add_argument("--budget", type=_positive_float, default=1.0,
                        help="seconds per row after which repeating stops (>= 3 rounds; default: 1)")
         p.add_argument("--overwrite", action="store_true",
@@ -237,12 +238,8 @@ def cmd_run(args, argv=()) -> int:
         raise UsageError(str(exc)) from None
     opts = RunOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget, threads=args.threads,
                       seed=args.seed, target=args.target, optimum=args.optimum)
-    try:
-        bandwidth = measure_bandwidth(args.devices)
-    except BaseException:
-        folder.close()
-        raise
-    result = run(cases, [folder, Console(folder)], opts, run_id=run_id, bandwidth=bandwidth)
+    result = run(cases, [folder, Console(folder)], opts, run_id=run_id,
+                 bandwidth=lambda: measure_bandwidth(args.devices))
     return result.exit_code
 
 
@@ -353,3 +350,6 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"python -m bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside a run's own handling (grad, trajectory, set-up)
+        print(f"python -m bench {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -84,7 +84,7 @@ def matrix(backends, devices, datasets_, dtypes, formulations, batch_sizes=(None
 
 @dataclass(frozen=True)
 class RunOptions:
-    repeats: int = 3
+    repeats: int = 5
     warmup: int = 1
     budget_s: float | None = 1.0  # per row: stop repeating (after 3 rounds) past this many seconds
     threads: int | None = None
@@ -196,6 +196,11 @@ class Evaluator:
         o = self.options
         try:
             _, transfer_s = timed(trainer.prepare, ds.X, ds.y, problem.w0, problem.b0)
+        except BackendUnavailableError as exc:
+            return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
+        except Exception as exc:  # input this backend cannot take (e.g. values beyond its dtype)
+            return Outcome(self.base_row(case, status="failed", reason=f"{type(exc).__name__}: {exc}"))
+        try:
             warm = None
             if case.config.n_iters > WARMUP_STEPS and o.warmup:
                 warm = create_trainer(case.backend, replace(case.config, n_iters=WARMUP_STEPS))
@@ -366,14 +371,18 @@ class _NoDefer:
 
 
 def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = RunOptions(), run_id: str | None = None,
-        bandwidth: dict | None = None) -> RunResult:
-    """Run every case in order; hand each finished row to the sinks; end the same way whatever ends it."""
+        bandwidth=None) -> RunResult:
+    """Run every case in order; hand each finished row to the sinks; end the same way whatever ends it.
+
+    ``bandwidth`` is the measured floor (a dict) or a callable measuring it, called inside the run
+    so that an interruption there ends the run like any other."""
     from .records import new_run_id
 
-    result = RunResult(run_id or new_run_id(), bandwidth=dict(bandwidth or {}))
+    result = RunResult(run_id or new_run_id())
     main_thread = _in_main_thread()
     old_term = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
+        result.bandwidth = dict((bandwidth() if callable(bandwidth) else bandwidth) or {})
         with thread_parity(options.threads) as threads:
             result.threads = threads
             if threads.numba_error:

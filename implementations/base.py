@@ -203,8 +203,9 @@ class TrainResult:
         return self.first_nonfinite_step is not None
 
 
-def check_inputs(X, y, w0, b0):
-    """Validate host inputs once, at the boundary; return float64 copies ``(X, y, w0, b0)``."""
+def check_inputs(X, y, w0, b0, dtype: str | None = None):
+    """Validate host inputs once, at the boundary; return float64 copies ``(X, y, w0, b0)``.
+    With ``dtype``, values beyond that dtype's largest finite number are refused too."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array of shape (n, d), got an array with {X.ndim} dimension(s), shape {X.shape}")
@@ -239,6 +240,13 @@ def check_inputs(X, y, w0, b0):
     b0 = float(b0.reshape(-1)[0])
     if not (np.all(np.isfinite(w0)) and math.isfinite(b0)):
         raise ValueError(f"w0 and b0 must be finite, got w0={w0}, b0={b0}")
+    if dtype is not None:
+        big = float(np.finfo(dtype).max)
+        for name, a in (("X", X), ("w0", w0), ("b0", np.asarray(b0))):
+            top = float(np.max(np.abs(a)))
+            if top > big:
+                raise ValueError(f"{name} must fit in {dtype} (largest finite value {big:.4g}), got a value of "
+                                 f"magnitude {top:.4g}")
     return X, y, w0, b0
 
 
@@ -267,7 +275,7 @@ class Trainer(ABC):
         self._prepared = False
 
     def prepare(self, X, y, w0, b0) -> None:
-        X, y, w0, b0 = check_inputs(X, y, w0, b0)
+        X, y, w0, b0 = check_inputs(X, y, w0, b0, self.config.dtype)
         self.n, self.d = X.shape
         bs = self.config.batch_size
         if bs is not None and bs > self.n:

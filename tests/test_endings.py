@@ -1,0 +1,215 @@
+"""Nothing lost, nothing misreported: every way a run can end, every input that cannot work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import records
+from bench.cli import main
+from bench.output import RunFolder
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--datasets", "iris", "--iters", "20", "--repeats", "3", "--budget", "0.2", "--devices", "cpu",
+        "--formulations", "logits"]
+
+
+def _cli(*args, env=None, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT, env=env)
+
+
+def _env(folder):
+    return json.loads((folder / "env.json").read_text())
+
+
+def _no_temp_files(folder):
+    return not list(Path(folder).glob(".*.tmp")) and not (Path(folder) / ".lock").exists()
+
+
+def _start(folder, *extra):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--datasets", "iris", "--iters", "3000", "--repeats", "3",
+         "--backends", "numpy", "torch", "torch-manual", "--devices", "cpu", "--out", str(folder), *extra],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _wait_for_rows(proc, csv):
+    deadline = time.time() + 120
+    while not csv.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert csv.exists(), "no row was written"
+
+
+def test_sigterm_writes_what_it_has(tmp_path):
+    proc = _start(tmp_path)
+    _wait_for_rows(proc, tmp_path / "runs.csv")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "terminated by SIGTERM" in err
+    env = _env(tmp_path)
+    assert env["status"] == "interrupted" and env["reason"] == "terminated by SIGTERM"
+    df = records.read_runs(tmp_path / "runs.csv")
+    assert env["rows"] == len(df) >= 1
+    for name in ("summary.md", "losses.csv"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert _no_temp_files(tmp_path)
+
+
+def test_sigint_while_writing_the_reports_still_writes_them(tmp_path, monkeypatch):
+    from bench import report
+
+    real = report.write_report
+
+    def interrupted_report(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of plotting
+        return real(*args)
+
+    monkeypatch.setattr(report, "write_report", interrupted_report)
+    code = main(["run", *TINY, "--backends", "numpy", "--dtypes", "float64", "--out", str(tmp_path)])
+    assert code == 130
+    assert (tmp_path / "summary.md").exists() and list(tmp_path.glob("*.png"))
+    assert _env(tmp_path)["status"] == "complete"  # every row had finished; the reports were completed
+    assert _no_temp_files(tmp_path)
+
+
+def test_early_sigint_leaves_a_record_not_an_empty_folder(tmp_path, monkeypatch):
+    from bench import roofline
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(roofline, "measure_bandwidth", interrupted)
+    assert main(["run", *TINY, "--backends", "numpy", "--out", str(tmp_path)]) == 130
+    env = _env(tmp_path)
+    assert env["status"] == "interrupted" and env["rows"] == 0
+    assert _no_temp_files(tmp_path)
+
+
+def test_an_exception_outside_a_row_keeps_the_finished_rows(tmp_path, monkeypatch):
+    from bench.pipeline import Evaluator
+
+    real, calls = Evaluator.execute, []
+
+    def second_case_runs_out_of_memory(self, case):
+        calls.append(case)
+        if len(calls) == 2:
+            raise MemoryError("Unable to allocate 72.8 TiB")
+        return real(self, case)
+
+    monkeypatch.setattr(Evaluator, "execute", second_case_runs_out_of_memory)
+    code = main(["run", *TINY, "--backends", "numpy", "torch", "--dtypes", "float64", "--out", str(tmp_path)])
+    assert code == 1
+    env = _env(tmp_path)
+    assert env["status"] == "failed" and "MemoryError: Unable to allocate 72.8 TiB" in env["reason"]
+    assert len(records.read_runs(tmp_path / "runs.csv")) == 1
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "losses.csv").exists()
+
+
+def test_a_folder_holding_a_run_is_refused_then_overwritten(tmp_path):
+    args = ["run", *TINY, "--backends", "numpy", "--dtypes", "float64", "--out", str(tmp_path)]
+    assert main(args) == 0
+    stale = tmp_path / "stale.png"
+    stale.write_bytes(b"old plot")
+    first = _env(tmp_path)["run_id"]
+    proc = _cli(*args)
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr and "--overwrite" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and _env(tmp_path)["run_id"] == first
+    assert main(args + ["--overwrite"]) == 0
+    assert _env(tmp_path)["run_id"] != first and not stale.exists()
+
+
+def test_a_second_process_is_kept_out_by_the_lock(tmp_path):
+    holder = RunFolder(tmp_path).open()  # this process holds the folder, as a running `bench run` would
+    try:
+        proc = _cli("run", *TINY, "--backends", "numpy", "--out", str(tmp_path))
+        assert proc.returncode == 2, proc.stderr
+        assert f"in use by another run (pid {os.getpid()})" in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "runs.csv").exists()
+    finally:
+        holder.close()
+    assert _no_temp_files(tmp_path)
+
+
+def test_leftovers_of_a_kill_9_are_removed_by_the_next_run(tmp_path):
+    (tmp_path / ".runs.csv.x1y2.tmp").write_text("half a file")
+    assert main(["run", *TINY, "--backends", "numpy", "--dtypes", "float64", "--out", str(tmp_path)]) == 0
+    assert _no_temp_files(tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--iters", "10000000000000"], "more than the"),
+    (["--datasets", "synthetic-1000000Mx1000"], "more than the"),
+    (["--seed", "-1"], "argument --seed: expected an integer between 0 and 4294967295, got '-1'"),
+    (["--batch-sizes", "foo"], "argument --batch-sizes: expected 'full' or a positive integer, got 'foo'"),
+    (["--l2", "nan"], "argument --l2: expected a finite number >= 0, got 'nan'"),
+])
+def test_checked_before_any_work(tmp_path, args, message):
+    out = tmp_path / "out"
+    proc = _cli("run", "--backends", "numpy", *args, "--out", str(out))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (out / "runs.csv").exists() and not (out / "env.json").exists()
+
+
+def test_a_dataset_that_overflows_the_dtype_fails_alone(tmp_path):
+    code = main(["run", "--datasets", "synthetic-100x5-x1e39", "iris", "--iters", "20", "--backends", "numpy",
+                 "--devices", "cpu", "--dtypes", "float32", "--formulations", "logits", "--out", str(tmp_path)])
+    df = records.read_runs(tmp_path / "runs.csv")
+    bad = df[df.dataset == "synthetic-100x5-x1e39"].iloc[0]
+    assert bad.status == "failed" and "X must fit in float32" in bad.reason
+    assert df[df.dataset == "iris"].status.tolist() == ["ok"]
+    assert code == 1 and _env(tmp_path)["status"] == "complete" and (tmp_path / "summary.md").exists()
+
+
+def test_threads_are_recorded_as_used(tmp_path):
+    proc = _cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
+                env={"NUMBA_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    df = records.read_runs(tmp_path / "runs.csv")
+    assert (df.threads_torch == df.threads).all() and df.threads_numba.eq(1).all()
+
+
+def test_oversubscription_is_flagged(tmp_path):
+    code = main(["run", *TINY, "--backends", "numpy", "--dtypes", "float64", "--threads", str(os.cpu_count() * 4),
+                 "--out", str(tmp_path)])
+    df = records.read_runs(tmp_path / "runs.csv")
+    assert code == 0 and df.oversubscribed.all() and (df.threads_torch == os.cpu_count() * 4).all()
+    assert any("oversubscribed" in n for n in _env(tmp_path)["notes"])
+
+
+def test_an_environment_that_breaks_numba_skips_its_rows(tmp_path):
+    proc = _cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
+                env={"NUMBA_NUM_THREADS": "0"})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    df = records.read_runs(tmp_path / "runs.csv").set_index("backend")
+    assert df.loc["numpy", "status"] == "ok"
+    assert df.loc["numba", "status"] == "skipped" and "numba cannot start here" in df.loc["numba", "reason"]
+
+
+def test_grad_on_a_missing_device_is_skipped_and_fails(tmp_path):
+    proc = _cli("grad", "--backends", "numpy", "torch", "--devices", "cuda:7", "--random-points", "1",
+                "--out", str(tmp_path))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "skipped: torch on cuda:7" in proc.stderr and "no comparison ran" in proc.stderr
+
+
+def test_trajectory_on_a_missing_device_is_skipped_and_fails(tmp_path):
+    proc = _cli("trajectory", "--devices", "cuda:7", "--iters", "5", "--out", str(tmp_path))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "skipped: cuda:7" in proc.stderr
+
+
+def test_trajectory_against_itself_is_refused():
+    proc = _cli("trajectory", "--a", "numpy", "--b", "numpy")
+    assert proc.returncode == 2 and "two different backends" in proc.stderr and "Traceback" not in proc.stderr
