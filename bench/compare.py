@@ -328,14 +328,18 @@ def _print(cmp: pd.DataFrame, envd: pd.DataFrame, args, n_a: int, n_b: int) -> N
     colour = {"slower": "red", "faster": "green", "same": "white"}
     for _, r in cmp.iterrows():
         call = str(r["call"])
-        note = "" if r["test"] == "mann-whitney" else (" (no rounds)" if r["test"] == "none" else " (separation)")
+        if call == "—":
+            note = f" ({r['status_a']} / {r['status_b']})"
+        else:
+            note = "" if r["test"] == "mann-whitney" else (" (no rounds)" if r["test"] == "none" else " (separation)")
         threads = f"{_i(r['threads_a'])}" if str(r["threads_a"]) == str(r["threads_b"]) else \
             f"[yellow]{_i(r['threads_a'])} -> {_i(r['threads_b'])}[/yellow]"
         t.add_row(str(r["case_id"]), _fmt_time(r["time_per_iter_a_s"]), _fmt_time(r["time_per_iter_b_s"]),
                   "—" if pd.isna(r["ratio"]) else f"{r['ratio']:.3f}",
                   "—" if pd.isna(r["p_value"]) else f"{r['p_value']:.3g}",
                   f"[{colour.get(call, 'white')}]{call}[/{colour.get(call, 'white')}]{note}",
-                  f"[red]{r['agreement_change']}[/red]" if r["agreement_change"] else str(r["verdict_b"] or "—"),
+                  f"[red]{r['agreement_change']}[/red]" if r["agreement_change"] else
+                  ("—" if r["verdict_b"] is None or pd.isna(r["verdict_b"]) else str(r["verdict_b"])),
                   threads)
     console.print(t)
     counts = cmp["call"].value_counts().to_dict()
