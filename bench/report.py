@@ -396,11 +396,14 @@ def verdict(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = None) -> lis
         lines = [_agreement_sentence(g)]
         not_run = g[~g["status"].isin(["ok", "diverged", "failed"])]
         if len(not_run):
-            lines.append("Not measured: " + "; ".join(
-                f"`{_who(r, True)}` ({_config(r)}): {r['status']} — {_md(r['reason'])}"
-                for _, r in not_run.iterrows()) + ".")
+            parts = []
+            for (who, status, reason), h in not_run.assign(_who=not_run.apply(_who, axis=1, with_device=True)) \
+                    .groupby(["_who", "status", not_run["reason"].fillna("no reason recorded")], sort=False):
+                parts.append(f"`{who}` ({len(h)} row{'s' if len(h) > 1 else ''}): {status} — {_md(reason)}")
+            lines.append("Not measured: " + "; ".join(parts) + ".")
         good = g[correct_mask(g)]
-        for device in sorted(set(g["device"].dropna())):
+        ran = g[g["status"].isin(["ok", "diverged", "failed"])]
+        for device in sorted(set(ran["device"].dropna())):
             lines.append(_fastest_sentence(g, good[good["device"] == device], device))
             for dtype in list(dict.fromkeys(good.loc[good["device"] == device, "dtype"])):
                 s = _library_sentence(good[(good["device"] == device) & (good["dtype"] == dtype)], device, dtype)
@@ -545,6 +548,9 @@ def pivot_times(df: pd.DataFrame, dtype: str) -> pd.DataFrame:
     """Backend (× device when more than one) by dataset/loop/formulation: median time per step
     as text; ``✗`` marks a row that does not agree with the oracle, ``~`` a noisy one."""
     df = normalize_rows(df)
+    ran_devices = set(df.loc[df["status"] != "skipped", "device"].dropna())
+    if ran_devices:  # a device where nothing ran is in the verdict's "Not measured", not the pivot
+        df = df[df["device"].isin(ran_devices)]
     g = df[df["dtype"] == dtype]
     if g.empty:
         return pd.DataFrame()
@@ -797,16 +803,14 @@ def _grid(k: int, ncols: int = 2, w: float = 5.0, h: float = 3.6, **kw):
 def plot_time_vs_n(df: pd.DataFrame, path: Path, floor_gbps: float | None = None, env: dict | None = None) -> bool:
     """log-log median time per step vs n, one line per backend@device, at one width d only (the
     one with the most sizes n: a sweep also varies d at fixed n, and Iris (d = 4) is never joined to
-    d = 100 points); full batch, ``probs`` where present, no L2. False when nothing to plot."""
+    d = 100 points); full batch, ``probs`` where present, no L2. False when nothing to plot.
+    (``write_report`` draws it only when some d has two sizes or more.)"""
     df = normalize_rows(df)
     ok = df[(df["status"] == "ok") & df["time_per_iter_s"].notna() & (df["loop"] == "full-batch")
             & (df["l2"] == 0)]
     if ok.empty:
         return False
-    sizes = ok.groupby("d")["n"].nunique()
-    if sizes.max() < 2:
-        return False
-    d = sizes.idxmax()
+    d = ok.groupby("d")["n"].nunique().idxmax()  # with one n per d: points, nothing joined
     ok = ok[ok["d"] == d]
     dtypes = list(dict.fromkeys(ok["dtype"]))
     plt = _plt()
@@ -1044,7 +1048,9 @@ def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dic
     _write_atomic(out / "time_to_target.csv", lambda tmp: ttt.to_csv(tmp, index=False))
     written.append(out / "time_to_target.csv")
     floor = ((env or {}).get("bandwidth_gbps") or {}).get("host_read")
-    if plot_time_vs_n(rows, out / "time_vs_n.png", floor_gbps=floor, env=env):
+    ok = rows[(rows["status"] == "ok") & rows["time_per_iter_s"].notna()]
+    if ok.groupby("d")["n"].nunique().max() >= 2 and \
+            plot_time_vs_n(rows, out / "time_vs_n.png", floor_gbps=floor, env=env):  # a line needs two sizes
         written.append(out / "time_vs_n.png")
     if plot_speed_vs_numpy(rows, out / "speed_vs_numpy.png", env=env):
         written.append(out / "speed_vs_numpy.png")

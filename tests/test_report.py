@@ -226,7 +226,8 @@ def test_time_vs_n_joins_one_width_only(tmp_path):
         report._save = real_save
     xs = {float(x) for ln in drawn["lines"] for x in ln.get_xdata()}
     assert xs == {10_000.0, 100_000.0}, "only the d = 100 sizes, never Iris's n = 100"
-    assert not report.plot_time_vs_n(rows[rows.dataset == "iris"], tmp_path / "none.png")
+    written = report.write_report(rows[rows.dataset == "iris"], None, None, tmp_path / "iris-only")
+    assert "time_vs_n.png" not in {p.name for p in written}, "one n per d: no line to draw"
 
 
 def test_speed_vs_numpy_is_relative_to_numpy_in_the_same_setting(rows):
