@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     traj.add_argument("--b", default="torch", help="second backend (default: torch)")
     traj.add_argument("--out", type=Path, default=None, help="output folder (default: results/trajectory/<run-id>)")
     traj.set_defaults(func=cmd_trajectory)
+
+    from . import compare
+
+    cmp = sub.add_parser("compare", help="compare two saved runs (or pytest-benchmark JSON files): ratios, p-values")
+    compare.add_arguments(cmp)
+    cmp.set_defaults(func=lambda args, argv=(): compare.cmd_compare(args))
     return parser
 
 

@@ -86,7 +86,8 @@ class RunFolder(Sink):
         try:
             env = getattr(self, "env", None) or {**records.environment(result.run_id), **self.extra_env}
             env.update(env_status(result), bandwidth_gbps=result.bandwidth, notes=result.notes,
-                       threads=result.threads.as_dict() if result.threads else None)
+                       threads=result.threads.asked if result.threads else None,
+                       threads_used=result.threads.as_dict() if result.threads else None)
             records.write_json(env, self.folder / "env.json")
             self.written.append("env.json")
             if not result.rows:
@@ -98,7 +99,7 @@ class RunFolder(Sink):
             if self.report:
                 from . import report
 
-                self.written += report.write_report(df, result.losses(), env, self.folder)
+                self.written += [Path(f).name for f in report.write_report(df, result.losses(), env, self.folder)]
         finally:
             self.close()
 
@@ -141,7 +142,8 @@ class Console(Sink):
 
             from . import report
 
-            report.print_summary(result.frame(), RichConsole(width=None if sys.stdout.isatty() else 140))
+            report.print_summary(result.frame(), RichConsole(width=None if sys.stdout.isatty() else 140),
+                                 result.losses(), getattr(self.folder, "env", None))
         df = result.frame() if result.rows else None
         counts = df.status.value_counts().to_dict() if df is not None else {}
         fails = int((df.verdict == "fail").sum()) if df is not None else 0

@@ -40,7 +40,8 @@ def test_run_writes_every_file(small_run):
     assert code == 0
     umask = os.umask(0)
     os.umask(umask)
-    for name in ("runs.csv", "env.json", "summary.md", "losses.csv", "loss_curves.png", "time_vs_n.png"):
+    for name in ("runs.csv", "env.json", "summary.md", "losses.csv", "time_to_target.csv", "speed_vs_numpy.png",
+                 "suboptimality_iris.png", "loss_vs_oracle.png"):
         st = (out / name).stat()
         assert st.st_size > 0, name
         assert st.st_mode & 0o777 == 0o666 & ~umask, f"{name}: not the usual permissions"
@@ -81,13 +82,15 @@ def test_summary_table(small_run):
     _, out = small_run
     df = records.read_runs(out / "runs.csv")
     md = (out / "summary.md").read_text()
-    assert md.startswith(summary_markdown(df) + "\n")
+    losses = pd.read_csv(out / "losses.csv")
+    env = pd.read_json(out / "env.json", typ="series").to_dict()
+    assert md.startswith(summary_markdown(df, losses, env))
+    assert md.index("## Verdict") < md.index("| backend |")
     assert "GPU/CPU crossover" in md
-    assert "## iris (n=100, d=4), float32, 30 steps" in md and "## iris (n=100, d=4), float64, 30 steps" in md
-    assert "| numpy | cpu | probs |" in md and "| torch | cpu | probs |" in md
+    assert "iris (n=100, d=4), full batch, float32, 30 steps" in md
     numpy_row = next(line for line in md.splitlines() if line.startswith("| numpy | cpu | probs |"))
-    assert "| 1.00× |" in numpy_row and "| pass |" in numpy_row
-    assert "skipped:" in md
+    assert "| 1.00× |" in numpy_row and "| yes |" in numpy_row
+    assert "skipped" in md and "cuda:9" in md
 
 
 def test_one_divergence_rule_and_the_run_goes_on(tmp_path):

@@ -1,0 +1,373 @@
+"""``python -m bench compare A B``: is run B faster or slower than run A, row by row, and is it real?
+
+A and B are each a saved run folder (``runs.csv``, and ``env.json`` beside it) or a pytest-benchmark
+JSON file (``pytest --benchmark-json=FILE``; its ``stats.data`` holds the rounds when written with
+``--benchmark-save-data``; ``extra_info`` holds our fields).
+
+Per matching row (on ``case_id`` when both sides record it, else on backend, device, dtype,
+formulation, dataset, batch size and l2):
+
+- ``ratio`` = B's median time per step / A's (> 1: B is slower);
+- ``p_value``: two-sided Mann–Whitney U over the timed rounds (``times_s`` divided by the steps;
+  ``scipy.stats.mannwhitneyu``), NaN when either side stored no rounds;
+- ``call``: ``slower`` when the difference is significant and ``ratio > 1 + threshold``, ``faster``
+  when significant and ``ratio < 1 / (1 + threshold)``, else ``same``. Significant means
+  ``p < alpha``. With few rounds the U test cannot reach ``alpha`` at all (3 vs 3 rounds: the
+  smallest two-sided p is 0.1); then, and only then, significant means the rounds do not overlap
+  (every B round beyond every A round), and the ``test`` column says so. Without stored rounds the
+  call rests on the threshold alone (``test`` = ``none``);
+- agreement (``verdict``) changes, and the thread counts of both sides.
+
+Environment differences (versions, CPU, GPU, threads, BLAS, git sha) come from the two env.json.
+Writes ``compare.csv`` and ``env_diff.csv`` to ``--out`` and prints a table. Exit status: 1 when
+``--fail-above PCT`` is given and a matched row is ``slower`` by more than PCT percent (like
+pytest-benchmark's ``--benchmark-compare-fail``), 2 with one ``error:`` line for bad input, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .records import write_atomic
+from .report import _fmt_time, normalize_rows, round_times_per_step
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+MATCH_KEYS = ["backend", "device", "dtype", "formulation", "dataset", "batch_size", "l2"]
+_SKIP_ENV = {"run_id", "created_utc", "notes", "datetime"}
+
+
+class CompareError(ValueError):
+    """Bad input: reported as one ``error:`` line and exit status 2."""
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(str(text).strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage such as 5 or 5%, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a percentage >= 0, got {text!r}")
+    return value
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a significance level between 0 and 1, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", metavar="A", help="baseline: a run folder (runs.csv + env.json) or a pytest-benchmark JSON file")
+    parser.add_argument("b", metavar="B", help="the run to judge against A (same kinds as A)")
+    parser.add_argument("--threshold", type=_percent, default=5.0, metavar="PCT",
+                        help="smallest change in median time per step called faster/slower, in percent (default: 5)")
+    parser.add_argument("--alpha", type=_alpha, default=0.05,
+                        help="significance level of the Mann-Whitney U test over the timed rounds (default: 0.05)")
+    parser.add_argument("--fail-above", type=_percent, default=None, metavar="PCT",
+                        help="exit 1 when a matched row is slower by more than PCT percent (default: never)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for compare.csv and env_diff.csv (default: a new folder under results/compare/)")
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+def load_run(path) -> tuple[pd.DataFrame, dict, bool]:
+    """(rows, env, has_case_id) of a run folder or a pytest-benchmark JSON file; CompareError if neither."""
+    path = Path(path)
+    if not path.exists():
+        raise CompareError(f"{path}: no such file or folder")
+    if path.is_dir():
+        runs = path / "runs.csv"
+        if not runs.is_file():
+            raise CompareError(f"{path}: not a run folder (no runs.csv in it)")
+        try:
+            raw = pd.read_csv(runs)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise CompareError(f"{runs}: not a readable CSV ({exc})") from None
+        if raw.empty or "backend" not in raw:
+            raise CompareError(f"{runs}: no rows with a backend column")
+        env = {}
+        if (path / "env.json").is_file():
+            try:
+                env = json.loads((path / "env.json").read_text())
+            except json.JSONDecodeError:
+                env = {}
+        has_id = "case_id" in raw and raw["case_id"].notna().all()
+        return normalize_rows(raw), env, has_id
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CompareError(f"{path}: neither a run folder nor a pytest-benchmark JSON file") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or not data["benchmarks"]:
+        raise CompareError(f"{path}: a JSON file without pytest-benchmark's 'benchmarks' list")
+    return _from_benchmark_json(data)
+
+
+def _from_benchmark_json(data: dict) -> tuple[pd.DataFrame, dict, bool]:
+    rows = []
+    for bm in data["benchmarks"]:
+        info = dict(bm.get("extra_info") or {})
+        stats = bm.get("stats") or {}
+        params = bm.get("params") or {}
+        row = {k: params[k] for k in ("backend", "device", "dtype", "formulation", "dataset") if k in params}
+        row.update(info)
+        row.setdefault("case_id", bm.get("fullname") or bm.get("name"))
+        n_iters = row.get("n_iters") or 1
+        times = stats.get("data")
+        row["times_s"] = " ".join(repr(float(t)) for t in times) if times else None
+        if stats.get("median") is not None:
+            row["time_median_s"] = stats["median"]
+            row.setdefault("time_per_iter_s", stats["median"] / n_iters)
+            row.setdefault("iqr_per_iter_s", (stats.get("iqr") or 0.0) / n_iters)
+        row["rounds"] = stats.get("rounds")
+        row.setdefault("status", "ok")
+        rows.append(row)
+    mi = data.get("machine_info") or {}
+    cpu = mi.get("cpu") or {}
+    ci = data.get("commit_info") or {}
+    env = {"python": mi.get("python_version"), "platform": f"{mi.get('system', '')} {mi.get('release', '')}".strip(),
+           "cpu": {"model": cpu.get("brand_raw") or mi.get("processor"), "logical_cores": cpu.get("count"),
+                   "machine": mi.get("machine")},
+           "git_sha": ci.get("id"), "versions": {"pytest-benchmark": data.get("version")}}
+    if rows and "threads" in rows[0]:
+        env["threads"] = rows[0]["threads"]
+    return normalize_rows(pd.DataFrame(rows)), env, True
+
+
+# ----------------------------------------------------------------------------------------------
+# comparing
+
+def min_p_value(n_a: int, n_b: int) -> float:
+    """Smallest two-sided p the exact Mann-Whitney U test can give with these sample sizes."""
+    if n_a < 1 or n_b < 1:
+        return 1.0
+    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
+
+
+def significance(a: np.ndarray | None, b: np.ndarray | None, alpha: float) -> tuple[float, bool | None, str]:
+    """(p-value, significant?, test used) for rounds ``a`` and ``b`` (see the module docstring)."""
+    if a is None or b is None or len(a) < 1 or len(b) < 1:
+        return math.nan, None, "none"
+    from scipy.stats import mannwhitneyu
+
+    p = float(mannwhitneyu(b, a, alternative="two-sided").pvalue)
+    floor = min_p_value(len(a), len(b))
+    if floor >= alpha:
+        separated = bool(a.max() < b.min() or b.max() < a.min())
+        return p, separated, f"separation ({len(a)} vs {len(b)} rounds: p >= {floor:.2g})"
+    return p, p < alpha, "mann-whitney"
+
+
+def _key_frame(df: pd.DataFrame, by_case_id: bool) -> pd.DataFrame:
+    df = df.copy()
+    if by_case_id:
+        df["_key"] = df["case_id"].astype(str)
+    else:
+        bs = df["batch_size"].astype("Float64").map(lambda v: "full" if pd.isna(v) else str(int(v)))
+        df["_key"] = (df["backend"].astype(str) + "|" + df["device"].astype(str) + "|" + df["dtype"].astype(str) + "|"
+                      + df["formulation"].astype(str) + "|" + df["dataset"].astype(str) + "|" + bs + "|"
+                      + df["l2"].astype(float).map("{:g}".format))
+    return df.drop_duplicates("_key")
+
+
+def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alpha: float = 0.05,
+                 by_case_id: bool = True) -> pd.DataFrame:
+    """One row per matching case: times, ratio B/A, p-value, call, agreement change, threads."""
+    a = _key_frame(normalize_rows(a), by_case_id)
+    b = _key_frame(normalize_rows(b), by_case_id)
+    keep = ["_key", "case_id", *MATCH_KEYS, "loop"]
+    m = a.merge(b, on="_key", suffixes=("_a", "_b"))
+    out = []
+    for _, r in m.iterrows():
+        ra = {c[:-2]: r[c] for c in r.index if c.endswith("_a")}
+        rb = {c[:-2]: r[c] for c in r.index if c.endswith("_b")}
+        ta, tb = _f(ra["time_per_iter_s"]), _f(rb["time_per_iter_s"])
+        ratio = tb / ta if ta > 0 and not math.isnan(tb) else math.nan
+        rounds_a, rounds_b = round_times_per_step(ra), round_times_per_step(rb)
+        both_ok = ra["status"] == "ok" and rb["status"] == "ok" and not math.isnan(ratio)
+        p, sig, test = significance(rounds_a, rounds_b, alpha) if both_ok else (math.nan, None, "none")
+        if not both_ok:
+            call = "—"
+        elif sig is False:
+            call = "same"
+        elif ratio > 1 + threshold:
+            call = "slower"
+        elif ratio < 1 / (1 + threshold):
+            call = "faster"
+        else:
+            call = "same"
+        va, vb = ra.get("verdict"), rb.get("verdict")
+        va = None if va is None or pd.isna(va) else str(va)
+        vb = None if vb is None or pd.isna(vb) else str(vb)
+        row = {k: ra[k] for k in keep[1:]}
+        row["case_id"] = ra["case_id"]
+        row.update({
+            "time_per_iter_a_s": ta, "time_per_iter_b_s": tb, "ratio": ratio,
+            "change_pct": (ratio - 1) * 100 if not math.isnan(ratio) else math.nan,
+            "rounds_a": 0 if rounds_a is None else len(rounds_a), "rounds_b": 0 if rounds_b is None else len(rounds_b),
+            "p_value": p, "test": test, "call": call,
+            "verdict_a": va, "verdict_b": vb,
+            "agreement_change": "" if va == vb else f"{va or '—'} -> {vb or '—'}",
+            "status_a": ra["status"], "status_b": rb["status"],
+            "threads_a": ra.get("threads"), "threads_b": rb.get("threads"),
+        })
+        out.append(row)
+    cols = ["case_id", *MATCH_KEYS, "loop", "time_per_iter_a_s", "time_per_iter_b_s", "ratio", "change_pct",
+            "rounds_a", "rounds_b", "p_value", "test", "call", "verdict_a", "verdict_b", "agreement_change",
+            "status_a", "status_b", "threads_a", "threads_b"]
+    return pd.DataFrame(out, columns=cols)
+
+
+def _f(x) -> float:
+    try:
+        return math.nan if x is None or pd.isna(x) else float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _flatten(obj, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not prefix and k in _SKIP_ENV:
+                continue
+            out.update(_flatten(v, f"{prefix}{k}."))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            name = v.get("internal_api") if isinstance(v, dict) and v.get("internal_api") else str(i)
+            if isinstance(v, dict) and "filepath" in v:  # a BLAS/OpenMP pool: name it by library, not path
+                name = f"{name}:{Path(str(v.get('filepath'))).name.split('-')[0].split('.')[0]}"
+                v = {k: x for k, x in v.items() if k != "filepath"}
+            out.update(_flatten(v, f"{prefix}{name}."))
+    else:
+        out[prefix.rstrip(".")] = obj
+    return out
+
+
+def env_differences(env_a: dict, env_b: dict) -> pd.DataFrame:
+    """Keys of the two env.json (flattened: ``versions.torch``, ``cpu.model``, ``blas.openblas:...``)
+    whose values differ."""
+    fa, fb = _flatten(env_a or {}), _flatten(env_b or {})
+    rows = [{"key": k, "a": fa.get(k), "b": fb.get(k)} for k in list(dict.fromkeys([*fa, *fb]))
+            if str(fa.get(k)) != str(fb.get(k))]
+    return pd.DataFrame(rows, columns=["key", "a", "b"])
+
+
+# ----------------------------------------------------------------------------------------------
+# the command
+
+def _error(message: str) -> int:
+    print(f"python -m bench compare: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _out_folder(out: Path | None, a: Path, b: Path) -> Path:
+    if out is None:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out = RESULTS / "compare" / f"{stamp}-{uuid.uuid4().hex[:6]}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise CompareError(f"--out must be a folder that can be written, got {str(out)!r} ({exc.strerror or exc})") from None
+    return out
+
+
+def cmd_compare(args) -> int:
+    try:
+        rows_a, env_a, id_a = load_run(args.a)
+        rows_b, env_b, id_b = load_run(args.b)
+        threshold = args.threshold / 100
+        cmp = compare_runs(rows_a, rows_b, threshold, args.alpha, by_case_id=id_a and id_b)
+        if cmp.empty:
+            raise CompareError(f"{args.a} and {args.b} have no row in common "
+                               f"(matched on {'case_id' if id_a and id_b else '/'.join(MATCH_KEYS)})")
+        out = _out_folder(args.out, Path(args.a), Path(args.b))
+    except CompareError as exc:
+        return _error(str(exc))
+    envd = env_differences(env_a, env_b)
+    write_atomic(out / "compare.csv", lambda tmp: cmp.to_csv(tmp, index=False))
+    write_atomic(out / "env_diff.csv", lambda tmp: envd.to_csv(tmp, index=False))
+    _print(cmp, envd, args, len(rows_a), len(rows_b))
+    print(f"wrote {out / 'compare.csv'} and env_diff.csv")
+    if args.fail_above is not None:
+        bad = cmp[(cmp["call"] == "slower") & (cmp["change_pct"] > args.fail_above)]
+        if len(bad):
+            worst = bad.sort_values("change_pct").iloc[-1]
+            print(f"FAIL: {len(bad)} row(s) slower by more than {args.fail_above:g}% "
+                  f"(worst: {worst['case_id']} +{worst['change_pct']:.1f}%)", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _print(cmp: pd.DataFrame, envd: pd.DataFrame, args, n_a: int, n_b: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    t = Table(title=f"B / A time per step — A: {args.a}  B: {args.b}  "
+                    f"(threshold {args.threshold:g}%, alpha {args.alpha:g})")
+    for c, j in (("case", "left"), ("A", "right"), ("B", "right"), ("B/A", "right"), ("p", "right"),
+                 ("call", "left"), ("agreement", "left"), ("threads", "left")):
+        t.add_column(c, justify=j, overflow="fold")
+    colour = {"slower": "red", "faster": "green", "same": "white"}
+    for _, r in cmp.iterrows():
+        call = str(r["call"])
+        if call == "—":
+            note = f" ({r['status_a']} / {r['status_b']})"
+        else:
+            note = "" if r["test"] == "mann-whitney" else (" (no rounds)" if r["test"] == "none" else " (separation)")
+        threads = f"{_i(r['threads_a'])}" if str(r["threads_a"]) == str(r["threads_b"]) else \
+            f"[yellow]{_i(r['threads_a'])} -> {_i(r['threads_b'])}[/yellow]"
+        t.add_row(str(r["case_id"]), _fmt_time(r["time_per_iter_a_s"]), _fmt_time(r["time_per_iter_b_s"]),
+                  "—" if pd.isna(r["ratio"]) else f"{r['ratio']:.3f}",
+                  "—" if pd.isna(r["p_value"]) else f"{r['p_value']:.3g}",
+                  f"[{colour.get(call, 'white')}]{call}[/{colour.get(call, 'white')}]{note}",
+                  f"[red]{r['agreement_change']}[/red]" if r["agreement_change"] else
+                  ("—" if r["verdict_b"] is None or pd.isna(r["verdict_b"]) else str(r["verdict_b"])),
+                  threads)
+    console.print(t)
+    counts = cmp["call"].value_counts().to_dict()
+    console.print(f"{len(cmp)} matched rows ({n_a - len(cmp)} only in A, {n_b - len(cmp)} only in B): {counts}")
+    if (cmp["test"].str.startswith("separation")).any():
+        console.print("[yellow]note: too few rounds for the U test to reach alpha; those calls rest on whether "
+                      "the rounds overlap. Time 5 or more rounds per row for a real test.[/yellow]")
+    if envd.empty:
+        console.print("environment: no difference between the two env.json")
+    else:
+        e = Table(title="environment differences")
+        for c in ("key", "A", "B"):
+            e.add_column(c, overflow="fold")
+        for _, r in envd.iterrows():
+            e.add_row(str(r["key"]), str(r["a"]), str(r["b"]))
+        console.print(e)
+
+
+def _i(x) -> str:
+    return "—" if x is None or pd.isna(x) else str(int(x))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench compare", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return cmd_compare(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

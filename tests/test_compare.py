@@ -1,0 +1,157 @@
+"""``python -m bench compare A B`` on fabricated runs: p-values, calls, the CI gate, bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import compare
+from tests.fabricate import case_id, environment, fabricate_rows, write_run
+
+
+def _run(*argv) -> int:
+    parser = argparse.ArgumentParser()
+    compare.add_arguments(parser)
+    return compare.cmd_compare(parser.parse_args([str(a) for a in argv]))
+
+
+def _slowed(rows: pd.DataFrame, factor: float, where=None) -> pd.DataFrame:
+    rows = rows.copy()
+    where = rows.status == "ok" if where is None else where & (rows.status == "ok")
+    for i in rows.index[where]:
+        t = np.array(rows.at[i, "times_s"].split(), dtype=float) * factor
+        rows.at[i, "times_s"] = " ".join(map(repr, t.tolist()))
+        for c in ("time_median_s", "time_per_iter_s", "iqr_per_iter_s", "time_iqr_s"):
+            rows.at[i, c] = rows.at[i, c] * factor
+    return rows
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    a = write_run(root / "a", fabricate_rows(seed=0), environment("run-a"))
+    b = write_run(root / "b", fabricate_rows(seed=1), environment("run-b"))  # same machine, fresh noise
+    slow = write_run(root / "slow", _slowed(fabricate_rows(seed=1), 1.5),
+                     environment("run-slow", versions__torch="2.14.0+cpu", threads=1))
+    return a, b, slow
+
+
+def test_two_runs_of_the_same_code_get_p_values_and_exit_0(runs, tmp_path, capsys):
+    a, b, _ = runs
+    assert _run(a, b, "--out", tmp_path) == 0
+    cmp = pd.read_csv(tmp_path / "compare.csv")
+    ok = cmp[cmp.status_a == "ok"]
+    assert len(cmp) == 77 and len(ok) == 75  # every row matched on case_id; jax skipped, one diverged
+    assert ok.p_value.between(0, 1).all() and (ok.test == "mann-whitney").all()
+    assert (ok.rounds_a == 5).all() and (ok.rounds_b == 5).all()
+    assert set(ok.call) <= {"same", "faster", "slower"}
+    assert (ok.call == "same").mean() > 0.9, "fresh noise of 2 % is not a 5 % change"
+    assert cmp.agreement_change.isna().all()  # written empty: no verdict changed
+    out = capsys.readouterr().out
+    assert "B / A time per step" in out
+    assert "environment: no difference" in out  # only run_id differs, and it is not an environment difference
+    assert pd.read_csv(tmp_path / "env_diff.csv").empty
+
+
+def test_a_synthetic_slowdown_is_called_slower_and_fails_the_gate(runs, tmp_path, capsys):
+    a, _, slow = runs
+    assert _run(a, slow, "--out", tmp_path, "--fail-above", "10") == 1
+    cmp = pd.read_csv(tmp_path / "compare.csv")
+    ok = cmp[(cmp.status_a == "ok") & (cmp.status_b == "ok")]
+    assert (ok.call == "slower").all()
+    assert ok.ratio.between(1.35, 1.65).all()
+    assert (ok.p_value < 0.05).all()  # 5 vs 5 rounds, fully separated: p = 2/252
+    assert ok.p_value.min() == pytest.approx(2 / 252)
+    err = capsys.readouterr().err
+    assert "slower by more than 10%" in err
+    envd = pd.read_csv(tmp_path / "env_diff.csv")
+    assert {"versions.torch", "threads"} <= set(envd.key)
+    # the same slowdown under a gate it does not exceed passes
+    assert _run(a, slow, "--out", tmp_path, "--fail-above", "60") == 0
+
+
+def test_faster_and_agreement_changes(runs, tmp_path):
+    a, _, _ = runs
+    rows = fabricate_rows(seed=1)
+    numba = rows.backend == "numba"
+    rows = _slowed(rows, 0.5, where=numba)
+    i = rows.index[(rows.backend == "numpy") & (rows.dataset == "iris")][0]
+    rows.at[i, "verdict"] = "fail"
+    b = write_run(tmp_path / "b", rows, environment("run-b"))
+    assert _run(a, b, "--out", tmp_path / "out", "--fail-above", "10") == 0
+    cmp = pd.read_csv(tmp_path / "out" / "compare.csv")
+    assert (cmp[cmp.backend == "numba"].call == "faster").all()
+    changed = cmp[cmp.agreement_change.notna()]
+    assert list(changed.case_id) == [rows.at[i, "case_id"]] and changed.agreement_change.iloc[0] == "pass -> fail"
+
+
+def test_old_runs_without_case_id_match_on_the_row_keys(runs, tmp_path):
+    a, _, _ = runs
+    old = _slowed(fabricate_rows(seed=1), 1.5).drop(columns=["case_id"])
+    b = write_run(tmp_path / "old", old, environment("old"))
+    assert _run(a, b, "--out", tmp_path / "out", "--fail-above", "10") == 1
+    cmp = pd.read_csv(tmp_path / "out" / "compare.csv")
+    assert len(cmp) == 77
+
+
+def test_too_few_rounds_fall_back_to_separation():
+    a = np.array([1.0, 1.1, 1.2])
+    b = a * 1.5
+    p, sig, test = compare.significance(a, b, 0.05)
+    assert p == pytest.approx(0.1) and sig is True and test.startswith("separation")
+    p, sig, _ = compare.significance(a, np.array([1.05, 1.15, 1.25]), 0.05)
+    assert sig is False
+    assert compare.min_p_value(5, 5) == pytest.approx(2 / 252)
+
+
+def test_pytest_benchmark_json_files(tmp_path):
+    def bench_json(path, factor, seed):
+        rng = np.random.default_rng(seed)
+        benchmarks = []
+        for backend in ("numpy", "torch"):
+            data = (0.4 if backend == "numpy" else 1.8) * factor * (1 + 0.01 * rng.standard_normal(5))
+            benchmarks.append({
+                "name": f"test_train[{backend}-cpu-iris-probs-float32]",
+                "fullname": f"tests/benchmarks/test_train.py::test_train[{backend}-cpu-iris-probs-float32]",
+                "params": {"backend": backend, "device": "cpu", "dtype": "float32"},
+                "stats": {"median": float(np.median(data)), "iqr": 0.01, "rounds": 5, "data": data.tolist()},
+                "extra_info": {"backend": backend, "device": "cpu", "dataset": "iris", "dtype": "float32",
+                               "formulation": "probs", "n_iters": 5000, "threads": 2, "verdict": "pass"}})
+        path.write_text(json.dumps({"machine_info": {"cpu": {"brand_raw": "AMD EPYC"}, "python_version": "3.11.7"},
+                                    "commit_info": {"id": "abc"}, "benchmarks": benchmarks, "version": "5.1.0"}))
+        return path
+
+    a = bench_json(tmp_path / "a.json", 1.0, 0)
+    b = bench_json(tmp_path / "b.json", 1.5, 1)
+    assert _run(a, b, "--out", tmp_path / "out", "--fail-above", "10") == 1
+    cmp = pd.read_csv(tmp_path / "out" / "compare.csv")
+    assert len(cmp) == 2 and (cmp.call == "slower").all() and (cmp.p_value < 0.05).all()
+    assert _run(a, a, "--out", tmp_path / "out2", "--fail-above", "10") == 0
+
+
+@pytest.mark.parametrize("case", ["missing", "no-runs-csv", "not-json", "no-common-rows"])
+def test_bad_input_exits_2_with_one_error_line(runs, tmp_path, capsys, case):
+    a, _, _ = runs
+    if case == "missing":
+        other, expect = tmp_path / "nowhere", "no such file or folder"
+    elif case == "no-runs-csv":
+        (tmp_path / "empty").mkdir()
+        other, expect = tmp_path / "empty", "no runs.csv"
+    elif case == "not-json":
+        other = tmp_path / "x.json"
+        other.write_text("{not json")
+        expect = "neither a run folder nor a pytest-benchmark JSON file"
+    else:
+        rows = fabricate_rows()
+        rows["dataset"] = "elsewhere"
+        rows["case_id"] = rows.apply(case_id, axis=1)
+        other, expect = write_run(tmp_path / "other", rows, environment()), "no row in common"
+    assert _run(a, other, "--out", tmp_path / "out") == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m bench compare: error: ") and expect in lines[0]
+    assert captured.out == ""
