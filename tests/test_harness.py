@@ -107,7 +107,7 @@ def test_noisy_flag():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backends", "jax"], "--backends must be among ['numpy', 'torch', 'torch-manual'"),
+    (["--backends", "tensorflow"], "--backends must be among ['numpy', 'torch', 'torch-manual'"),
     (["--devices", "tpu"], "--devices must be among cpu, cuda, cuda:N, mps, got 'tpu'"),
     (["--datasets", "mnist"], "--datasets: dataset must be 'iris' or 'synthetic-<n>x<d>"),
     (["--dtypes", "float16"], "--dtypes must be among ['float32', 'float64'], got 'float16'"),
@@ -177,5 +177,5 @@ def test_trajectory_command(tmp_path):
 
 
 def test_trajectory_unknown_backend_is_exit_2():
-    proc = _cli("trajectory", "--a", "jax")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "got 'jax'" in proc.stderr
+    proc = _cli("trajectory", "--a", "tensorflow")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "got 'tensorflow'" in proc.stderr
