@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from .base import (DTYPES, FORMULATIONS, BackendUnavailableError, BatchSchedule, DeviceUnavailableError, Trainer,
                    TrainConfig, TrainResult, batch_schedule)
+from .jax_backend import JaxTrainer
 from .numba_backend import NumbaTrainer
 from .numpy_backend import NumpyTrainer
 from .numpy_fused import NumpyFusedTrainer
 from .torch_autograd import TorchTrainer
 from .torch_compiled import TorchCompiledTrainer
 from .torch_manual import TorchManualTrainer
+from .torch_nn import TorchNNTrainer
 
 BACKENDS: dict[str, type[Trainer]] = {
     # the seed-faithful entries
@@ -32,6 +34,9 @@ BACKENDS: dict[str, type[Trainer]] = {
     "numpy-fused": NumpyFusedTrainer,
     "torch-compiled": TorchCompiledTrainer,
     "numba": NumbaTrainer,
+    # as users write it, and the alternative library (optional: skipped where JAX is not installed)
+    "torch-nn": TorchNNTrainer,
+    "jax": JaxTrainer,
 }
 
 

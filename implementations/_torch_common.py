@@ -49,7 +49,11 @@ def to_host(t: torch.Tensor) -> np.ndarray:
 
 class TorchTrainerBase(Trainer):
     """Device resolution and ``prepare`` shared by the torch backends. ``seed_shapes`` keeps the
-    article's layout (``w`` as ``(1, d)``, ``y`` as ``(n, 1)``) for ``F.linear``; otherwise 1-D."""
+    article's layout (``w`` as ``(1, d)``, ``y`` as ``(n, 1)``) for ``F.linear``; otherwise 1-D.
+
+    With mini-batches, ``prepare`` also moves the schedule's flat row indices to the device once
+    (``self.batch_idx``, int64) and keeps its offsets as host ints (``self.batch_offsets``): the
+    timed loop slices ``batch_idx[off[t]:off[t + 1]]``, a view, with no host->device copy."""
 
     seed_shapes = False
 
@@ -63,6 +67,9 @@ class TorchTrainerBase(Trainer):
         self.y = to_device(y.reshape(-1, 1) if self.seed_shapes else y, dt, dev)
         self.w0 = to_device(w0.reshape(1, -1) if self.seed_shapes else w0, dt, dev)
         self.b0 = to_device([b0], dt, dev)
+        sched = self.schedule
+        self.batch_idx = None if sched is None else torch.from_numpy(sched.indices).to(dev)
+        self.batch_offsets = None if sched is None else sched.offsets.tolist()
         synchronize(dev)
 
     def _result(self):

@@ -25,6 +25,21 @@ Two ways to evaluate the same ``L``:
 * ``logits`` (the stable one): ``L = mean(log(1 + e^z) - y z)`` with ``logaddexp(0, z)``.
 
 The update is plain full-batch gradient descent: ``w -= lr * dL/dw``, ``b -= lr * dL/db``.
+
+Mini-batches (``batch_size = B``) and the L2 penalty (``l2 = λ``). Step ``t`` uses the rows
+``S_t = schedule[t]`` (:func:`implementations.batch_schedule`, the same for every backend),
+``m = |S_t|`` (``B``, or the ``n mod B`` leftover for an epoch's last batch). The sum above runs
+over ``S_t`` and is divided by ``m``, and the penalty ``(λ/2) ||w||^2`` is added (not on ``b``)::
+
+    L_t(w, b) = (1/m) sum_{i in S_t} l_i + (λ/2) w.w
+    dL_t/dw   = X_S^T (p_S - y_S) / m + λ w        d/dw (λ/2) w.w = λ w
+    dL_t/db   = mean(p_S - y_S)                    the bias is not penalised
+
+The rows are gathered with ``xp.take(X, idx, axis=0)`` inside the timed loop (a copy of ``m`` rows
+per step: that is what a NumPy user pays); the flat index array is moved to the device once, in
+``prepare``, and sliced by the schedule's offsets. ``batch_size=None`` is the loop above unchanged
+(no gather, no penalty term when ``λ = 0``). ``losses[i]`` is ``L_t`` at ``t = i * record_every``.
+``loss_and_grad(w, b)`` returns the penalised loss and gradient on the *full* prepared data.
 """
 
 from __future__ import annotations
@@ -111,16 +126,24 @@ class NumpyTrainer(Trainer):
             self.w0 = xp.asarray(w0.astype(self.config.dtype))
             self.b0 = xp.asarray(np.asarray(b0, dtype=self.config.dtype))
             self.dt = dt
+            # the shared schedule on the device once; offsets stay host ints (slicing does not sync)
+            self._idx = None if self.schedule is None else xp.asarray(self.schedule.indices)
+            self._offsets = None if self.schedule is None else self.schedule.offsets.tolist()
 
-    def _step(self, w, b, record):
-        xp, n = self.xp, self.n
+    def _step(self, X, y, w, b, record):
+        """Loss (if ``record``) and gradient of ``L`` on the rows ``X, y`` (the batch, or all)."""
+        xp, m, l2 = self.xp, X.shape[0], self.config.l2
         if record:
-            loss, p = forward_loss(xp, self.X, self.y, w, b, self.config.formulation)
+            loss, p = forward_loss(xp, X, y, w, b, self.config.formulation)
         else:
-            loss, p = None, 1 / (1 + xp.exp(-(self.X @ w + b)))
-        r = p - self.y
-        gw = (self.X.T @ r) / n
-        gb = xp.sum(r) / n
+            loss, p = None, 1 / (1 + xp.exp(-(X @ w + b)))
+        r = p - y
+        gw = (X.T @ r) / m
+        gb = xp.sum(r) / m
+        if l2:
+            gw = gw + l2 * w
+            if record:
+                loss = loss + 0.5 * l2 * (w @ w)
         return loss, gw, gb
 
     def _run(self):
@@ -128,9 +151,13 @@ class NumpyTrainer(Trainer):
         with self._on_device(), self._errstate():
             w, b = self.w0, self.b0
             losses = xp.zeros((cfg.n_records,), dtype=self.dt)
+            X, y, idx, off = self.X, self.y, self._idx, self._offsets
             for i in range(cfg.n_iters):
                 record = i % cfg.record_every == 0
-                loss, gw, gb = self._step(w, b, record)
+                if idx is not None:  # this step's rows S_i, gathered here: part of the timed cost
+                    rows = idx[off[i]:off[i + 1]]
+                    X, y = xp.take(self.X, rows, axis=0), xp.take(self.y, rows, axis=0)
+                loss, gw, gb = self._step(X, y, w, b, record)
                 if record:
                     losses[i // cfg.record_every] = loss
                 w = w - cfg.lr * gw
@@ -150,5 +177,5 @@ class NumpyTrainer(Trainer):
         with self._on_device(), self._errstate():
             w = xp.asarray(w.astype(self.config.dtype))
             b = xp.asarray(np.asarray(b, dtype=self.config.dtype))
-            loss, gw, gb = self._step(w, b, record=True)
+            loss, gw, gb = self._step(self.X, self.y, w, b, record=True)  # full data, penalised
             return to_host(loss), to_host(gw), to_host(gb)

@@ -17,6 +17,18 @@ Autograd differentiates what was computed, so for ``probs`` the gradient reachin
 ``p - y`` except when ``p`` rounds to exactly 0 or 1, where it becomes 0 — the sample stops
 contributing — while the hand-derived backends keep ``p - y``. That is a real difference of the
 ``probs`` formulation, reported by ``python -m bench grad``; ``logits`` has no such gap.
+
+Mini-batches and L2 (``batch_size = B``, ``l2 = λ``). Step ``t`` indexes its rows ``S_t`` of the
+shared schedule on the device (``X[idx]``, ``y[idx]``: a gather inside the timed loop, as a user's
+loop does), so ``reduction="mean"`` divides by ``m = |S_t|``. The penalty goes into the loss that
+autograd differentiates::
+
+    loss = BCE(S_t) + 0.5 * λ * (w * w).sum()       # autograd adds d/dw (λ/2)||w||^2 = λ w to w.grad
+                                                   # b is not penalised
+
+``batch_size=None`` and ``λ = 0`` is the seed's loop exactly (no gather, no penalty term). The
+recorded loss is this penalised mini-batch loss. ``loss_and_grad(w, b)`` returns the penalised loss
+and its autograd gradient on the *full* prepared data.
 """
 
 from __future__ import annotations
@@ -31,19 +43,27 @@ class TorchTrainer(TorchTrainerBase):
     name = "torch"
     seed_shapes = True
 
-    def _loss(self, w, b):
-        z = F.linear(self.X, w, b)
+    def _loss(self, w, b, X, y):
+        z = F.linear(X, w, b)
         if self.config.formulation == "probs":
-            return F.binary_cross_entropy(torch.sigmoid(z), self.y, reduction="mean")
-        return F.binary_cross_entropy_with_logits(z, self.y, reduction="mean")
+            loss = F.binary_cross_entropy(torch.sigmoid(z), y, reduction="mean")
+        else:
+            loss = F.binary_cross_entropy_with_logits(z, y, reduction="mean")
+        if self.config.l2:
+            loss = loss + 0.5 * self.config.l2 * (w * w).sum()
+        return loss
 
     def _run(self):
         cfg = self.config
         w = self.w0.clone().requires_grad_(True)
         b = self.b0.clone().requires_grad_(True)
         losses = []
+        X, y, idx, off = self.X, self.y, self.batch_idx, self.batch_offsets
         for i in range(cfg.n_iters):
-            loss = self._loss(w, b)
+            if idx is not None:  # this step's rows, a device-side gather
+                rows = idx[off[i]:off[i + 1]]
+                X, y = self.X[rows], self.y[rows]
+            loss = self._loss(w, b, X, y)
             loss.backward()
             with torch.no_grad():
                 w -= cfg.lr * w.grad
@@ -58,6 +78,6 @@ class TorchTrainer(TorchTrainerBase):
     def _loss_and_grad(self, w, b):
         w = to_device(w.reshape(1, -1), self.config.dtype, self.dev).requires_grad_(True)
         b = to_device([b], self.config.dtype, self.dev).requires_grad_(True)
-        loss = self._loss(w, b)
+        loss = self._loss(w, b, self.X, self.y)  # full data, penalised
         gw, gb = torch.autograd.grad(loss, (w, b))
         return to_host(loss), to_host(gw), to_host(gb)

@@ -11,6 +11,16 @@ The loss value is computed with the same ``F.binary_cross_entropy`` (``probs``) 
 ``F.binary_cross_entropy_with_logits`` (``logits``) call as the ``torch`` backend, only on recorded
 steps, and never differentiated. Against ``torch`` it isolates autograd's cost; against ``numpy``
 it isolates the library's.
+
+Mini-batches and L2 (``batch_size = B``, ``l2 = λ``; derivation in the ``numpy`` backend): step
+``t`` gathers its rows ``S_t`` with ``index_select`` on the device inside the timed loop, divides by
+``m = |S_t|``, and adds the penalty's exact gradient, not on ``b``::
+
+    dL/dw = X_S^T (p_S - y_S) / m + λ w       gw.add_(w, alpha=λ)
+    L     = BCE(S_t) + (λ/2) w.w              recorded steps only
+
+``batch_size=None`` with ``λ = 0`` is the loop above unchanged. ``loss_and_grad(w, b)`` returns the
+penalised loss and gradient on the *full* prepared data.
 """
 
 from __future__ import annotations
@@ -25,26 +35,35 @@ class TorchManualTrainer(TorchTrainerBase):
     name = "torch-manual"
 
     @torch.no_grad()
-    def _step(self, w, b, record):
-        z = torch.addmv(b, self.X, w)
+    def _step(self, X, y, w, b, record):
+        z = torch.addmv(b, X, w)
         p = torch.sigmoid(z)
-        loss = None
+        loss, l2 = None, self.config.l2
         if record:
             if self.config.formulation == "probs":
-                loss = F.binary_cross_entropy(p, self.y, reduction="mean")
+                loss = F.binary_cross_entropy(p, y, reduction="mean")
             else:
-                loss = F.binary_cross_entropy_with_logits(z, self.y, reduction="mean")
-        r = p.sub_(self.y)
-        return loss, torch.mv(self.X.T, r).div_(self.n), r.mean()
+                loss = F.binary_cross_entropy_with_logits(z, y, reduction="mean")
+            if l2:
+                loss = loss + 0.5 * l2 * torch.dot(w, w)
+        r = p.sub_(y)
+        gw = torch.mv(X.T, r).div_(X.shape[0])
+        if l2:
+            gw.add_(w, alpha=l2)
+        return loss, gw, r.mean()
 
     @torch.no_grad()
     def _run(self):
         cfg = self.config
         w, b = self.w0.clone(), self.b0.clone()
         losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
+        X, y, idx, off = self.X, self.y, self.batch_idx, self.batch_offsets
         for i in range(cfg.n_iters):
             record = i % cfg.record_every == 0
-            loss, gw, gb = self._step(w, b, record)
+            if idx is not None:  # this step's rows, a device-side gather
+                rows = idx[off[i]:off[i + 1]]
+                X, y = self.X.index_select(0, rows), self.y.index_select(0, rows)
+            loss, gw, gb = self._step(X, y, w, b, record)
             if record:
                 losses[i // cfg.record_every] = loss
             w.sub_(gw, alpha=cfg.lr)
@@ -55,5 +74,5 @@ class TorchManualTrainer(TorchTrainerBase):
     def _loss_and_grad(self, w, b):
         w = to_device(w, self.config.dtype, self.dev)
         b = to_device([b], self.config.dtype, self.dev)
-        loss, gw, gb = self._step(w, b, record=True)
+        loss, gw, gb = self._step(self.X, self.y, w, b, record=True)  # full data, penalised
         return to_host(loss), to_host(gw), to_host(gb)

@@ -63,6 +63,15 @@ BAD_CONFIGS = {
     "record_every-zero": (dict(record_every=0), r"record_every must be an integer >= 1, got 0"),
     "dtype": (dict(dtype="float16"), r"dtype must be one of \('float32', 'float64'\), got 'float16'"),
     "formulation": (dict(formulation="hinge"), r"formulation must be one of \('probs', 'logits'\), got 'hinge'"),
+    "batch_size-zero": (dict(batch_size=0), r"batch_size must be None \(full batch\) or an integer >= 1, got 0"),
+    "batch_size-negative": (dict(batch_size=-1), r"batch_size must be None \(full batch\) or an integer >= 1, got -1"),
+    "batch_size-float": (dict(batch_size=2.5), r"batch_size must be None \(full batch\) or an integer >= 1, got 2.5"),
+    "batch_size-bool": (dict(batch_size=True), r"batch_size must be None \(full batch\) or an integer >= 1, got True"),
+    "batch_size-string": (dict(batch_size="64"), r"batch_size must be None \(full batch\) or an integer >= 1, got '64'"),
+    "l2-negative": (dict(l2=-0.1), r"l2 must be a finite number >= 0, got -0.1"),
+    "l2-nan": (dict(l2=float("nan")), r"l2 must be a finite number >= 0, got nan"),
+    "l2-inf": (dict(l2=float("inf")), r"l2 must be a finite number >= 0, got inf"),
+    "l2-string": (dict(l2="0.1"), r"l2 must be a finite number >= 0, got '0.1'"),
 }
 
 
@@ -73,17 +82,35 @@ def test_bad_config_raises_clear_valueerror(case):
         TrainConfig(**kwargs)
 
 
+@pytest.mark.parametrize("name", TRAINERS)
+def test_batch_size_larger_than_n_is_refused_at_prepare(name):
+    """Refused, not clamped (every backend alike): the message names the value and n."""
+    trainer = TRAINERS[name](TrainConfig(n_iters=2, batch_size=7))
+    with pytest.raises(ValueError, match=r"batch_size must be at most n = 6 \(the rows of X\), got 7"):
+        trainer.prepare(*_with())
+    trainer = TRAINERS[name](TrainConfig(n_iters=2, batch_size=6))
+    trainer.prepare(*_with())  # batch_size = n is allowed: one batch per epoch, reshuffled
+
+
 def test_unknown_backend_lists_the_registered_ones():
-    with pytest.raises(ValueError, match=r"backend must be one of \[.*'numpy'.*'torch'.*'torch-manual'.*\], got 'jax'"):
-        create_trainer("jax", TrainConfig())
+    with pytest.raises(ValueError, match=r"backend must be one of \[.*'numpy'.*'torch'.*'torch-manual'.*\], got 'tensorflow'"):
+        create_trainer("tensorflow", TrainConfig())
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:3", "tpu"])
-@pytest.mark.parametrize("name", ["numpy", "torch", "torch-manual"])
+@pytest.mark.parametrize("name", ["numpy", "torch", "torch-manual", "torch-nn", "jax"])
 def test_unavailable_device_is_named(name, device):
     import torch
 
-    if device.startswith("cuda") and (torch.cuda.is_available() and name != "numpy"):
+    if name == "jax":
+        jax = pytest.importorskip("jax")
+        try:
+            has_gpu = bool(jax.devices("gpu"))
+        except RuntimeError:
+            has_gpu = False
+        if device.startswith("cuda") and has_gpu:
+            pytest.skip("JAX sees a GPU here")
+    elif device.startswith("cuda") and (torch.cuda.is_available() and name != "numpy"):
         pytest.skip("CUDA is present here")
     with pytest.raises(DeviceUnavailableError, match=f"device {device!r}|got {device!r}") as info:
         create_trainer(name, TrainConfig(device=device))

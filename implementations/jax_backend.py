@@ -1,0 +1,194 @@
+"""``jax``: ``jax.value_and_grad`` of the loss, the whole run in one ``jax.jit``-compiled call.
+
+The loss (``z = X w + b``, ``l2 = λ``; the same function as every backend, see ``base.py``)::
+
+    probs : l_i = -(y_i max(log p_i, -100) + (1 - y_i) max(log(1 - p_i), -100)),  p = jax.nn.sigmoid(z)
+    logits: l_i = logaddexp(0, z_i) - y_i z_i
+    L(w, b) = sum_i c_i l_i / m + (λ/2) w.w            (the bias is not penalised)
+
+and its gradient is ``jax.value_and_grad``'s (reverse mode through exactly those ops), not hand-derived:
+for ``logits`` it is ``X^T (p - y) / m + λ w`` to rounding. For ``probs`` it is ``p - y`` wherever
+``p`` is not rounded to 0 or 1; the clamped logs are written with a "double ``where``" (``log`` of 1
+where ``p`` is 0, resp. 1) so that a saturated sample gets a zero gradient, as in torch's autograd,
+instead of ``0 * inf = NaN``.
+
+The run. One ``lax.scan`` over the steps, ``(w, b)`` in the carry and each step's loss as the scan's
+output (``losses[::record_every]`` is sliced inside the same program)::
+
+    (w, b), step_losses = lax.scan(step, (w0, b0), batches)      # one XLA program, one call
+
+* Full batch (``batch_size=None``): ``c_i = 1``, ``m = n``, no indices.
+* Mini-batches (``batch_size = B``): ``jit`` needs one static shape, so the shared schedule is passed
+  in as ``schedule.padded()``: ``(n_iters, B)`` row indices and a mask (a short last batch of an epoch
+  is padded with row 0 and mask 0). Step ``t`` gathers ``X[idx[t]]`` on the device and uses
+  ``c_i = mask``, ``m = sum(mask)`` — the *true* batch size, so the mean is the contract's.
+
+Compilation happens in ``prepare`` (``jax.jit(...).lower(...).compile()``, ahead of time), never in
+``run()``; ``run()`` calls the compiled executable and ends with ``block_until_ready()``.
+
+float64: JAX computes in float32 unless x64 mode is on. ``prepare``, ``run`` and ``loss_and_grad`` each
+enter ``jax.enable_x64(dtype == "float64")`` (a thread-local context; ``jax.experimental.enable_x64``
+on older JAX), so the process's global setting, and other JAX code, are left alone.
+
+Devices: ``cpu``, and ``cuda[:N]`` as JAX's ``gpu`` devices (a CUDA build of jaxlib). Importing this
+backend sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` unless already set, so that JAX does not grab 75%
+of the GPU's memory ahead of the torch and CuPy backends in the same process.
+
+Threads: XLA's CPU runtime sizes its own thread pool (all cores) when its client starts; neither
+``torch.set_num_threads`` nor ``threadpoolctl`` reach it, and it cannot be changed afterwards. This
+backend does not touch it: to pin JAX to one thread, start Python with
+``XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"``
+(:func:`cpu_threads` reports what is in effect). At batch 64 or on Iris the ops are too small for XLA
+to split them, so the figure matters only for large full-batch problems.
+
+``loss_and_grad(w, b)`` returns the penalised loss and its ``value_and_grad`` gradient on the *full*
+prepared data. Where JAX is not installed, constructing the trainer raises
+:class:`BackendUnavailableError` (the harness records a ``skipped`` row).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
+
+
+def _import_jax():
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # read when JAX's GPU client starts
+    try:
+        import jax
+    except ImportError:
+        raise BackendUnavailableError("backend 'jax' needs jax, not installed (pip install '.[jax]')") from None
+    return jax
+
+
+def x64(jax, on: bool):
+    """A context in which JAX's x64 mode is ``on``, restored on exit (thread-local)."""
+    ctx = getattr(jax, "enable_x64", None)
+    if callable(ctx):
+        return ctx(on)
+    from jax.experimental import disable_x64, enable_x64  # JAX before 0.5
+    return enable_x64() if on else disable_x64()
+
+
+def cpu_threads() -> str:
+    """What limits XLA's CPU threads in this process (see the module docstring)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_cpu_multi_thread_eigen=false" in flags:
+        return "1 (XLA_FLAGS)"
+    return f"{os.cpu_count()} (XLA default, not limited by --threads)"
+
+
+def jax_device(jax, device: str):
+    """``cpu`` or ``cuda[:N]`` -> a JAX device, or DeviceUnavailableError with the reason."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (kind == "cpu" and index) or (index and not index.isdigit()):
+        raise DeviceUnavailableError(f"device must be 'cpu' or 'cuda[:N]' for jax, got {device!r}")
+    if kind == "cpu":
+        return jax.devices("cpu")[0]
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError as exc:
+        raise DeviceUnavailableError(
+            f"device {device!r}: this JAX ({jax.__version__}) sees no GPU (a CUDA jaxlib is needed: "
+            f"pip install 'jax[cuda12]'): {str(exc).splitlines()[0]}") from None
+    if int(index or 0) >= len(gpus):
+        raise DeviceUnavailableError(f"device {device!r}: only {len(gpus)} GPU device(s) present")
+    return gpus[int(index or 0)]
+
+
+def make_loss(jax, formulation: str, l2: float):
+    """``loss((w, b), X, y, c, m) = sum(c_i l_i) / m + (l2/2) w.w``; ``c = None`` is the plain mean."""
+    jnp = jax.numpy
+
+    def clamped_log(q):  # max(log q, -100), with a zero (not NaN) gradient where q == 0
+        pos = q > 0
+        return jnp.where(pos, jnp.maximum(jnp.log(jnp.where(pos, q, 1)), LOG_CLAMP), LOG_CLAMP)
+
+    def loss(params, X, y, c=None, m=None):
+        w, b = params
+        z = X @ w + b
+        if formulation == "logits":
+            l = jnp.logaddexp(0, z) - y * z
+        else:
+            p = jax.nn.sigmoid(z)
+            l = -(y * clamped_log(p) + (1 - y) * clamped_log(1 - p))
+        mean = jnp.mean(l) if c is None else jnp.sum(jnp.where(c, l, 0)) / m
+        return mean + 0.5 * l2 * (w @ w) if l2 else mean
+
+    return loss
+
+
+def make_train(jax, config, full_batch: bool):
+    """The whole run as one function of device arrays, to be jit-compiled."""
+    lax, lr, every = jax.lax, config.lr, config.record_every
+    value_and_grad = jax.value_and_grad(make_loss(jax, config.formulation, config.l2))
+
+    def update(w, b, loss, gw, gb):
+        return (w - lr * gw, b - lr * gb), loss
+
+    def train_full(X, y, w0, b0):
+        def step(carry, _):
+            loss, (gw, gb) = value_and_grad(carry, X, y)
+            return update(*carry, loss, gw, gb)
+
+        (w, b), losses = lax.scan(step, (w0, b0), None, length=config.n_iters)
+        return w, b, losses[::every]
+
+    def train_batches(X, y, w0, b0, idx, mask):
+        def step(carry, batch):
+            rows, c = batch
+            loss, (gw, gb) = value_and_grad(carry, X[rows], y[rows], c, c.sum(dtype=X.dtype))
+            return update(*carry, loss, gw, gb)
+
+        (w, b), losses = lax.scan(step, (w0, b0), (idx, mask))
+        return w, b, losses[::every]
+
+    return train_full if full_batch else train_batches
+
+
+class JaxTrainer(Trainer):
+    name = "jax"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.jax = _import_jax()
+        self.device = jax_device(self.jax, config.device)
+        self._loss_and_grad_fn = None
+
+    def _x64(self):
+        return x64(self.jax, self.config.dtype == "float64")
+
+    def _put(self, a):
+        return self.jax.device_put(a, self.device)
+
+    def _prepare(self, X, y, w0, b0):
+        jax, dt = self.jax, self.config.dtype
+        with self._x64():
+            self.X, self.y = self._put(X.astype(dt)), self._put(y.astype(dt))
+            args = [self.X, self.y, self._put(w0.astype(dt)), self._put(np.asarray(b0, dt))]
+            if self.schedule is not None:
+                idx, mask = self.schedule.padded()
+                args += [self._put(idx.astype(np.int32)), self._put(mask)]  # n < 2^31 rows
+            self._args = tuple(args)
+            # ahead-of-time compilation: the timed run() never traces or compiles
+            self._train = jax.jit(make_train(jax, self.config, self.schedule is None)).lower(*self._args).compile()
+
+    def _run(self):
+        with self._x64():
+            self._out = self.jax.block_until_ready(self._train(*self._args))
+
+    def _result(self):
+        return tuple(np.asarray(a) for a in self._out)
+
+    def _loss_and_grad(self, w, b):
+        jax, dt = self.jax, self.config.dtype
+        with self._x64():
+            if self._loss_and_grad_fn is None:
+                self._loss_and_grad_fn = jax.jit(jax.value_and_grad(make_loss(jax, self.config.formulation,
+                                                                              self.config.l2)))
+            params = (self._put(w.astype(dt)), self._put(np.asarray(b, dt)))
+            loss, (gw, gb) = self._loss_and_grad_fn(params, self.X, self.y)  # full data, penalised
+            return np.asarray(loss), np.asarray(gw), np.asarray(gb)

@@ -1,0 +1,135 @@
+"""``torch-nn``: PyTorch as its tutorials write it — ``nn.Linear``, an ``nn`` loss, ``torch.optim.SGD``
+and, with mini-batches, a ``DataLoader`` over a ``TensorDataset``.
+
+One step (``model = nn.Linear(d, 1)``, weight ``(1, d)`` and bias ``(1,)`` set from ``(w0, b0)``)::
+
+    optimizer.zero_grad()
+    loss = nn.BCELoss()(torch.sigmoid(model(xb)), yb)   # probs  (logs clamped at -100, as F.binary_cross_entropy)
+    loss = nn.BCEWithLogitsLoss()(model(xb), yb)        # logits
+    loss.backward()
+    optimizer.step()                                    # θ ← θ - lr (∇loss + weight_decay θ)
+
+The math is the ``torch`` backend's (autograd through the same functional losses; see its docstring for
+the ``probs`` saturation gap). ``nn`` losses use ``reduction="mean"``: ``1/m`` over the batch.
+
+L2 (``l2 = λ``). ``SGD(weight_decay=λ)`` adds ``λ θ`` to each parameter's gradient before the step,
+which is the gradient of ``(λ/2) ||θ||^2``. SGD's ``weight_decay`` would also decay the bias, but the
+contract penalises ``w`` only, so the optimizer gets two parameter groups (as tutorials do to exclude
+biases from decay)::
+
+    SGD([{"params": [model.weight], "weight_decay": λ},
+         {"params": [model.bias], "weight_decay": 0.0}], lr=lr)
+
+so ``w ← w - lr (∇_w BCE + λ w)`` and ``b ← b - lr ∇_b BCE``: the contract's update exactly. The ``nn``
+loss does not contain the penalty, so the *recorded* loss adds ``(λ/2) ||w||^2`` under ``no_grad`` at the
+step's parameters (before ``step()``): the optimizer path stays as a user writes it.
+
+Mini-batches (``batch_size = B``). ``DataLoader(TensorDataset(X, y), batch_size=B, sampler=sampler)``
+where ``sampler`` is a :class:`ScheduleSampler`: a user's ``shuffle=True`` (``RandomSampler``) replaced by
+the shared schedule's permutation of the current epoch, selected with ``sampler.set_epoch(epoch)`` as one
+does for ``DistributedSampler``. The loop is the tutorial's ``for epoch ...: for xb, yb in loader:``.
+Because the sampler yields one epoch's permutation per ``iter(loader)``, the loader's own batching
+(``batch_size=B, drop_last=False``) cuts exactly the schedule's batches, including the short last one
+of each epoch; a single sampler over the flat schedule would instead merge an epoch's leftover rows with
+the next epoch's first ones. (``batch_sampler=`` yielding ``schedule[t]`` would also be exact, but is not
+what users write.) ``tests/test_minibatch.py`` checks the batches equal ``schedule[t]``. Per batch the
+loader fetches ``B`` rows one by one (``TensorDataset.__getitem__``) and stacks them
+(``default_collate``): that is the cost this row shows. ``batch_size=None``: the model sees the whole
+tensors every step, no ``DataLoader``.
+
+``loss_and_grad(w, b)`` returns the penalised loss (``nn`` loss + ``(λ/2) ||w||^2``) and its autograd
+gradient on the *full* prepared data, i.e. the direction ``optimizer.step()`` follows.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
+
+
+class ScheduleSampler(Sampler[int]):
+    """Yields epoch ``e``'s row order from the shared :class:`~implementations.base.BatchSchedule`
+    (its flat indices hold one permutation of ``n`` rows per epoch; the last epoch may be cut short)."""
+
+    def __init__(self, schedule):
+        idx, n = schedule.indices, schedule.n
+        self.epochs = [idx[start:start + n] for start in range(0, idx.size, n)]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(self.epochs[self.epoch].tolist())  # RandomSampler also hands out a list's iterator
+
+    def __len__(self) -> int:
+        return len(self.epochs[self.epoch])
+
+
+class TorchNNTrainer(TorchTrainerBase):
+    name = "torch-nn"
+    seed_shapes = True  # y as (n, 1) to match model(x)'s (m, 1); w0 (1, d) as nn.Linear's weight
+
+    def _prepare(self, X, y, w0, b0):
+        super()._prepare(X, y, w0, b0)
+        cfg = self.config
+        self.model = self._linear()
+        self.criterion = nn.BCELoss() if cfg.formulation == "probs" else nn.BCEWithLogitsLoss()
+        self.optimizer = torch.optim.SGD([{"params": [self.model.weight], "weight_decay": cfg.l2},
+                                          {"params": [self.model.bias], "weight_decay": 0.0}], lr=cfg.lr)
+        self.loader = self.sampler = None
+        if self.schedule is not None:
+            self.sampler = ScheduleSampler(self.schedule)
+            self.loader = DataLoader(TensorDataset(self.X, self.y), batch_size=cfg.batch_size,
+                                     sampler=self.sampler, drop_last=False)
+
+    def _linear(self) -> nn.Linear:
+        return nn.Linear(self.d, 1, device=self.dev, dtype=self.X.dtype)
+
+    def _loss(self, model, xb, yb):
+        out = model(xb)
+        return self.criterion(torch.sigmoid(out) if self.config.formulation == "probs" else out, yb)
+
+    def _batches(self):
+        if self.loader is None:
+            for _ in range(self.config.n_iters):
+                yield self.X, self.y
+            return
+        for epoch in range(len(self.sampler.epochs)):
+            self.sampler.set_epoch(epoch)
+            yield from self.loader
+
+    def _run(self):
+        cfg, model, opt = self.config, self.model, self.optimizer
+        with torch.no_grad():  # run() restarts from (w0, b0)
+            model.weight.copy_(self.w0)
+            model.bias.copy_(self.b0)
+        losses, step = [], 0
+        for xb, yb in self._batches():
+            opt.zero_grad()
+            loss = self._loss(model, xb, yb)
+            loss.backward()
+            if step % cfg.record_every == 0:  # stays on the device: no per-step sync
+                with torch.no_grad():
+                    losses.append(loss.detach() + 0.5 * cfg.l2 * (model.weight * model.weight).sum()
+                                  if cfg.l2 else loss.detach())
+            opt.step()
+            step += 1
+        assert step == cfg.n_iters, (step, cfg.n_iters)
+        self._w, self._b = model.weight.detach(), model.bias.detach()  # copied to the host by result()
+        self._losses = torch.stack(losses)
+        synchronize(self.dev)
+
+    def _loss_and_grad(self, w, b):
+        model = self._linear()
+        with torch.no_grad():
+            model.weight.copy_(to_device(w.reshape(1, -1), self.config.dtype, self.dev))
+            model.bias.copy_(to_device([b], self.config.dtype, self.dev))
+        loss = self._loss(model, self.X, self.y)  # full data
+        if self.config.l2:
+            loss = loss + 0.5 * self.config.l2 * (model.weight * model.weight).sum()
+        loss.backward()
+        return to_host(loss), to_host(model.weight.grad), to_host(model.bias.grad)
