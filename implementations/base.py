@@ -12,8 +12,9 @@ A backend is one class deriving from :class:`Trainer`, in one file, registered i
     the device during the loop: no ``.item()``, no print, no host sync per step.
 ``result()``               *untimed.* Copies the final parameters and the loss history to the
     host as a :class:`TrainResult` (float64 NumPy).
-``loss_and_grad(w, b)``    The loss and its gradient at ``(w, b)`` on the prepared data, computed
-    the way ``run()`` computes them (hand-derived or autograd), returned as float64 NumPy.
+``loss_and_grad(w, b)``    The loss and its gradient at ``(w, b)`` on the *full* prepared data (all
+    ``n`` rows, whatever ``batch_size`` is), penalty included, computed the way ``run()`` computes
+    them (hand-derived or autograd), returned as float64 NumPy.
 
 Math (both formulations, ``n`` samples, ``d`` features, labels ``y`` in {0, 1})::
 
