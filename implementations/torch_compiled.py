@@ -47,7 +47,7 @@ from .base import BackendUnavailableError
 
 STEPS_PER_CALL = 5  # 56 µs/step on Iris on the first machine (10: 40 µs, 1: 173 µs); compile time grows with it
 COMPILE_MAX_N = 4096  # CPU: larger n runs eagerly (compiled 100k x 100: 21.2 ms vs 14.4 ms eager per step)
-BLOCK_MIN_BYTES = 64 * 2**20  # X smaller than this is read from cache anyway: the plain two-product step
+BLOCK_MIN_BYTES = 32 * 2**20  # X below a typical last-level cache is re-read from cache anyway: the plain step
 BLOCK_BYTES = 8 * 2**20  # a quarter of a 32 MiB L3; see the docstring
 
 
@@ -61,9 +61,14 @@ def _step(X, y, w, b, lr, l2, formulation: str | None):
     """One step on rows ``X, y``; the penalised loss at ``(w, b)`` if ``formulation`` is not None."""
     z = torch.addmv(b, X, w)
     p = torch.sigmoid(z)
-    loss = None if formulation is None else _loss(z, p, y, formulation) + (0.5 * l2) * torch.dot(w, w)
+    loss = None if formulation is None else _loss(z, p, y, formulation)
+    if loss is not None and l2 is not None:
+        loss = loss + (0.5 * l2) * torch.dot(w, w)
     r = p - y
-    return w - lr * (torch.mv(X.T, r) / X.shape[0] + l2 * w), b - lr * r.mean(), loss
+    g = torch.mv(X.T, r) / X.shape[0]
+    if l2 is not None:  # eager runs pass None for l2 = 0: no op more than torch-manual
+        g = g + l2 * w
+    return w - lr * g, b - lr * r.mean(), loss
 
 
 def _k_steps(X, y, w, b, lr, l2, formulation: str | None):
@@ -143,7 +148,7 @@ class TorchCompiledTrainer(TorchTrainerBase):
         form = self.config.formulation if record else None
         if self.blocked:
             return self._blocked_step(X, y, w, b, form)
-        return _step(X, y, w, b, self._lr, self._l2, form)
+        return _step(X, y, w, b, self._lr, self._l2 if self.config.l2 else None, form)
 
     # -- the run ----------------------------------------------------------------------------
 
