@@ -15,8 +15,9 @@ the row is in L1::
 no dispatch between steps. Two kernels:
 
 * ``serial``   when a step touches fewer than ``PARALLEL_MIN_ELEMENTS`` elements of ``X``: one
-  thread, no parallel region to open and close each step. On Iris (seed settings) this is ~1 µs
-  per step against 5.7–7.4 µs for the former one-call-per-step kernel.
+  thread, no parallel region to open and close each step. On Iris (seed settings, a loss every
+  step) this measured 1.41–1.43 µs per step (best of 9, machine under load) against 5.7–7.4 µs
+  for the former one-call-per-step kernel.
 * ``parallel`` above it: the same loop over steps, and inside each step a ``prange`` over fixed
   blocks of ``ROWS_PER_BLOCK`` rows, each writing its own partial gradient; the partials are then
   summed in block order, so the bits do not depend on the thread count or timing.
@@ -33,11 +34,15 @@ The only floating-point licence taken is reassociation/contraction (``fastmath={
 "contract"}``), so NaN and inf still propagate and a diverging run is still reported.
 
 Threads: the harness gives numba the same count as torch and the BLAS (``bench.timing.thread_parity``).
-The noisy rows seen before (10k x 100: median 504 µs, IQR 542 µs) were steps of one parallel region
-each: every step is a barrier of all threads, and on a busy 2-core machine a thread descheduled for a
-time slice (ms) stalls the step. The whole-run kernels do not remove the barrier, but they no longer
-interleave each step with Python and NumPy calls that wake the BLAS and OpenMP pools of the other
-libraries; the serial kernel, used below ``PARALLEL_MIN_ELEMENTS``, has no barrier at all.
+The noisy rows (10k x 100: median 504 µs, IQR 542 µs on the first machine) come from the parallel
+region of every step: each step ends in a barrier of all threads (numba's ``omp`` layer here), and
+when another process holds a core for a time slice the whole step waits for it. Measured on the
+shared 2-core VM of issue 11 (load average ~5, 9 runs each, one process): 10k x 100 float32,
+serial kernel 363 µs median, IQR 17 µs; parallel kernel best 308 µs but median 1592 µs, IQR
+1990 µs; 100k x 100: serial 3.64 ms (IQR 0.015), parallel 11.0 ms (IQR 1.65). So the parallel
+kernel is kept for data that one core cannot stream fast enough (``m d >= PARALLEL_MIN_ELEMENTS``,
+16 MB of float32: beyond a core's L2 and half this L3), and everything smaller runs the serial
+whole-run kernel, which has no barrier and no thread hand-off at all.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import numpy as np
 from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
 
 ROWS_PER_BLOCK = 2048
-PARALLEL_MIN_ELEMENTS = 2**18  # m d below this: the serial kernel (see _choose below for the measurement)
+PARALLEL_MIN_ELEMENTS = 2**22  # m d below this: the serial kernel (see the module docstring)
 
 _KERNELS = None
 
