@@ -119,8 +119,11 @@ def test_numpy_fused_runs_blas_on_one_thread_and_restores_it(mid_data, monkeypat
 
 # -- numba: serial and parallel whole-run kernels ---------------------------------------------------
 
-def test_numba_parallel_kernel_same_bits_whatever_the_threads(mid_data):
+def test_numba_parallel_kernel_same_bits_whatever_the_threads(mid_data, monkeypatch):
     numba = pytest.importorskip("numba")
+    import implementations.numba_backend as nb
+
+    monkeypatch.setattr(nb, "PARALLEL_MIN_ELEMENTS", 0)
     X, y, w0, b0 = mid_data
     config = TrainConfig(n_iters=5, dtype="float64", l2=0.01, record_every=2)
     before = numba.get_num_threads()
