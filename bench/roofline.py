@@ -1,22 +1,69 @@
-"""What the hardware allows: memory bandwidth measured in the same process as the run.
+"""What the hardware allows, measured in the same process as the run: a memory floor and a compute roof.
 
-A full-batch step must read all of ``X`` at least once (``n d`` elements), so at a read bandwidth
-``B`` no implementation can beat ``t_floor = bytes_per_step / B``. ``roofline_fraction`` in the
-CSV is ``t_floor / t_measured`` (1.0 = at the floor). On the host ``B`` is the best of a
-multi-threaded reduction and a BLAS matrix-vector product over a 256 MiB array (both read it
-once); a copy (read + write) is recorded beside it. On a GPU, a device-to-device copy.
+**The memory floor (large data).** A full-batch step must read all of ``X`` at least once
+(``n d`` elements), so at a read bandwidth ``B`` no implementation can beat
+``t_floor = bytes_per_step / B``; ``roofline_fraction = t_floor / t_measured`` (1.0 = at the floor).
+``B`` must be what *all* the cores can pull from memory, or every fraction flatters: on the 2-core
+machine of issue 11, one thread reading a 1 GiB array got 16.7 GB/s and two got 33 GB/s. So the
+host read bandwidth is the best of three parallel reads of one array, each method recorded:
+
+* ``host_read_torch_sum``      ``torch.sum`` on all the harness's threads (ATen's OpenMP pool);
+* ``host_read_numpy_threads``  the array cut in one contiguous chunk per thread, each chunk summed
+  by ``ndarray.sum`` on its own Python thread (NumPy releases the GIL), partial sums added after;
+* ``host_read_gemv``           ``A @ v`` through the BLAS under NumPy on all threads.
+
+The array is at least 1 GiB and at least twice the last-level cache (so it streams from DRAM and
+not from cache), capped to a quarter of the memory available. ``host_read`` = the best = the floor.
+``host_copy`` (read + write, a 256 MiB slice) is kept for reference. On a GPU: a device-to-device copy.
+
+**The compute roof (data that fits in cache).** When ``X`` fits in cache the bandwidth floor is
+meaningless (Iris is 1.6 KB): such a row is bound by per-call overhead or arithmetic, not memory.
+The figure chosen is the cores' measured fused-multiply-add rate, ``host_gflops_<dtype>``: the best
+flops/s of an in-cache square matrix product (``N = 256``: three matrices of 256 KiB in float32 fit
+in any L2) through NumPy's BLAS and through torch, on all the harness's threads. Why this and not a
+whole-run compiled kernel's time per step (the other option issue 11 offers): it is a property of
+the hardware, not of one contender (a numba or Inductor kernel measured at start would be a
+competitor judging itself, would be missing where numba or a compiler is, and would need one
+measurement per ``(n, d)``); it is per dtype; and it is one number per run, like ``B``. A step's
+arithmetic is two matrix-vector products over the ``m`` rows of its batch, ``4 m d`` flops
+(:func:`flops_per_step`; the ``m`` exponentials and the ``O(d)`` update are not counted), so
+``compute_fraction = flops_per_step / time_per_step / host_gflops`` (:func:`compute_fraction`) says
+how far a tiny row is from what the cores can do. A matrix-vector product does 2 flops per element
+read and so is memory-bound above the cache; report ``compute_fraction`` where ``X`` fits in cache
+(:func:`fits_in_cache`) and ``roofline_fraction`` elsewhere.
+
+Public API (what rows use)::
+
+    figures = measure_roofline(devices=("cpu",), threads=None)   # one dict, ~1-3 s
+    figures["host_read"]        # GB/s, the floor: max of the three host_read_* methods
+    figures["host_read_torch_sum"], figures["host_read_numpy_threads"], figures["host_read_gemv"]
+    figures["host_copy"]        # GB/s, read + write
+    figures["host_gflops_float32"], figures["host_gflops_float64"]   # GFLOP/s, in-cache FMA rate
+    figures["device_copy"]      # GB/s on the first non-cpu device, None without one
+    figures["array_mib"], figures["llc_mib"], figures["threads"]     # how it was measured
+    compute_fraction(time_per_step_s, m, d, dtype, figures)          # float or None
+    fits_in_cache(bytes_per_step, figures)                           # bool: which fraction to report
+
+``measure_bandwidth(devices)`` is the same dict (the name the harness already calls).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-SIZE_BYTES = 256 * 2**20
+MIN_ARRAY_BYTES = 2**30  # at least 1 GiB ...
+LLC_MULTIPLE = 2  # ... and at least twice the last-level cache ...
+MEMORY_FRACTION = 0.25  # ... but at most a quarter of the available memory
+COPY_BYTES = 256 * 2**20
+GEMM_N = 256  # in-cache matrix product for the FMA rate
+READ_REPS = 5
 
 
-def _best(fn, reps=7) -> float:
+def _best(fn, reps=READ_REPS) -> float:
     fn()
     best = float("inf")
     for _ in range(reps):
@@ -26,20 +73,115 @@ def _best(fn, reps=7) -> float:
     return best
 
 
-def host_bandwidth(size_bytes: int = SIZE_BYTES) -> dict:
+def last_level_cache_bytes() -> int:
+    """Size of the largest cache level reported by Linux sysfs (0 if unknown)."""
+    best = 0
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in os.listdir(base):
+            if not entry.startswith("index"):
+                continue
+            with open(os.path.join(base, entry, "size")) as fh:
+                text = fh.read().strip().upper()
+            mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+            best = max(best, int(text.rstrip("KMG")) * mult)
+    except (OSError, ValueError):
+        try:
+            best = int(os.sysconf("SC_LEVEL3_CACHE_SIZE")) or int(os.sysconf("SC_LEVEL2_CACHE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            best = 0
+    return max(best, 0)
+
+
+def available_memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def array_bytes() -> int:
+    """The read array's size: max(1 GiB, 2 x LLC), capped to a quarter of available memory."""
+    size = max(MIN_ARRAY_BYTES, LLC_MULTIPLE * last_level_cache_bytes())
+    avail = available_memory_bytes()
+    if avail:
+        size = min(size, int(avail * MEMORY_FRACTION))
+    return max(size, 64 * 2**20)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def host_bandwidth(threads: int | None = None, size_bytes: int | None = None) -> dict:
+    """Per-method host read bandwidths (GB/s), their best ``host_read``, and ``host_copy``."""
     import torch
+    from threadpoolctl import threadpool_limits
 
-    rows = size_bytes // (4 * 256)
-    a = np.ones((rows, 256), dtype=np.float32)
-    v = np.ones(256, dtype=np.float32)
+    threads = threads or _cores()
+    size_bytes = size_bytes or array_bytes()
+    cols = 256
+    rows = size_bytes // (4 * cols)
+    a = np.ones((rows, cols), dtype=np.float32)  # touched: every page is faulted in before timing
+    nbytes = a.nbytes
+    v = np.ones(cols, dtype=np.float32)
     t = torch.from_numpy(a)
-    read = size_bytes / min(_best(lambda: a @ v), _best(lambda: t.sum())) / 1e9
-    dst = np.empty_like(a)
-    copy = 2 * size_bytes / _best(lambda: np.copyto(dst, a)) / 1e9
-    return {"host_read": round(read, 2), "host_copy": round(copy, 2)}
+    chunks = np.array_split(a, threads)
+    before = torch.get_num_threads()
+    out = {}
+    try:
+        torch.set_num_threads(threads)
+        with threadpool_limits(limits=threads), ThreadPoolExecutor(threads) as pool:
+            out["host_read_torch_sum"] = nbytes / _best(lambda: t.sum()) / 1e9
+            out["host_read_numpy_threads"] = nbytes / _best(lambda: sum(pool.map(np.sum, chunks))) / 1e9
+            out["host_read_gemv"] = nbytes / _best(lambda: a @ v) / 1e9
+            src = a.reshape(-1)[: COPY_BYTES // 4]
+            dst = np.empty_like(src)
+            out["host_copy"] = 2 * src.nbytes / _best(lambda: np.copyto(dst, src)) / 1e9
+    finally:
+        torch.set_num_threads(before)
+    out = {k: round(x, 2) for k, x in out.items()}
+    out["host_read"] = max(out[k] for k in ("host_read_torch_sum", "host_read_numpy_threads", "host_read_gemv"))
+    out["array_mib"] = round(nbytes / 2**20)
+    out["llc_mib"] = round(last_level_cache_bytes() / 2**20, 2)
+    out["threads"] = threads
+    return out
 
 
-def device_bandwidth(device: str, size_bytes: int = 4 * SIZE_BYTES) -> float | None:
+def host_gflops(threads: int | None = None, n: int = GEMM_N) -> dict:
+    """In-cache FMA rate per dtype (GFLOP/s): best of NumPy's BLAS and torch on an ``n x n`` product."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = threads or _cores()
+    before = torch.get_num_threads()
+    out = {}
+    try:
+        torch.set_num_threads(threads)
+        with threadpool_limits(limits=threads):
+            for dtype in ("float32", "float64"):
+                a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+                c = np.empty_like(a)
+                ta, tc = torch.from_numpy(a), torch.from_numpy(c)
+                t = min(_best(lambda: np.matmul(a, a, out=c), reps=10),
+                        _best(lambda: torch.mm(ta, ta, out=tc), reps=10))
+                out[f"host_gflops_{dtype}"] = round(2 * n**3 / t / 1e9, 1)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def device_bandwidth(device: str, size_bytes: int = 2**30) -> float | None:
     import torch
 
     try:
@@ -62,9 +204,32 @@ def device_bandwidth(device: str, size_bytes: int = 4 * SIZE_BYTES) -> float | N
         return None
 
 
-def measure_bandwidth(devices=("cpu",)) -> dict:
-    """``{"host_read", "host_copy", "device_copy"}`` in GB/s (device_copy None without a GPU)."""
-    out = host_bandwidth()
+def measure_roofline(devices=("cpu",), threads: int | None = None) -> dict:
+    """Every figure of the module docstring in one dict (GB/s, GFLOP/s)."""
+    out = host_bandwidth(threads)
+    out.update(host_gflops(threads))
     gpu = next((d for d in devices if d != "cpu"), None)
     out["device_copy"] = device_bandwidth(gpu) if gpu else None
     return out
+
+
+measure_bandwidth = measure_roofline  # the name the harness calls
+
+
+def flops_per_step(m: int, d: int) -> int:
+    """Multiply-adds of one step on ``m`` rows: ``z = X w`` and ``X^T r``, ``2 m d`` flops each."""
+    return 4 * m * d
+
+
+def compute_fraction(time_per_step_s: float, m: int, d: int, dtype: str, figures: dict) -> float | None:
+    """``flops_per_step / time_per_step / host_gflops_<dtype>`` (1.0 = the cores' FMA rate); None if unknown."""
+    peak = figures.get(f"host_gflops_{dtype}")
+    if not peak or not time_per_step_s or time_per_step_s <= 0:
+        return None
+    return flops_per_step(m, d) / time_per_step_s / (peak * 1e9)
+
+
+def fits_in_cache(bytes_per_step: int, figures: dict) -> bool:
+    """True when a step's data fits in the last-level cache: report ``compute_fraction``, not ``roofline_fraction``."""
+    llc = figures.get("llc_mib") or 0
+    return bytes_per_step <= llc * 2**20

@@ -1,97 +1,195 @@
-"""``numpy-fused``: NumPy at its best on CPU — one pass over ``X`` per step, in row blocks.
+"""``numpy-fused``: NumPy at its best on CPU — one pass over ``X`` per step, in row blocks, on
+one Python thread per core.
 
-Same math as ``numpy`` (see its docstring): ``g_w = X^T (p - y) / n``, ``g_b = mean(p - y)``.
-The seed-style step reads ``X`` twice (``X w``, then ``X^T r``). Here ``X`` is walked in blocks
-of ``B`` rows small enough to stay in cache (``B d`` elements ~ ``BLOCK_BYTES``), and each block
-does all its work while it is hot::
+Same math as ``numpy`` (see its docstring), with the mini-batches and L2 penalty of the contract:
+on the step's ``m`` rows, ``g_w = X^T (p - y) / m + l2 w``, ``g_b = mean(p - y)``. The seed-style
+step reads ``X`` twice (``X w``, then ``X^T r``). Here the rows are cut into fixed blocks of ``B``
+rows small enough to stay in a core's L2 (``B d`` elements ~ ``BLOCK_BYTES``), and each block does
+all its work while it is hot::
 
     z_B = X_B w + b           (gemv, reads X_B from memory)
-    r_B = sigmoid(z_B) - y_B  (in place, preallocated buffers)
-    g  += X_B^T r_B           (gemv, reads X_B again — from cache)
+    r_B = sigmoid(z_B) - y_B  (in place, in the thread's preallocated buffers)
+    G[B] = X_B^T r_B          (gemv, reads X_B again — from cache) ; s[B] = sum(r_B)
 
-so memory traffic is one pass over ``X`` and no ``n``-sized temporary is created: the buffers
-are ``O(B + d)``. The loss (recorded steps only) is accumulated per block from ``z_B``.
+so memory traffic is one pass over ``X`` and no ``n``-sized temporary is created. The loss
+(recorded steps only) is summed per block from ``z_B``.
+
+**Threads.** NumPy's BLAS calls and ufunc loops release the GIL, so the blocks are split into one
+contiguous range per thread: the calling thread takes the first, a persistent
+``ThreadPoolExecutor`` (created once per trainer, at its first parallel ``run``) the others. The BLAS
+is limited to one thread inside the run (threadpoolctl), or each gemv would start a BLAS team of
+its own. The thread count is the harness's: the number of threads the BLAS pool under NumPy has
+when ``run`` starts — ``bench.timing.thread_parity`` sets it (with torch's and numba's) around
+every timed run, and threadpoolctl reports it live; outside the harness it is the BLAS default
+(the cores). Data smaller than ``PARALLEL_MIN_ELEMENTS`` per step runs on the calling thread alone:
+handing a block to another thread costs more than the block.
+
+**Same bits whatever the threads.** Each block writes its partial gradient ``G[B]``, ``s[B]`` and
+loss to its own row of a preallocated array, and the rows are summed in block order after the
+threads join: the result depends on the block size, never on the thread count or on which thread
+finished first.
+
+Mini-batches: the step's rows are gathered (``np.take`` into a preallocated buffer) and then
+treated like the full batch.
 """
 
 from __future__ import annotations
+
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
 
-BLOCK_BYTES = 1024 * 1024  # this machine's L2 per core; 256 KiB and 4 MiB measured slower at 1M x 100
+BLOCK_BYTES = 1024 * 1024  # the L2 per core of the machines measured; 256 KiB and 4 MiB measured slower at 1M x 100
+PARALLEL_MIN_ELEMENTS = 2**18  # m d below this: one thread (a hand-off costs ~20-50 µs)
+
+_CONTROLLER = None
+
+
+def _controller():
+    """threadpoolctl's view of the loaded BLAS/OpenMP libraries (scanned once per process)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
+def harness_threads() -> int:
+    """The thread count the harness set: the BLAS pool's under NumPy now (1 if none is found)."""
+    blas = _controller().select(user_api="blas")
+    counts = [lib.num_threads for lib in blas.lib_controllers]
+    return max(1, max(counts)) if counts else 1
 
 
 class NumpyFusedTrainer(Trainer):
     name = "numpy-fused"
 
-    def __init__(self, config, block_bytes: int = BLOCK_BYTES):
+    def __init__(self, config, block_bytes: int = BLOCK_BYTES, threads: int | None = None):
         super().__init__(config)
         if config.device != "cpu":
             raise DeviceUnavailableError(f"device {config.device!r}: numpy-fused runs on 'cpu' only")
         self.block_bytes = block_bytes
+        self.threads = threads  # None: the harness's (see the module docstring)
+        self._pool = None
+        self._pool_size = 0
 
     def _prepare(self, X, y, w0, b0):
         dt = np.dtype(self.config.dtype)
         self.X = np.ascontiguousarray(X, dtype=dt)
         self.y = np.ascontiguousarray(y, dtype=dt)
         self.w0, self.b0 = w0.astype(dt), dt.type(b0)
-        self.rows = int(max(16, min(self.n, self.block_bytes // (self.d * dt.itemsize))))
-        self._z = np.empty(self.rows, dt)
-        self._r = np.empty(self.rows, dt)
-        self._t = np.empty(self.rows, dt)
-        self._gw_block = np.empty(self.d, dt)
+        m = self.n if self.schedule is None else self.schedule.batch_size
+        self.rows = int(max(16, min(m, self.block_bytes // (self.d * dt.itemsize))))
+        self.nblocks = -(-m // self.rows)
+        self._parts = np.empty((self.nblocks, self.d), dt)  # G[B], one row per block
+        self._sums = np.empty((self.nblocks, 2), dt)  # s[B] and the loss sum, one row per block
+        self._bufs = {}  # thread index -> (z, r, t) of self.rows elements, made on first use
+        if self.schedule is not None:
+            self._Xg = np.empty((self.schedule.batch_size, self.d), dt)
+            self._yg = np.empty(self.schedule.batch_size, dt)
+        _controller()  # scan the libraries here, untimed
+        self._parallel_ok = m * self.d >= PARALLEL_MIN_ELEMENTS
+
+    # -- one block range, on one thread -------------------------------------------------------
+
+    def _buffers(self, k):
+        buf = self._bufs.get(k)
+        if buf is None:
+            buf = self._bufs[k] = tuple(np.empty(self.rows, self.X.dtype) for _ in range(3))
+        return buf
 
     def _block_loss(self, z, p, y, t):
         """Sum over the block of the per-sample loss (before the mean)."""
         if self.config.formulation == "probs":
             np.log(p, out=t)
             np.maximum(t, LOG_CLAMP, out=t)
-            s = float(np.dot(y, t))
+            s = np.dot(y, t)
             np.negative(p, out=t)
             np.log1p(t, out=t)
             np.maximum(t, LOG_CLAMP, out=t)
-            return -(s + float(t.sum() - np.dot(y, t)))
+            return -(s + t.sum() - np.dot(y, t))
         np.logaddexp(0, z, out=t)
-        return float(t.sum() - np.dot(y, z))
+        return t.sum() - np.dot(y, z)
 
-    def _grad(self, w, b, gw, record):
-        """Fill ``gw`` with ``X^T (p - y)``; return ``(sum(p - y), loss_sum or None)``."""
-        gw.fill(0)
-        gb, loss = 0.0, 0.0
-        for s in range(0, self.n, self.rows):
-            Xb, yb = self.X[s:s + self.rows], self.y[s:s + self.rows]
-            m = yb.shape[0]
-            z, r, t = self._z[:m], self._r[:m], self._t[:m]
-            np.dot(Xb, w, out=z)
-            z += b
-            np.negative(z, out=r)  # r = sigmoid(z) - y, in place
-            np.exp(r, out=r)
-            r += 1
-            np.reciprocal(r, out=r)
-            if record:
-                loss += self._block_loss(z, r, yb, t)
-            r -= yb
-            gb += float(r.sum())
-            np.dot(r, Xb, out=self._gw_block)
-            gw += self._gw_block
-        return gb, (loss if record else None)
+    def _blocks(self, k, first, last, X, y, m, w, b, record):
+        """Blocks ``first:last`` of the ``m`` rows ``X, y``, on thread ``k``'s buffers."""
+        zb, rb, tb = self._buffers(k)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+            for blk in range(first, last):
+                s = blk * self.rows
+                Xb, yb = X[s:s + self.rows], y[s:s + self.rows]
+                e = yb.shape[0]
+                z, r, t = zb[:e], rb[:e], tb[:e]
+                np.dot(Xb, w, out=z)
+                z += b
+                np.negative(z, out=r)  # r = sigmoid(z) - y, in place
+                np.exp(r, out=r)
+                r += 1
+                np.reciprocal(r, out=r)
+                sums = self._sums[blk]
+                sums[1] = self._block_loss(z, r, yb, t) if record else 0
+                r -= yb
+                sums[0] = r.sum()
+                np.dot(r, Xb, out=self._parts[blk])
+
+    # -- the step ---------------------------------------------------------------------------
+
+    def _grad(self, X, y, m, w, b, record, threads):
+        """``(sum_i r_i x_i, sum_i r_i, sum_i l_i)`` over the ``m`` rows, partials summed in block order."""
+        nb = -(-m // self.rows)
+        if threads > 1:
+            cuts = [nb * k // threads for k in range(threads + 1)]
+            futures = [self._pool.submit(self._blocks, k, cuts[k], cuts[k + 1], X, y, m, w, b, record)
+                       for k in range(1, threads)]
+            self._blocks(0, cuts[0], cuts[1], X, y, m, w, b, record)
+            for f in futures:
+                f.result()
+        else:
+            self._blocks(0, 0, nb, X, y, m, w, b, record)
+        sums = self._sums[:nb].sum(axis=0)
+        return self._parts[:nb].sum(axis=0), sums[0], sums[1]
+
+    def _ensure_pool(self, threads):
+        if threads > 1 and self._pool_size != threads - 1:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="numpy-fused")
+            self._pool_size = threads - 1
+            weakref.finalize(self, self._pool.shutdown, wait=False)
 
     def _run(self):
         cfg, dt = self.config, self.X.dtype
+        threads = (self.threads or harness_threads()) if self._parallel_ok else 1
+        threads = max(1, min(threads, self.nblocks))
+        self._ensure_pool(threads)
         w, b = self.w0.copy(), self.b0
-        gw = np.empty(self.d, dt)
         losses = np.empty(cfg.n_records, dt)
-        step = dt.type(cfg.lr / self.n)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        lr, l2, half_l2 = dt.type(cfg.lr), dt.type(cfg.l2), dt.type(0.5 * cfg.l2)
+        with _controller().limit(limits=1, user_api="blas"):
             for i in range(cfg.n_iters):
                 record = i % cfg.record_every == 0
-                gb, loss = self._grad(w, b, gw, record)
+                if self.schedule is None:
+                    X, y, m = self.X, self.y, self.n
+                else:
+                    idx = self.schedule[i]
+                    m = idx.size
+                    X, y = self._Xg[:m], self._yg[:m]
+                    np.take(self.X, idx, axis=0, out=X)
+                    np.take(self.y, idx, out=y)
+                gw, gb, loss = self._grad(X, y, m, w, b, record, threads)
+                inv_m = dt.type(1) / dt.type(m)
                 if record:
-                    losses[i // cfg.record_every] = loss / self.n
-                gw *= step
+                    losses[i // cfg.record_every] = loss * inv_m + (half_l2 * np.dot(w, w) if cfg.l2 else 0)
+                gw *= inv_m
+                if cfg.l2:
+                    gw += l2 * w
+                gw *= lr
                 w -= gw
-                b = dt.type(b - step * dt.type(gb))
+                b = dt.type(b - lr * dt.type(gb * inv_m))
         self._w, self._b, self._losses = w, b, losses
 
     def _result(self):
@@ -99,7 +197,17 @@ class NumpyFusedTrainer(Trainer):
 
     def _loss_and_grad(self, w, b):
         dt = self.X.dtype
-        gw = np.empty(self.d, dt)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-            gb, loss = self._grad(w.astype(dt), dt.type(b), gw, record=True)
-        return loss / self.n, gw / self.n, gb / self.n
+        w = w.astype(dt)
+        saved = self.rows, self._parts, self._sums
+        self.rows = int(max(16, min(self.n, self.block_bytes // (self.d * dt.itemsize))))
+        nb = -(-self.n // self.rows)
+        self._parts, self._sums = np.empty((nb, self.d), dt), np.empty((nb, 2), dt)
+        self._bufs = {}
+        try:
+            gw, gb, loss = self._grad(self.X, self.y, self.n, w, dt.type(b), True, 1)
+        finally:
+            self.rows, self._parts, self._sums = saved
+            self._bufs = {}
+        l2, w64 = self.config.l2, w.astype(np.float64)
+        return (float(loss) / self.n + 0.5 * l2 * float(w64 @ w64),
+                gw.astype(np.float64) / self.n + l2 * w64, float(gb) / self.n)

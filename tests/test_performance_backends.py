@@ -1,0 +1,209 @@
+"""The "at its best" backends (numpy-fused, torch-compiled, numba) and the roofline figures:
+mini-batches and L2 against the float64 oracle, same bits whatever the threads, the harness's thread
+count honoured, and every execution path (serial/parallel, blocked/unblocked) on the same math."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.data import init_params, synthetic
+from bench.oracle import compare, config_tolerance, reference_run
+from implementations import BACKENDS, TrainConfig, create_trainer
+
+FAST = [name for name in ("numpy-fused", "torch-compiled", "numba") if name in BACKENDS]
+
+
+def _train(trainer, X, y, w0, b0):
+    trainer.prepare(X, y, w0, b0)
+    trainer.run()
+    return trainer.result()
+
+
+def _make(name, config):
+    from implementations.base import BackendUnavailableError
+
+    try:
+        return create_trainer(name, config)
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def mid_data():
+    """Large enough for the parallel paths (m d >= 2^18), small enough for a quick oracle run."""
+    ds = synthetic(30_000, 12, seed=3)
+    w0, b0 = init_params(ds.d, seed=3)
+    return ds.X, ds.y, w0, b0
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.1])
+@pytest.mark.parametrize("batch_size", [None, 16, 64])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", FAST)
+def test_batches_and_l2_match_the_oracle(name, dtype, batch_size, l2, iris_data):
+    X, y, w0, b0 = iris_data
+    config = TrainConfig(n_iters=400, dtype=dtype, formulation="probs", batch_size=batch_size, l2=l2, record_every=3)
+    res = _train(_make(name, config), X, y, w0, b0)
+    ref = reference_run(X, y, w0, b0, config)
+    agreement = compare(res, ref, config_tolerance(config, X.shape[0], X.shape[1]))
+    assert agreement.ok, agreement
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_loss_and_grad_is_penalised_on_the_full_data(name, iris_data):
+    from bench import oracle
+
+    X, y, w0, b0 = iris_data
+    config = TrainConfig(n_iters=2, dtype="float64", formulation="logits", batch_size=16, l2=0.1)
+    trainer = _make(name, config)
+    trainer.prepare(X, y, w0, b0)
+    loss, gw, gb = trainer.loss_and_grad(w0, b0)
+    ref_gw, ref_gb = oracle.grad(X, y, w0, b0, l2=0.1)
+    assert loss == pytest.approx(oracle.loss(X, y, w0, b0, "logits", l2=0.1), rel=1e-12)
+    np.testing.assert_allclose(gw, ref_gw, rtol=1e-12, atol=1e-14)
+    assert gb == pytest.approx(ref_gb, rel=1e-12, abs=1e-14)
+
+
+# -- numpy-fused: threads ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", [None, 25_000])
+def test_numpy_fused_same_bits_whatever_the_threads(batch_size, mid_data):
+    from implementations.numpy_fused import NumpyFusedTrainer
+
+    X, y, w0, b0 = mid_data
+    config = TrainConfig(n_iters=6, dtype="float32", batch_size=batch_size, l2=0.01, record_every=2)
+    results = []
+    for threads in (1, 2, 3, 2, 3):
+        trainer = NumpyFusedTrainer(config, block_bytes=16 * 1024, threads=threads)
+        res = _train(trainer, X, y, w0, b0)
+        assert trainer.nblocks > 3
+        results.append(res)
+    for res in results[1:]:
+        assert np.array_equal(res.w, results[0].w) and res.b == results[0].b
+        assert np.array_equal(res.losses, results[0].losses)
+
+
+def test_numpy_fused_takes_the_harness_thread_count():
+    from threadpoolctl import threadpool_limits
+
+    from implementations.numpy_fused import harness_threads
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert harness_threads() == 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert harness_threads() in (1, 2)  # a 1-thread BLAS build cannot go higher
+
+
+def test_numpy_fused_runs_blas_on_one_thread_and_restores_it(mid_data, monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    import implementations.numpy_fused as nf
+
+    X, y, w0, b0 = mid_data
+    seen = []
+    original = nf.NumpyFusedTrainer._grad
+
+    def spy(self, *args, **kwargs):
+        seen.append(nf.harness_threads())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(nf.NumpyFusedTrainer, "_grad", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = nf.harness_threads()
+        trainer = nf.NumpyFusedTrainer(TrainConfig(n_iters=3), block_bytes=16 * 1024)
+        _train(trainer, X, y, w0, b0)
+        assert nf.harness_threads() == before
+    assert seen and set(seen) == {1}
+
+
+# -- numba: serial and parallel whole-run kernels ---------------------------------------------------
+
+def test_numba_parallel_kernel_same_bits_whatever_the_threads(mid_data, monkeypatch):
+    numba = pytest.importorskip("numba")
+    import implementations.numba_backend as nb
+
+    monkeypatch.setattr(nb, "PARALLEL_MIN_ELEMENTS", 0)
+    X, y, w0, b0 = mid_data
+    config = TrainConfig(n_iters=5, dtype="float64", l2=0.01, record_every=2)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            trainer = create_trainer("numba", config)
+            results.append(_train(trainer, X, y, w0, b0))
+            assert trainer.parallel
+    finally:
+        numba.set_num_threads(before)
+    for res in results[1:]:
+        assert np.array_equal(res.w, results[0].w) and np.array_equal(res.losses, results[0].losses)
+
+
+@pytest.mark.parametrize("batch_size", [None, 5_000])
+def test_numba_serial_and_parallel_kernels_agree(batch_size, mid_data, monkeypatch):
+    pytest.importorskip("numba")
+    import implementations.numba_backend as nb
+
+    X, y, w0, b0 = mid_data
+    config = TrainConfig(n_iters=5, dtype="float64", batch_size=batch_size, l2=0.1, formulation="logits")
+    out = {}
+    for parallel in (False, True):
+        monkeypatch.setattr(nb, "PARALLEL_MIN_ELEMENTS", 0 if parallel else 2**62)
+        trainer = create_trainer("numba", config)
+        out[parallel] = _train(trainer, X, y, w0, b0)
+        assert trainer.parallel is parallel
+    agreement = compare(out[True], out[False], 1e-13)
+    assert agreement.ok, agreement
+
+
+# -- torch-compiled: the blocked one-pass step ------------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", [None, 20_000])
+def test_torch_blocked_step_matches_the_oracle_and_repeats(batch_size, mid_data):
+    pytest.importorskip("torch")
+    from implementations.torch_compiled import TorchCompiledTrainer
+
+    X, y, w0, b0 = mid_data
+    config = TrainConfig(n_iters=6, dtype="float64", batch_size=batch_size, l2=0.1, record_every=2)
+    trainer = TorchCompiledTrainer(config, block_bytes=32 * 1024)
+    first = _train(trainer, X, y, w0, b0)
+    assert trainer.blocked
+    trainer.run()
+    again = trainer.result()
+    assert np.array_equal(first.w, again.w) and np.array_equal(first.losses, again.losses)
+    agreement = compare(first, reference_run(X, y, w0, b0, config), config_tolerance(config, *X.shape))
+    assert agreement.ok, agreement
+
+
+def test_torch_compiled_computes_only_the_configured_loss_on_recorded_steps(iris_data, monkeypatch):
+    pytest.importorskip("torch")
+    import implementations.torch_compiled as tc
+
+    calls = []
+    original = tc._loss
+    monkeypatch.setattr(tc, "_loss", lambda z, p, y, form: calls.append(form) or original(z, p, y, form))
+    X, y, w0, b0 = iris_data
+    config = TrainConfig(n_iters=20, record_every=7, formulation="logits", batch_size=16)
+    _train(create_trainer("torch-compiled", config), X, y, w0, b0)
+    assert calls == ["logits"] * config.n_records
+
+
+# -- the roofline figures -----------------------------------------------------------------------
+
+def test_roofline_figures():
+    from bench import roofline
+
+    bw = roofline.host_bandwidth(threads=2, size_bytes=32 * 2**20)
+    methods = ("host_read_torch_sum", "host_read_numpy_threads", "host_read_gemv")
+    assert all(bw[k] > 0 for k in methods)
+    assert bw["host_read"] == max(bw[k] for k in methods)
+    assert bw["threads"] == 2 and bw["array_mib"] == 32
+    flops = roofline.host_gflops(threads=1, n=64)
+    assert flops["host_gflops_float32"] > 0 and flops["host_gflops_float64"] > 0
+    assert roofline.array_bytes() >= min(2**30, (roofline.available_memory_bytes() or 2**40) // 4)
+    figures = {**bw, **flops}
+    frac = roofline.compute_fraction(1e-6, 100, 4, "float32", figures)
+    assert frac == pytest.approx(1600 / 1e-6 / (figures["host_gflops_float32"] * 1e9))
+    assert roofline.compute_fraction(1e-6, 100, 4, "float16", figures) is None
+    assert roofline.fits_in_cache(1600, {"llc_mib": 32}) and not roofline.fits_in_cache(2**30, {"llc_mib": 32})
