@@ -226,7 +226,7 @@ def cmd_run(args, argv=()) -> int:
     from . import records
     from .output import Console, FolderError, RunFolder
     from .pipeline import RunOptions, preflight, run
-    from .roofline import measure_bandwidth
+    from .roofline import measure_roofline
 
     _common(args)
     if args.warmup < 0:
@@ -245,7 +245,7 @@ def cmd_run(args, argv=()) -> int:
     opts = RunOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget, threads=args.threads,
                       seed=args.seed, target=args.target, optimum=args.optimum)
     result = run(cases, [folder, Console(folder)], opts, run_id=run_id,
-                 bandwidth=lambda: measure_bandwidth(args.devices))
+                 figures=lambda threads: measure_roofline(args.devices, threads))
     return result.exit_code
 
 

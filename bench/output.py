@@ -85,7 +85,7 @@ class RunFolder(Sink):
     def finish(self, result: RunResult) -> None:
         try:
             env = getattr(self, "env", None) or {**records.environment(result.run_id), **self.extra_env}
-            env.update(env_status(result), bandwidth_gbps=result.bandwidth, notes=result.notes,
+            env.update(env_status(result), roofline=result.roofline, notes=result.notes,
                        threads=result.threads.asked if result.threads else None,
                        threads_used=result.threads.as_dict() if result.threads else None)
             records.write_json(env, self.folder / "env.json")

@@ -31,7 +31,7 @@ import pandas as pd
 from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer
 
 from . import data as datasets
-from . import oracle
+from . import oracle, roofline
 from .memory import PeakMemory
 from .records import Case, Row
 from .timing import Measurement, Threads, measure, thread_parity, timed
@@ -128,9 +128,9 @@ class Evaluator:
     """Turns cases into rows for one run; caches problems, float64 references and optima."""
 
     def __init__(self, run_id: str, options: RunOptions = RunOptions(), threads: Threads | None = None,
-                 bandwidth: dict | None = None):
+                 roofline: dict | None = None):
         self.run_id, self.options, self.threads = run_id, options, threads
-        self.bandwidth = bandwidth or {}
+        self.roofline = roofline or {}  # bench.roofline.measure_roofline's figures
         self._problems: dict[str, Problem] = {}
         self._references: dict = {}
         self._optima: dict = {}
@@ -242,9 +242,15 @@ class Evaluator:
         if m is not None:
             fields.update(m.as_dict())
             fields["achieved_gbps"] = row.bytes_per_step / fields["time_per_iter_s"] / 1e9
-            bw = self.bandwidth.get("host" if case.device == "cpu" else "device")
-            if bw:
-                fields["roofline_fraction"] = fields["achieved_gbps"] / bw
+            figs = self.roofline
+            if case.device == "cpu" and figs and roofline.fits_in_cache(row.bytes_per_step, figs):
+                fields["compute_fraction"] = roofline.compute_fraction(
+                    fields["time_per_iter_s"], min(case.config.batch_size or row.n, row.n), row.d, case.config.dtype,
+                    figs)
+            else:
+                bw = figs.get("host_read" if case.device == "cpu" else "device_copy")
+                if bw:
+                    fields["roofline_fraction"] = fields["achieved_gbps"] / bw
         fields["final_loss"] = float(res.losses[-1])
         ref = self.reference(case)
         step = divergence(res)
@@ -314,7 +320,7 @@ class RunResult:
     exit_code: int = 0
     notes: list[str] = field(default_factory=list)
     threads: Threads | None = None
-    bandwidth: dict = field(default_factory=dict)
+    roofline: dict = field(default_factory=dict)
 
     def frame(self) -> pd.DataFrame:
         from .records import to_frame
@@ -371,27 +377,27 @@ class _NoDefer:
 
 
 def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = RunOptions(), run_id: str | None = None,
-        bandwidth=None) -> RunResult:
+        figures=None) -> RunResult:
     """Run every case in order; hand each finished row to the sinks; end the same way whatever ends it.
 
-    ``bandwidth`` is the measured floor (a dict) or a callable measuring it, called inside the run
-    so that an interruption there ends the run like any other."""
+    ``figures`` is the hardware's measured floor and roof (``bench.roofline.measure_roofline``'s
+    dict) or a callable ``f(threads)`` measuring them, called inside the run on the run's thread
+    count, so that an interruption there ends the run like any other."""
     from .records import new_run_id
 
     result = RunResult(run_id or new_run_id())
     main_thread = _in_main_thread()
     old_term = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
-        result.bandwidth = dict((bandwidth() if callable(bandwidth) else bandwidth) or {})
         with thread_parity(options.threads) as threads:
             result.threads = threads
+            result.roofline = dict((figures(threads.asked) if callable(figures) else figures) or {})
             if threads.numba_error:
                 result.notes.append(threads.numba_error + ": numba rows are skipped")
             if threads.oversubscribed:
                 result.notes.append(f"oversubscribed: {max(threads.torch, threads.blas or 0, threads.numba or 0)} "
                                     f"threads on {available()} available cores; timings include the contention")
-            ev = Evaluator(result.run_id, options, threads, bandwidth={"host": result.bandwidth.get("host_read"),
-                                                                      "device": result.bandwidth.get("device_copy")})
+            ev = Evaluator(result.run_id, options, threads, roofline=result.roofline)
             for sink in sinks:
                 sink.start(result, len(cases))
             for case in cases:
@@ -438,18 +444,6 @@ def available() -> int:
     return available_cores()
 
 
-def available_memory_bytes() -> int | None:
-    """``MemAvailable`` from /proc/meminfo (Linux), else None."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        return None
-    return None
-
-
 def memory_needed(case: Case) -> int:
     """Bytes a case needs at its peak, roughly: the float64 dataset, its copy in the run's dtype
     (and the oracle's rounded float64 copy), the loss buffers of backend and oracle, the schedule."""
@@ -465,7 +459,7 @@ def memory_needed(case: Case) -> int:
 
 def preflight(cases: list[Case]) -> None:
     """Refuse, before any work, a run that cannot fit: ValueError naming the case, the figure and the limit."""
-    limit = available_memory_bytes()
+    limit = roofline.available_memory_bytes()
     if limit is None:
         return
     worst = max(cases, key=memory_needed, default=None)

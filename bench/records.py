@@ -97,7 +97,8 @@ class Row:
     # against the hardware
     bytes_per_step: int | None = None
     achieved_gbps: float | None = None
-    roofline_fraction: float | None = None
+    roofline_fraction: float | None = None  # against the memory floor; empty where a step's data fits in cache
+    compute_fraction: float | None = None  # against the in-cache FMA rate; only where a step's data fits in cache
     peak_mem_mb: float | None = None
     # against the float64 oracle (bench.oracle)
     final_loss: float | None = None

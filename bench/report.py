@@ -1025,7 +1025,7 @@ def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dic
     ttt = time_to_target(rows, losses)
     write_atomic(out / "time_to_target.csv", lambda tmp: ttt.to_csv(tmp, index=False))
     written.append(out / "time_to_target.csv")
-    floor = ((env or {}).get("bandwidth_gbps") or {}).get("host_read")
+    floor = ((env or {}).get("roofline") or {}).get("host_read")
     ok = rows[(rows["status"] == "ok") & rows["time_per_iter_s"].notna()]
     if ok.groupby("d")["n"].nunique().max() >= 2 and \
             plot_time_vs_n(rows, out / "time_vs_n.png", floor_gbps=floor, env=env):  # a line needs two sizes

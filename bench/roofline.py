@@ -43,8 +43,6 @@ Public API (what rows use)::
     figures["array_mib"], figures["llc_mib"], figures["threads"]     # how it was measured
     compute_fraction(time_per_step_s, m, d, dtype, figures)          # float or None
     fits_in_cache(bytes_per_step, figures)                           # bool: which fraction to report
-
-``measure_bandwidth(devices)`` is the same dict (the name the harness already calls).
 """
 
 from __future__ import annotations
@@ -212,8 +210,6 @@ def measure_roofline(devices=("cpu",), threads: int | None = None) -> dict:
     out["device_copy"] = device_bandwidth(gpu) if gpu else None
     return out
 
-
-measure_bandwidth = measure_roofline  # the name the harness calls
 
 
 def flops_per_step(m: int, d: int) -> int:

@@ -90,7 +90,7 @@ def test_early_sigint_leaves_a_record_not_an_empty_folder(tmp_path, monkeypatch)
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(roofline, "measure_bandwidth", interrupted)
+    monkeypatch.setattr(roofline, "measure_roofline", interrupted)
     assert main(["run", *TINY, "--backends", "numpy", "--out", str(tmp_path)]) == 130
     env = _env(tmp_path)
     assert env["status"] == "interrupted" and env["rows"] == 0

@@ -22,14 +22,13 @@ RUN_ID = records.new_run_id()
 
 @pytest.fixture(scope="session")
 def evaluator(request):
-    """Bandwidth is measured once per session, only when timings are real."""
-    bandwidth = {}
+    """The floor and roof are measured once per session, only when timings are real."""
+    figures = {}
     if not request.config.getoption("benchmark_disable", False):
-        from bench.roofline import measure_bandwidth
+        from bench.roofline import measure_roofline
 
-        bw = measure_bandwidth(("cpu",))
-        bandwidth = {"host": bw.get("host_read"), "device": bw.get("device_copy")}
-    return Evaluator(RUN_ID, RunOptions(), bandwidth=bandwidth)
+        figures = measure_roofline(("cpu",))
+    return Evaluator(RUN_ID, RunOptions(), roofline=figures)
 
 
 def pytest_sessionfinish(session, exitstatus):
