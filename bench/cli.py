@@ -117,8 +117,10 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
                    help=f"registered backends (default: all: {', '.join(BACKENDS)})")
     p.add_argument("--devices", nargs="+", default=None, metavar="DEV",
                    help="cpu, cuda[:N], mps (default: every available one)")
-    p.add_argument("--datasets", nargs="+", default=list(datasets_default), metavar="DS",
-                   help="iris or synthetic-<n>x<d>[-x<scale>], n may end in k or M (default: %(default)s)")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="DS",
+                   help="iris or synthetic-<n>x<d>[-x<scale>], n may end in k or M "
+                        f"(default: {' '.join(datasets_default)})")
+    p.set_defaults(default_datasets=tuple(datasets_default))
     p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT", help="float32 float64 (default: both)")
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
@@ -149,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_matrix_args(run, DEFAULT_DATASETS,
                      iters_help="steps per run (default: 5000 on iris, fewer on big data, see README)")
     run.add_argument("--batch-sizes", nargs="+", type=_batch_size, default=None, metavar="B",
-                     help="'full' and/or mini-batch sizes (default: full on every dataset, plus every backend at "
-                          f"batch {MINIBATCH_SIZE} on {MINIBATCH_DATASET} when --datasets is not given)")
+                     help="'full' and/or mini-batch sizes (default: full; and when neither --datasets nor "
+                          f"--batch-sizes is given, a mini-batch block too: the same backends at batch "
+                          f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, float32, probs, {MINIBATCH_ITERS} steps)")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=_positive_float, default=1e-3,
                      help="suboptimality that defines time_to_target_s (default: 1e-3)")
@@ -190,13 +193,14 @@ def _common(args):
 
     args.backends = _choices("--backends", args.backends, BACKENDS)
     args.devices = _devices(args.devices) if args.devices else default_devices()
-    args.datasets = _datasets(args.datasets)
+    args.datasets_given = args.datasets is not None
+    args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets)
     args.dtypes = _choices("--dtypes", args.dtypes, DTYPES)
     args.formulations = _choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))
 
 
-def _cases(args, argv_has_datasets: bool):
+def _cases(args):
     from .pipeline import matrix
 
     common = dict(backends=args.backends, devices=args.devices, dtypes=args.dtypes, formulations=args.formulations,
@@ -204,7 +208,7 @@ def _cases(args, argv_has_datasets: bool):
     sizes = tuple(dict.fromkeys(args.batch_sizes)) if args.batch_sizes else (None,)
     try:
         cases = matrix(datasets_=args.datasets, batch_sizes=sizes, **common)
-        if args.kind == "runs" and args.batch_sizes is None and not argv_has_datasets:
+        if args.kind == "runs" and args.batch_sizes is None and not args.datasets_given:
             cases += matrix(datasets_=(MINIBATCH_DATASET,), batch_sizes=(MINIBATCH_SIZE,),
                             **{**common, "dtypes": ("float32",), "formulations": ("probs",),
                                "iters": args.iters or MINIBATCH_ITERS})
@@ -231,7 +235,7 @@ def cmd_run(args, argv=()) -> int:
     _common(args)
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
-    cases = _cases(args, "--datasets" in argv)
+    cases = _cases(args)
     try:
         preflight(cases)
     except ValueError as exc:
