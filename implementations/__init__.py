@@ -21,6 +21,7 @@ from .numpy_backend import NumpyTrainer
 from .numpy_fused import NumpyFusedTrainer
 from .torch_autograd import TorchTrainer
 from .torch_compiled import TorchCompiledTrainer
+from .torch_ddp import TorchDDPTrainer
 from .torch_manual import TorchManualTrainer
 
 BACKENDS: dict[str, type[Trainer]] = {
@@ -32,6 +33,8 @@ BACKENDS: dict[str, type[Trainer]] = {
     "numpy-fused": NumpyFusedTrainer,
     "torch-compiled": TorchCompiledTrainer,
     "numba": NumbaTrainer,
+    # data-parallel (config.workers ranks): torch.distributed and Dask
+    "torch-ddp": TorchDDPTrainer,
 }
 
 
