@@ -18,6 +18,7 @@ from .base import (DTYPES, FORMULATIONS, BackendUnavailableError, BatchSchedule,
                    TrainConfig, TrainResult, batch_schedule)
 from .numba_backend import NumbaTrainer
 from .numpy_backend import NumpyTrainer
+from .numpy_dask import NumpyDaskTrainer
 from .numpy_fused import NumpyFusedTrainer
 from .torch_autograd import TorchTrainer
 from .torch_compiled import TorchCompiledTrainer
@@ -35,6 +36,7 @@ BACKENDS: dict[str, type[Trainer]] = {
     "numba": NumbaTrainer,
     # data-parallel (config.workers ranks): torch.distributed and Dask
     "torch-ddp": TorchDDPTrainer,
+    "numpy-dask": NumpyDaskTrainer,
 }
 
 
