@@ -225,3 +225,18 @@ def test_close_releases_processes_and_ports(name, data101):
     _, alive = psutil.wait_procs(procs, timeout=10)
     assert not alive
     assert not any(_listening(p) for p in ports)
+
+
+def test_scale_study_writes_csv_and_plot(tmp_path):
+    from bench.scale import COLUMNS, run_scale
+
+    df = run_scale(workers=(1, 2), datasets=("synthetic-2kx10",), dtype="float32", n_iters=5, rounds=3,
+                   out=tmp_path, progress=None)
+    assert (tmp_path / "scale.png").stat().st_size > 0
+    saved = __import__("pandas").read_csv(tmp_path / "scale.csv")
+    assert list(saved.columns) == COLUMNS and len(saved) == 6
+    assert (saved["status"] == "ok").all(), saved["reason"].tolist()
+    dist = saved[saved["library"].isin(["torch-ddp", "numpy-dask"])]
+    assert (dist.loc[dist["world_size"] == 1, "speedup_vs_ws1"] == 1).all()
+    assert dist["speedup_vs_single"].notna().all() and (dist["collective_s"] > 0).all()
+    assert (saved["verdict"] == "pass").all()
