@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 CONSTRAINTS ?= constraints.txt
-EXTRAS ?= test,numba,jax
+EXTRAS ?= test,numba,jax,dist
 BIN := $(VENV)/bin
 comma := ,
 KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-12)

@@ -19,9 +19,11 @@ from .base import (DTYPES, FORMULATIONS, BackendUnavailableError, BatchSchedule,
 from .jax_backend import JaxTrainer
 from .numba_backend import NumbaTrainer
 from .numpy_backend import NumpyTrainer
+from .numpy_dask import NumpyDaskTrainer
 from .numpy_fused import NumpyFusedTrainer
 from .torch_autograd import TorchTrainer
 from .torch_compiled import TorchCompiledTrainer
+from .torch_ddp import TorchDDPTrainer
 from .torch_manual import TorchManualTrainer
 from .torch_nn import TorchNNTrainer
 
@@ -37,6 +39,9 @@ BACKENDS: dict[str, type[Trainer]] = {
     # as users write it, and the alternative library (optional: skipped where JAX is not installed)
     "torch-nn": TorchNNTrainer,
     "jax": JaxTrainer,
+    # data-parallel (config.workers ranks): torch.distributed and Dask
+    "torch-ddp": TorchDDPTrainer,
+    "numpy-dask": NumpyDaskTrainer,
 }
 
 

@@ -1,0 +1,483 @@
+"""``torch-ddp``: data-parallel gradient descent on ``torch.distributed`` (gloo on CPU, NCCL on CUDA).
+
+The rows of ``X`` are split into ``workers`` shards of consecutive rows, one per rank; shard sizes
+may differ (``numpy.array_split``), so they need not divide ``n``. Step ``t`` on batch ``S_t``
+(every row for full batch; else the rows of :func:`implementations.batch_schedule`, each rank
+taking the part of ``S_t`` that falls in its shard)::
+
+    rank r:   s_r = [ X_{S_t∩r}^T (p - y),  sum_{S_t∩r} (p - y),  sum_{S_t∩r} l_i ]     (d + 2,)
+    all:      s   = all_reduce(s_r, SUM)                          one collective per step
+    every rank, identically:
+              dL/dw = s[:d] / |S_t| + λ w      dL/db = s[d] / |S_t|      L = s[d+1] / |S_t| + (λ/2)||w||^2
+              w -= lr dL/dw,   b -= lr dL/db
+
+so the result is the single-process step up to the order of the sum. **Explicit ``all_reduce``, not
+``DistributedDataParallel``**: DDP all-reduces each rank's gradient of its *local mean* loss and then
+divides by the world size, i.e. it averages per-rank means, which weights every row by
+``1 / (world · n_r)`` — wrong as soon as shards (or a rank's part of a mini-batch) are unequal. Summing
+``Xᵀ(p − y)`` and dividing by the global ``|S_t|`` is exact for any split, costs one packed
+``(d + 2)``-value collective per step (DDP would need two buckets plus a separate loss reduction),
+and keeps the hand-derived math of ``torch-manual`` (its docstring has the derivation).
+
+Launch, two ways:
+
+* **Local (default).** ``prepare()`` (untimed) starts ``workers`` fresh interpreters (``subprocess``,
+  a socket pair each), which rendezvous through a ``TCPStore`` the parent serves on ``127.0.0.1`` at a port the
+  OS picks (no race for a "free" port); gloo is bound to the loopback interface
+  (``GLOO_SOCKET_IFNAME``). The parent sends each rank its shard and its slice of the batch schedule
+  once, then drives the ranks over those sockets (pickled messages): ``run()`` tells every rank to run ``n_iters`` steps and waits
+  for all of them (rank 0 returns ``w, b, losses``); ``loss_and_grad`` likewise.
+* **torchrun** (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set). The trainer joins the
+  launcher's group in-process (``init_method="env://"``): each torchrun process is one rank, loads
+  the same data, keeps its own shard, and every rank ends with the same parameters (rank 0's result
+  is *the* result). ``config.workers`` must equal ``WORLD_SIZE``. Multi-node::
+
+      torchrun --nnodes 2 --node-rank {0,1} --nproc-per-node 4 --master-addr HOST0 --master-port 29500 script.py
+
+Threads: each rank runs ``torch.set_num_threads(1)`` — a world of ``workers`` ranks uses ``workers``
+cores, which is what the harness gives it (``threads = workers`` in the scale study).
+
+Faults: the process group is created with ``timeout = LOGREG_DIST_TIMEOUT`` seconds (default 30): a
+collective whose peer died fails on the survivors within that bound instead of hanging, and the parent
+watches every rank's process sentinel, so a dead rank is reported at once as
+``RuntimeError("torch-ddp: rank 1 (pid ...) died (exit code -9) during run ...")``. A failed group is
+torn down, never reused. Teardown is deterministic: ``close()`` / ``with`` (ranks told to exit,
+joined, terminated after 5 s if need be; the store's port released); a trainer dropped without
+``close()`` leaves its healthy group warm for the next trainer with the same ``workers`` and device
+(see :mod:`implementations._distributed`); ``atexit`` closes everything. Ranks ignore SIGINT: Ctrl-C
+reaches the parent, whose exit tears the ranks down; a rank whose parent vanished exits on the
+closed pipe.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as mp_wait
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ._distributed import Pool, local_schedule, shard_bounds, timeout_s
+from ._torch_common import synchronize, to_device, to_host, torch_device
+from .base import Trainer
+
+LOOPBACK = "127.0.0.1"
+TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+_POOL = Pool("torch-ddp")
+
+
+def torchrun_env() -> dict | None:
+    """``{rank, world_size, master_addr, master_port}`` when launched by torchrun (all four set)."""
+    if not all(v in os.environ for v in TORCHRUN_VARS):
+        return None
+    try:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    except ValueError:
+        raise ValueError(f"RANK and WORLD_SIZE must be integers, got RANK={os.environ['RANK']!r}, "
+                         f"WORLD_SIZE={os.environ['WORLD_SIZE']!r}") from None
+    return {"rank": rank, "world_size": world, "master_addr": os.environ["MASTER_ADDR"],
+            "master_port": os.environ["MASTER_PORT"]}
+
+
+def _loopback_ifname() -> str:
+    names = {name for _, name in socket.if_nameindex()}
+    return "lo" if "lo" in names else "lo0"
+
+
+def _backend(dev: torch.device) -> str:
+    return "nccl" if dev.type == "cuda" else "gloo"
+
+
+def _rank_device(device: str, rank: int) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", rank % torch.cuda.device_count())
+    return dev
+
+
+# -- one rank's work: the same code in a spawned rank and in a torchrun process ------------------
+
+class Shard:
+    """One rank's rows and the per-step math above (module docstring)."""
+
+    def __init__(self, dev: torch.device, rank: int):
+        self.dev, self.rank = dev, rank
+        self.loaded = False
+
+    def load(self, X, y, w0, b0, n, config, sched) -> None:
+        dt, dev = config.dtype, self.dev
+        self.cfg, self.n, self.d = config, n, X.shape[1]
+        self.X, self.y = to_device(X, dt, dev), to_device(y, dt, dev)
+        self.w0, self.b0 = to_device(w0, dt, dev), to_device([b0], dt, dev)
+        if sched is None:
+            self.idx = None
+        else:
+            idx, self.offsets, self.sizes = sched
+            self.idx = torch.from_numpy(idx).to(dev)
+        self.buf = torch.empty(self.d + 2, dtype=self.X.dtype, device=dev)
+        synchronize(dev)
+        self.loaded = True
+
+    def reset(self) -> None:
+        for name in ("X", "y", "w0", "b0", "idx", "buf"):
+            self.__dict__.pop(name, None)
+        self.loaded = False
+
+    @torch.no_grad()
+    def _sums(self, w, b, t, record):
+        """This rank's ``[X^T (p - y), sum(p - y), sum l_i]`` on its part of step ``t``'s batch,
+        all-reduced (SUM) over the ranks; ``t=None``: every row."""
+        if t is None or self.idx is None:
+            X, y = self.X, self.y
+        else:
+            rows = self.idx[self.offsets[t]:self.offsets[t + 1]]
+            X, y = self.X[rows], self.y[rows]
+        buf, d = self.buf, self.d
+        z = torch.mv(X, w).add_(b)  # not addmv(b, ...): b (1,) would broadcast an empty batch to (1,)
+        p = torch.sigmoid(z)
+        if record:
+            if self.cfg.formulation == "probs":
+                buf[d + 1] = F.binary_cross_entropy(p, y, reduction="sum")
+            else:
+                buf[d + 1] = F.binary_cross_entropy_with_logits(z, y, reduction="sum")
+        else:
+            buf[d + 1] = 0
+        r = p.sub_(y)
+        buf[:d] = torch.mv(X.T, r)
+        buf[d] = r.sum()
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+        return buf
+
+    @torch.no_grad()
+    def run(self):
+        cfg, d, l2 = self.cfg, self.d, self.cfg.l2
+        w, b = self.w0.clone(), self.b0.clone()
+        losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
+        for t in range(cfg.n_iters):
+            record = t % cfg.record_every == 0
+            s = self._sums(w, b, t, record)
+            m = self.n if self.idx is None else int(self.sizes[t])
+            if record:
+                losses[t // cfg.record_every] = s[d + 1] / m + (0.5 * l2) * torch.dot(w, w) if l2 else s[d + 1] / m
+            gw = s[:d] / m
+            if l2:
+                gw.add_(w, alpha=l2)
+            w.sub_(gw, alpha=cfg.lr)
+            b.sub_(s[d:d + 1] / m, alpha=cfg.lr)
+        synchronize(self.dev)
+        return to_host(w), to_host(b), to_host(losses)
+
+    @torch.no_grad()
+    def loss_and_grad(self, w, b):
+        cfg, d, l2 = self.cfg, self.d, self.cfg.l2
+        w, b = to_device(w, cfg.dtype, self.dev), to_device([b], cfg.dtype, self.dev)
+        s = self._sums(w, b, None, True)
+        loss = s[d + 1] / self.n + 0.5 * l2 * torch.dot(w, w)
+        gw = s[:d] / self.n + l2 * w
+        return to_host(loss), to_host(gw), to_host(s[d] / self.n)
+
+    def bench_allreduce(self, size: int, reps: int) -> float:
+        """Median seconds of one ``all_reduce`` (SUM) of ``size`` values in this group."""
+        buf = torch.zeros(size, dtype=getattr(self, "buf", torch.zeros(1)).dtype, device=self.dev)
+        times = []
+        for _ in range(reps + 2):
+            dist.barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            synchronize(self.dev)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times[2:]))
+
+
+def _rank_entry() -> None:
+    """``python -c`` entry point of one spawned rank (argv: rank world port fd timeout device ifname).
+
+    A fresh interpreter, not ``multiprocessing``'s spawn, so that a user's script without an
+    ``if __name__ == "__main__"`` guard is not re-imported in every rank."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent, which tears us down
+    try:  # Linux: die with the parent even if it is SIGKILLed mid-run
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    rank, world, port, fd = (int(a) for a in sys.argv[1:5])
+    timeout, device, ifname = float(sys.argv[5]), sys.argv[6], sys.argv[7]
+    if os.getppid() == 1:
+        return
+    _rank_main(rank, world, port, Connection(fd), timeout, device, ifname)
+
+
+def _rank_main(rank, world, port, conn, timeout, device, ifname):
+    """Join the group, then serve the parent's commands until ``close`` or a closed pipe."""
+    os.environ["GLOO_SOCKET_IFNAME"] = ifname  # gloo binds to the loopback interface only
+    torch.set_num_threads(1)
+    dev = _rank_device(device, rank)
+    try:
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        store = dist.TCPStore(LOOPBACK, port, world, is_master=False, timeout=timedelta(seconds=timeout))
+        dist.init_process_group(_backend(dev), store=store, rank=rank, world_size=world,
+                                timeout=timedelta(seconds=timeout))
+    except Exception as exc:
+        conn.send(("error", f"rank {rank}: could not join the process group at {LOOPBACK}:{port}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    shard = Shard(dev, rank)
+    while True:
+        try:
+            cmd, args = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            break
+        if cmd == "close":
+            break
+        try:
+            out = getattr(shard, cmd)(*args)
+            conn.send(("ok", out if rank == 0 else None))
+        except Exception as exc:
+            conn.send(("error", f"rank {rank}: {type(exc).__name__}: {exc}"))
+    try:
+        dist.destroy_process_group()
+    except Exception:
+        pass
+
+
+class RankError(RuntimeError):
+    """A rank died or failed; the message names it."""
+
+
+class LocalGroup:
+    """``workers`` spawned ranks on this machine, driven over pipes."""
+
+    def __init__(self, workers: int, device: str, timeout: float):
+        self.workers, self.device, self.timeout = workers, device, timeout
+        self.closed = self.broken = False
+        self.procs, self.conns = [], []
+        t0 = time.perf_counter()
+        # the rendezvous store, served by this process on loopback at a port the OS picks
+        self.store = dist.TCPStore(LOOPBACK, 0, workers, is_master=True, wait_for_workers=False,
+                                   timeout=timedelta(seconds=timeout))
+        ifname = _loopback_ifname()
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        try:
+            for rank in range(workers):
+                parent, child = socket.socketpair()
+                with child:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-c", "from implementations.torch_ddp import _rank_entry; _rank_entry()",
+                         str(rank), str(workers), str(self.store.port), str(child.fileno()), repr(timeout), device, ifname],
+                        pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
+                self.procs.append(proc)
+                self.conns.append(Connection(parent.detach()))
+            # spawning imports torch afresh in every rank: allow for that on top of the rendezvous
+            self.pids = self._collect("start", "ready", deadline=time.monotonic() + timeout + 120)
+        except BaseException:
+            self.close()
+            raise
+        self.startup_s = time.perf_counter() - t0
+
+    def healthy(self) -> bool:
+        return not (self.closed or self.broken) and all(p.poll() is None for p in self.procs)
+
+    def call(self, cmd: str, per_rank_args: list[tuple]):
+        """Send ``cmd`` to every rank and wait for all; rank 0's output."""
+        if not self.healthy():
+            raise RankError(f"torch-ddp: the process group of {self.workers} rank(s) is closed or failed; "
+                            "prepare() a new trainer")
+        try:
+            for conn, args in zip(self.conns, per_rank_args):
+                conn.send((cmd, args))
+        except (BrokenPipeError, OSError):
+            self.broken = True
+            raise RankError(self._deaths(cmd) or f"torch-ddp: a rank stopped listening during {cmd}") from None
+        return self._collect(cmd, "ok")[0]
+
+    def _collect(self, cmd, expected, deadline=None):
+        outs, errors = [None] * self.workers, []
+        pending = set(range(self.workers))
+        while pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = mp_wait([self.conns[r] for r in pending], timeout=left)
+            if not ready:
+                self.broken = True
+                raise RankError(f"torch-ddp: rank(s) {sorted(pending)} did not answer {cmd} within "
+                                f"{self.timeout + 120:g} s")
+            for r in [r for r in pending if self.conns[r] in ready]:
+                pending.discard(r)
+                try:
+                    status, out = self.conns[r].recv()
+                except (EOFError, OSError):  # its end closed: the rank died
+                    errors.append(None)
+                    continue
+                if status == expected:
+                    outs[r] = out
+                else:
+                    errors.append(out)
+            if errors:
+                self.broken = True
+                # a peer's death shows first as the survivors' collective errors: name the dead rank(s)
+                time.sleep(0.3)
+                died = self._deaths(cmd)
+                messages = [f"torch-ddp: {e}" for e in errors if e]
+                raise RankError("; ".join(([died] if died else []) + messages) or f"torch-ddp: {cmd} failed")
+        return outs
+
+    def _deaths(self, cmd) -> str:
+        dead = [(r, p) for r, p in enumerate(self.procs) if p.poll() is not None]
+        return "; ".join(f"torch-ddp: rank {r} (pid {p.pid}) died (exit code {p.returncode}) during {cmd}"
+                         for r, p in dead)
+
+    def reset(self) -> None:
+        self.call("reset", [()] * self.workers)
+
+    def close(self) -> None:
+        """Ranks told to exit, joined (terminated, then killed, if they do not); store released."""
+        if self.closed:
+            return
+        self.closed = True
+        for conn in self.conns:
+            try:
+                conn.send(("close", ()))
+            except Exception:
+                pass
+        deadline = time.monotonic() + 5.0
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.01, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(2.0)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(2.0)
+        for conn in self.conns:
+            conn.close()
+        self.store = None  # the parent-served store's listening port closes with it
+
+
+class JoinedGroup:
+    """This process is one rank of a torchrun launch: join (once per process) and run in-process."""
+
+    _joined = False
+
+    def __init__(self, env: dict, device: str, timeout: float):
+        self.rank, self.workers = env["rank"], env["world_size"]
+        self.closed = self.broken = False
+        dev = _rank_device(device, int(os.environ.get("LOCAL_RANK", self.rank)))
+        t0 = time.perf_counter()
+        if not dist.is_initialized():
+            try:
+                if dev.type == "cuda":
+                    torch.cuda.set_device(dev)
+                dist.init_process_group(_backend(dev), init_method="env://", rank=self.rank,
+                                        world_size=self.workers, timeout=timedelta(seconds=timeout))
+            except Exception as exc:
+                raise RankError(f"torch-ddp: rank {self.rank} of {self.workers} could not join the process group at "
+                                f"MASTER_ADDR={env['master_addr']}:{env['master_port']} within {timeout:g} s: "
+                                f"{type(exc).__name__}: {exc}") from None
+            if not JoinedGroup._joined:
+                JoinedGroup._joined = True
+                import atexit
+                atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+        self.startup_s = time.perf_counter() - t0
+        torch.set_num_threads(1)
+        self.shard = Shard(dev, self.rank)
+
+    def healthy(self) -> bool:
+        return not (self.closed or self.broken)
+
+    def call(self, cmd: str, per_rank_args: list[tuple]):
+        try:
+            return getattr(self.shard, cmd)(*per_rank_args[self.rank])
+        except Exception as exc:
+            self.broken = True
+            raise RankError(f"torch-ddp: rank {self.rank}: {type(exc).__name__}: {exc}") from None
+
+    def reset(self) -> None:
+        self.shard.reset()
+
+    def close(self) -> None:
+        """Drops this trainer's data; the process group itself lives until interpreter exit."""
+        self.closed = True
+        self.shard.reset()
+
+
+class TorchDDPTrainer(Trainer):
+    name = "torch-ddp"
+    data_parallel = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.dev = torch_device(config.device, config.dtype)
+        self.torchrun = torchrun_env()
+        if self.torchrun and self.torchrun["world_size"] != config.workers:
+            raise ValueError(f"workers must equal WORLD_SIZE={self.torchrun['world_size']} under torchrun, "
+                             f"got {config.workers}")
+        self.timeout = timeout_s()
+        self._group = self._finalizer = None
+
+    @property
+    def group(self):
+        """The process group (``LocalGroup`` or ``JoinedGroup``) after ``prepare``; ``startup_s`` on it."""
+        return self._group
+
+    def _acquire(self):
+        if self._group is not None and self._group.healthy():
+            return
+        if self.torchrun:
+            self._group = JoinedGroup(self.torchrun, self.config.device, self.timeout)
+            return
+        import weakref
+
+        key = (self.config.workers, self.config.device)
+        self._group = _POOL.acquire(key, lambda: LocalGroup(self.config.workers, self.config.device, self.timeout))
+        self._finalizer = weakref.finalize(self, _POOL.release, key, self._group)
+        self._finalizer.atexit = False
+
+    def _prepare(self, X, y, w0, b0):
+        bounds = shard_bounds(self.n, self.config.workers)
+        self._acquire()
+        args = [(X[lo:hi], y[lo:hi], w0, b0, self.n, self.config, local_schedule(self.schedule, lo, hi))
+                for lo, hi in bounds]
+        self._group.call("load", args)
+
+    def _run(self):
+        self._out = self._group.call("run", [()] * self.config.workers)
+
+    def _result(self):
+        return self._out
+
+    def _loss_and_grad(self, w, b):
+        return self._group.call("loss_and_grad", [(w, b)] * self.config.workers)
+
+    def collective_time(self, reps: int = 50) -> float:
+        """Median seconds of one ``all_reduce`` of ``d + 1`` values in this trainer's group."""
+        return self._group.call("bench_allreduce", [(self.d + 1, reps)] * self.config.workers)
+
+    def close(self) -> None:
+        """Tear the process group down now (idempotent)."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if self._group is not None:
+            self._group.close()
+            self._group = None
+        self._prepared = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
