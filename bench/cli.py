@@ -112,9 +112,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+SINGLE_PROCESS = tuple(name for name, cls in BACKENDS.items() if not cls.data_parallel)
+
+
 def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
-    p.add_argument("--backends", nargs="+", default=list(BACKENDS), metavar="NAME",
-                   help=f"registered backends (default: all: {', '.join(BACKENDS)})")
+    p.add_argument("--backends", nargs="+", default=list(SINGLE_PROCESS), metavar="NAME",
+                   help=f"registered backends (default: the single-process ones: {', '.join(SINGLE_PROCESS)}; "
+                        "torch-ddp and numpy-dask have `python -m bench scale`)")
     p.add_argument("--devices", nargs="+", default=None, metavar="DEV",
                    help="cpu, cuda[:N], mps (default: every available one)")
     p.add_argument("--datasets", nargs="+", default=None, metavar="DS",
@@ -180,7 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     traj.add_argument("--out", type=Path, default=None, help="output folder (default: results/trajectory/<run-id>)")
     traj.set_defaults(func=cmd_trajectory)
 
-    from . import compare
+    from . import compare, scale
+
+    sc = sub.add_parser("scale", help="strong scaling of torch-ddp and numpy-dask over world sizes")
+    scale.add_arguments(sc)
+    sc.set_defaults(func=lambda args, argv=(): scale.cmd_scale(args))
 
     cmp = sub.add_parser("compare", help="compare two saved runs (or pytest-benchmark JSON files): ratios, p-values")
     compare.add_arguments(cmp)

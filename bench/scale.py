@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.data import init_params, load
+from bench.data import init_params, load, parse_name
+from bench.records import write_atomic, write_csv
 from bench.oracle import compare, config_tolerance, reference_run
 from bench.timing import available_cores, measure, thread_parity
 from implementations import TrainConfig, create_trainer
@@ -140,7 +141,7 @@ def plot(df: pd.DataFrame, path: Path, machine: str) -> None:
     ax.grid(alpha=0.3)
     fig.text(0.99, 0.01, machine, ha="right", va="bottom", fontsize=6, color="0.4")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
 
@@ -159,7 +160,7 @@ def run_scale(libraries=LIBRARIES, workers=(1, 2), datasets=DEFAULT_DATASETS, dt
     def keep(row):
         row["machine"] = machine
         rows.append(row)
-        _derive(pd.DataFrame(rows).reindex(columns=COLUMNS)).to_csv(csv, index=False)
+        write_csv(_derive(pd.DataFrame(rows).reindex(columns=COLUMNS)), csv)
         if progress:
             progress(f"{row['library']:>12} ws={row['world_size']} {row['dataset']}: "
                      + (f"{row['time_per_step_median_s'] * 1e3:.3f} ms/step" if row["status"] == "ok" else row["reason"]))
@@ -177,20 +178,38 @@ def run_scale(libraries=LIBRARIES, workers=(1, 2), datasets=DEFAULT_DATASETS, dt
                 config = TrainConfig(lr=lr, n_iters=n_iters, dtype=dtype, workers=ws)
                 keep(_case(lib, ds, w0, b0, ref, config, rounds, threads, cores))
     df = _derive(pd.DataFrame(rows).reindex(columns=COLUMNS))
-    df.to_csv(csv, index=False)
+    write_csv(df, csv)
     plot(df, png, machine)
     return df
 
 
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _dataset(text):
+    try:
+        parse_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=list(LIBRARIES))
-    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="world sizes (default: 1 2)")
-    parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS),
+    parser.add_argument("--workers", nargs="+", type=_positive_int, default=[1, 2], help="world sizes (default: 1 2)")
+    parser.add_argument("--datasets", nargs="+", type=_dataset, default=list(DEFAULT_DATASETS),
                         help="iris or synthetic-<n>x<d> (default: synthetic-1Mx100, ~400 MB in float32)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--iters", type=int, default=20, help="steps per timed run (default 20)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed runs per case (default 5)")
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+    parser.add_argument("--iters", type=_positive_int, default=20, help="steps per timed run (default 20)")
+    parser.add_argument("--rounds", type=_positive_int, default=5, help="timed runs per case (default 5)")
+    parser.add_argument("--threads", type=_positive_int, default=1, help="threads per worker (default 1)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the single-process numpy / torch-manual rows")
     parser.add_argument("--out", default="results/scale", help="folder for scale.csv and scale.png")
 
