@@ -188,7 +188,9 @@ def test_ctrl_c_leaves_no_orphaned_workers(name, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(CTRL_C_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), name], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
+                            # a shell's background job inherits SIGINT ignored, and Python then installs no handler
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline().strip() == "RUNNING", proc.stderr.read()[-2000:]
         children = psutil.Process(proc.pid).children(recursive=True)

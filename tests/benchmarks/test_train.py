@@ -33,12 +33,14 @@ PROBLEMS = [("iris", "probs", None), ("iris", "logits", None), ("synthetic-10kx1
             ("synthetic-200kx100", "probs", None), ("synthetic-100kx100", "probs", 64)]
 IDS = [f"{d}-{f}" + ("" if b is None else f"-b{b}") for d, f, b in PROBLEMS]
 MINIBATCH_ITERS = 2000
+# torch-ddp and numpy-dask are timed over world sizes by `python -m bench scale` (tests/test_distributed.py)
+SINGLE_PROCESS = [name for name, cls in BACKENDS.items() if not cls.data_parallel]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("dataset, formulation, batch_size", PROBLEMS, ids=IDS)
 @pytest.mark.parametrize("device", list(_devices()))
-@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("backend", SINGLE_PROCESS)
 def test_train(benchmark, evaluator, backend, device, dataset, formulation, batch_size, dtype):
     (case,) = matrix([backend], [device], [dataset], [dtype], [formulation], batch_sizes=(batch_size,),
                      iters=None if batch_size is None else MINIBATCH_ITERS)
