@@ -207,6 +207,7 @@ class Evaluator:
                 warm.prepare(ds.X, ds.y, problem.w0, problem.b0)
             with PeakMemory(case.device) as peak:
                 m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
             for t in (warm, trainer):
                 if hasattr(t, "close"):
                     t.close()
@@ -215,7 +216,7 @@ class Evaluator:
             return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
         except Exception as exc:  # a backend's failure must not cost the other rows
             return self._failure(case, exc)
-        return self.evaluate(case, trainer, m, transfer_s=transfer_s, peak_mem_mb=peak.mb)
+        return self.evaluate(case, trainer, m, transfer_s=transfer_s, peak_mem_mb=peak.mb, load=load)
 
     def _failure(self, case: Case, exc: BaseException) -> Outcome:
         """A library's exception is a divergence when the math diverges there (e.g. torch's BCE
@@ -232,7 +233,7 @@ class Evaluator:
         return Outcome(self.base_row(case, status="failed", reason=what))
 
     def evaluate(self, case: Case, trainer, m: Measurement | None, transfer_s: float | None = None,
-                 peak_mem_mb: float | None = None) -> Outcome:
+                 peak_mem_mb: float | None = None, load: float | None = None) -> Outcome:
         """The row of a trained ``trainer``: timing figures from ``m`` (None: untimed), agreement
         with the oracle, the optimum figures, and the divergence rule."""
         ds = self.problem(case.dataset).dataset
@@ -271,13 +272,29 @@ class Evaluator:
             if m is not None:
                 fields["time_to_target_s"] = oracle.time_to_target(res.losses, opt.loss, self.options.target,
                                                                    case.config.record_every, fields["time_per_iter_s"])
-        if not agreement.ok:
-            fields["reason"] = explain(agreement, fields["saturated"], case)
+        reasons = [explain(agreement, fields["saturated"], case)] if not agreement.ok else []
+        if m is not None and m.noisy:
+            reasons.append(noise_reason(m, load))
+        fields["reason"] = "; ".join(reasons)
         stride = max(1, len(res.losses) // LOSS_POINTS)
         curve = pd.DataFrame({"case_id": case.case_id,
                               "step": np.arange(0, len(res.losses), stride) * case.config.record_every,
                               "loss": res.losses[::stride], "ref_loss": ref.losses[::stride]})
         return Outcome(row.replace(**fields), curve)
+
+
+def noise_reason(m: Measurement, load: float | None) -> str:
+    """Why a row's rounds disagree by more than 10 %, as far as the run can tell."""
+    from .timing import available_cores
+
+    text = f"noisy: IQR {m.iqr / m.median:.0%} of the median over {len(m.times)} rounds"
+    cores = available_cores()
+    if load is not None and load > 0.75 * cores:
+        return text + (f"; the 1-minute load average was {load:.1f} on {cores} cores: other processes shared the "
+                       "CPU during this row")
+    where = "" if load is None else f" (load average {load:.1f} on {cores} cores)"
+    return text + f" with the machine otherwise idle{where}: this backend's own run-to-run variation (thread-pool " \
+                  "wake-ups, allocator, frequency); rerun with more --repeats"
 
 
 def explain(agreement, saturated: int, case: Case) -> str:

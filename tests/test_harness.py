@@ -186,3 +186,12 @@ def test_trajectory_command(tmp_path):
 def test_trajectory_unknown_backend_is_exit_2():
     proc = _cli("trajectory", "--a", "tensorflow")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "got 'tensorflow'" in proc.stderr
+
+
+def test_a_noisy_row_says_why():
+    from bench.pipeline import noise_reason
+
+    m = Measurement((1.0, 1.5, 2.0, 2.5), 10)
+    busy, idle = noise_reason(m, load=50.0), noise_reason(m, load=0.0)
+    assert busy.startswith("noisy: IQR 50% of the median over 4 rounds") and "other processes shared the CPU" in busy
+    assert "otherwise idle" in idle and "--repeats" in idle
