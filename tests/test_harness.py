@@ -193,5 +193,5 @@ def test_a_noisy_row_says_why():
 
     m = Measurement((1.0, 1.5, 2.0, 2.5), 10)
     busy, idle = noise_reason(m, load=50.0), noise_reason(m, load=0.0)
-    assert busy.startswith("noisy: IQR 50% of the median over 4 rounds") and "other processes shared the CPU" in busy
+    assert busy.startswith("noisy: IQR 43% of the median over 4 rounds") and "other processes shared the CPU" in busy
     assert "otherwise idle" in idle and "--repeats" in idle
