@@ -128,8 +128,9 @@ class Evaluator:
     """Turns cases into rows for one run; caches problems, float64 references and optima."""
 
     def __init__(self, run_id: str, options: RunOptions = RunOptions(), threads: Threads | None = None,
-                 roofline: dict | None = None):
+                 roofline: dict | None = None, max_problems: int = 1):
         self.run_id, self.options, self.threads = run_id, options, threads
+        self.max_problems = max_problems  # datasets kept in memory (a run's cases come grouped: 1)
         self.roofline = roofline or {}  # bench.roofline.measure_roofline's figures
         self._problems: dict[str, Problem] = {}
         self._references: dict = {}
@@ -139,7 +140,7 @@ class Evaluator:
     # -- shared inputs --------------------------------------------------------------------------
     def problem(self, name: str) -> Problem:
         if name not in self._problems:
-            if len(self._problems) >= 1:  # keep one dataset in memory at a time (cases come grouped)
+            if len(self._problems) >= self.max_problems:
                 self._problems.clear()
                 self._references.clear()
             ds = datasets.load(name, self.options.seed)
@@ -186,36 +187,40 @@ class Evaluator:
                                                                      f"{type(exc).__name__}: {exc}"))
         if case.backend == "numba" and self.threads and self.threads.numba_error:
             return Outcome(self.base_row(case, status="skipped", reason=self.threads.numba_error))
-        ds = problem.dataset
         try:
             trainer = create_trainer(case.backend, case.config)
         except BackendUnavailableError as exc:
             return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
         except ValueError as exc:  # e.g. workers > 1 for a single-process backend
             return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
-        o = self.options
+        try:
+            return self._train(case, trainer, problem)
+        finally:
+            _close(trainer)
+
+    def _train(self, case: Case, trainer, problem: Problem) -> Outcome:
+        """prepare (timed apart) -> warm-up -> timed rounds -> the row."""
+        o, ds = self.options, problem.dataset
         try:
             _, transfer_s = timed(trainer.prepare, ds.X, ds.y, problem.w0, problem.b0)
         except BackendUnavailableError as exc:
             return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
         except Exception as exc:  # input this backend cannot take (e.g. values beyond its dtype)
             return Outcome(self.base_row(case, status="failed", reason=f"{type(exc).__name__}: {exc}"))
+        warm = None
         try:
-            warm = None
             if case.config.n_iters > WARMUP_STEPS and o.warmup:
                 warm = create_trainer(case.backend, replace(case.config, n_iters=WARMUP_STEPS))
                 warm.prepare(ds.X, ds.y, problem.w0, problem.b0)
             with PeakMemory(case.device) as peak:
                 m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-            for t in (warm, trainer):
-                if hasattr(t, "close"):
-                    t.close()
-            del warm
         except BackendUnavailableError as exc:  # e.g. a compiler found missing at first call
             return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
         except Exception as exc:  # a backend's failure must not cost the other rows
             return self._failure(case, exc)
+        finally:
+            _close(warm)
         return self.evaluate(case, trainer, m, transfer_s=transfer_s, peak_mem_mb=peak.mb, load=load)
 
     def _failure(self, case: Case, exc: BaseException) -> Outcome:
@@ -281,6 +286,12 @@ class Evaluator:
                               "step": np.arange(0, len(res.losses), stride) * case.config.record_every,
                               "loss": res.losses[::stride], "ref_loss": ref.losses[::stride]})
         return Outcome(row.replace(**fields), curve)
+
+
+def _close(trainer) -> None:
+    """Release what a data-parallel trainer holds (process group, cluster); a no-op for the others."""
+    if trainer is not None and hasattr(trainer, "close"):
+        trainer.close()
 
 
 def noise_reason(m: Measurement, load: float | None) -> str:
