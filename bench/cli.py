@@ -8,6 +8,7 @@ code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import re
 import sys
@@ -15,7 +16,10 @@ from pathlib import Path
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS
 
+from .pipeline import SEED_LR
+
 RESULTS = Path("results")
+
 DEFAULT_DATASETS = ("iris", "synthetic-10kx100", "synthetic-100kx100")
 # the mini-batch block of the default run: every backend at batch 64 on a 100k-row set
 MINIBATCH_DATASET, MINIBATCH_SIZE, MINIBATCH_ITERS = "synthetic-100kx100", 64, 2000
@@ -130,7 +134,9 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
                    help="probs logits (default: both)")
     if iters_help:
         p.add_argument("--iters", type=_positive_int, default=None, help=iters_help)
-    p.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default: 0.01)")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate (default: the seed's 0.01 on iris, 1/L on synthetic data with L the "
+                        "smoothness bound, see README)" if timing else "learning rate (default: 0.01)")
     p.add_argument("--l2", type=_nonneg_float, nargs="+", default=[0.0], metavar="L2",
                    help="L2 penalty(ies): loss + (l2/2)||w||^2, bias not penalised (default: 0)")
     p.add_argument("--seed", type=_seed, default=0, help="data and init seed (default: 0)")
@@ -208,11 +214,11 @@ def _common(args):
     args.l2 = tuple(dict.fromkeys(args.l2))
 
 
-def _cases(args):
+def _cases(args, lr=None):
     from .pipeline import matrix
 
     common = dict(backends=args.backends, devices=args.devices, dtypes=args.dtypes, formulations=args.formulations,
-                  l2s=args.l2, iters=args.iters, lr=args.lr, record_every=args.record_every)
+                  l2s=args.l2, iters=args.iters, lr=args.lr or lr or SEED_LR, record_every=args.record_every)
     sizes = tuple(dict.fromkeys(args.batch_sizes)) if args.batch_sizes else (None,)
     try:
         cases = matrix(datasets_=args.datasets, batch_sizes=sizes, **common)
@@ -237,17 +243,17 @@ def _out_folder(args, kind, run_id):
 def cmd_run(args, argv=()) -> int:
     from . import records
     from .output import Console, FolderError, RunFolder
-    from .pipeline import RunOptions, preflight, run
+    from .pipeline import RunOptions, default_lr, preflight, run
     from .roofline import measure_roofline
 
     _common(args)
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
-    cases = _cases(args)
     try:
-        preflight(cases)
+        preflight(_cases(args))  # sizes only: before any dataset is built
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    cases = _cases(args, lr=functools.partial(default_lr, seed=args.seed))
     run_id = records.new_run_id()
     folder = RunFolder(_out_folder(args, args.kind, run_id), overwrite=getattr(args, "overwrite", False))
     try:
@@ -285,7 +291,7 @@ def cmd_grad(args, argv=()) -> int:
     frames = []
     for name in args.datasets:
         ds = load(name, args.seed)
-        pts = points(ds, args.seed, lr=args.lr, n_random=args.random_points)
+        pts = points(ds, args.seed, lr=args.lr or SEED_LR, n_random=args.random_points)
         for device in args.devices:
             for l2 in args.l2:
                 rows = compare_gradients(ds, args.backends, args.dtypes, args.formulations, device, args.seed, pts, l2)
@@ -331,7 +337,7 @@ def cmd_trajectory(args, argv=()) -> int:
                 for form in args.formulations:
                     for l2 in args.l2:
                         try:
-                            tr = lockstep(ds, args.a, args.b, dtype, form, args.iters or 1000, args.lr, args.seed,
+                            tr = lockstep(ds, args.a, args.b, dtype, form, args.iters or 1000, args.lr or SEED_LR, args.seed,
                                           device, l2)
                         except BackendUnavailableError as exc:
                             skipped.append(f"{device}: {exc}")

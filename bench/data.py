@@ -5,6 +5,7 @@ Every backend of a comparison gets the same host arrays from here and the same `
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 
@@ -80,8 +81,10 @@ def parse_name(name: str) -> tuple[int, int, float] | None:
     return n, d, float(m.group(4) or 1.0)
 
 
+@functools.lru_cache(maxsize=2)
 def load(name: str, seed: int = 0) -> Dataset:
-    """``iris`` or ``synthetic-<n>x<d>[-x<scale>]`` (n may end in k or M, e.g. ``synthetic-10kx100``)."""
+    """``iris`` or ``synthetic-<n>x<d>[-x<scale>]`` (n may end in k or M, e.g. ``synthetic-10kx100``).
+    The last two are kept, so that the CLI's look at a dataset and the run that follows build it once."""
     spec = parse_name(name)
     if spec is None:
         return iris()

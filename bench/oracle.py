@@ -185,6 +185,15 @@ def rounding_bound(X, y, w, b, dtype: str, l2: float = 0.0) -> np.ndarray:
     return bound
 
 
+def smoothness(X, l2: float = 0.0) -> float:
+    """An upper bound on the gradient's Lipschitz constant: the Hessian is
+    ``A^T diag(p (1 - p)) A / n + l2 I_w`` with ``A = [X 1]`` and ``p (1 - p) <= 1/4``, so
+    ``L <= λmax(A^T A) / (4 n) + l2``. Gradient descent with ``lr = 1/L`` decreases the loss every step."""
+    X = np.asarray(X, dtype=np.float64)
+    A = np.hstack([X, np.ones((X.shape[0], 1))])
+    return float(np.linalg.eigvalsh(A.T @ A / X.shape[0])[-1] / 4 + l2)
+
+
 # -- the optimum --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

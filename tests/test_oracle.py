@@ -136,3 +136,12 @@ def test_a_row_with_a_missing_or_unknown_column_is_refused():
         records.Row.for_case("run", case, colour="red")
     with pytest.raises(ValueError, match="status must be one of"):
         records.Row.for_case("run", case, status="fine")
+
+
+def test_smoothness_bounds_the_hessian():
+    ds = load("synthetic-1000x10")
+    L = oracle.smoothness(ds.X, l2=0.1)
+    p = oracle.sigmoid(ds.X @ np.ones(10) * 0.1)
+    A = np.hstack([ds.X, np.ones((1000, 1))])
+    H = A.T @ (A * (p * (1 - p))[:, None]) / 1000 + np.diag([0.1] * 10 + [0.0])
+    assert np.linalg.eigvalsh(H)[-1] <= L
