@@ -169,14 +169,14 @@ def _build_kernels():
 
     @numba.njit(fastmath=fm, cache=True, parallel=True)
     def run_parallel(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
-                     rows, gw_parts, gb_parts, loss_parts):
+                     rows, gw_parts, gb_parts, loss_parts, threads):
         n, d = X.shape
         total = np.empty(d, X.dtype)
         for t in range(n_iters):
             lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
             record = t % record_every == 0
             nblocks = (hi - lo + rows - 1) // rows
-            nthr = min(numba.get_num_threads(), nblocks)
+            nthr = max(1, min(threads, nblocks))  # numba's thread count, passed in (cache=True refuses its global)
             for c in numba.prange(nthr):  # one static range of whole blocks per thread
                 acc = np.empty(d, X.dtype)  # thread-private: provably unaliased, so the axpy vectorises
                 for k in range(nblocks * c // nthr, nblocks * (c + 1) // nthr):
@@ -248,7 +248,10 @@ class NumbaTrainer(Trainer):
         args = (self.X, self.y, w, self.b0, dt.type(cfg.lr), dt.type(cfg.l2), cfg.n_iters, cfg.record_every,
                 cfg.formulation == "logits", self._idx, self._offsets, self.schedule is None, losses)
         if self.parallel:
-            b = run_parallel(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts, self._loss_parts)
+            import numba
+
+            b = run_parallel(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts, self._loss_parts,
+                             numba.get_num_threads())
         else:
             b = run_serial(*args)
         self._w, self._b, self._losses = w, b, losses
