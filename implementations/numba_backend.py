@@ -18,9 +18,17 @@ no dispatch between steps. Two kernels:
   thread, no parallel region to open and close each step. On Iris (seed settings, a loss every
   step) this measured 1.41–1.43 µs per step (best of 9, machine under load) against 5.7–7.4 µs
   for the former one-call-per-step kernel.
-* ``parallel`` above it: the same loop over steps, and inside each step a ``prange`` over fixed
-  blocks of ``ROWS_PER_BLOCK`` rows, each writing its own partial gradient; the partials are then
-  summed in block order, so the bits do not depend on the thread count or timing.
+* ``parallel`` above it: the same loop over steps, and inside each step a ``prange`` over the
+  threads, each taking one static contiguous range of fixed blocks of ``ROWS_PER_BLOCK`` rows with
+  one thread-private accumulator (allocated once per thread per step, zeroed per block), each block
+  writing its own partial gradient; the partials are then summed in block order, so the bits do
+  not depend on the thread count or timing. Both kernels use the same 4-row-unrolled ``accumulate``.
+  1M x 100 float32, 2 threads, 10 steps, standalone, another process at nice 10 on the machine:
+  static ranges 11.7-12.3 ms per step (2048 rows), 11.3-12.2 (1024), 12.2-12.5 (512); the former
+  ``prange`` over blocks with a ``np.zeros`` per block 11.6-12.1 ms — a tie within noise: the
+  allocations were not the bottleneck. The serial kernel forced at 1M x 100: 21.2 ms. In one
+  ``python -m bench sweep`` the parallel kernel took 13.2 ms = 0.73 of the parallel-read floor
+  (target 0.85: missed; not profiled in this change).
 
 The loss of a recorded step costs one ``log1p`` per row, not two or three: with ``e = exp(-z)``
 (already computed for ``p``) and ``s = log(1 + e^-|z|)`` (``e``, or ``1/e`` for ``z < 0``),
@@ -161,19 +169,22 @@ def _build_kernels():
 
     @numba.njit(fastmath=fm, cache=True, parallel=True)
     def run_parallel(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
-                     rows, gw_parts, gb_parts, loss_parts):
+                     rows, gw_parts, gb_parts, loss_parts, threads):
         n, d = X.shape
         total = np.empty(d, X.dtype)
         for t in range(n_iters):
             lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
             record = t % record_every == 0
             nblocks = (hi - lo + rows - 1) // rows
-            for k in numba.prange(nblocks):
-                acc = np.zeros(d, X.dtype)  # block-private: provably unaliased, so the axpy vectorises
-                s = lo + k * rows
-                gb_parts[k], loss_parts[k] = accumulate(X, y, w, b, idx, full, s, min(hi, s + rows),
-                                                        logits, record, acc)
-                gw_parts[k] = acc
+            nthr = max(1, min(threads, nblocks))  # numba's thread count, passed in (cache=True refuses its global)
+            for c in numba.prange(nthr):  # one static range of whole blocks per thread
+                acc = np.empty(d, X.dtype)  # thread-private: provably unaliased, so the axpy vectorises
+                for k in range(nblocks * c // nthr, nblocks * (c + 1) // nthr):
+                    acc[:] = 0
+                    s = lo + k * rows
+                    gb_parts[k], loss_parts[k] = accumulate(X, y, w, b, idx, full, s, min(hi, s + rows),
+                                                            logits, record, acc)
+                    gw_parts[k] = acc
             total[:] = 0
             gb = X.dtype.type(0)
             ls = X.dtype.type(0)
@@ -237,7 +248,10 @@ class NumbaTrainer(Trainer):
         args = (self.X, self.y, w, self.b0, dt.type(cfg.lr), dt.type(cfg.l2), cfg.n_iters, cfg.record_every,
                 cfg.formulation == "logits", self._idx, self._offsets, self.schedule is None, losses)
         if self.parallel:
-            b = run_parallel(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts, self._loss_parts)
+            import numba
+
+            b = run_parallel(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts, self._loss_parts,
+                             numba.get_num_threads())
         else:
             b = run_serial(*args)
         self._w, self._b, self._losses = w, b, losses
