@@ -112,7 +112,7 @@ class DaskGroup:
                                    f"{timeout:g} s ({type(exc).__name__}: {exc})") from None
         else:
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                        dashboard_address=None, silence_logs=40)
+                                        dashboard_address="127.0.0.1:0", silence_logs=40)  # any free loopback port
             try:
                 self.client = Client(self.cluster, timeout=timeout, set_as_default=False)
                 self.client.wait_for_workers(workers, timeout=timeout)
