@@ -104,6 +104,30 @@ def reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
     return TrainResult.from_arrays(w, b, losses, config.record_every)
 
 
+def full_losses_along(X, y, w0, b0, config: TrainConfig, steps) -> np.ndarray:
+    """The full-data objective ``mean_i l_i + (l2/2) ||w||^2`` (``logits`` form: the exact function)
+    at the parameters *before* each of ``steps`` (sorted) of :func:`reference_run`'s path. For a
+    mini-batch run the recorded loss is the batch's; this is the loss time-to-accuracy needs."""
+    steps = np.asarray(steps, dtype=np.int64)
+    X, w, b = rounded(X, config.dtype), rounded(w0, config.dtype).copy(), float(rounded(b0, config.dtype))
+    y = np.asarray(y, dtype=np.float64)
+    schedule = None if config.batch_size is None else batch_schedule(X.shape[0], config.batch_size,
+                                                                     config.n_iters, config.shuffle_seed)
+    out = np.full(steps.size, np.nan)
+    k = 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(config.n_iters):
+            while k < steps.size and steps[k] == t:
+                out[k] = loss(X, y, w, b, "logits", config.l2)
+                k += 1
+            if k == steps.size:
+                break
+            Xb, yb = (X, y) if schedule is None else (X[schedule[t]], y[schedule[t]])
+            r = sigmoid(Xb @ w + b) - yb
+            w, b = w - config.lr * (Xb.T @ r / len(yb) + config.l2 * w), b - config.lr * float(np.mean(r))
+    return out
+
+
 # -- tolerances and agreement ----------------------------------------------------------------------
 
 def tolerance(dtype: str, n_iters: int, m: int, d: int) -> float:
@@ -236,11 +260,3 @@ def fit_optimum(X, y, l2: float = 0.0, tol: float = 1e-12, max_iter: int = 1000)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     w, b = model.coef_.ravel().astype(np.float64), float(model.intercept_[0])
     return Optimum(w=w, b=b, loss=loss(X, y, w, b, "logits", l2), l2=float(l2), converged=converged)
-
-
-def time_to_target(losses, optimum_loss: float, eps: float, record_every: int, time_per_step: float):
-    """Seconds until the first recorded step whose loss is within ``eps`` of the optimum, or None."""
-    hit = np.flatnonzero(np.asarray(losses) - optimum_loss < eps)
-    if hit.size == 0 or not np.isfinite(time_per_step):
-        return None
-    return float(hit[0] * record_every * time_per_step)
