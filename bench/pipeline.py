@@ -257,13 +257,21 @@ class Evaluator:
         refusing NaN probabilities), else a failure."""
         what = f"{type(exc).__name__}: {exc}".strip()
         try:
-            ref_step = divergence(self.reference(case))
+            ref = self.reference(case)
+            ref_step = divergence(ref)
+            top = _largest_logit(self.problem(case.dataset).dataset.X, ref, case.config.dtype)
         except Exception:
-            ref_step = None
+            ref_step, top = None, 0.0
         if ref_step is not None:
             return Outcome(self.base_row(case, status="diverged", verdict="fail", first_nonfinite_step=ref_step,
                                          reason=f"the float64 oracle's loss or parameters blow up from step "
                                                 f"{ref_step}, and {case.backend} stopped with {what}"))
+        big = float(np.finfo(case.config.dtype).max)
+        if top > big:
+            return Outcome(self.base_row(case, status="diverged", verdict="fail",
+                                         reason=f"the oracle's parameters or logits reach {top:.3g}, beyond "
+                                                f"{case.config.dtype}'s largest value {big:.3g}: in {case.config.dtype} "
+                                                f"they overflow, and {case.backend} stopped with {what}"))
         return Outcome(self.base_row(case, status="failed", reason=what))
 
     def evaluate(self, case: Case, trainer, m: Measurement | None, transfer_s: float | None = None,
@@ -316,6 +324,13 @@ class Evaluator:
             reasons.append(noise_reason(m, load))
         fields["reason"] = "; ".join(reasons)
         return Outcome(row.replace(**fields), curve)
+
+
+def _largest_logit(X, ref, dtype: str) -> float:
+    """The largest |parameter| or |logit| of the oracle's final point, on the data as ``dtype`` sees it."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = oracle.rounded(X, dtype) @ ref.w + ref.b
+        return float(np.nanmax(np.abs(np.append(z, np.append(ref.w, ref.b)))))
 
 
 def _close(trainer) -> None:

@@ -213,3 +213,14 @@ def test_trajectory_on_a_missing_device_is_skipped_and_fails(tmp_path):
 def test_trajectory_against_itself_is_refused():
     proc = _cli("trajectory", "--a", "numpy", "--b", "numpy")
     assert proc.returncode == 2 and "two different backends" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_library_that_raises_on_overflow_is_diverged_not_failed(tmp_path):
+    """torch's BCE refuses the NaN probabilities of an overflowed float32 run: that is the
+    divergence, noticed by the library, and the row says so."""
+    code = main(["run", "--datasets", "synthetic-200x4-x1e30", "--iters", "20", "--backends", "torch-manual",
+                 "--devices", "cpu", "--dtypes", "float32", "--formulations", "probs", "--lr", "1e9",
+                 "--out", str(tmp_path)])
+    row = records.read_runs(tmp_path / "runs.csv").iloc[0]
+    assert code == 0 and row.status == "diverged" and row.verdict == "fail"
+    assert "beyond float32's largest value" in row.reason and "all elements of input should be between 0 and 1" in row.reason
