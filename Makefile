@@ -1,6 +1,6 @@
 # `make bench` and `make test` each bootstrap .venv on a machine that has only python3, then run.
 # The install is redone only when pyproject.toml or the constraints file changes (stamp keyed on
-# their content). GPU users: `make bench CONSTRAINTS=path/to/constraints.txt EXTRAS=test,numba,jax,gpu`.
+# their content). GPU users: `make bench CONSTRAINTS=path/to/constraints.txt EXTRAS=test,numba,jax,dist,gpu`.
 PYTHON ?= python3
 VENV ?= .venv
 CONSTRAINTS ?= constraints.txt
