@@ -335,7 +335,7 @@ def _largest_logit(X, ref, dtype: str) -> float:
 
 def _close(trainer) -> None:
     """Release what a data-parallel trainer holds (process group, cluster); a no-op for the others."""
-    if trainer is not None and hasattr(trainer, "close"):
+    if trainer is not None:
         trainer.close()
 
 

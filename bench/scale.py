@@ -92,7 +92,7 @@ def _case(name, ds, w0, b0, ref, config, rounds, threads, cores):
     except Exception as exc:  # every finished row is kept; this one says why it failed
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
     finally:
-        if trainer is not None and hasattr(trainer, "close"):
+        if trainer is not None:
             trainer.close()
     return row
 

@@ -310,6 +310,16 @@ class Trainer(ABC):
     def synchronize(self) -> None:
         """Wait for queued device work; a no-op on CPU backends."""
 
+    def close(self) -> None:
+        """Release what the backend holds besides memory (a process group, a cluster); idempotent.
+        A no-op for single-process backends. Trainers are also context managers that close on exit."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     @abstractmethod
     def _prepare(self, X, y, w0, b0): ...
 

@@ -279,12 +279,6 @@ class NumpyDaskTrainer(Trainer):
             self._group = None
         self._prepared = False
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class _Echo:
     def echo(self, w):

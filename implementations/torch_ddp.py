@@ -475,9 +475,3 @@ class TorchDDPTrainer(Trainer):
             self._group.close()
             self._group = None
         self._prepared = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

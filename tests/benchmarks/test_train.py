@@ -57,8 +57,7 @@ def test_train(benchmark, evaluator, backend, device, dataset, formulation, batc
     timed = benchmark.stats is not None and benchmark.stats.stats.rounds
     m = Measurement(tuple(benchmark.stats.stats.data), case.config.n_iters) if timed else None
     outcome = evaluator.evaluate(case, trainer, m)
-    if hasattr(trainer, "close"):
-        trainer.close()
+    trainer.close()
     row = outcome.row
     benchmark.extra_info["row"] = row.to_record()
     assert row.status == "ok", f"{row.status}: {row.reason}"
