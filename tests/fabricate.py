@@ -1,6 +1,6 @@
 """Fabricated run tables for the report and compare tests (made here, never committed as data).
 
-Starts from the committed reference run (``results/reference/runs.csv``: 72 full-batch rows on
+Starts from a frozen copy of an old reference run (``tests/data/reference-v1/runs.csv``: 72 full-batch rows on
 Iris, 10k×100 and 100k×100) and adds the columns the new pipeline writes (``case_id``, ``loop``,
 ``batch_size``, ``l2``, ``times_s``, threads, ``compute_fraction``), plus a few rows whose answer
 the tests know in advance:
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "results" / "reference"
+REFERENCE = ROOT / "tests" / "data" / "reference-v1"  # a frozen old-schema run: see its README.md
 FASTEST_IRIS = 20e-6
 WRONG_FAST = 10e-6
 WRONG_REASON = "fabricated: the compiled graph drops the clamp at log(0)"
