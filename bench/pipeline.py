@@ -34,7 +34,7 @@ from . import data as datasets
 from . import oracle, roofline
 from .memory import PeakMemory
 from .records import Case, Row
-from .timing import Measurement, Threads, measure, thread_parity, timed
+from .timing import CpuSample, Measurement, Threads, measure, thread_parity, timed
 
 WARMUP_STEPS = 10  # warm-up run length (same backend, shapes, dtype, device; >= 2 compiled chunks)
 LOSS_POINTS = 500  # loss-curve points kept per row for losses.csv and the plots
@@ -241,9 +241,10 @@ class Evaluator:
             if case.config.n_iters > WARMUP_STEPS and o.warmup:
                 warm = create_trainer(case.backend, replace(case.config, n_iters=WARMUP_STEPS))
                 warm.prepare(ds.X, ds.y, problem.w0, problem.b0)
+            before = CpuSample.now()
             with PeakMemory(case.device) as peak:
                 m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
-            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            load = CpuSample.now().others_since(before)
         except BackendUnavailableError as exc:  # e.g. a compiler found missing at first call
             return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
         except Exception as exc:  # a backend's failure must not cost the other rows
@@ -275,15 +276,18 @@ class Evaluator:
         return Outcome(self.base_row(case, status="failed", reason=what))
 
     def evaluate(self, case: Case, trainer, m: Measurement | None, transfer_s: float | None = None,
-                 peak_mem_mb: float | None = None, load: float | None = None) -> Outcome:
+                 peak_mem_mb: float | None = None, load: tuple | None = None) -> Outcome:
         """The row of a trained ``trainer``: timing figures from ``m`` (None: untimed), agreement
-        with the oracle, the optimum figures, and the divergence rule."""
+        with the oracle, the optimum figures, and the divergence rule. ``load`` is ``(cores busy
+        with other processes, cores stolen by the hypervisor)`` while ``m`` was timed."""
         ds = self.problem(case.dataset).dataset
         res = trainer.result()
         row = self.base_row(case, transfer_s=transfer_s, peak_mem_mb=peak_mem_mb)
         fields: dict = {}
         if m is not None:
             fields.update(m.as_dict())
+            if load and load[0] is not None:
+                fields["other_load"] = load[0] + (load[1] or 0.0)
             fields["achieved_gbps"] = row.bytes_per_step / fields["time_per_iter_s"] / 1e9
             figs = self.roofline
             if case.device == "cpu" and figs and roofline.fits_in_cache(row.bytes_per_step, figs):
@@ -339,18 +343,23 @@ def _close(trainer) -> None:
         trainer.close()
 
 
-def noise_reason(m: Measurement, load: float | None) -> str:
-    """Why a row's rounds disagree by more than 10 %, as far as the run can tell."""
-    from .timing import available_cores
-
+def noise_reason(m: Measurement, load: tuple | None) -> str:
+    """Why a row's rounds disagree by more than 10 %, as far as the run can tell: other processes or
+    the hypervisor taking CPU while it was timed (measured from /proc/stat), or neither."""
     text = f"noisy: IQR {m.iqr / m.median:.0%} of the median over {len(m.times)} rounds"
-    cores = available_cores()
-    if load is not None and load > 0.75 * cores:
-        return text + (f"; the 1-minute load average was {load:.1f} on {cores} cores: other processes shared the "
-                       "CPU during this row")
-    where = "" if load is None else f" (load average {load:.1f} on {cores} cores)"
-    return text + f" with the machine otherwise idle{where}: this backend's own run-to-run variation (thread-pool " \
-                  "wake-ups, allocator, frequency); rerun with more --repeats"
+    others, steal = load if load else (None, None)
+    if others is None:
+        return text + ": the machine's load could not be read; rerun with more --repeats"
+    causes = []
+    if others >= 0.1:
+        causes.append(f"other processes kept {others:.2f} cores busy")
+    if steal and steal >= 0.05:
+        causes.append(f"the hypervisor took {steal:.2f} cores (steal time)")
+    if causes:
+        return text + "; while it was timed " + " and ".join(causes) + ", so the rounds shared the CPU"
+    return text + (f" with no other load on the machine (other processes {others:.2f} cores, steal "
+                   f"{steal or 0:.2f}): this backend's own run-to-run variation (thread-pool wake-ups, "
+                   "allocator, frequency); rerun with more --repeats")
 
 
 def explain(agreement, saturated: int, case: Case) -> str:

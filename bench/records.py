@@ -92,6 +92,7 @@ class Row:
     time_per_iter_s: float | None = None
     iqr_per_iter_s: float | None = None
     noisy: bool | None = None
+    other_load: float | None = None  # cores busy with other processes (or stolen by the hypervisor) while timing
     times_s: str | None = None  # every timed round, space-separated seconds (for bench compare)
     transfer_s: float | None = None
     # against the hardware

@@ -139,6 +139,37 @@ def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None
     return Measurement(tuple(times), trainer.config.n_iters, warmup)
 
 
+@dataclass(frozen=True)
+class CpuSample:
+    """Wall clock, this process's CPU time, and the machine's busy and stolen CPU time (/proc/stat)."""
+
+    wall: float
+    own: float
+    busy: float | None  # seconds of CPU busy on the whole machine (all processes), None off Linux
+    steal: float | None  # seconds the hypervisor ran something else on this VM's CPUs
+
+    @classmethod
+    def now(cls) -> "CpuSample":
+        busy = steal = None
+        try:
+            with open("/proc/stat") as fh:
+                v = [int(x) for x in fh.readline().split()[1:9]]
+            hz = os.sysconf("SC_CLK_TCK")
+            busy, steal = (sum(v) - v[3] - v[4] - v[7]) / hz, v[7] / hz
+        except (OSError, ValueError, IndexError):
+            pass
+        return cls(time.perf_counter(), time.process_time(), busy, steal)
+
+    def others_since(self, start: "CpuSample") -> tuple[float | None, float | None]:
+        """Cores kept busy by *other* processes (the machine's busy time less this process's), and
+        cores stolen by the hypervisor, on average between ``start`` and this sample."""
+        wall = self.wall - start.wall
+        if self.busy is None or start.busy is None or wall <= 0:
+            return None, None
+        others = max(0.0, (self.busy - start.busy) - (self.own - start.own)) / wall
+        return others, (self.steal - start.steal) / wall
+
+
 def timed(fn, *args):
     """``(fn(*args), seconds)``."""
     t0 = time.perf_counter()

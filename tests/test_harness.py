@@ -190,8 +190,13 @@ def test_trajectory_unknown_backend_is_exit_2():
 
 def test_a_noisy_row_says_why():
     from bench.pipeline import noise_reason
+    from bench.timing import CpuSample
 
     m = Measurement((1.0, 1.5, 2.0, 2.5), 10)
-    busy, idle = noise_reason(m, load=50.0), noise_reason(m, load=0.0)
-    assert busy.startswith("noisy: IQR 43% of the median over 4 rounds") and "other processes shared the CPU" in busy
-    assert "otherwise idle" in idle and "--repeats" in idle
+    busy, stolen, idle = noise_reason(m, (1.3, 0.0)), noise_reason(m, (0.0, 0.4)), noise_reason(m, (0.02, 0.0))
+    assert busy.startswith("noisy: IQR 43% of the median over 4 rounds") and "other processes kept 1.30 cores" in busy
+    assert "the hypervisor took 0.40 cores (steal time)" in stolen
+    assert "no other load on the machine" in idle and "--repeats" in idle
+    a = CpuSample(wall=0.0, own=0.0, busy=10.0, steal=1.0)
+    b = CpuSample(wall=2.0, own=1.0, busy=13.0, steal=1.2)  # 3 s busy in 2 s, 1 s of it ours
+    assert b.others_since(a) == (1.0, pytest.approx(0.1))
