@@ -59,56 +59,26 @@ def _datasets(values):
     return tuple(dict.fromkeys(values))
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _arg_type(parse, ok, expected: str, expected_after_parse: str | None = None):
+    """An argparse ``type``: ``parse(text)``, then ``ok(value)``; one message naming what was expected
+    (``expected_after_parse`` when the text parsed but the value is out of range) and what came."""
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected_after_parse or expected}, got {text!r}")
+        return value
+    return convert
 
 
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return v
-
-
-def _nonneg_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
-
-
-def _batch_size(text):
-    if text == "full":
-        return None
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'full' or a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected 'full' or a positive integer, got {text!r}")
-    return v
-
-
-def _seed(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer between 0 and {SEED_MAX}, got {text!r}") from None
-    if not 0 <= v <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"expected an integer between 0 and {SEED_MAX}, got {text!r}")
-    return v
+_positive_int = _arg_type(int, lambda v: v >= 1, "a positive integer")
+_positive_float = _arg_type(float, lambda v: 0 < v < math.inf, "a positive number", "a positive finite number")
+_nonneg_float = _arg_type(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0", "a finite number >= 0")
+_batch_size = _arg_type(lambda t: None if t == "full" else int(t), lambda v: v is None or v >= 1,
+                        "'full' or a positive integer")
+_seed = _arg_type(int, lambda v: 0 <= v <= SEED_MAX, f"an integer between 0 and {SEED_MAX}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -242,7 +212,7 @@ def _out_folder(args, kind, run_id):
 
 def cmd_run(args, argv=()) -> int:
     from . import records
-    from .output import Console, FolderError, RunFolder
+    from .output import Console, RunFolder
     from .pipeline import RunOptions, default_lr, preflight, run
     from .roofline import measure_roofline
 

@@ -26,7 +26,6 @@ tolerance *and say why* in ``note``; the ``logits`` rows at the same point agree
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -587,7 +587,7 @@ def summary_markdown(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = Non
     df = normalize_rows(rows_df)
     losses = normalize_losses(losses_df, df)
     s = summary_frame(df)
-    lines = [f"# NumPy or PyTorch: the answer for this run", "", _env_line(df, env), "", "## Verdict", ""]
+    lines = ["# NumPy or PyTorch: the answer for this run", "", _env_line(df, env), "", "## Verdict", ""]
     for title, sentences in verdict(df, losses):
         lines += [f"**{title}**", ""] + [f"- {x}" for x in sentences] + [""]
     lines += [
@@ -879,7 +879,7 @@ def plot_suboptimality(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pat
         ax.set_yscale("log")
         ax.set_xlabel("wall time (s) = step × median time per step")
         ax.set_ylabel("L(θ_t) − L* (loss above optimum)")
-        note = " (mini-batch loss: noisy)" if key[0] == "mini-batch" else ""
+        note = " (full-data objective along the oracle's path)" if key[0] == "mini-batch" else ""
         ax.set_title(f"{dataset}: {_panel_title(key)}{note}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
     fig.suptitle(f"Time to accuracy on {dataset} (dotted: relative targets (L−L*)/L*)", fontsize=10)

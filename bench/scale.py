@@ -183,16 +183,6 @@ def run_scale(libraries=LIBRARIES, workers=(1, 2), datasets=DEFAULT_DATASETS, dt
     return df
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
 def _dataset(text):
     try:
         parse_name(text)
@@ -202,6 +192,8 @@ def _dataset(text):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.cli import _positive_int
+
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=list(LIBRARIES))
     parser.add_argument("--workers", nargs="+", type=_positive_int, default=[1, 2], help="world sizes (default: 1 2)")
     parser.add_argument("--datasets", nargs="+", type=_dataset, default=list(DEFAULT_DATASETS),

@@ -23,6 +23,8 @@ import weakref
 
 import numpy as np
 
+from .base import Trainer
+
 DEFAULT_TIMEOUT_S = 30.0  # collective / rendezvous / scheduler timeout, env LOGREG_DIST_TIMEOUT
 
 
@@ -112,3 +114,35 @@ class Pool:
                 group.close()
             except Exception:
                 pass
+
+
+class GroupTrainer(Trainer):
+    """The life cycle both data-parallel backends share: the group (process group or cluster) they
+    run on, borrowed from a :class:`Pool` and handed back when the trainer is dropped, or torn down
+    at once by :meth:`close` (idempotent; also on leaving a ``with`` block)."""
+
+    data_parallel = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.timeout = timeout_s()
+        self._group = self._finalizer = None
+
+    @property
+    def group(self):
+        """The group after ``prepare`` (``startup_s`` on it), None after ``close``."""
+        return self._group
+
+    def _borrow(self, pool: Pool, key, start) -> None:
+        self._group = pool.acquire(key, start)
+        self._finalizer = weakref.finalize(self, pool.release, key, self._group)
+        self._finalizer.atexit = False
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if self._group is not None:
+            self._group.close()
+            self._group = None
+        self._prepared = False

@@ -44,12 +44,11 @@ from __future__ import annotations
 
 import os
 import time
-import weakref
 
 import numpy as np
 
-from ._distributed import Pool, local_schedule, shard_bounds, timeout_s
-from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
+from ._distributed import GroupTrainer, Pool, local_schedule, shard_bounds
+from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError
 
 SCHEDULER_ENV = "LOGREG_DASK_SCHEDULER"
 _POOL = Pool("numpy-dask")
@@ -143,29 +142,22 @@ class DaskGroup:
                 self.cluster.close(timeout=self.timeout)
 
 
-class NumpyDaskTrainer(Trainer):
+class NumpyDaskTrainer(GroupTrainer):
+    """Its group is a ``DaskGroup`` (a client on a local cluster or a remote scheduler)."""
+
     name = "numpy-dask"
-    data_parallel = True
 
     def __init__(self, config, scheduler: str | None = None):
         super().__init__(config)
         if config.device != "cpu":
             raise DeviceUnavailableError(f"device must be 'cpu' for numpy-dask, got {config.device!r}")
         self.scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
-        self.timeout = timeout_s()
-        self._group = self._finalizer = None
-
-    @property
-    def group(self):
-        return self._group
 
     def _acquire(self):
         if self._group is not None and self._group.healthy():
             return
-        key = (self.config.workers, self.scheduler)
-        self._group = _POOL.acquire(key, lambda: DaskGroup(self.config.workers, self.scheduler, self.timeout))
-        self._finalizer = weakref.finalize(self, _POOL.release, key, self._group)
-        self._finalizer.atexit = False
+        self._borrow(_POOL, (self.config.workers, self.scheduler),
+                     lambda: DaskGroup(self.config.workers, self.scheduler, self.timeout))
 
     def _prepare(self, X, y, w0, b0):
         import dask.array as da
@@ -271,13 +263,7 @@ class NumpyDaskTrainer(Trainer):
     def close(self) -> None:
         """Release the data and close the client (and a local cluster) now (idempotent)."""
         self.actors, self._actor_futures = [], []
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        if self._group is not None:
-            self._group.close()
-            self._group = None
-        self._prepared = False
+        super().close()
 
 
 class _Echo:

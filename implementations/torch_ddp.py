@@ -51,7 +51,6 @@ closed pipe.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import socket
@@ -67,9 +66,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ._distributed import Pool, local_schedule, shard_bounds, timeout_s
+from ._distributed import GroupTrainer, Pool, local_schedule, shard_bounds
 from ._torch_common import synchronize, to_device, to_host, torch_device
-from .base import Trainer
 
 LOOPBACK = "127.0.0.1"
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -414,9 +412,10 @@ class JoinedGroup:
         self.shard.reset()
 
 
-class TorchDDPTrainer(Trainer):
+class TorchDDPTrainer(GroupTrainer):
+    """Its group is a ``LocalGroup`` (rank processes started here) or a ``JoinedGroup`` (under torchrun)."""
+
     name = "torch-ddp"
-    data_parallel = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -425,13 +424,6 @@ class TorchDDPTrainer(Trainer):
         if self.torchrun and self.torchrun["world_size"] != config.workers:
             raise ValueError(f"workers must equal WORLD_SIZE={self.torchrun['world_size']} under torchrun, "
                              f"got {config.workers}")
-        self.timeout = timeout_s()
-        self._group = self._finalizer = None
-
-    @property
-    def group(self):
-        """The process group (``LocalGroup`` or ``JoinedGroup``) after ``prepare``; ``startup_s`` on it."""
-        return self._group
 
     def _acquire(self):
         if self._group is not None and self._group.healthy():
@@ -439,12 +431,8 @@ class TorchDDPTrainer(Trainer):
         if self.torchrun:
             self._group = JoinedGroup(self.torchrun, self.config.device, self.timeout)
             return
-        import weakref
-
-        key = (self.config.workers, self.config.device)
-        self._group = _POOL.acquire(key, lambda: LocalGroup(self.config.workers, self.config.device, self.timeout))
-        self._finalizer = weakref.finalize(self, _POOL.release, key, self._group)
-        self._finalizer.atexit = False
+        self._borrow(_POOL, (self.config.workers, self.config.device),
+                     lambda: LocalGroup(self.config.workers, self.config.device, self.timeout))
 
     def _prepare(self, X, y, w0, b0):
         bounds = shard_bounds(self.n, self.config.workers)
@@ -466,12 +454,3 @@ class TorchDDPTrainer(Trainer):
         """Median seconds of one ``all_reduce`` of ``d + 1`` values in this trainer's group."""
         return self._group.call("bench_allreduce", [(self.d + 1, reps)] * self.config.workers)
 
-    def close(self) -> None:
-        """Tear the process group down now (idempotent)."""
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        if self._group is not None:
-            self._group.close()
-            self._group = None
-        self._prepared = False
