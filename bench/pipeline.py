@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer
+from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
 
 from . import data as datasets
 from . import oracle, roofline
@@ -203,6 +203,10 @@ class Evaluator:
         n, d = (100, 4) if spec is None else spec[:2]
         m = min(case.config.batch_size or n, n)
         extra = self.threads.as_dict() if self.threads else {}
+        try:  # what the backend declares it is; a backend that cannot be imported leaves them empty
+            extra.update(get_backend(case.backend).attributes())
+        except ValueError:
+            pass
         return Row.for_case(self.run_id, case, n=n, d=d, epochs=case.config.n_iters * m / n,
                             bytes_per_step=bytes_per_step(m, d, case.config.dtype),
                             tolerance=oracle.config_tolerance(case.config, m, d), **extra, **fields)
@@ -214,7 +218,7 @@ class Evaluator:
         except (ValueError, MemoryError) as exc:
             return Outcome(self.base_row(case, status="failed", reason=f"dataset {case.dataset!r} cannot be built: "
                                                                      f"{type(exc).__name__}: {exc}"))
-        if case.backend == "numba" and self.threads and self.threads.numba_error:
+        if _engine(case.backend) == "numba" and self.threads and self.threads.numba_error:
             return Outcome(self.base_row(case, status="skipped", reason=self.threads.numba_error))
         try:
             trainer = create_trainer(case.backend, case.config)
@@ -330,6 +334,20 @@ class Evaluator:
         return Outcome(row.replace(**fields), curve)
 
 
+def _engine(backend: str) -> str | None:
+    try:
+        return get_backend(backend).engine
+    except ValueError:
+        return None
+
+
+def _gradient(backend: str) -> str | None:
+    try:
+        return get_backend(backend).gradient
+    except ValueError:
+        return None
+
+
 def _largest_logit(X, ref, dtype: str) -> float:
     """The largest |parameter| or |logit| of the oracle's final point, on the data as ``dtype`` sees it."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -372,7 +390,7 @@ def explain(agreement, saturated: int, case: Case) -> str:
                          f"{case.config.dtype} the probs loss clamps log at -100 while the oracle still computes "
                          "the exact log")
         if agreement.rel_dparam > agreement.tolerance:
-            autograd = case.backend in ("torch", "torch-nn", "jax")
+            autograd = _gradient(case.backend) == "autograd"
             parts.append("autograd through sigmoid->BCE shrinks or zeroes those samples' gradient while p - y does not"
                          if autograd else "saturated samples also move the parameters apart")
         parts.append("the logits formulation has neither problem")

@@ -65,6 +65,12 @@ class Row:
     formulation: str
     dataset: str
     loop: str
+    # what the backend is (its declared attributes, implementations.base.Trainer)
+    library: str | None = None
+    gradient: str | None = None
+    engine: str | None = None
+    compiled: bool | None = None
+    style: str | None = None
     n: int | None = None
     d: int | None = None
     n_iters: int | None = None

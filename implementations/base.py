@@ -264,7 +264,25 @@ class Trainer(ABC):
     underscore methods; ``prepare`` validates before calling ``_prepare``."""
 
     name: str = "abstract"
+    # What the backend is, declared once on its class. The harness writes these into every row and
+    # the report and verdict read them from there, never from a list of names.
+    library: str = "?"  # whose arrays the step runs on: "numpy", "torch", "jax", "numba", ...
+    gradient: str = "hand-derived"  # "hand-derived" (written out in the docstring) or "autograd"
+    engine: str = "eager"  # what executes the step: "eager", "inductor", "xla", "numba", "gloo", "dask"
+    compiled: bool = False  # True only if every row it produces runs compiled code
+    style: str = ""  # how the loop is written, in a few words ("the seed's loop", "hand-blocked", ...)
     data_parallel: bool = False  # True: honours config.workers > 1
+
+    @classmethod
+    def describe(cls) -> str:
+        """What ran, in words for a verdict: ``"eager, hand-derived, hand-blocked"``."""
+        return ", ".join(part for part in (cls.engine, cls.gradient, cls.style) if part)
+
+    @classmethod
+    def attributes(cls) -> dict:
+        """The declared attributes, as the row columns of the same names."""
+        return {"library": cls.library, "gradient": cls.gradient, "engine": cls.engine,
+                "compiled": bool(cls.compiled), "style": cls.style}
 
     def __init__(self, config: TrainConfig):
         if not isinstance(config, TrainConfig):

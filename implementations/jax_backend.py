@@ -151,6 +151,11 @@ def make_train(jax, config, full_batch: bool):
 
 class JaxTrainer(Trainer):
     name = "jax"
+    library = "jax"
+    gradient = "autograd"
+    engine = "xla"
+    compiled = True
+    style = "whole loop in one jit"
 
     def __init__(self, config):
         super().__init__(config)

@@ -216,6 +216,11 @@ def _kernels():
 
 class NumbaTrainer(Trainer):
     name = "numba"
+    library = "numba"
+    gradient = "hand-derived"
+    engine = "numba"
+    compiled = True
+    style = "whole run in one compiled call"
 
     def __init__(self, config):
         super().__init__(config)

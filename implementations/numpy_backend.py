@@ -93,6 +93,10 @@ def forward_loss(xp, X, y, w, b, formulation):
 
 class NumpyTrainer(Trainer):
     name = "numpy"
+    library = "numpy"
+    gradient = "hand-derived"
+    engine = "eager"
+    style = "the seed's loop"
 
     def __init__(self, config, xp=None):
         super().__init__(config)

@@ -146,6 +146,10 @@ class NumpyDaskTrainer(GroupTrainer):
     """Its group is a ``DaskGroup`` (a client on a local cluster or a remote scheduler)."""
 
     name = "numpy-dask"
+    library = "numpy"
+    gradient = "hand-derived"
+    engine = "dask"
+    style = "Dask chunks"
 
     def __init__(self, config, scheduler: str | None = None):
         super().__init__(config)

@@ -67,6 +67,10 @@ def harness_threads() -> int:
 
 class NumpyFusedTrainer(Trainer):
     name = "numpy-fused"
+    library = "numpy"
+    gradient = "hand-derived"
+    engine = "eager"
+    style = "hand-blocked, threaded"
 
     def __init__(self, config, block_bytes: int = BLOCK_BYTES, threads: int | None = None):
         super().__init__(config)

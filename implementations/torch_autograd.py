@@ -41,6 +41,10 @@ from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
 
 class TorchTrainer(TorchTrainerBase):
     name = "torch"
+    library = "torch"
+    gradient = "autograd"
+    engine = "eager"
+    style = "the seed's loop"
     seed_shapes = True
 
     def _loss(self, w, b, X, y):

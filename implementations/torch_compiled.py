@@ -120,6 +120,11 @@ def _has_cxx() -> bool:
 
 class TorchCompiledTrainer(TorchTrainerBase):
     name = "torch-compiled"
+    library = "torch"
+    gradient = "hand-derived"
+    engine = "inductor"
+    compiled = True
+    style = "torch.compile"
 
     def __init__(self, config, block_bytes: int | None = None):
         super().__init__(config)

@@ -416,6 +416,10 @@ class TorchDDPTrainer(GroupTrainer):
     """Its group is a ``LocalGroup`` (rank processes started here) or a ``JoinedGroup`` (under torchrun)."""
 
     name = "torch-ddp"
+    library = "torch"
+    gradient = "hand-derived"
+    engine = "gloo"
+    style = "torch.distributed all_reduce"
 
     def __init__(self, config):
         super().__init__(config)

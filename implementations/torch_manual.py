@@ -33,6 +33,10 @@ from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
 
 class TorchManualTrainer(TorchTrainerBase):
     name = "torch-manual"
+    library = "torch"
+    gradient = "hand-derived"
+    engine = "eager"
+    style = "the seed's loop, no autograd"
 
     @torch.no_grad()
     def _step(self, X, y, w, b, record):

@@ -71,6 +71,10 @@ class ScheduleSampler(Sampler[int]):
 
 class TorchNNTrainer(TorchTrainerBase):
     name = "torch-nn"
+    library = "torch"
+    gradient = "autograd"
+    engine = "eager"
+    style = "nn.Module + optim + DataLoader"
     seed_shapes = True  # y as (n, 1) to match model(x)'s (m, 1); w0 (1, d) as nn.Linear's weight
 
     def _prepare(self, X, y, w0, b0):
