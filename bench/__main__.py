@@ -1,5 +1,33 @@
+"""``python -m bench``: a Ctrl-C at any moment ends in one line and exit code 130, never a traceback.
+
+The handling is in place before the heavy imports (NumPy, pandas, torch take a second or more):
+a KeyboardInterrupt raised while they load is caught here like one raised later outside a run."""
+
+import signal
 import sys
 
-from .cli import main
 
-sys.exit(main())
+def _interrupted() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the goodbye
+    try:
+        print("python -m bench: interrupted", file=sys.stderr, flush=True)
+    except Exception:
+        pass
+    return 130
+
+
+def _main() -> int:
+    try:
+        from .cli import main
+
+        code = main()
+    except KeyboardInterrupt:
+        return _interrupted()
+    # from here the process only shuts down: a Ctrl-C now ends it by the signal (exit 130 in a
+    # shell) instead of a KeyboardInterrupt traceback from an exit handler
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,8 +1,9 @@
 """python -m bench: run the comparison, sweep sizes, compare gradients, follow trajectories.
 
-This module only turns arguments into cases and options (``bench.pipeline.matrix``) and hands
-them to the pipeline's run owner; every bad argument ends in one ``error: ...`` line and exit
-code 2, never a traceback.
+This module only turns arguments into cases and options (``bench.pipeline.matrix``,
+``bench.scale.cases``) and hands them to their owners: ``bench.pipeline.run`` for run, sweep and
+scale, ``bench.diagnostics`` for grad and trajectory. Every bad argument ends in one
+``error: ...`` line and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS
 
-from .pipeline import SEED_LR
+from .output import folder_arg
+from .pipeline import NOTHING_RAN_EXIT, SEED_LR
 
 RESULTS = Path("results")
 
@@ -28,6 +30,12 @@ SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", 
                   "synthetic-1Mx100", "synthetic-10kx10", "synthetic-10kx1000")
 SEED_MAX = 2**32 - 1
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+EXIT_CODES_HELP = (
+    "exit codes (every command): 0 done; 1 a row failed, a gradient is outside tolerance with nothing to explain "
+    f"it, or nothing ran (every row skipped: no such device, library missing; code {NOTHING_RAN_EXIT}); 2 a bad "
+    "argument or --out, refused before any work; 130 / 143 interrupted by SIGINT / SIGTERM (finished rows kept)")
 
 
 class UsageError(Exception):
@@ -86,13 +94,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-SINGLE_PROCESS = tuple(name for name, cls in BACKENDS.items() if not cls.data_parallel)
+def _backends_help(default: str) -> str:
+    return f"registered backends, now: {', '.join(BACKENDS)} (default: {default})"
 
 
 def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
-    p.add_argument("--backends", nargs="+", default=list(SINGLE_PROCESS), metavar="NAME",
-                   help=f"registered backends (default: the single-process ones: {', '.join(SINGLE_PROCESS)}; "
-                        "torch-ddp and numpy-dask have `python -m bench scale`)")
+    p.add_argument("--backends", nargs="+", default=None, metavar="NAME",
+                   help=_backends_help("every single-process one; the data-parallel ones have "
+                                       "`python -m bench scale`"))
     p.add_argument("--devices", nargs="+", default=None, metavar="DEV",
                    help="cpu, cuda[:N], mps (default: every available one)")
     p.add_argument("--datasets", nargs="+", default=None, metavar="DS",
@@ -119,12 +128,16 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
                        help="timed rounds per row (default: 5; at least 3 once --budget is spent)")
         p.add_argument("--budget", type=_positive_float, default=1.0,
                        help="seconds per row after which repeating stops (>= 3 rounds; default: 1)")
-        p.add_argument("--overwrite", action="store_true",
-                       help="replace the run already in --out (default: refuse a folder that holds one)")
+    _add_overwrite(p)
+
+
+def _add_overwrite(p):
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace this command's files already in --out (default: refuse a folder that holds them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="the main comparison: timings, equivalence, CSV, summary, plots")
@@ -137,12 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=_positive_float, default=1e-3,
                      help="suboptimality that defines time_to_target_s (default: 1e-3)")
-    run.add_argument("--out", type=Path, default=None, help="output folder (default: results/runs/<run-id>, always new)")
+    run.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/runs/<run-id>, always new)")
     run.set_defaults(func=cmd_run, kind="runs", optimum=True)
 
     sweep = sub.add_parser("sweep", help="scaling sweep: time per step vs n (and d), with the memory floor")
     _add_matrix_args(sweep, SWEEP_DATASETS, iters_help="steps per run (default: by size, as for run)")
-    sweep.add_argument("--out", type=Path, default=None,
+    sweep.add_argument("--out", type=folder_arg, default=None,
                        help="output folder (default: results/sweeps/<run-id>, always new)")
     sweep.set_defaults(func=cmd_run, kind="sweeps", dtypes=["float32"], formulations=["probs"], warmup=1,
                        target=1e-3, optimum=False, batch_sizes=None)
@@ -150,21 +163,36 @@ def build_parser() -> argparse.ArgumentParser:
     grad = sub.add_parser("grad", help="compare gradients: hand-derived vs autograd vs finite differences")
     _add_matrix_args(grad, ("iris",), timing=False)
     grad.add_argument("--random-points", type=_positive_int, default=2, help="random parameter points (default: 2)")
-    grad.add_argument("--out", type=Path, default=None, help="output folder (default: results/grad/<run-id>)")
+    grad.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/grad/<run-id>)")
     grad.set_defaults(func=cmd_grad)
 
     traj = sub.add_parser("trajectory", help="run two backends in lockstep and report where they part")
     _add_matrix_args(traj, ("synthetic-1000x10-x8",), iters_help="steps (default: 1000)", timing=False)
     traj.add_argument("--a", default="numpy", help="first backend (default: numpy)")
     traj.add_argument("--b", default="torch", help="second backend (default: torch)")
-    traj.add_argument("--out", type=Path, default=None, help="output folder (default: results/trajectory/<run-id>)")
+    traj.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/trajectory/<run-id>)")
     traj.set_defaults(func=cmd_trajectory)
 
     from . import compare, scale
 
-    sc = sub.add_parser("scale", help="strong scaling of torch-ddp and numpy-dask over world sizes")
-    scale.add_arguments(sc)
-    sc.set_defaults(func=lambda args, argv=(): scale.cmd_scale(args))
+    sc = sub.add_parser("scale", help="strong scaling of the data-parallel backends over world sizes",
+                        epilog=EXIT_CODES_HELP)
+    sc.add_argument("--backends", "--libraries", dest="backends", nargs="+", default=None, metavar="NAME",
+                    help=_backends_help("every data-parallel one") + "; a single-process backend named here "
+                         "runs once, as the baseline of the data-parallel ones of its library")
+    sc.add_argument("--workers", nargs="+", type=_positive_int, default=list(scale.DEFAULT_WORKERS),
+                    help="world sizes (default: 1 2)")
+    sc.add_argument("--datasets", nargs="+", default=list(scale.DEFAULT_DATASETS), metavar="DS",
+                    help="iris or synthetic-<n>x<d> (default: synthetic-1Mx100, ~400 MB in float32)")
+    sc.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    sc.add_argument("--iters", type=_positive_int, default=20, help="steps per timed run (default 20)")
+    sc.add_argument("--rounds", type=_positive_int, default=5, help="timed runs per case (default 5)")
+    sc.add_argument("--threads", type=_positive_int, default=1, help="threads per worker (default 1)")
+    sc.add_argument("--lr", type=_positive_float, default=SEED_LR, help="learning rate (default: 0.01)")
+    sc.add_argument("--out", type=folder_arg, default=None,
+                    help="output folder (default: results/scale/<run-id>, always new)")
+    _add_overwrite(sc)
+    sc.set_defaults(func=cmd_scale)
 
     cmp = sub.add_parser("compare", help="compare two saved runs (or pytest-benchmark JSON files): ratios, p-values")
     compare.add_arguments(cmp)
@@ -172,10 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _common(args):
-    from .pipeline import default_devices
+def _backends(values, default):
+    """Registered names, read from the registry now (a backend registered after import counts)."""
+    return _choices("--backends", default() if values is None else values, list(BACKENDS))
 
-    args.backends = _choices("--backends", args.backends, BACKENDS)
+
+def _common(args):
+    from .pipeline import default_backends, default_devices
+
+    args.backends = _backends(args.backends, default_backends)
     args.devices = _devices(args.devices) if args.devices else default_devices()
     args.datasets_given = args.datasets is not None
     args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets)
@@ -201,96 +234,90 @@ def _cases(args, lr=None):
     return cases
 
 
-def _out_folder(args, kind, run_id):
-    from . import records
+def _claim(args, kind, run_id, owned=None, report=True):
+    """The output folder, claimed by ``run``'s rules before any work (locked; refused when it holds
+    this command's files, unless --overwrite): a ``RunFolder`` whose claim covers ``owned`` (default:
+    a run's files). Any reason it cannot be used is a UsageError."""
+    from .output import FolderClaim, RunFolder
 
     try:
-        return records.check_writable(args.out or RESULTS / kind / run_id)
+        folder = RunFolder(args.out or RESULTS / kind / run_id, overwrite=args.overwrite, report=report)
+        if owned is not None:
+            folder.claim = FolderClaim(folder.folder, owned, args.overwrite)
+        return folder.open()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
 
+def _preflight(cases):
+    from .pipeline import preflight
+
+    try:
+        preflight(cases)  # sizes only: before any dataset is built
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _ended(command, result) -> int:
+    from .pipeline import nothing_ran
+
+    if result.status == "complete" and nothing_ran(result.rows):
+        print(f"python -m bench {command}: {result.reason}", file=sys.stderr)
+    return result.exit_code
+
+
 def cmd_run(args, argv=()) -> int:
     from . import records
-    from .output import Console, RunFolder
-    from .pipeline import RunOptions, default_lr, preflight, run
+    from .output import Console
+    from .pipeline import NothingRan, RunOptions, default_lr, run
     from .roofline import measure_roofline
 
     _common(args)
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
-    try:
-        preflight(_cases(args))  # sizes only: before any dataset is built
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    _preflight(_cases(args))
     cases = _cases(args, lr=functools.partial(default_lr, seed=args.seed))
     run_id = records.new_run_id()
-    folder = RunFolder(_out_folder(args, args.kind, run_id), overwrite=getattr(args, "overwrite", False))
-    try:
-        folder.open()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    folder = _claim(args, args.kind, run_id)
     opts = RunOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget, threads=args.threads,
                       seed=args.seed, target=args.target, optimum=args.optimum)
-    result = run(cases, [folder, Console(folder)], opts, run_id=run_id,
+    result = run(cases, [NothingRan(), folder, Console(folder)], opts, run_id=run_id,
                  figures=lambda threads: measure_roofline(args.devices, threads))
-    return result.exit_code
+    return _ended(args.command, result)
 
 
-def _print_table(df, title, columns):
-    from rich.console import Console
-    from rich.table import Table
+def cmd_scale(args, argv=()) -> int:
+    from . import records, scale
+    from .output import RUN_OWNED, Console
+    from .pipeline import NothingRan, RunOptions, run
 
-    t = Table(title=title)
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for _, r in df[columns].iterrows():
-        t.add_row(*[f"{v:.2e}" if isinstance(v, float) else str(v) for v in r])
-    Console(width=None if sys.stdout.isatty() else 160).print(t)
+    backends = _backends(args.backends, scale.data_parallel_backends)
+    datasets = _datasets(args.datasets)
+    cases = scale.cases(backends, args.workers, datasets, args.dtype, args.iters, args.lr)
+    _preflight(cases)
+    run_id = records.new_run_id()
+    folder = _claim(args, "scale", run_id, owned=(*RUN_OWNED, *scale.OWNED), report=False)
+    opts = RunOptions(repeats=args.rounds, warmup=1, budget_s=None, threads=args.threads, optimum=False)
+    result = run(cases, [NothingRan(), scale.ScaleView(folder), folder, Console(folder, table=False)], opts,
+                 run_id=run_id)
+    return _ended(args.command, result)
 
 
 def cmd_grad(args, argv=()) -> int:
-    import pandas as pd
-
     from . import records
-    from .data import load
-    from .gradcheck import COLUMNS, compare_gradients, points
+    from .diagnostics import grad, run_owned
 
     _common(args)
-    out = _out_folder(args, "grad", records.new_run_id())
-    frames = []
-    for name in args.datasets:
-        ds = load(name, args.seed)
-        pts = points(ds, args.seed, lr=args.lr or SEED_LR, n_random=args.random_points)
-        for device in args.devices:
-            for l2 in args.l2:
-                rows = compare_gradients(ds, args.backends, args.dtypes, args.formulations, device, args.seed, pts, l2)
-                frames.append(pd.DataFrame(rows, columns=COLUMNS))
-    df = pd.concat(frames, ignore_index=True)
-    records.write_csv(df, out / "gradients.csv")
-    ran = df[df.status == "ok"]
-    for _, r in df[df.status == "skipped"].drop_duplicates(["method_a", "device"]).iterrows():
-        print(f"skipped: {r.method_a} on {r.device}: {r.note}", file=sys.stderr)
-    if ran.empty:
-        print(f"wrote {out / 'gradients.csv'}: no comparison ran (every backend was skipped)", file=sys.stderr)
-        return 1
-    _print_table(ran, "gradient comparison (relative errors are normwise)",
-                 ["dataset", "device", "l2", "point", "formulation", "dtype", "method_a", "method_b", "max_rel_err",
-                  "tolerance", "passed", "saturated"])
-    unexplained = ran[~ran.passed.astype(bool) & (ran.saturated == 0)]
-    print(f"wrote {out / 'gradients.csv'}: {len(ran)} comparisons, {int((~ran.passed.astype(bool)).sum())} outside "
-          f"tolerance ({len(unexplained)} without saturation to explain them; see the note column)")
-    return 1 if len(unexplained) else 0
+    run_id = records.new_run_id()
+    folder = _claim(args, "grad", run_id, owned=grad.OWNED, report=False)
+    return run_owned(args.command, folder, run_id, lambda result: grad.run(
+        args.datasets, args.backends, args.devices, args.dtypes, args.formulations, args.l2, args.seed,
+        args.lr or SEED_LR, args.random_points, folder.folder))
 
 
 def cmd_trajectory(args, argv=()) -> int:
-    import pandas as pd
-
-    from implementations import BackendUnavailableError
-
     from . import records
-    from .data import load
-    from .trajectory import lockstep
+    from .diagnostics import run_owned, trajectory
 
     _common(args)
     for name in (args.a, args.b):
@@ -298,41 +325,11 @@ def cmd_trajectory(args, argv=()) -> int:
             raise UsageError(f"--a/--b must be among {list(BACKENDS)}, got {name!r}")
     if args.a == args.b:
         raise UsageError(f"--a and --b must name two different backends, got {args.a!r} twice")
-    out = _out_folder(args, "trajectory", records.new_run_id())
-    rows, curves, skipped = [], [], []
-    for name in args.datasets:
-        ds = load(name, args.seed)
-        for device in args.devices:
-            for dtype in args.dtypes:
-                for form in args.formulations:
-                    for l2 in args.l2:
-                        try:
-                            tr = lockstep(ds, args.a, args.b, dtype, form, args.iters or 1000, args.lr or SEED_LR, args.seed,
-                                          device, l2)
-                        except BackendUnavailableError as exc:
-                            skipped.append(f"{device}: {exc}")
-                            rows.append({"dataset": name, "device": device, "dtype": dtype, "formulation": form,
-                                         "l2": l2, "backend_a": args.a, "backend_b": args.b, "status": "skipped",
-                                         "reason": str(exc)})
-                            continue
-                        rows.append({**tr.as_row(), "device": device, "l2": l2, "status": "ok", "reason": ""})
-                        curves.append(pd.DataFrame({"dataset": name, "device": device, "dtype": dtype,
-                                                    "formulation": form, "l2": l2, "step": range(1, tr.n_iters + 1),
-                                                    "rel_deviation": tr.deviations}))
-    df = pd.DataFrame(rows)
-    records.write_csv(df, out / "trajectory.csv")
-    if curves:
-        records.write_csv(pd.concat(curves, ignore_index=True), out / "trajectory_steps.csv")
-    for line in dict.fromkeys(skipped):
-        print(f"skipped: {line}", file=sys.stderr)
-    ok = df[df.status == "ok"]
-    if ok.empty:
-        print(f"wrote {out / 'trajectory.csv'}: nothing ran (every case was skipped)", file=sys.stderr)
-        return 1
-    _print_table(ok.drop(columns=["status", "reason"]), f"lockstep {args.a} vs {args.b}",
-                 [c for c in ok.columns if c not in ("status", "reason")])
-    print(f"wrote {out / 'trajectory.csv'} and trajectory_steps.csv")
-    return 0
+    run_id = records.new_run_id()
+    folder = _claim(args, "trajectory", run_id, owned=trajectory.OWNED, report=False)
+    return run_owned(args.command, folder, run_id, lambda result: trajectory.run(
+        args.datasets, args.a, args.b, args.devices, args.dtypes, args.formulations, args.l2, args.iters or 1000,
+        args.lr or SEED_LR, args.seed, folder.folder))
 
 
 def main(argv=None) -> int:

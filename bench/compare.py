@@ -2,7 +2,8 @@
 
 A and B are each a saved run folder (``runs.csv``, and ``env.json`` beside it) or a pytest-benchmark
 JSON file (``pytest --benchmark-json=FILE``; its ``stats.data`` holds the rounds when written with
-``--benchmark-save-data``; ``extra_info`` holds our fields).
+``--benchmark-save-data``; this project's suite keeps the whole ``runs.csv`` row in
+``extra_info["row"]``, other suites their fields in ``extra_info``).
 
 Per matching row (on ``case_id`` when both sides record it, else on backend, device, dtype,
 formulation, dataset, batch size and l2):
@@ -20,13 +21,16 @@ formulation, dataset, batch size and l2):
 
 Environment differences (versions, CPU, GPU, threads, BLAS, git sha) come from the two env.json.
 Writes ``compare.csv`` and ``env_diff.csv`` to ``--out`` and prints a table. Exit status: 1 when
-``--fail-above PCT`` is given and a matched row is ``slower`` by more than PCT percent (like
-pytest-benchmark's ``--benchmark-compare-fail``), 2 with one ``error:`` line for bad input, else 0.
+``--fail-above PCT`` is given and a matched row is slower by more than PCT percent with rounds that
+do not call it noise (like pytest-benchmark's ``--benchmark-compare-fail``; ``--threshold`` plays no
+part in it), 2 with one ``error:`` line for bad input (a file cut short, a missing column, an empty
+time per step on a row that ran, a non-finite percentage), else 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as _dt
 import json
 import math
@@ -37,11 +41,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .records import write_atomic
-from .report import _fmt_time, normalize_rows, round_times_per_step
+from .records import normalize_rows, write_atomic
+from .report.format import _fmt_time
+from .report.stats import round_times_per_step
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 MATCH_KEYS = ["backend", "device", "dtype", "formulation", "dataset", "batch_size", "l2"]
+# every row must name these; a row that ran (status ok) must have a time per step
+REQUIRED = ["backend", "device", "dtype", "formulation", "dataset", "status", "time_per_iter_s"]
 _SKIP_ENV = {"run_id", "created_utc", "notes", "datetime"}
 
 
@@ -54,8 +61,8 @@ def _percent(text: str) -> float:
         value = float(str(text).strip().rstrip("%"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a percentage such as 5 or 5%, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a percentage >= 0, got {text!r}")
+    if not math.isfinite(value) or value < 0:  # nan or inf would silently switch the call or the CI gate off
+        raise argparse.ArgumentTypeError(f"expected a finite percentage >= 0, got {text!r}")
     return value
 
 
@@ -77,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=_alpha, default=0.05,
                         help="significance level of the Mann-Whitney U test over the timed rounds (default: 0.05)")
     parser.add_argument("--fail-above", type=_percent, default=None, metavar="PCT",
-                        help="exit 1 when a matched row is slower by more than PCT percent (default: never)")
+                        help="exit 1 when a matched row is slower by more than PCT percent, unless its rounds show "
+                             "the difference is not significant; independent of --threshold (default: never)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for compare.csv and env_diff.csv (default: a new folder under results/compare/)")
 
@@ -94,12 +102,14 @@ def load_run(path) -> tuple[pd.DataFrame, dict, bool]:
         runs = path / "runs.csv"
         if not runs.is_file():
             raise CompareError(f"{path}: not a run folder (no runs.csv in it)")
+        _check_csv_shape(runs)
         try:
             raw = pd.read_csv(runs)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise CompareError(f"{runs}: not a readable CSV ({exc})") from None
         if raw.empty or "backend" not in raw:
             raise CompareError(f"{runs}: no rows with a backend column")
+        _check_rows(raw, runs)
         env = {}
         if (path / "env.json").is_file():
             try:
@@ -114,25 +124,78 @@ def load_run(path) -> tuple[pd.DataFrame, dict, bool]:
         raise CompareError(f"{path}: neither a run folder nor a pytest-benchmark JSON file") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or not data["benchmarks"]:
         raise CompareError(f"{path}: a JSON file without pytest-benchmark's 'benchmarks' list")
-    return _from_benchmark_json(data)
+    rows, env, has_id = _from_benchmark_json(data, path)
+    _check_rows(rows, path)
+    return rows, env, has_id
 
 
-def _from_benchmark_json(data: dict) -> tuple[pd.DataFrame, dict, bool]:
-    rows = []
+def _check_csv_shape(path: Path) -> None:
+    """A ``runs.csv`` cut short (mid-line, or a row with fewer fields than the header) is refused:
+    pandas would silently fill the missing cells."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise CompareError(f"{path}: not a readable CSV ({exc})") from None
+    if text and not text.endswith("\n"):
+        raise CompareError(f"{path}: ends mid-line (the file is cut short)")
+    records = [r for r in csv.reader(text.splitlines(keepends=True)) if r]
+    if not records:
+        return
+    width = len(records[0])
+    for i, rec in enumerate(records[1:], start=1):
+        if len(rec) != width:
+            raise CompareError(f"{path}: row {i} has {len(rec)} fields where the header has {width} "
+                               f"(the file is cut short or damaged)")
+
+
+def _check_rows(df: pd.DataFrame, source) -> None:
+    """Every row names what ran and how it ended; a row that ran has a time per step."""
+    missing = [c for c in REQUIRED if c not in df]
+    if missing:
+        raise CompareError(f"{source}: no {', '.join(missing)} column{'s' if len(missing) > 1 else ''} "
+                           f"(every row needs {', '.join(REQUIRED)})")
+    for col in REQUIRED:
+        empty = df[col].isna() & ((df["status"] == "ok").fillna(True) if col == "time_per_iter_s" else True)
+        if empty.any():
+            i = int(np.flatnonzero(empty.to_numpy())[0]) + 1
+            ran = " although it ran (status ok)" if col == "time_per_iter_s" else ""
+            raise CompareError(f"{source}: row {i} has an empty {col}{ran} ({int(empty.sum())} such row"
+                               f"{'s' if empty.sum() > 1 else ''})")
+
+
+def _from_benchmark_json(data: dict, path: Path) -> tuple[pd.DataFrame, dict, bool]:
+    """Rows of a pytest-benchmark JSON: this project's suite stores the whole ``runs.csv`` row under
+    ``extra_info["row"]``; other suites' fields may sit in ``extra_info`` itself (and ``params``).
+    ``stats.data`` holds seconds per ``run()`` (``n_iters`` steps), so a time per step needs
+    ``n_iters``."""
+    rows, has_id = [], True
     for bm in data["benchmarks"]:
+        if not isinstance(bm, dict):
+            raise CompareError(f"{path}: a benchmark entry that is not an object")
         info = dict(bm.get("extra_info") or {})
+        nested = info.pop("row", None)
         stats = bm.get("stats") or {}
         params = bm.get("params") or {}
+        name = bm.get("fullname") or bm.get("name")
         row = {k: params[k] for k in ("backend", "device", "dtype", "formulation", "dataset") if k in params}
         row.update(info)
-        row.setdefault("case_id", bm.get("fullname") or bm.get("name"))
-        n_iters = row.get("n_iters") or 1
+        if isinstance(nested, dict):
+            row.update(nested)
+        has_id = has_id and bool(row.get("case_id"))
+        row.setdefault("case_id", name)
+        n_iters = _f(row.get("n_iters"))
         times = stats.get("data")
-        row["times_s"] = " ".join(repr(float(t)) for t in times) if times else None
+        if stats.get("median") is not None or times:
+            if not n_iters > 0:
+                raise CompareError(f"{path}: benchmark {name} records no n_iters (in extra_info or "
+                                   f"extra_info['row']), so its time per step is unknown")
+            row["times_s"] = " ".join(repr(float(t)) for t in times) if times else None
         if stats.get("median") is not None:
             row["time_median_s"] = stats["median"]
-            row.setdefault("time_per_iter_s", stats["median"] / n_iters)
-            row.setdefault("iqr_per_iter_s", (stats.get("iqr") or 0.0) / n_iters)
+            if pd.isna(row.get("time_per_iter_s")):
+                row["time_per_iter_s"] = stats["median"] / n_iters
+            if pd.isna(row.get("iqr_per_iter_s")):
+                row["iqr_per_iter_s"] = (stats.get("iqr") or 0.0) / n_iters
         row["rounds"] = stats.get("rounds")
         row.setdefault("status", "ok")
         rows.append(row)
@@ -145,7 +208,7 @@ def _from_benchmark_json(data: dict) -> tuple[pd.DataFrame, dict, bool]:
            "git_sha": ci.get("id"), "versions": {"pytest-benchmark": data.get("version")}}
     if rows and "threads" in rows[0]:
         env["threads"] = rows[0]["threads"]
-    return normalize_rows(pd.DataFrame(rows)), env, True
+    return normalize_rows(pd.DataFrame(rows)), env, has_id
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,7 +261,7 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alph
         ta, tb = _f(ra["time_per_iter_s"]), _f(rb["time_per_iter_s"])
         ratio = tb / ta if ta > 0 and not math.isnan(tb) else math.nan
         rounds_a, rounds_b = round_times_per_step(ra), round_times_per_step(rb)
-        both_ok = ra["status"] == "ok" and rb["status"] == "ok" and not math.isnan(ratio)
+        both_ok = str(ra["status"]) == "ok" and str(rb["status"]) == "ok" and not math.isnan(ratio)
         p, sig, test = significance(rounds_a, rounds_b, alpha) if both_ok else (math.nan, None, "none")
         if not both_ok:
             call = "—"
@@ -219,7 +282,7 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alph
             "time_per_iter_a_s": ta, "time_per_iter_b_s": tb, "ratio": ratio,
             "change_pct": (ratio - 1) * 100 if not math.isnan(ratio) else math.nan,
             "rounds_a": 0 if rounds_a is None else len(rounds_a), "rounds_b": 0 if rounds_b is None else len(rounds_b),
-            "p_value": p, "test": test, "call": call,
+            "p_value": p, "test": test, "significant": sig, "call": call,
             "verdict_a": va, "verdict_b": vb,
             "agreement_change": "" if va == vb else f"{va or '—'} -> {vb or '—'}",
             "status_a": ra["status"], "status_b": rb["status"],
@@ -227,7 +290,7 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alph
         })
         out.append(row)
     cols = ["case_id", *MATCH_KEYS, "loop", "time_per_iter_a_s", "time_per_iter_b_s", "ratio", "change_pct",
-            "rounds_a", "rounds_b", "p_value", "test", "call", "verdict_a", "verdict_b", "agreement_change",
+            "rounds_a", "rounds_b", "p_value", "test", "significant", "call", "verdict_a", "verdict_b", "agreement_change",
             "status_a", "status_b", "threads_a", "threads_b"]
     return pd.DataFrame(out, columns=cols)
 
@@ -307,13 +370,22 @@ def cmd_compare(args) -> int:
     _print(cmp, envd, args, len(rows_a), len(rows_b))
     print(f"wrote {out / 'compare.csv'} and env_diff.csv")
     if args.fail_above is not None:
-        bad = cmp[(cmp["call"] == "slower") & (cmp["change_pct"] > args.fail_above)]
+        bad = cmp[gate(cmp, args.fail_above)]
         if len(bad):
             worst = bad.sort_values("change_pct").iloc[-1]
             print(f"FAIL: {len(bad)} row(s) slower by more than {args.fail_above:g}% "
                   f"(worst: {worst['case_id']} +{worst['change_pct']:.1f}%)", file=sys.stderr)
             return 1
     return 0
+
+
+def gate(cmp: pd.DataFrame, fail_above: float) -> pd.Series:
+    """Rows that fail ``--fail-above PCT``: both sides ran, B is slower by more than PCT percent, and
+    the rounds do not say the difference is noise (``significant`` is not False). ``--threshold``
+    plays no part: it only names the ``call``."""
+    ran = (cmp["status_a"].astype(str) == "ok") & (cmp["status_b"].astype(str) == "ok")
+    noise = cmp["significant"].map(lambda v: v is False or v is np.False_)
+    return (ran & (cmp["change_pct"] > fail_above) & ~noise).fillna(False).astype(bool)
 
 
 def _print(cmp: pd.DataFrame, envd: pd.DataFrame, args, n_a: int, n_b: int) -> None:

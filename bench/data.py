@@ -63,22 +63,39 @@ def _short(n: int) -> str:
 
 
 _SIZE = re.compile(r"^synthetic-(\d+)([kM]?)x(\d+)(?:-x(\d+(?:\.\d*)?(?:e[+-]?\d+)?))?$")
+MAX_DIGITS = 12  # n and d: at most 12 digits (1e12 rows is far beyond any machine; Python refuses > 4300)
 
 
 def parse_name(name: str) -> tuple[int, int, float] | None:
-    """``None`` for ``iris``, else ``(n, d, scale)`` of ``synthetic-<n>x<d>[-x<scale>]``; ValueError otherwise."""
+    """``None`` for ``iris``, else ``(n, d, scale)`` of ``synthetic-<n>x<d>[-x<scale>]``; ValueError
+    otherwise, naming the part that is wrong (n or d with more than ``MAX_DIGITS`` digits, a scale
+    that is not a positive finite number)."""
     if name == "iris":
         return None
     m = _SIZE.match(name) if isinstance(name, str) else None
+    short = name if not isinstance(name, str) or len(name) <= 60 else f"{name[:40]}... ({len(name)} characters)"
     if not m:
         raise ValueError(
-            f"dataset must be 'iris' or 'synthetic-<n>x<d>[-x<scale>]' (e.g. synthetic-10kx100), got {name!r}"
+            f"dataset must be 'iris' or 'synthetic-<n>x<d>[-x<scale>]' (e.g. synthetic-10kx100), got {short!r}"
         )
+    for what, digits in (("n", m.group(1)), ("d", m.group(3))):
+        if len(digits) > MAX_DIGITS:
+            raise ValueError(f"dataset {short!r}: {what} must have at most {MAX_DIGITS} digits, got {len(digits)}")
     n = int(m.group(1)) * {"": 1, "k": 1_000, "M": 1_000_000}[m.group(2)]
     d = int(m.group(3))
     if n < 2 or d < 1:
-        raise ValueError(f"dataset {name!r}: need n >= 2 and d >= 1, got n={n}, d={d}")
-    return n, d, float(m.group(4) or 1.0)
+        raise ValueError(f"dataset {short!r}: need n >= 2 and d >= 1, got n={n}, d={d}")
+    scale = float(m.group(4) or 1.0)
+    if not (0 < scale < float("inf")):
+        raise ValueError(f"dataset {short!r}: the scale after -x must be a positive finite number, "
+                         f"got {m.group(4)!r} (= {scale:g})")
+    return n, d, scale
+
+
+def shape(name: str) -> tuple[int, int]:
+    """``(n, d)`` of a dataset name, without building it (ValueError as :func:`parse_name`)."""
+    spec = parse_name(name)
+    return (100, 4) if spec is None else spec[:2]
 
 
 @functools.lru_cache(maxsize=2)

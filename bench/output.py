@@ -1,77 +1,259 @@
 """The sinks of a run: its output folder (owned, locked, written as rows finish) and the console.
 
-:class:`RunFolder` owns ``--out``: it refuses a folder that already holds a run unless told to
-overwrite it (then it removes that run's files first), keeps a second process out with a lock
-naming the holder's pid, removes the temporary files a ``kill -9`` left behind, rewrites
-``runs.csv`` atomically after every row, and on every ending writes ``env.json`` (with the run's
-``status`` and reason), ``losses.csv``, ``summary.md`` and the plots for the rows that finished.
+:func:`claim_folder` is the one set of rules for every command that writes a folder: it creates the
+folder, takes its ``.lock`` (created exclusively, never through a symbolic link; a lock that is a
+link, a directory or a file with other hard links is refused, its target untouched), keeps a second
+process out (naming the holder's pid), refuses a folder that already holds this command's output
+unless told to overwrite it, and then removes that output, and only it: the files the command
+itself writes (its ``owned`` names and patterns), never a file of the user's beside them. A folder
+holding only other files is not a run; the command writes beside them.
+
+:class:`RunFolder` is ``run``'s sink on top of it: it rewrites ``runs.csv`` atomically after every
+row, and on every ending writes ``losses.csv``, ``summary.md``, the plots for the rows that finished
+and, last, ``env.json`` with the run's ``status``, reason and exit code (rewritten if a signal
+deferred while the reports were written changed the ending).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import fnmatch
 import os
+import stat
 import sys
 from pathlib import Path
 
 from . import records
 from .pipeline import Outcome, RunResult, Sink, env_status
 
+# what `run` (and `sweep`) write into --out: only these are "a run", only these may be removed
 RUN_FILES = ("runs.csv", "env.json", "summary.md", "losses.csv", "time_to_target.csv")
+RUN_PLOTS = ("time_vs_n.png", "speed_vs_numpy.png", "loss_vs_oracle.png", "suboptimality_*.png")
+RUN_OWNED = RUN_FILES + RUN_PLOTS
 LOCK = ".lock"
 
 
 class FolderError(ValueError):
-    """The output folder cannot be used (held by another run, or holding one already)."""
+    """The output folder cannot be used (held by another run, holding one already, a bad lock)."""
+
+
+def folder_arg(text: str) -> Path:
+    """An argparse ``type`` for ``--out``: an empty (or blank) path is refused, never taken as the
+    current directory."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder, got {text!r} (say '.' for the current folder)")
+    return Path(text)
+
+
+def _owned(name: str, owned) -> bool:
+    return any(fnmatch.fnmatchcase(name, pat.rstrip("/")) for pat in owned)
+
+
+class FolderClaim:
+    """One command's hold on one output folder; see :func:`claim_folder` (the way to get one).
+
+    ``owned``: the names / glob patterns of the files this command writes (a pattern ending in
+    ``/`` names a sub-folder it writes). ``option`` is how messages name the folder (``--out``).
+    Use as a context manager, or ``open()`` / ``close()``. After ``open()``, ``removed`` lists what
+    an overwrite removed and ``foreign`` what else the folder holds (left alone)."""
+
+    def __init__(self, folder, owned=RUN_OWNED, overwrite: bool = False, option: str = "--out",
+                 what: str = "a run"):
+        if folder is None or not str(folder).strip():
+            raise FolderError(f"{option} must name a folder, got {str(folder or '')!r}")
+        self.folder = Path(folder)
+        self.owned, self.overwrite, self.option, self.what = tuple(owned), overwrite, option, what
+        self.removed: list[str] = []
+        self.foreign: list[str] = []
+        self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def _refuse(self, why: str):
+        return FolderError(f"{self.option} {str(self.folder)!r} {why}")
+
+    # -- the lock ---------------------------------------------------------------------------------
+    def _lock(self) -> int:
+        path = self.folder / LOCK
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        for _ in range(20):  # a holder may be letting go while we look: look again
+            try:
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                try:
+                    self._check_lock(os.lstat(path))
+                    fd = os.open(path, flags)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:  # turned into a link between lstat and open
+                        raise self._refuse(f"has a lock file {str(path)!r} that is a symbolic link; remove it "
+                                           "or choose another folder") from None
+                    raise
+            try:
+                self._check_lock(os.fstat(fd))
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                        raise self._refuse(f"is in use by another run (pid {holder}); wait for it or choose "
+                                           "another folder") from None
+                    raise
+                try:  # the file we locked must still be the one at .lock (not unlinked by its last holder)
+                    same = os.path.samestat(os.fstat(fd), os.lstat(path))
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                return fd
+            except BaseException:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                raise
+        raise self._refuse(f"has a lock file {str(path)!r} that keeps changing; try again")
+
+    def _check_lock(self, st) -> None:
+        path = self.folder / LOCK
+        if stat.S_ISLNK(st.st_mode):
+            raise self._refuse(f"has a lock file {str(path)!r} that is a symbolic link (to "
+                               f"{os.readlink(path)!r}); it was not made by this program: remove it or "
+                               "choose another folder")
+        if stat.S_ISDIR(st.st_mode):
+            raise self._refuse(f"has a lock file {str(path)!r} that is a directory; it was not made by this "
+                               "program: remove it or choose another folder")
+        if not stat.S_ISREG(st.st_mode):
+            raise self._refuse(f"has a lock file {str(path)!r} that is not a regular file; remove it or "
+                               "choose another folder")
+        if st.st_nlink > 1:
+            raise self._refuse(f"has a lock file {str(path)!r} with other hard links ({st.st_nlink - 1}); it "
+                               "was not made by this program: remove it or choose another folder")
+
+    # -- claiming -----------------------------------------------------------------------------------
+    def entries(self) -> list[Path]:
+        """This command's own files (and sub-folders) in the folder, sorted."""
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return []
+        return [self.folder / n for n in sorted(names) if n != LOCK and _owned(n, self.owned)]
+
+    def open(self) -> "FolderClaim":
+        """Create and claim the folder before any work; FolderError (a ValueError) with one sentence if not."""
+        if self._fd is not None:
+            return self
+        try:
+            records.check_writable(self.folder)
+        except ValueError as exc:
+            raise FolderError(str(exc).replace("--out", self.option, 1)) from None
+        self._fd = self._lock()
+        try:
+            self._claim()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _claim(self) -> None:
+        for name in os.listdir(self.folder):  # what a kill -9 left behind: our own temporary files only
+            if name.startswith(".") and name.endswith(records.TMP_SUFFIX) and \
+                    _owned(name[1:-len(records.TMP_SUFFIX)].rsplit(".", 1)[0], self.owned):
+                try:
+                    if not stat.S_ISDIR(os.lstat(self.folder / name).st_mode):
+                        os.unlink(self.folder / name)
+                except FileNotFoundError:
+                    pass
+        old = self.entries()
+        dirs_expected = {p.rstrip("/") for p in self.owned if p.endswith("/")}
+        for p in old:  # a name of ours that is not what we write: never remove it, never write into it
+            is_dir = p.is_dir() and not p.is_symlink()
+            if is_dir != any(fnmatch.fnmatchcase(p.name, d) for d in dirs_expected):
+                raise self._refuse(f"holds {p.name!r}, {'a folder' if is_dir else 'a file'} where this command "
+                                   f"writes {'a file' if is_dir else 'a folder'}; move it or choose another folder")
+        if old and not self.overwrite:
+            shown = ", ".join(p.name for p in old[:3]) + (f" and {len(old) - 3} more" if len(old) > 3 else "")
+            raise self._refuse(f"already holds {self.what} ({shown}); pass --overwrite to replace it, "
+                               "or choose another folder")
+        for p in old:
+            if p.is_dir() and not p.is_symlink():
+                import shutil
+
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+            self.removed.append(p.name)
+        self.foreign = [n for n in sorted(os.listdir(self.folder))
+                        if n != LOCK and not _owned(n, self.owned) and not n.startswith(".probe-")]
+
+    def close(self) -> None:
+        """Let go of the folder: remove the lock file (if it is still ours) and close it."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            path = self.folder / LOCK
+            try:
+                if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> "FolderClaim":
+        return self.open()
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+
+def claim_folder(folder, owned=RUN_OWNED, overwrite: bool = False, option: str = "--out",
+                 what: str = "a run") -> FolderClaim:
+    """Claim ``folder`` for one command, by the rules every command that writes a folder follows.
+
+    ``owned`` names the files this command writes (names or glob patterns; ``sub/`` for a
+    sub-folder): only those make the folder "hold a run" and only those are removed by
+    ``overwrite``. Returns the claim, already open; use it as ``with claim_folder(out, ("scale.csv",
+    "scale.png"), overwrite=args.overwrite) as claim: ...`` (or call ``claim.close()``). Raises
+    :class:`FolderError` (a ValueError: the CLI's one ``error:`` line, exit 2) naming the folder."""
+    return FolderClaim(folder, owned, overwrite, option, what).open()
 
 
 class RunFolder(Sink):
     def __init__(self, folder: Path, overwrite: bool = False, report: bool = True, extra_env: dict | None = None):
-        self.folder = Path(folder)
+        self.claim = FolderClaim(folder, RUN_OWNED, overwrite)  # refuses an empty path at once
+        self.folder = self.claim.folder
         self.overwrite, self.report = overwrite, report
         self.extra_env = extra_env or {}
-        self._lock_fd = None
         self.written: list[str] = []
+        self._recorded = None
 
     # -- ownership ------------------------------------------------------------------------------
+    @property
+    def _lock_fd(self):
+        return self.claim._fd
+
     def open(self) -> "RunFolder":
         """Claim the folder before any work; FolderError / ValueError with one clear sentence if not."""
-        records.check_writable(self.folder)
-        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                holder = (self.folder / LOCK).read_text().strip() or "unknown"
-                raise FolderError(f"--out {str(self.folder)!r} is in use by another run (pid {holder}); "
-                                  "wait for it or choose another folder") from None
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-        for tmp in self.folder.glob(f".*{records.TMP_SUFFIX}"):  # what a kill -9 left behind
-            tmp.unlink(missing_ok=True)
-        old = [p for p in self._run_files() if p.exists()]
-        if old and not self.overwrite:
-            self.close()
-            raise FolderError(f"--out {str(self.folder)!r} already holds a run ({', '.join(p.name for p in old[:3])}); "
-                              "pass --overwrite to replace it, or choose another folder")
-        for p in old:
-            p.unlink()
+        self.claim.open()
         return self
 
     def _run_files(self):
-        return [self.folder / n for n in RUN_FILES] + sorted(self.folder.glob("*.png"))
+        return self.claim.entries()
 
     def close(self):
-        if self._lock_fd is not None:
-            try:
-                (self.folder / LOCK).unlink(missing_ok=True)
-            finally:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+        self.claim.close()
 
     # -- the sink -------------------------------------------------------------------------------
     def start(self, result: RunResult, n_cases: int) -> None:
@@ -82,24 +264,42 @@ class RunFolder(Sink):
     def row(self, outcome: Outcome, result: RunResult) -> None:
         records.write_csv(result.frame(), self.folder / "runs.csv")  # every finished row on disk at once
 
-    def finish(self, result: RunResult) -> None:
-        try:
-            env = getattr(self, "env", None) or {**records.environment(result.run_id), **self.extra_env}
-            env.update(env_status(result), roofline=result.roofline, notes=result.notes,
-                       threads=result.threads.asked if result.threads else None,
-                       threads_used=result.threads.as_dict() if result.threads else None)
-            records.write_json(env, self.folder / "env.json")
+    def _write_env(self, result: RunResult) -> None:
+        env, status = self.env, env_status(result)
+        env.update(status, roofline=result.roofline, notes=list(result.notes),
+                   threads=result.threads.asked if result.threads else None,
+                   threads_used=result.threads.as_dict() if result.threads else None)
+        self._recorded = None  # unknown until the file is on disk: end() rewrites it then
+        records.write_json(env, self.folder / "env.json")
+        self._recorded = status  # what the file says (a signal may change the ending while it is written)
+        if "env.json" not in self.written:
             self.written.append("env.json")
-            if not result.rows:
-                return
-            df = result.frame()
-            records.write_csv(df, self.folder / "runs.csv")
-            records.write_csv(result.losses(), self.folder / "losses.csv")
-            self.written += ["runs.csv", "losses.csv"]
-            if self.report:
-                from . import report
 
-                self.written += [Path(f).name for f in report.write_report(df, result.losses(), env, self.folder)]
+    def finish(self, result: RunResult) -> None:
+        """Write what the finished rows hold, ``env.json`` last (so that it states the ending as it
+        stands once everything else is on disk). The folder stays claimed until :meth:`end` (or
+        :meth:`close`): ``bench.pipeline.run`` calls ``end`` after every sink has finished."""
+        if getattr(self, "env", None) is None:
+            self.env = {**records.environment(result.run_id), **self.extra_env}
+        try:
+            if result.rows:
+                df = result.frame()
+                records.write_csv(df, self.folder / "runs.csv")
+                records.write_csv(result.losses(), self.folder / "losses.csv")
+                self.written += ["runs.csv", "losses.csv"]
+                if self.report:
+                    from . import report
+
+                    self.written += [Path(f).name for f in report.write_report(df, result.losses(), self.env,
+                                                                               self.folder)]
+        finally:
+            self._write_env(result)
+
+    def end(self, result: RunResult) -> None:
+        """The final ending: rewrite ``env.json`` if it changed since :meth:`finish`, then let go."""
+        try:
+            if env_status(result) != self._recorded:
+                self._write_env(result)
         finally:
             self.close()
 
@@ -151,3 +351,8 @@ class Console(Sink):
                 "failed": f"[red]run failed: {result.reason}[/red]: "}[result.status]
         self.err.print(f"{head}{len(result.rows)} row(s) {counts}, {fails} outside tolerance"
                        + (f"; wrote {where}/ ({', '.join(self.folder.written)})" if where else ""))
+        self._said = (result.status, result.exit_code)
+
+    def end(self, result):
+        if getattr(self, "_said", None) not in (None, (result.status, result.exit_code)):
+            self.err.print(f"[yellow]{result.reason}[/yellow] (exit code {result.exit_code})")

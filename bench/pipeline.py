@@ -53,6 +53,19 @@ def default_devices() -> tuple[str, ...]:
     return tuple(devices)
 
 
+def default_backends() -> tuple[str, ...]:
+    """Every registered backend that does not declare ``data_parallel`` (those have ``bench scale``),
+    read from the registry when called. One that cannot be imported here is kept: its rows are
+    ``skipped`` with the reason."""
+    def single_process(name):
+        try:
+            return not get_backend(name).data_parallel
+        except Exception:  # not importable here: its rows say why
+            return True
+
+    return tuple(name for name in BACKENDS if single_process(name))
+
+
 def default_iters(n: int, d: int) -> int:
     """The seed's 5000 steps where a step is cheap; fewer on big data (about 5e7 multiply-adds
     per run, at least 10 steps) so the default run stays within its time budget."""
@@ -153,6 +166,7 @@ class Evaluator:
         self._problems: dict[str, Problem] = {}
         self._references: dict = {}
         self._optima: dict = {}
+        self._per_step: dict = {}  # scale rows: time per step at workers=1, and of single-process backends
         self.notes: list[str] = []
 
     # -- shared inputs --------------------------------------------------------------------------
@@ -242,7 +256,8 @@ class Evaluator:
             return Outcome(self.base_row(case, status="failed", reason=f"{type(exc).__name__}: {exc}"))
         warm = None
         try:
-            if case.config.n_iters > WARMUP_STEPS and o.warmup:
+            # a short twin for the warm-up, except on data-parallel backends (a second process group / cluster)
+            if case.config.n_iters > WARMUP_STEPS and o.warmup and not trainer.data_parallel:
                 warm = create_trainer(case.backend, replace(case.config, n_iters=WARMUP_STEPS))
                 warm.prepare(ds.X, ds.y, problem.w0, problem.b0)
             before = CpuSample.now()
@@ -255,7 +270,46 @@ class Evaluator:
             return self._failure(case, exc)
         finally:
             _close(warm)
-        return self.evaluate(case, trainer, m, transfer_s=transfer_s, peak_mem_mb=peak.mb, load=load)
+        return self.scale_fields(case, trainer, self.evaluate(case, trainer, m, transfer_s=transfer_s,
+                                                              peak_mem_mb=peak.mb, load=load))
+
+    def scale_fields(self, case: Case, trainer, outcome: Outcome) -> Outcome:
+        """A timed ``ok`` row's scale-out figures, from what the trainer declares and offers (never
+        its name): a data-parallel trainer's start-up, collective and task costs; its speed-up
+        against workers=1 of the same backend, and against the fastest single-process backend of the
+        same declared ``library`` run earlier on the same problem; ``oversubscribed`` when workers ×
+        threads exceed the cores. Every timed row of a single-process backend is remembered as that
+        baseline."""
+        row = outcome.row
+        if row.status != "ok" or not row.time_per_iter_s:
+            return outcome
+        t, w = row.time_per_iter_s, case.config.workers
+        same = (case.dataset, replace(case.config, workers=1))
+        if not trainer.data_parallel:
+            best = self._per_step.get(("single", trainer.library, same))
+            if best is None or t < best[1]:
+                self._per_step[("single", trainer.library, same)] = (case.backend, t)
+            return outcome
+        def probe(method):  # an optional measurement the trainer offers; its failure leaves the cell empty
+            try:
+                return float(getattr(trainer, method)()) if hasattr(trainer, method) else None
+            except Exception as exc:
+                self.notes.append(f"{case.case_id}: {method}() failed ({type(exc).__name__}: {exc})")
+                return None
+
+        fields = {"startup_s": getattr(getattr(trainer, "group", None), "startup_s", None),
+                  "collective_s": probe("collective_time"), "task_overhead_s": probe("task_overhead")}
+        if w == 1:
+            self._per_step.setdefault(("ws1", case.backend, same), t)
+        one = self._per_step.get(("ws1", case.backend, same))
+        if one is not None:
+            fields.update(speedup_vs_ws1=one / t, efficiency_vs_ws1=one / (t * w))
+        single = self._per_step.get(("single", trainer.library, same))
+        if single is not None:
+            fields.update(baseline=single[0], speedup_vs_single=single[1] / t, efficiency_vs_single=single[1] / (t * w))
+        if self.threads is not None:
+            fields["oversubscribed"] = w * self.threads.asked > available()
+        return Outcome(row.replace(**fields), outcome.curve)
 
     def _failure(self, case: Case, exc: BaseException) -> Outcome:
         """A library's exception is a divergence when the math diverges there (e.g. torch's BCE
@@ -324,9 +378,11 @@ class Evaluator:
             fields.update(optimum_loss=opt.loss, suboptimality=opt.suboptimality(ds.X, ds.y, res.w, res.b),
                           rel_dist_opt=opt.rel_distance(res.w, res.b))
             if m is not None:  # on the full-data objective (a mini-batch row's own losses are its batches')
+                from .records import first_step_to_target  # relative: (L − L*)/|L*| <= target, as the report
+
                 objective = curve.full_loss.fillna(curve.loss).to_numpy()
-                hit = np.flatnonzero(objective - opt.loss < self.options.target)
-                fields["time_to_target_s"] = float(steps[hit[0]] * fields["time_per_iter_s"]) if hit.size else None
+                step_hit = first_step_to_target(steps, objective, opt.loss, self.options.target)
+                fields["time_to_target_s"] = None if math.isnan(step_hit) else step_hit * fields["time_per_iter_s"]
         reasons = [explain(agreement, fields["saturated"], case)] if not agreement.ok else []
         if m is not None and m.noisy:
             reasons.append(noise_reason(m, load))
@@ -444,36 +500,86 @@ class Sink:
 
     def finish(self, result: RunResult) -> None: ...
 
+    def end(self, result: RunResult) -> None:
+        """Called once after every sink's ``finish``, with the run's final ending (a signal that came
+        while the sinks finished included): bring what ``finish`` recorded up to date, let go."""
+
 
 def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-class _Deferred:
-    """While the sinks finish, SIGINT/SIGTERM are noted, not raised: the files get written."""
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
-        self.got = []
+
+class _Deferred:
+    """While the sinks finish, SIGINT/SIGTERM are noted, not raised: the files get written.
+
+    ``on_signal(signum)`` is called for each until :meth:`freeze`; ``restore`` maps a signal to the
+    handler it gets on exit (default: the one it had on entry). Handlers are swapped with both
+    signals blocked, so none slips between the old handler and the new."""
+
+    def __init__(self, on_signal=None, restore: dict | None = None):
+        self.got, self.frozen = [], False
+        self._on_signal, self._restore = on_signal, restore or {}
+
+    def _note(self, signum, frame):
+        self.got.append(signum)
+        if self._on_signal is not None and not self.frozen:
+            self._on_signal(signum)
+
+    def freeze(self):
+        """From now on signals are only noted: the ending has been decided and recorded."""
+        self.frozen = True
+
+    def _swap(self, handlers: dict) -> dict:
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            return {s: signal.signal(s, h) for s, h in handlers.items()}
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
     def __enter__(self):
-        self._old = {s: signal.signal(s, lambda signum, frame: self.got.append(signum))
-                     for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old = self._swap({s: self._note for s in _SIGNALS})
         return self
 
     def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
+        def back(s, h):  # None: a handler not set from Python, which cannot be put back
+            h = self._restore.get(s) if self._restore.get(s) is not None else h
+            return signal.SIG_DFL if h is None else h
+
+        self._swap({s: back(s, h) for s, h in self._old.items()})
         return False
 
 
 class _NoDefer:
-    got: list = []
+    """Outside the main thread no handler can be set: nothing is deferred."""
+
+    def __init__(self, *args, **kwargs):
+        self.got = []
+
+    def freeze(self):
+        pass
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         return False
+
+
+def _settle(result: RunResult) -> None:
+    """A complete run with a failed row exits 1; set before anything records the exit code."""
+    if result.status == "complete":
+        result.exit_code = 1 if any(r.status == "failed" for r in result.rows) else 0
+
+
+def _deferred_signal(result: RunResult, signum: int) -> None:
+    """A signal that came while the sinks finished: the reports are completed, the ending says so."""
+    if result.status == "complete":
+        name = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}.get(signum, f"signal {signum}")
+        result.status, result.exit_code = "interrupted", 128 + signum
+        result.reason = f"{name} while writing the reports (they were finished first)"
 
 
 def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = RunOptions(), run_id: str | None = None,
@@ -516,19 +622,24 @@ def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = RunOpti
     except BaseException as exc:  # MemoryError, a bug outside a row: the finished rows are still written
         result.status, result.reason, result.exit_code = "failed", f"{type(exc).__name__}: {exc}", 1
     finally:
-        with (_Deferred() if main_thread else _NoDefer()) as deferred:
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
+        # SIGINT/SIGTERM from here on are deferred until every sink has finished (the old SIGTERM
+        # handler comes back only on leaving the block); one that comes meanwhile turns the ending
+        # into `interrupted` at once, so that what the sinks record (env.json) matches the exit
+        defer = _Deferred(on_signal=lambda signum: _deferred_signal(result, signum),
+                          restore={signal.SIGTERM: old_term}) if main_thread else _NoDefer()
+        with defer as deferred:
+            _settle(result)
             for sink in sinks:
                 try:
                     sink.finish(result)
                 except Exception as exc:  # one sink's failure must not stop the others
                     result.notes.append(f"{type(sink).__name__} could not finish: {type(exc).__name__}: {exc}")
-        if deferred.got and result.status == "complete":
-            result.status, result.exit_code = "interrupted", 128 + deferred.got[0]
-            result.reason = f"signal {deferred.got[0]} while writing the reports (they were finished first)"
-    if result.status == "complete" and any(r.status == "failed" for r in result.rows):
-        result.exit_code = 1
+            deferred.freeze()  # the ending is decided: a later signal changes nothing recorded
+            for sink in sinks:
+                try:
+                    sink.end(result)
+                except Exception as exc:
+                    result.notes.append(f"{type(sink).__name__} could not end: {type(exc).__name__}: {exc}")
     return result
 
 
@@ -558,7 +669,17 @@ def memory_needed(case: Case) -> int:
 
 
 def preflight(cases: list[Case]) -> None:
-    """Refuse, before any work, a run that cannot fit: ValueError naming the case, the figure and the limit."""
+    """Refuse, before any work, a run that cannot work or fit: a batch size or a world size larger
+    than the dataset's rows, a dataset beyond the memory; ValueError naming the case, the figure
+    and the limit."""
+    for case in cases:
+        n = datasets.shape(case.dataset)[0]
+        c = case.config
+        if c.batch_size is not None and c.batch_size > n:
+            raise ValueError(f"batch size {c.batch_size} is larger than {case.dataset} ({n} rows): "
+                             f"choose at most {n}, or 'full'")
+        if c.workers > n:
+            raise ValueError(f"{c.workers} workers are more than the {n} rows of {case.dataset}: choose at most {n}")
     limit = roofline.available_memory_bytes()
     if limit is None:
         return
@@ -567,6 +688,25 @@ def preflight(cases: list[Case]) -> None:
         need = memory_needed(worst)
         raise ValueError(f"{worst.dataset} with {worst.config.n_iters} steps ({worst.config.dtype}) needs about "
                          f"{need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB of memory available")
+
+
+NOTHING_RAN_EXIT = 1  # as a failed row: every command exits non-zero when no case ran
+
+
+def nothing_ran(rows) -> bool:
+    """Rows there are, and every one was skipped (no device, no library): nothing was measured."""
+    rows = list(rows)
+    return bool(rows) and all(r.status == "skipped" for r in rows)
+
+
+class NothingRan(Sink):
+    """Put first among a run's sinks: a complete run whose every row was skipped ends with exit
+    code ``NOTHING_RAN_EXIT`` and says so, before any other sink records the ending."""
+
+    def finish(self, result: RunResult) -> None:
+        if result.status == "complete" and nothing_ran(result.rows):
+            result.exit_code = NOTHING_RAN_EXIT
+            result.reason = f"nothing ran: every one of the {len(result.rows)} row(s) was skipped (see their reasons)"
 
 
 def env_status(result: RunResult) -> dict:

@@ -5,6 +5,10 @@ One source of truth: a column exists because ``Row`` has a field of that name; i
 follows from the field's type (``int`` -> ``Int64``, ``float`` -> ``Float64``, ``bool`` ->
 ``boolean``, ``str`` -> ``string``, all nullable so a skipped row leaves timings empty). Adding a
 column is one edit here; a frame with a missing or extra column is refused by :func:`to_frame`.
+
+Also here, next to the schema: the one definition of time to target (:func:`first_step_to_target`,
+relative suboptimality ``(L − L*)/|L*| <= target``) and the reading of older files
+(:func:`normalize_rows`, :func:`normalize_losses`: legacy columns, case ids and backend attributes).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import subprocess
@@ -22,6 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from implementations import TrainConfig
@@ -123,6 +129,15 @@ class Row:
     suboptimality: float | None = None
     rel_dist_opt: float | None = None
     time_to_target_s: float | None = None
+    # scale-out (data-parallel rows, `bench scale`): the group's own costs, and speed-up per step
+    startup_s: float | None = None  # process group / cluster start
+    collective_s: float | None = None  # one reduction of d + 1 values in the group, alone
+    task_overhead_s: float | None = None  # one tiny task through a scheduler: the path the backend avoids
+    speedup_vs_ws1: float | None = None  # time per step at workers=1 of the same backend / this one's
+    efficiency_vs_ws1: float | None = None  # speedup_vs_ws1 / workers
+    baseline: str | None = None  # the fastest single-process backend of the same library in the run
+    speedup_vs_single: float | None = None  # baseline's time per step / this one's
+    efficiency_vs_single: float | None = None  # speedup_vs_single / workers
     # how it ended
     status: str = "ok"
     reason: str = ""
@@ -294,3 +309,134 @@ def environment(run_id: str) -> dict:
     elif torch.backends.mps.is_available():
         env["gpu"] = {"name": "Apple MPS", "cuda": None, "driver": None}
     return env
+
+
+# ----------------------------------------------------------------------------------------------
+# time to target: the one definition (Row.time_to_target_s, time_to_target.csv, the summary)
+
+TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)
+
+
+def relative_suboptimality(objective, optimum: float):
+    """``(L − L*) / |L*|``: how far above scikit-learn's optimum ``L*`` a loss is, relative to it."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.asarray(objective, dtype=float) - float(optimum)) / abs(float(optimum))
+
+
+def first_step_to_target(steps, objective, optimum: float, target: float) -> float:
+    """The first recorded step whose relative suboptimality ``(L − L*)/|L*|`` is ``<= target``;
+    NaN when none is (a NaN loss compares False: a diverged curve never gets there). Its time is
+    ``step × time_per_iter_s`` (the loss of step ``t`` is computed in step ``t``'s forward pass)."""
+    hit = np.flatnonzero(relative_suboptimality(objective, optimum) <= target)
+    return float(np.asarray(steps)[hit[0]]) if hit.size else math.nan
+
+
+# ----------------------------------------------------------------------------------------------
+# reading older files: the legacy schema, normalised to today's columns (for the report and compare)
+
+# The columns a reader relies on, with their pandas dtypes; older files lacking them are filled in.
+_READ_STRINGS = ("run_id", "backend", "device", "dtype", "formulation", "dataset", "verdict", "status", "reason")
+_READ_NUMERIC = ("n", "d", "n_iters", "lr", "threads", "rounds", "time_median_s", "time_iqr_s", "time_per_iter_s",
+                 "iqr_per_iter_s", "bytes_per_step", "achieved_gbps", "roofline_fraction", "final_loss",
+                 "rel_dparam", "rel_dloss", "tolerance", "optimum_loss", "suboptimality", "first_nonfinite_step")
+_NEWER_COLUMNS: dict[str, str] = {
+    "case_id": "string", "loop": "string", "batch_size": "Int64", "l2": "Float64", "epochs": "Float64",
+    "workers": "Int64", "times_s": "string", "threads_torch": "Int64", "threads_blas": "Int64",
+    "threads_numba": "Int64", "oversubscribed": "boolean", "compute_fraction": "Float64",
+    "library": "string", "gradient": "string", "engine": "string", "compiled": "boolean", "style": "string",
+}
+ATTRIBUTE_COLUMNS = ("library", "gradient", "engine", "compiled", "style")
+LOSS_COLUMNS = ["case_id", "step", "loss", "ref_loss", "full_loss"]
+
+# FOR OLD RUNS ONLY (files written before rows carried the backend's declared attributes): what each
+# backend of that time was. Never consulted for a row that has a ``library`` column — today's rows
+# say what they are themselves. In those runs ``torch-compiled`` compiled only full-batch CPU rows
+# with n <= 4096 (and CUDA); every other row was an eager hand-blocked threaded step, so it is not
+# marked compiled and old verdicts do not claim a compiler.
+LEGACY_ATTRIBUTES: dict[str, tuple[str, str, str, bool, str]] = {
+    # name: (library, gradient, engine, compiled, style)
+    "numpy": ("numpy", "hand-derived", "eager", False, "the seed's loop"),
+    "numpy-fused": ("numpy", "hand-derived", "eager", False, "hand-blocked, threaded"),
+    "numpy-dask": ("numpy", "hand-derived", "dask", False, "Dask chunks"),
+    "torch": ("torch", "autograd", "eager", False, "the seed's loop"),
+    "torch-manual": ("torch", "hand-derived", "eager", False, "the seed's loop, no autograd"),
+    "torch-compiled": ("torch", "hand-derived", "eager/inductor (mixed)", False,
+                       "compiled on small full-batch rows only, else hand-blocked, threaded"),
+    "torch-nn": ("torch", "autograd", "eager", False, "nn.Module + optim + DataLoader"),
+    "torch-ddp": ("torch", "hand-derived", "gloo", False, "torch.distributed all_reduce"),
+    "numba": ("numba", "hand-derived", "numba", True, "whole run in one compiled call"),
+    "jax": ("jax", "autograd", "xla", True, "whole loop in one jit"),
+}
+
+
+def legacy_case_id(r) -> str:
+    """A case id for a row written before rows carried one, in :attr:`Case.case_id`'s format."""
+    bs, l2, workers = r["batch_size"], r["l2"], r["workers"]
+    loop = "full" if pd.isna(bs) else f"b{int(bs)}"
+    l2 = 0.0 if pd.isna(l2) else float(l2)
+    workers = 1 if pd.isna(workers) else int(workers)
+    return "|".join([str(r["dataset"]), str(r["dtype"]), str(r["formulation"]), loop, f"l2={l2:g}", f"w{workers}",
+                     f"{r['backend']}@{r['device']}"])
+
+
+def normalize_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a ``runs.csv`` table (today's or an older one) with every column the report and
+    ``compare`` read, in usable dtypes. Older files: ``batch_size`` empty (full batch), ``loop``
+    from it, ``l2`` 0, ``workers`` 1, ``case_id`` built as :attr:`Case.case_id` would, and — where
+    the file has no ``library`` column — the backend attributes from :data:`LEGACY_ATTRIBUTES`."""
+    legacy = "library" not in df
+    df = df.copy().reset_index(drop=True)
+    for col in _READ_STRINGS:
+        if col not in df:
+            df[col] = pd.NA
+        df[col] = df[col].astype("string")
+    for col in _READ_NUMERIC:
+        if col not in df:
+            df[col] = np.nan
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Float64")
+    if "noisy" not in df:
+        df["noisy"] = pd.NA
+    for col, dtype in _NEWER_COLUMNS.items():
+        if col not in df:
+            df[col] = pd.NA
+        if dtype in ("Int64", "Float64"):
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+            df[col] = df[col].round().astype("Int64") if dtype == "Int64" else df[col].astype("Float64")
+        elif dtype == "boolean":
+            df[col] = df[col].map(lambda v: pd.NA if pd.isna(v) else str(v).strip().lower() in ("true", "1"))
+            df[col] = df[col].astype("boolean")
+        else:
+            df[col] = df[col].astype("string")
+    if legacy:
+        for i, name in df["backend"].items():
+            if pd.notna(name) and str(name) in LEGACY_ATTRIBUTES:
+                for col, value in zip(ATTRIBUTE_COLUMNS, LEGACY_ATTRIBUTES[str(name)]):
+                    df.at[i, col] = value
+    df["l2"] = df["l2"].fillna(0.0)
+    loop = np.where(df["batch_size"].isna(), "full-batch", "mini-batch")
+    df["loop"] = df["loop"].fillna(pd.Series(loop, index=df.index, dtype="string"))
+    missing = df["case_id"].isna()
+    if missing.any():
+        df.loc[missing, "case_id"] = df[missing].apply(legacy_case_id, axis=1).astype("string")
+    return df
+
+
+def normalize_losses(losses: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
+    """Tidy curves ``case_id, step, loss, ref_loss, full_loss`` (``rows`` normalised). An older
+    ``losses.csv`` (keyed by backend, device, dtype, formulation, dataset; no ``ref_loss``) is
+    joined to the rows' ``case_id``."""
+    if losses is None or len(losses) == 0:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in LOSS_COLUMNS}).astype({"case_id": "string"})
+    losses = losses.copy()
+    if "case_id" not in losses:
+        keys = ["backend", "device", "dtype", "formulation", "dataset"]
+        full = rows[rows["loop"] == "full-batch"].drop_duplicates(keys)[keys + ["case_id"]]
+        losses = losses.astype({k: "string" for k in keys}).merge(full, on=keys, how="inner")
+    for c in ("ref_loss", "full_loss"):
+        if c not in losses:
+            losses[c] = np.nan
+    out = losses[LOSS_COLUMNS].copy()
+    out["case_id"] = out["case_id"].astype("string")
+    for c in ("step", "loss", "ref_loss", "full_loss"):
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+    return out.sort_values(["case_id", "step"], kind="stable").reset_index(drop=True)

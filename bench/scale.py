@@ -1,137 +1,107 @@
 """Strong scaling of the data-parallel backends: the same problem on 1, 2, ... workers.
 
-For each library (``torch-ddp``, ``numpy-dask``), world size and dataset, one case runs through the
-trainer contract (``prepare`` untimed, ``run`` timed by :func:`bench.timing.measure`) and becomes one
-tidy row of ``scale.csv``:
+``python -m bench scale`` builds cases — every data-parallel backend (``data_parallel = True`` on
+its class) at every world size, on each dataset — and runs them through the one run owner,
+:func:`bench.pipeline.run`: thread parity, ``prepare`` timed apart, warm-up and timed rounds, the
+float64 oracle, one :class:`bench.records.Row` per case in ``runs.csv``, ``env.json`` on every
+ending. The scale-only figures are ``Row`` fields, filled in by the evaluator from what a trainer
+declares and offers, never from its name:
 
-* time per step (median and IQR over rounds), and the collective alone: for ``torch-ddp`` an
-  ``all_reduce`` of ``d + 1`` values measured inside its process group, for ``numpy-dask`` one
-  reduction round over the chunks' actors on a tiny payload (``dask_task_s``: the same through the
-  scheduler, ``sum().compute()`` of a tiny array — the path the backend avoids);
-* speedup and parallel efficiency against world size 1 of the same library (``T_1 / T_W`` and
-  ``T_1 / (W T_W)``) and against the single-process backend of the same library at one thread
-  (``numpy`` for ``numpy-dask``, ``torch-manual`` for ``torch-ddp``), whose rows are written too;
-* start-up (process group / cluster) and ``prepare`` seconds; rel Δparam against the float64 oracle;
-* ``oversubscribed`` when world size × threads exceeds the cores this process may use: such rows
-  are kept and flagged, not hidden.
+* ``startup_s`` (the process group or cluster), ``collective_s`` (the trainer's
+  ``collective_time()``: one reduction of ``d + 1`` values in its group, alone) and
+  ``task_overhead_s`` (``task_overhead()`` where a backend offers it: a tiny task through the
+  scheduler, the path the backend avoids);
+* ``speedup_vs_ws1`` and ``efficiency_vs_ws1``: ``T_1 / T_W`` and ``T_1 / (W T_W)`` against
+  workers = 1 of the same backend;
+* ``baseline``, ``speedup_vs_single`` and ``efficiency_vs_single``: against the fastest
+  single-process backend of the same declared ``library`` named in ``--backends`` (e.g.
+  ``--backends torch-ddp numpy-dask torch-manual numpy``), run first at one thread per worker;
+* ``oversubscribed`` when workers × threads exceed the cores this process may use: such rows are
+  kept and flagged, not hidden.
 
-Rows are written as they finish (a failed case is a ``failed`` row with its reason). ``scale.png``
-plots speedup against world size with the ideal line. ``python -m bench.scale --help``; the CLI
-hooks :func:`add_arguments` / :func:`cmd_scale` as ``python -m bench scale``.
+``scale.csv`` and ``scale.png`` are views of those rows (:func:`view`, :func:`plot`), written by
+:class:`ScaleView` beside ``runs.csv`` in the same claimed folder.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import platform
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from bench.data import init_params, load, parse_name
-from bench.records import write_atomic, write_csv
-from bench.oracle import compare, config_tolerance, reference_run
-from bench.timing import available_cores, measure, thread_parity
-from implementations import TrainConfig, create_trainer
+from implementations import BACKENDS, BackendUnavailableError, get_backend
 
-LIBRARIES = ("torch-ddp", "numpy-dask")
-SINGLE_PROCESS = {"torch-ddp": "torch-manual", "numpy-dask": "numpy"}
+from .pipeline import Sink, matrix
+from .records import Case, write_atomic, write_csv
+from .timing import available_cores
+
 DEFAULT_DATASETS = ("synthetic-1Mx100",)
-COLUMNS = [
-    "library", "engine", "world_size", "dataset", "n", "d", "dtype", "n_iters", "threads", "rounds",
-    "time_per_step_median_s", "time_per_step_iqr_s", "noisy", "collective_s", "dask_task_s", "startup_s",
-    "prepare_s", "speedup_vs_ws1", "efficiency_vs_ws1", "baseline", "speedup_vs_single", "efficiency_vs_single",
-    "rel_dparam", "tolerance", "verdict", "oversubscribed", "cores", "machine", "status", "reason",
+DEFAULT_WORKERS = (1, 2)
+OWNED = ("scale.csv", "scale.png")  # what the view writes beside a run's files
+COLUMNS = [  # scale.csv: these columns of the rows, in this order
+    "backend", "library", "engine", "workers", "dataset", "n", "d", "dtype", "n_iters", "threads", "rounds",
+    "time_per_iter_s", "iqr_per_iter_s", "noisy", "collective_s", "task_overhead_s", "startup_s", "transfer_s",
+    "speedup_vs_ws1", "efficiency_vs_ws1", "baseline", "speedup_vs_single", "efficiency_vs_single",
+    "rel_dparam", "tolerance", "verdict", "oversubscribed", "status", "reason",
 ]
 
 
-def machine_name() -> str:
-    model = platform.processor() or platform.machine()
+def _data_parallel(name: str) -> bool | None:
+    """What the backend declares; None when it cannot be imported here (its row says why)."""
     try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{platform.node()} ({model}, {available_cores()} cores)"
+        return bool(get_backend(name).data_parallel)
+    except BackendUnavailableError:
+        return None
 
 
-def _engine(trainer) -> str:
-    if trainer.name == "torch-ddp":
-        return "gloo" if trainer.dev.type == "cpu" else "nccl"
-    if trainer.name == "numpy-dask":
-        return "dask-actors"
-    return "single-process"
+def data_parallel_backends() -> tuple[str, ...]:
+    """Every registered backend that declares ``data_parallel`` (and imports here)."""
+    return tuple(name for name in BACKENDS if _data_parallel(name))
 
 
-def _case(name, ds, w0, b0, ref, config, rounds, threads, cores):
-    """One row (a dict) for backend ``name`` on ``ds`` with ``config``."""
-    row = {"library": name, "world_size": config.workers, "dataset": ds.name, "n": ds.n, "d": ds.d,
-           "dtype": config.dtype, "n_iters": config.n_iters, "threads": threads, "cores": cores,
-           "oversubscribed": config.workers * threads > cores, "status": "ok", "reason": ""}
-    trainer = None
-    try:
-        with thread_parity(threads):
-            trainer = create_trainer(name, config)
-            row["engine"] = _engine(trainer)
-            t0 = pd.Timestamp.now()
-            trainer.prepare(ds.X, ds.y, w0, b0)
-            row["prepare_s"] = (pd.Timestamp.now() - t0).total_seconds()
-            group = getattr(trainer, "group", None)
-            row["startup_s"] = getattr(group, "startup_s", np.nan)
-            m = measure(trainer, rounds=rounds, warmup=1)
-            row.update(rounds=len(m.times), time_per_step_median_s=m.median / config.n_iters,
-                       time_per_step_iqr_s=m.iqr / config.n_iters, noisy=m.noisy)
-            if hasattr(trainer, "collective_time"):
-                row["collective_s"] = trainer.collective_time()
-            if hasattr(trainer, "task_overhead"):
-                row["dask_task_s"] = trainer.task_overhead()
-            agreement = compare(trainer.result(), ref, config_tolerance(config, ds.n, ds.d))
-            row.update(rel_dparam=agreement.rel_dparam, tolerance=agreement.tolerance, verdict=agreement.verdict)
-    except Exception as exc:  # every finished row is kept; this one says why it failed
-        row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
-    finally:
-        if trainer is not None:
-            trainer.close()
-    return row
+def cases(backends, workers=DEFAULT_WORKERS, datasets=DEFAULT_DATASETS, dtype: str = "float32",
+          n_iters: int = 20, lr: float = 0.01) -> list[Case]:
+    """Per dataset: the single-process backends among ``backends`` (the baselines, workers = 1)
+    first, then each data-parallel one at every world size, smallest first (so that workers = 1
+    is there when the others are related to it). A backend that cannot be imported gets one case,
+    which becomes a ``skipped`` row with the reason."""
+    sizes = sorted(dict.fromkeys(workers))
+    parallel = {name: _data_parallel(name) for name in backends}
+    out = []
+    for ds in datasets:
+        common = dict(devices=("cpu",), datasets_=(ds,), dtypes=(dtype,), formulations=("probs",), iters=n_iters,
+                      lr=lr)
+        out += matrix(backends=[b for b in backends if not parallel[b]], **common)
+        for b in (b for b in backends if parallel[b]):
+            for ws in sizes:
+                out += matrix(backends=[b], workers=ws, **common)
+    return out
 
 
-def _derive(df: pd.DataFrame) -> pd.DataFrame:
-    df["baseline"] = df["baseline"].astype(object)
-    t = df["time_per_step_median_s"]
-    for (lib, ds), group in df.groupby(["library", "dataset"]):
-        one = group.loc[group["world_size"] == 1, "time_per_step_median_s"]
-        if len(one):
-            idx = group.index
-            df.loc[idx, "speedup_vs_ws1"] = one.iloc[0] / t[idx]
-            df.loc[idx, "efficiency_vs_ws1"] = one.iloc[0] / (t[idx] * df.loc[idx, "world_size"])
-        base = SINGLE_PROCESS.get(lib)
-        ref = df.loc[(df["library"] == base) & (df["dataset"] == ds), "time_per_step_median_s"]
-        if base and len(ref):
-            idx = group.index
-            df.loc[idx, "baseline"] = base
-            df.loc[idx, "speedup_vs_single"] = ref.iloc[0] / t[idx]
-            df.loc[idx, "efficiency_vs_single"] = ref.iloc[0] / (t[idx] * df.loc[idx, "world_size"])
-    return df
+def view(frame: pd.DataFrame) -> pd.DataFrame:
+    """``scale.csv``: the rows' scale columns."""
+    return frame[COLUMNS]
 
 
-def plot(df: pd.DataFrame, path: Path, machine: str) -> None:
+def plot(frame: pd.DataFrame, path: Path, machine: str) -> None:
+    """Speed-up per step against world size, one line per data-parallel backend and dataset (the
+    rows with a ``speedup_vs_ws1``), the ideal line, oversubscribed points circled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ok = df[(df["status"] == "ok") & df["library"].isin(LIBRARIES)]
-    sizes = sorted(ok["world_size"].unique()) or [1]
+    ok = frame[(frame["status"] == "ok") & frame["speedup_vs_ws1"].notna()]
+    sizes = sorted(int(w) for w in ok["workers"].unique()) or [1]
     ax.plot(sizes, sizes, "k--", lw=1, label="ideal (speedup = world size)")
-    for (lib, ds), g in ok.groupby(["library", "dataset"]):
-        g = g.sort_values("world_size")
-        ax.plot(g["world_size"], g["speedup_vs_ws1"], "o-", label=f"{lib} ({g['engine'].iloc[0]}), {ds}")
-        over = g[g["oversubscribed"]]
-        ax.scatter(over["world_size"], over["speedup_vs_ws1"], s=120, facecolors="none", edgecolors="red")
-    if ok["oversubscribed"].any():
+    for (backend, ds), g in ok.groupby(["backend", "dataset"]):
+        g = g.sort_values("workers")
+        ax.plot(g["workers"], g["speedup_vs_ws1"], "o-", label=f"{backend} ({g['engine'].iloc[0]}), {ds}")
+        over = g[g["oversubscribed"].fillna(False).astype(bool)]
+        ax.scatter(over["workers"], over["speedup_vs_ws1"], s=120, facecolors="none", edgecolors="red")
+    if ok["oversubscribed"].fillna(False).astype(bool).any():
         ax.scatter([], [], s=120, facecolors="none", edgecolors="red", label="oversubscribed (workers > cores)")
     ax.set_xlabel("world size (workers, 1 thread each)")
     ax.set_ylabel("speedup per step vs world size 1")
@@ -145,78 +115,26 @@ def plot(df: pd.DataFrame, path: Path, machine: str) -> None:
     plt.close(fig)
 
 
-def run_scale(libraries=LIBRARIES, workers=(1, 2), datasets=DEFAULT_DATASETS, dtype="float32", n_iters=20,
-              rounds=5, threads=1, out="results/scale", lr=0.01, baselines=True, progress=print) -> pd.DataFrame:
-    """Run the study; write ``<out>/scale.csv`` (rows as they finish) and ``<out>/scale.png``.
+class ScaleView(Sink):
+    """Writes ``scale.csv`` as rows finish and ``scale.png`` on every ending, into ``folder`` (a
+    claimed :class:`bench.output.RunFolder`; put this sink before it, so that the files are
+    written while the folder is still claimed). Prints the table at the end."""
 
-    ``threads`` per worker (each rank / Dask worker is single-threaded; the client's NumPy and the
-    single-process baselines get ``threads``)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    csv, png = out / "scale.csv", out / "scale.png"
-    cores, machine = available_cores(), machine_name()
-    rows = []
+    def __init__(self, folder, console: bool = True):
+        self.folder, self.console = folder, console
 
-    def keep(row):
-        row["machine"] = machine
-        rows.append(row)
-        write_csv(_derive(pd.DataFrame(rows).reindex(columns=COLUMNS)), csv)
-        if progress:
-            progress(f"{row['library']:>12} ws={row['world_size']} {row['dataset']}: "
-                     + (f"{row['time_per_step_median_s'] * 1e3:.3f} ms/step" if row["status"] == "ok" else row["reason"]))
+    def row(self, outcome, result) -> None:
+        write_csv(view(result.frame()), self.folder.folder / "scale.csv")
 
-    for name in datasets:
-        ds = load(name)
-        w0, b0 = init_params(ds.d, seed=0, scale=ds.init_scale)
-        ref_cfg = TrainConfig(lr=lr, n_iters=n_iters, dtype=dtype)
-        ref = reference_run(ds.X, ds.y, w0, b0, ref_cfg)
-        if baselines:
-            for lib in dict.fromkeys(SINGLE_PROCESS[lib] for lib in libraries):
-                keep(_case(lib, ds, w0, b0, ref, ref_cfg, rounds, threads, cores))
-        for lib in libraries:
-            for ws in workers:
-                config = TrainConfig(lr=lr, n_iters=n_iters, dtype=dtype, workers=ws)
-                keep(_case(lib, ds, w0, b0, ref, config, rounds, threads, cores))
-    df = _derive(pd.DataFrame(rows).reindex(columns=COLUMNS))
-    write_csv(df, csv)
-    plot(df, png, machine)
-    return df
-
-
-def _dataset(text):
-    try:
-        parse_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.cli import _positive_int
-
-    parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=list(LIBRARIES))
-    parser.add_argument("--workers", nargs="+", type=_positive_int, default=[1, 2], help="world sizes (default: 1 2)")
-    parser.add_argument("--datasets", nargs="+", type=_dataset, default=list(DEFAULT_DATASETS),
-                        help="iris or synthetic-<n>x<d> (default: synthetic-1Mx100, ~400 MB in float32)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--iters", type=_positive_int, default=20, help="steps per timed run (default 20)")
-    parser.add_argument("--rounds", type=_positive_int, default=5, help="timed runs per case (default 5)")
-    parser.add_argument("--threads", type=_positive_int, default=1, help="threads per worker (default 1)")
-    parser.add_argument("--no-baselines", action="store_true", help="skip the single-process numpy / torch-manual rows")
-    parser.add_argument("--out", default="results/scale", help="folder for scale.csv and scale.png")
-
-
-def cmd_scale(args: argparse.Namespace) -> int:
-    df = run_scale(args.libraries, args.workers, args.datasets, args.dtype, args.iters, args.rounds,
-                   args.threads, args.out, baselines=not args.no_baselines)
-    cols = ["library", "engine", "world_size", "dataset", "time_per_step_median_s", "collective_s",
-            "speedup_vs_ws1", "speedup_vs_single", "rel_dparam", "oversubscribed", "status"]
-    print(df[cols].to_string(index=False))
-    print(f"wrote {os.path.join(args.out, 'scale.csv')} and scale.png")
-    return 0 if (df["status"] == "ok").all() else 1
-
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    raise SystemExit(cmd_scale(p.parse_args()))
+    def finish(self, result) -> None:
+        if not result.rows:
+            return
+        df = view(result.frame())
+        write_csv(df, self.folder.folder / "scale.csv")
+        cpu = (getattr(self.folder, "env", None) or {}).get("cpu", {}).get("model") or platform.machine()
+        plot(df, self.folder.folder / "scale.png", f"{platform.node()} ({cpu}, {available_cores()} cores)")
+        self.folder.written += [n for n in OWNED if n not in self.folder.written]
+        if self.console:
+            shown = ["backend", "engine", "workers", "dataset", "time_per_iter_s", "collective_s", "speedup_vs_ws1",
+                     "speedup_vs_single", "rel_dparam", "oversubscribed", "status"]
+            print(df[shown].to_string(index=False))

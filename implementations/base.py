@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -66,7 +67,14 @@ class DeviceUnavailableError(BackendUnavailableError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run's settings; validated on construction."""
+    """One training run's settings; validated on construction (a bad value is a ``ValueError`` naming
+    the field, what was expected and what came).
+
+    ``lr`` and ``l2`` must be finite *in* ``dtype``, not only in Python: ``lr=1e39`` is refused for
+    float32 (largest finite value 3.403e+38), as is an ``lr`` that rounds to 0 there (below float32's
+    smallest subnormal). ``device`` ``'cpu:0'`` is normalised to ``'cpu'`` (torch's spelling of the
+    one CPU device; every backend then sees ``'cpu'``); ``'cpu:N'`` with ``N > 0`` is refused as a
+    device that does not exist (:class:`DeviceUnavailableError`)."""
 
     lr: float = 0.01
     n_iters: int = 5000
@@ -96,6 +104,12 @@ class TrainConfig:
             raise ValueError(f"formulation must be one of {FORMULATIONS}, got {self.formulation!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {self.device!r}")
+        cpu_index = re.fullmatch(r"cpu:(\d+)", self.device)
+        if cpu_index:
+            if int(cpu_index.group(1)) != 0:
+                raise DeviceUnavailableError(f"device {self.device!r}: there is one CPU device, 'cpu' (also written "
+                                             "'cpu:0')")
+            object.__setattr__(self, "device", "cpu")  # one spelling for every backend
         if self.batch_size is not None:
             if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
                 raise ValueError(f"batch_size must be None (full batch) or an integer >= 1, got {self.batch_size!r}")
@@ -103,6 +117,16 @@ class TrainConfig:
         if isinstance(self.l2, bool) or not isinstance(self.l2, numbers.Real) or not (math.isfinite(self.l2) and self.l2 >= 0):
             raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
         object.__setattr__(self, "l2", float(self.l2))
+        # finite in Python is not enough: the step runs in `dtype`, where lr = 1e39 is inf in float32
+        info = np.finfo(self.dtype)
+        for name in ("lr", "l2"):
+            value = getattr(self, name)
+            if value > float(info.max):
+                raise ValueError(f"{name} must fit in {self.dtype} (largest finite value {float(info.max):.4g}), "
+                                 f"got {value!r}")
+        if np.dtype(self.dtype).type(self.lr) == 0:
+            raise ValueError(f"lr must be positive in {self.dtype} (smallest positive value "
+                             f"{float(info.smallest_subnormal):.4g}), got {self.lr!r}, which rounds to 0 there")
         for name, low in (("shuffle_seed", 0), ("workers", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -204,10 +228,83 @@ class TrainResult:
         return self.first_nonfinite_step is not None
 
 
+def _shown(value) -> str:
+    """``repr(value)``, cut short: a message quotes what came, not a whole array."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _real_array(name: str, value, expected: str) -> np.ndarray:
+    """``value`` as a float64 NumPy array, or a ValueError naming ``name``: real numbers only (not
+    strings, complex numbers, booleans, ``None`` or ragged nested lists)."""
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested sequences
+        raise ValueError(f"{name} must be {expected}, got {_shown(value)}") from None
+    if a.dtype == object and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in a.flat):
+        try:  # e.g. Fraction, Decimal, or Python ints too large for int64
+            a = a.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{name} must be {expected} that fit in float64, got {_shown(value)}") from None
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        got = _shown(value) if a.ndim == 0 else f"dtype {a.dtype} ({_shown(value)})"
+        raise ValueError(f"{name} must be {expected}, got {got}")
+    return a.astype(np.float64)
+
+
+def _check_finite(name: str, a: np.ndarray, dtype: str | None) -> None:
+    if not np.all(np.isfinite(a)):
+        if a.ndim == 0:
+            raise ValueError(f"{name} must be finite, got {float(a)}")
+        bad = np.argwhere(~np.isfinite(a))[0]
+        where = int(bad[0]) if a.ndim == 1 else tuple(int(i) for i in bad)
+        raise ValueError(f"{name} must contain only finite values, got {a[tuple(bad)]} at index {where}")
+    if dtype is not None and a.size:
+        big = float(np.finfo(dtype).max)
+        top = float(np.max(np.abs(a)))
+        if top > big:
+            raise ValueError(f"{name} must fit in {dtype} (largest finite value {big:.4g}), got a value of "
+                             f"magnitude {top:.4g}")
+
+
+def check_weights(name: str, value, d: int, dtype: str | None = None) -> np.ndarray:
+    """A weight vector (``w0`` for ``prepare``, ``w`` for ``loss_and_grad``) as float64 ``(d,)``.
+
+    Shape ``(d,)``, or the seed's ``(1, d)`` row (``w ~ randn(1, 4)``) or a ``(d, 1)`` column; any
+    other shape with ``d`` values, ``(2, 2)`` for ``d = 4`` say, is refused, not flattened."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be an array of shape ({d},) of real numbers, got {_shown(value)}")
+    a = _real_array(name, value, f"an array of shape ({d},) of real numbers")
+    if a.shape not in ((d,), (1, d), (d, 1)):
+        raise ValueError(f"{name} must have shape ({d},) to match X's {d} columns, got shape {a.shape} "
+                         f"(a (1, {d}) row or a ({d}, 1) column is taken as ({d},) too)")
+    a = a.reshape(d)
+    _check_finite(name, a, dtype)
+    return a
+
+
+def check_bias(name: str, value, dtype: str | None = None) -> float:
+    """A bias (``b0`` for ``prepare``, ``b`` for ``loss_and_grad``) as a float: one real number
+    (a Python or NumPy scalar, or a one-element array such as the seed's ``randn(1)``)."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a real number, got {_shown(value)}")
+    a = _real_array(name, value, "a real number")
+    if a.size != 1:
+        raise ValueError(f"{name} must be a scalar, got an array of shape {a.shape}")
+    a = a.reshape(())
+    _check_finite(name, a, dtype)
+    return float(a)
+
+
 def check_inputs(X, y, w0, b0, dtype: str | None = None):
     """Validate host inputs once, at the boundary; return float64 copies ``(X, y, w0, b0)``.
     With ``dtype``, values beyond that dtype's largest finite number are refused too."""
-    X = np.asarray(X)
+    if isinstance(X, (str, bytes)):
+        raise ValueError(f"X must be a 2-D array of shape (n, d), got {_shown(X)}")
+    try:
+        X = np.asarray(X)
+    except (TypeError, ValueError):  # ragged rows
+        raise ValueError(f"X must be a 2-D array of shape (n, d), got rows of different lengths ({_shown(X)})") from None
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array of shape (n, d), got an array with {X.ndim} dimension(s), shape {X.shape}")
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
@@ -232,15 +329,8 @@ def check_inputs(X, y, w0, b0, dtype: str | None = None):
         shown = sorted(values - {0, 1}, key=repr)[:5]
         raise ValueError(f"y must contain only 0 and 1, got values {set(shown)}")
     y = y.astype(np.float64)
-    w0 = np.asarray(w0, dtype=np.float64).reshape(-1) if np.ndim(w0) <= 2 else np.asarray(w0)
-    if w0.shape != (d,):
-        raise ValueError(f"w0 must have shape ({d},) to match X's {d} columns, got shape {np.shape(w0)}")
-    b0 = np.asarray(b0, dtype=np.float64)
-    if b0.size != 1:
-        raise ValueError(f"b0 must be a scalar, got an array of shape {b0.shape}")
-    b0 = float(b0.reshape(-1)[0])
-    if not (np.all(np.isfinite(w0)) and math.isfinite(b0)):
-        raise ValueError(f"w0 and b0 must be finite, got w0={w0}, b0={b0}")
+    w0 = check_weights("w0", w0, d)
+    b0 = check_bias("b0", b0)
     if dtype is not None:
         big = float(np.finfo(dtype).max)
         for name, a in (("X", X), ("w0", w0), ("b0", np.asarray(b0))):
@@ -251,12 +341,11 @@ def check_inputs(X, y, w0, b0, dtype: str | None = None):
     return X, y, w0, b0
 
 
-def check_params(w, b, d):
-    """Validate a parameter point for ``loss_and_grad``."""
-    w = np.asarray(w, dtype=np.float64).reshape(-1)
-    if w.shape != (d,):
-        raise ValueError(f"w must have shape ({d},), got shape {w.shape}")
-    return w, float(np.asarray(b, dtype=np.float64).reshape(-1)[0])
+def check_params(w, b, d: int, dtype: str | None = None):
+    """Validate a parameter point for ``loss_and_grad`` as ``prepare`` validates ``(w0, b0)``: ``w``
+    real, finite, of shape ``(d,)`` (or ``(1, d)`` / ``(d, 1)``), ``b`` one real finite number, both
+    within ``dtype``. Returns ``(w, b)`` as float64 ``(d,)`` and float."""
+    return check_weights("w", w, d, dtype), check_bias("b", b, dtype)
 
 
 class Trainer(ABC):
@@ -291,14 +380,20 @@ class Trainer(ABC):
             raise ValueError(f"workers must be 1 for the single-process backend {self.name!r}, got {config.workers} "
                              "(the data-parallel backends are torch-ddp and numpy-dask)")
         self.config = config
-        self._prepared = False
+        self._prepared = self._has_run = False
 
     def prepare(self, X, y, w0, b0) -> None:
+        """Validate, then replace the prepared data: an input refused here leaves the trainer as it
+        was; once validation passes, the previous data *and result* are gone (``result()`` raises
+        until the next ``run()``), whether or not the backend's ``_prepare`` then succeeds."""
         X, y, w0, b0 = check_inputs(X, y, w0, b0, self.config.dtype)
-        self.n, self.d = X.shape
+        n, d = X.shape
         bs = self.config.batch_size
-        if bs is not None and bs > self.n:
-            raise ValueError(f"batch_size must be at most n = {self.n} (the rows of X), got {bs}")
+        if bs is not None and bs > n:
+            raise ValueError(f"batch_size must be at most n = {n} (the rows of X), got {bs}")
+        # from here on the old data and its result are stale, even if _prepare fails half-way
+        self._prepared = self._has_run = False
+        self.n, self.d = n, d
         # the shared batch order: one host draw, identical for every backend (None: full batch)
         self.schedule = (None if bs is None else
                          batch_schedule(self.n, bs, self.config.n_iters, self.config.shuffle_seed))
@@ -308,11 +403,12 @@ class Trainer(ABC):
     def run(self) -> None:
         if not self._prepared:
             raise RuntimeError("call prepare(X, y, w0, b0) before run()")
+        self._has_run = False  # a run that fails half-way leaves no result behind
         self._run()
         self._has_run = True
 
     def result(self) -> TrainResult:
-        if not getattr(self, "_has_run", False):
+        if not getattr(self, "_has_run", False):  # getattr: a subclass may skip __init__
             raise RuntimeError("call run() before result()")
         w, b, losses = self._result()
         return TrainResult.from_arrays(w, b, losses, self.config.record_every)
@@ -320,7 +416,7 @@ class Trainer(ABC):
     def loss_and_grad(self, w, b) -> tuple[float, np.ndarray, float]:
         if not self._prepared:
             raise RuntimeError("call prepare(X, y, w0, b0) before loss_and_grad()")
-        w, b = check_params(w, b, self.d)
+        w, b = check_params(w, b, self.d, self.config.dtype)
         loss, gw, gb = self._loss_and_grad(w, b)
         loss, gb = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0]) for v in (loss, gb))
         return loss, np.asarray(gw, dtype=np.float64).reshape(-1), gb

@@ -23,6 +23,9 @@ output (``losses[::record_every]`` is sliced inside the same program)::
   is padded with row 0 and mask 0). Step ``t`` gathers ``X[idx[t]]`` on the device and uses
   ``c_i = mask``, ``m = sum(mask)`` — the *true* batch size, so the mean is the contract's.
 
+The loop is this ``lax.scan`` inside the compiled program, not :mod:`implementations._loop`'s
+Python loop: that is the point of the backend.
+
 Compilation happens in ``prepare`` (``jax.jit(...).lower(...).compile()``, ahead of time), never in
 ``run()``; ``run()`` calls the compiled executable and ends with ``block_until_ready()``.
 

@@ -15,48 +15,41 @@ the row is in L1::
 no dispatch between steps. Two kernels:
 
 * ``serial``   when a step touches fewer than ``PARALLEL_MIN_ELEMENTS`` elements of ``X``: one
-  thread, no parallel region to open and close each step. On Iris (seed settings, a loss every
-  step) this measured 1.41–1.43 µs per step (best of 9, machine under load) against 5.7–7.4 µs
-  for the former one-call-per-step kernel.
+  thread, no parallel region to open and close each step.
 * ``parallel`` above it: the same loop over steps, and inside each step a ``prange`` over the
   threads, each taking one static contiguous range of fixed blocks of ``ROWS_PER_BLOCK`` rows with
   one thread-private accumulator (allocated once per thread per step, zeroed per block), each block
   writing its own partial gradient; the partials are then summed in block order, so the bits do
-  not depend on the thread count or timing. Both kernels use the same 4-row-unrolled ``accumulate``.
-  1M x 100 float32, 2 threads, 10 steps, standalone, another process at nice 10 on the machine:
-  static ranges 11.7-12.3 ms per step (2048 rows), 11.3-12.2 (1024), 12.2-12.5 (512); the former
-  ``prange`` over blocks with a ``np.zeros`` per block 11.6-12.1 ms — a tie within noise: the
-  allocations were not the bottleneck. The serial kernel forced at 1M x 100: 21.2 ms. In one
-  ``python -m bench sweep`` the parallel kernel took 13.2 ms = 0.73 of the parallel-read floor
-  (target 0.85: missed; not profiled in this change).
+  not depend on the thread count or timing. Both kernels use the same 4-row-unrolled ``accumulate``
+  (the four dot products share each load of ``w``; ``acc`` is loaded and stored once per four rows).
 
 The loss of a recorded step costs one ``log1p`` per row, not two or three: with ``e = exp(-z)``
 (already computed for ``p``) and ``s = log(1 + e^-|z|)`` (``e``, or ``1/e`` for ``z < 0``),
 ``log p = -s`` and ``log(1 - p) = -s - z`` for ``z >= 0`` (``z - s`` and ``-s`` for ``z < 0``), and
 ``softplus(z) = max(z, 0) + s`` — exact identities, more accurate than ``log`` of a rounded ``p``.
 Where ``p`` itself rounds to exactly 0 or 1, the ``probs`` loss keeps torch's clamped ``log(0) = -100``.
-Transcendentals dominate a step on Iris (d = 4): this took the seed settings (a loss every step)
-from ~3 to ~2 transcendental calls per row.
+Transcendentals dominate a step on Iris (d = 4), so this matters there.
 
 The only floating-point licence taken is reassociation/contraction (``fastmath={"reassoc",
 "contract"}``), so NaN and inf still propagate and a diverging run is still reported.
 
 Threads: the harness gives numba the same count as torch and the BLAS (``bench.timing.thread_parity``).
-The noisy rows (10k x 100: median 504 µs, IQR 542 µs on the first machine) come from the parallel
-region of every step: each step ends in a barrier of all threads (numba's ``omp`` layer here), and
-when another process holds a core for a time slice the whole step waits for it. Measured on the
-shared 2-core VM of issue 11 (load average ~5, 9 runs each, one process): 10k x 100 float32,
-serial kernel 363 µs median, IQR 17 µs; parallel kernel best 308 µs but median 1592 µs, IQR
-1990 µs; 100k x 100: serial 3.64 ms (IQR 0.015), parallel 11.0 ms (IQR 1.65). So the parallel
-kernel is kept for data that one core cannot stream fast enough (``m d >= PARALLEL_MIN_ELEMENTS``,
-16 MB of float32: beyond a core's L2 and half this L3), and everything smaller runs the serial
-whole-run kernel, which has no barrier and no thread hand-off at all.
+Every step of the parallel kernel ends in a barrier of all threads, so when another process holds a
+core for a time slice the whole step waits for it: on a shared machine the parallel kernel is noisy.
+It is therefore kept for data that one core cannot stream fast enough (``m d >= PARALLEL_MIN_ELEMENTS``,
+16 MB of float32: beyond a core's L2), and everything smaller runs the serial whole-run kernel,
+which has no barrier and no thread hand-off at all.
+
+The loop over steps lives inside the compiled kernels, not in :mod:`implementations._loop` (the
+Python loop would cost more than a step on small data); the result tail is
+:func:`implementations._reduce.mean_penalised`. Measurements: ``docs/performance.md``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ._reduce import mean_penalised
 from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
 
 ROWS_PER_BLOCK = 2048
@@ -74,8 +67,7 @@ def _build_kernels():
     def accumulate(X, y, w, b, idx, full, lo, hi, logits, record, acc):
         """Rows ``lo:hi`` of the step (positions in ``idx`` unless ``full``): add ``r_i x_i`` to
         ``acc``; return ``(sum r_i, sum l_i or 0)``. Four rows at a time: the four dot products
-        share each load of ``w``, and ``acc`` is loaded and stored once per four rows, not per row
-        (1.45x faster than one row at a time at 10k x 100 float32)."""
+        share each load of ``w``, and ``acc`` is loaded and stored once per four rows, not per row."""
         d = X.shape[1]
         one = X.dtype.type(1)  # keep float32 math in float32 (a 1.0 literal would promote to float64)
         zero = X.dtype.type(0)
@@ -269,7 +261,4 @@ class NumbaTrainer(Trainer):
         w = w.astype(dt)
         gw = np.empty(self.d, dt)
         gb, loss = _kernels()[2](self.X, self.y, w, dt.type(b), self.config.formulation == "logits", gw)
-        l2 = self.config.l2
-        w64 = w.astype(np.float64)
-        return (float(loss) / self.n + 0.5 * l2 * float(w64 @ w64),
-                gw.astype(np.float64) / self.n + l2 * w64, float(gb) / self.n)
+        return mean_penalised(loss, gw, gb, self.n, w, self.config.l2)

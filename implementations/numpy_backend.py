@@ -40,6 +40,8 @@ per step: that is what a NumPy user pays); the flat index array is moved to the 
 ``prepare``, and sliced by the schedule's offsets. ``batch_size=None`` is the loop above unchanged
 (no gather, no penalty term when ``λ = 0``). ``losses[i]`` is ``L_t`` at ``t = i * record_every``.
 ``loss_and_grad(w, b)`` returns the penalised loss and gradient on the *full* prepared data.
+The loop (gather, record, update) is :func:`implementations._loop.gradient_descent`; this file
+supplies the step.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import contextlib
 
 import numpy as np
 
+from ._loop import gather, gradient_descent
 from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
 
 
@@ -150,22 +153,19 @@ class NumpyTrainer(Trainer):
                 loss = loss + 0.5 * l2 * (w @ w)
         return loss, gw, gb
 
+    def _update(self, X, y, w, b, record):
+        """One step of :func:`implementations._loop.gradient_descent`: ``w -= lr dL/dw``, ``b -= lr dL/db``."""
+        loss, gw, gb = self._step(X, y, w, b, record)
+        return w - self.config.lr * gw, b - self.config.lr * gb, loss
+
     def _run(self):
         xp, cfg = self.xp, self.config
         with self._on_device(), self._errstate():
-            w, b = self.w0, self.b0
             losses = xp.zeros((cfg.n_records,), dtype=self.dt)
-            X, y, idx, off = self.X, self.y, self._idx, self._offsets
-            for i in range(cfg.n_iters):
-                record = i % cfg.record_every == 0
-                if idx is not None:  # this step's rows S_i, gathered here: part of the timed cost
-                    rows = idx[off[i]:off[i + 1]]
-                    X, y = xp.take(self.X, rows, axis=0), xp.take(self.y, rows, axis=0)
-                loss, gw, gb = self._step(X, y, w, b, record)
-                if record:
-                    losses[i // cfg.record_every] = loss
-                w = w - cfg.lr * gw
-                b = b - cfg.lr * gb
+            # this step's rows S_t, gathered inside the loop: part of the timed cost
+            batch = None if self._idx is None else gather(lambda A, rows: xp.take(A, rows, axis=0),
+                                                          self.X, self.y, self._idx, self._offsets)
+            w, b = gradient_descent(cfg, self._update, self.w0, self.b0, losses, (self.X, self.y), batch)
             self._w, self._b, self._losses = w, b, losses
             self.synchronize()
 

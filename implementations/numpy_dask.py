@@ -9,18 +9,17 @@ client (dask-glm's gradient-descent pattern: the parameters live on the client, 
 workers)::
 
     chunk c:  s_c = [ X_{S_t∩c}^T (p - y),  sum_{S_t∩c} (p - y),  sum_{S_t∩c} l_i ]      NumPy, (d + 2,)
+                    (:func:`implementations._reduce.partial_sums`, shared with torch-ddp)
     client:   s   = sum_c s_c  (fixed chunk order: deterministic)
               dL/dw = s[:d] / |S_t| + λ w,   dL/db = s[d] / |S_t|,   L = s[d+1] / |S_t| + (λ/2)||w||^2
               w -= lr dL/dw,   b -= lr dL/db           (NumPy on the client, ``config.dtype``)
 
 The per-chunk partial sums run in one Dask *actor* per chunk (``client.submit(..., actor=True)``,
 created on the worker that holds its chunk). Why not ``da.compute(X.T.dot(p - y), ...)``
-as dask-glm writes it: every step then goes through the scheduler, and on this 2-core machine that
-cost, per step, 80 ms (dask-glm's expressions), 38 ms (``map_blocks`` + ``sum``) and 10.6 ms
-(``client.map`` over the chunk futures + ``gather``) — the last one a floor set by the client's
-batched stream to the scheduler, which sends at most every 10 ms (``distributed/client.py``,
-``BatchedSend(interval="10ms")``). An actor call goes client -> worker directly: 0.9 ms (1 worker),
-1.5 ms (2 workers). ``task_overhead()`` measures the scheduled path on a tiny array for comparison.
+as dask-glm writes it: every step then goes through the scheduler, whose client batches its messages
+to the scheduler every 10 ms (``distributed/client.py``, ``BatchedSend(interval="10ms")``), a floor
+per step. An actor call goes client -> worker directly. ``task_overhead()`` measures the scheduled
+path on a tiny array for comparison; the figures are in ``docs/performance.md``.
 
 Mini-batches: each chunk holds, from ``prepare()``, the part of every step's rows
 (:func:`implementations.batch_schedule`) that falls in it, and gathers those rows itself: the per-step
@@ -37,18 +36,25 @@ Faults: every call is bounded by ``LOGREG_DIST_TIMEOUT`` seconds (default 30): a
 scheduler fails within it with one message; a worker that dies mid-run makes its actor's call fail
 (or time out), reported as ``RuntimeError("numpy-dask: worker tcp://127.0.0.1:... (chunk 1) ...")``.
 A failed cluster is closed, not reused. Pooling and ``atexit`` as for ``torch-ddp``
-(:mod:`implementations._distributed`).
+(:mod:`implementations._distributed`). The loop (record, update on the client) is
+:func:`implementations._loop.gradient_descent`.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import logging
 import os
+import sys
 import time
 
 import numpy as np
 
 from ._distributed import GroupTrainer, Pool, local_schedule, shard_bounds
-from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError
+from ._loop import gradient_descent
+from ._reduce import numpy_loss_sum, numpy_sigmoid, partial_sums
+from .base import BackendUnavailableError, DeviceUnavailableError
 
 SCHEDULER_ENV = "LOGREG_DASK_SCHEDULER"
 _POOL = Pool("numpy-dask")
@@ -65,7 +71,7 @@ class ChunkSums:
         # Deserialised chunks can land at an address that is not even itemsize-aligned (seen: 51 mod 64
         # for float32), and NumPy then skips BLAS: a 10-15x slower step. One aligned copy, untimed.
         X, y = (np.require(a, requirements=["C", "A"]) for a in (X, y))
-        self.X, self.y, self.formulation = X, y, formulation
+        self.X, self.y, self.loss_sum = X, y, numpy_loss_sum(formulation)
         self.idx, self.offsets = (None, None) if sched is None else sched[:2]
 
     def sums(self, w, b, t, record):
@@ -76,18 +82,38 @@ class ChunkSums:
             X, y = self.X[rows], self.y[rows]
         out = np.empty(X.shape[1] + 2, dtype=X.dtype)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-            z = X @ w + b
-            p = 1 / (1 + np.exp(-z))
-            if not record:
-                out[-1] = 0
-            elif self.formulation == "probs":
-                out[-1] = -np.sum(y * np.maximum(np.log(p), LOG_CLAMP) + (1 - y) * np.maximum(np.log1p(-p), LOG_CLAMP))
-            else:
-                out[-1] = np.sum(np.logaddexp(0, z) - y * z)
-            r = p - y
-            out[:-2] = X.T @ r
-            out[-2] = np.sum(r)
-        return out
+            return partial_sums(X, y, w, b, record, out, numpy_sigmoid, self.loss_sum)
+
+
+@contextlib.contextmanager
+def _main_not_reimported():
+    """While the local cluster starts its worker processes, hide the main script from
+    ``multiprocessing``'s spawn (Dask's default start method), which would otherwise re-run it in
+    every worker: a script read from stdin (``python - < script.py``: no file to re-run) or one
+    without an ``if __name__ == "__main__":`` guard (each worker would start a cluster of its own)
+    ends in Dask's "Nanny failed to start." under a dozen tracebacks. The workers need nothing from
+    the main script (their code lives in this package, and Dask pickles the rest by value), so they
+    start as ``python -c`` would start them: the same worker processes, the same measurement, no guard
+    needed -- as torch-ddp's ranks, which are fresh interpreters."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None  # `python -m module`: spawn would re-import it by name
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__file__", None)
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+def _quiet_worker_logs() -> None:
+    """Run on each local worker just before teardown: its ERRORs about a scheduler that is going
+    away ("Failed to communicate with scheduler during heartbeat") are not news."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 class DaskGroup:
@@ -99,6 +125,11 @@ class DaskGroup:
         except ImportError:
             raise BackendUnavailableError("numpy-dask needs dask[distributed], which is not installed "
                                           "(pip install '.[dist]')") from None
+        # atexit runs last-registered first: put our close ahead of distributed's own exit hooks, so that
+        # at exit without close() the client lets go of its scattered chunks before the cluster's
+        # workers go (else the scheduler logs "ERROR ... caused the cluster to lose scattered data")
+        atexit.unregister(_POOL.close_all)
+        atexit.register(_POOL.close_all)
         self.workers, self.address, self.timeout = workers, address, timeout
         self.closed = self.broken = False
         self.cluster = None
@@ -110,8 +141,14 @@ class DaskGroup:
                 raise ClusterError(f"numpy-dask: could not reach the Dask scheduler at {address} within "
                                    f"{timeout:g} s ({type(exc).__name__}: {exc})") from None
         else:
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                        dashboard_address="127.0.0.1:0", silence_logs=40)  # any free loopback port
+            try:
+                with _main_not_reimported():
+                    self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                host="127.0.0.1", dashboard_address="127.0.0.1:0",  # any free port
+                                                silence_logs=40)
+            except Exception as exc:
+                raise ClusterError(f"numpy-dask: could not start a local cluster of {workers} worker process(es): "
+                                   f"{type(exc).__name__}: {exc}") from None
             try:
                 self.client = Client(self.cluster, timeout=timeout, set_as_default=False)
                 self.client.wait_for_workers(workers, timeout=timeout)
@@ -135,11 +172,31 @@ class DaskGroup:
         if self.closed:
             return
         self.closed = True
+        # Tearing down our own local cluster loses its scattered chunks by design, but the in-process
+        # scheduler logs "ERROR ... caused the cluster to lose scattered data" when the workers go before
+        # it has processed the closing client's release of them (a race, e.g. at exit without close()):
+        # wait (briefly, bounded) for that release, and quiet that logger for the teardown only.
+        quiet = logging.getLogger("distributed.scheduler")
+        level = quiet.level
+        if self.cluster is not None:
+            quiet.setLevel(logging.CRITICAL)
+            if not self.broken and self.client.status == "running":
+                try:  # the workers' side of the same race: a heartbeat to a scheduler already gone
+                    self.client.run(_quiet_worker_logs)
+                except Exception:
+                    pass
         try:
             self.client.close(timeout=self.timeout)
         finally:
-            if self.cluster is not None:
-                self.cluster.close(timeout=self.timeout)
+            try:
+                if self.cluster is not None:
+                    scheduler = getattr(self.cluster, "scheduler", None)
+                    deadline = time.monotonic() + min(2.0, self.timeout)
+                    while scheduler is not None and scheduler.tasks and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    self.cluster.close(timeout=self.timeout)
+            finally:
+                quiet.setLevel(level)
 
 
 class NumpyDaskTrainer(GroupTrainer):
@@ -206,22 +263,22 @@ class NumpyDaskTrainer(GroupTrainer):
             total = part if total is None else total + part
         return total
 
-    def _run(self):
+    def _update(self, t, w, b, record):
+        """One step of :func:`implementations._loop.gradient_descent`: the chunks' sums, then the client's update."""
         cfg, d, l2 = self.config, self.d, self.config.l2
         dt = np.dtype(cfg.dtype)
-        w, b = self.w0.copy(), self.b0
-        losses = np.zeros(cfg.n_records, dtype=dt)
-        for t in range(cfg.n_iters):
-            record = t % cfg.record_every == 0
-            s = self._sums(w, b, t, record, f"step {t} of run")
-            m = dt.type(self.n if self.sizes is None else self.sizes[t])
-            if record:
-                losses[t // cfg.record_every] = s[d + 1] / m + (dt.type(0.5 * l2) * (w @ w) if l2 else 0)
-            gw = s[:d] / m
-            if l2:
-                gw = gw + dt.type(l2) * w
-            w = w - dt.type(cfg.lr) * gw
-            b = b - dt.type(cfg.lr) * (s[d] / m)
+        s = self._sums(w, b, t, record, f"step {t} of run")
+        m = dt.type(self.n if self.sizes is None else self.sizes[t])
+        loss = s[d + 1] / m + (dt.type(0.5 * l2) * (w @ w) if l2 else 0) if record else None
+        gw = s[:d] / m
+        if l2:
+            gw = gw + dt.type(l2) * w
+        return w - dt.type(cfg.lr) * gw, b - dt.type(cfg.lr) * (s[d] / m), loss
+
+    def _run(self):
+        cfg = self.config
+        losses = np.zeros(cfg.n_records, dtype=cfg.dtype)
+        w, b = gradient_descent(cfg, self._update, self.w0.copy(), self.b0, losses, batch=lambda t: (t,))
         self._out = w, b, losses
 
     def _result(self):

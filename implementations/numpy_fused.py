@@ -16,7 +16,8 @@ so memory traffic is one pass over ``X`` and no ``n``-sized temporary is created
 
 **Threads.** NumPy's BLAS calls and ufunc loops release the GIL, so the blocks are split into one
 contiguous range per thread: the calling thread takes the first, a persistent
-``ThreadPoolExecutor`` (created once per trainer, at its first parallel ``run``) the others. The BLAS
+thread pool (:class:`implementations._reduce.BlockPool`, created once per trainer, at its first
+parallel ``run``) the others. The BLAS
 is limited to one thread inside the run (threadpoolctl), or each gemv would start a BLAS team of
 its own. The thread count is the harness's: the number of threads the BLAS pool under NumPy has
 when ``run`` starts — ``bench.timing.thread_parity`` sets it (with torch's and numba's) around
@@ -30,20 +31,21 @@ threads join: the result depends on the block size, never on the thread count or
 finished first.
 
 Mini-batches: the step's rows are gathered (``np.take`` into a preallocated buffer) and then
-treated like the full batch.
+treated like the full batch. The loop (gather, record, update) is
+:func:`implementations._loop.gradient_descent`; the ``loss_and_grad`` tail is
+:func:`implementations._reduce.mean_penalised`. Tuning figures: ``docs/performance.md``.
 """
 
 from __future__ import annotations
 
-import weakref
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
+from ._loop import gradient_descent
+from ._reduce import BlockPool, mean_penalised
 from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
 
-BLOCK_BYTES = 1024 * 1024  # the L2 per core of the machines measured; 256 KiB and 4 MiB measured slower at 1M x 100
-PARALLEL_MIN_ELEMENTS = 2**18  # m d below this: one thread (a hand-off costs ~20-50 µs)
+BLOCK_BYTES = 1024 * 1024  # ~ a core's L2 (figures: docs/performance.md)
+PARALLEL_MIN_ELEMENTS = 2**18  # m d below this: one thread (a hand-off costs more than the block)
 
 _CONTROLLER = None
 
@@ -78,8 +80,7 @@ class NumpyFusedTrainer(Trainer):
             raise DeviceUnavailableError(f"device {config.device!r}: numpy-fused runs on 'cpu' only")
         self.block_bytes = block_bytes
         self.threads = threads  # None: the harness's (see the module docstring)
-        self._pool = None
-        self._pool_size = 0
+        self._pool = BlockPool(self, "numpy-fused")
 
     def _prepare(self, X, y, w0, b0):
         dt = np.dtype(self.config.dtype)
@@ -97,6 +98,7 @@ class NumpyFusedTrainer(Trainer):
             self._yg = np.empty(self.schedule.batch_size, dt)
         _controller()  # scan the libraries here, untimed
         self._parallel_ok = m * self.d >= PARALLEL_MIN_ELEMENTS
+        self._lr, self._l2, self._half_l2 = dt.type(self.config.lr), dt.type(self.config.l2), dt.type(0.5 * self.config.l2)
 
     # -- one block range, on one thread -------------------------------------------------------
 
@@ -145,55 +147,42 @@ class NumpyFusedTrainer(Trainer):
     def _grad(self, X, y, m, w, b, record, threads):
         """``(sum_i r_i x_i, sum_i r_i, sum_i l_i)`` over the ``m`` rows, partials summed in block order."""
         nb = -(-m // self.rows)
-        if threads > 1:
-            cuts = [nb * k // threads for k in range(threads + 1)]
-            futures = [self._pool.submit(self._blocks, k, cuts[k], cuts[k + 1], X, y, m, w, b, record)
-                       for k in range(1, threads)]
-            self._blocks(0, cuts[0], cuts[1], X, y, m, w, b, record)
-            for f in futures:
-                f.result()
-        else:
-            self._blocks(0, 0, nb, X, y, m, w, b, record)
+        self._pool.run(self._blocks, nb, threads, X, y, m, w, b, record)
         sums = self._sums[:nb].sum(axis=0)
         return self._parts[:nb].sum(axis=0), sums[0], sums[1]
 
-    def _ensure_pool(self, threads):
-        if threads > 1 and self._pool_size != threads - 1:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-            self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="numpy-fused")
-            self._pool_size = threads - 1
-            weakref.finalize(self, self._pool.shutdown, wait=False)
+    def _update(self, X, y, m, w, b, record):
+        """One step of :func:`implementations._loop.gradient_descent` on the ``m`` rows ``X, y``; ``w`` in place."""
+        dt = self.X.dtype
+        gw, gb, loss = self._grad(X, y, m, w, b, record, self._threads)
+        inv_m = dt.type(1) / dt.type(m)
+        if record:
+            loss = loss * inv_m + (self._half_l2 * np.dot(w, w) if self.config.l2 else 0)
+        gw *= inv_m
+        if self.config.l2:
+            gw += self._l2 * w
+        gw *= self._lr
+        w -= gw
+        return w, dt.type(b - self._lr * dt.type(gb * inv_m)), loss
+
+    def _gather(self, t):
+        """Step ``t``'s rows, ``np.take`` into the preallocated buffers (timed, as a user pays it)."""
+        idx = self.schedule[t]
+        m = idx.size
+        X, y = self._Xg[:m], self._yg[:m]
+        np.take(self.X, idx, axis=0, out=X)
+        np.take(self.y, idx, out=y)
+        return X, y, m
 
     def _run(self):
-        cfg, dt = self.config, self.X.dtype
+        cfg = self.config
         threads = (self.threads or harness_threads()) if self._parallel_ok else 1
-        threads = max(1, min(threads, self.nblocks))
-        self._ensure_pool(threads)
-        w, b = self.w0.copy(), self.b0
-        losses = np.empty(cfg.n_records, dt)
-        lr, l2, half_l2 = dt.type(cfg.lr), dt.type(cfg.l2), dt.type(0.5 * cfg.l2)
+        self._threads = max(1, min(threads, self.nblocks))
+        self._pool.ensure(self._threads)
+        losses = np.empty(cfg.n_records, self.X.dtype)
         with _controller().limit(limits=1, user_api="blas"):
-            for i in range(cfg.n_iters):
-                record = i % cfg.record_every == 0
-                if self.schedule is None:
-                    X, y, m = self.X, self.y, self.n
-                else:
-                    idx = self.schedule[i]
-                    m = idx.size
-                    X, y = self._Xg[:m], self._yg[:m]
-                    np.take(self.X, idx, axis=0, out=X)
-                    np.take(self.y, idx, out=y)
-                gw, gb, loss = self._grad(X, y, m, w, b, record, threads)
-                inv_m = dt.type(1) / dt.type(m)
-                if record:
-                    losses[i // cfg.record_every] = loss * inv_m + (half_l2 * np.dot(w, w) if cfg.l2 else 0)
-                gw *= inv_m
-                if cfg.l2:
-                    gw += l2 * w
-                gw *= lr
-                w -= gw
-                b = dt.type(b - lr * dt.type(gb * inv_m))
+            w, b = gradient_descent(cfg, self._update, self.w0.copy(), self.b0, losses, (self.X, self.y, self.n),
+                                    None if self.schedule is None else self._gather)
         self._w, self._b, self._losses = w, b, losses
 
     def _result(self):
@@ -212,6 +201,4 @@ class NumpyFusedTrainer(Trainer):
         finally:
             self.rows, self._parts, self._sums = saved
             self._bufs = {}
-        l2, w64 = self.config.l2, w.astype(np.float64)
-        return (float(loss) / self.n + 0.5 * l2 * float(w64 @ w64),
-                gw.astype(np.float64) / self.n + l2 * w64, float(gb) / self.n)
+        return mean_penalised(loss, gw, gb, self.n, w, self.config.l2)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._loop import gather, gradient_descent
 from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
 
 
@@ -57,26 +58,27 @@ class TorchTrainer(TorchTrainerBase):
             loss = loss + 0.5 * self.config.l2 * (w * w).sum()
         return loss
 
+    def _update(self, X, y, w, b, record):
+        """One step of :func:`implementations._loop.gradient_descent`, the article's lines."""
+        lr = self.config.lr
+        loss = self._loss(w, b, X, y)
+        loss.backward()
+        with torch.no_grad():
+            w -= lr * w.grad
+            w.grad.zero_()
+            b -= lr * b.grad
+            b.grad.zero_()
+        return w, b, loss.detach()  # stays on the device: no per-step sync
+
     def _run(self):
         cfg = self.config
         w = self.w0.clone().requires_grad_(True)
         b = self.b0.clone().requires_grad_(True)
-        losses = []
-        X, y, idx, off = self.X, self.y, self.batch_idx, self.batch_offsets
-        for i in range(cfg.n_iters):
-            if idx is not None:  # this step's rows, a device-side gather
-                rows = idx[off[i]:off[i + 1]]
-                X, y = self.X[rows], self.y[rows]
-            loss = self._loss(w, b, X, y)
-            loss.backward()
-            with torch.no_grad():
-                w -= cfg.lr * w.grad
-                w.grad.zero_()
-                b -= cfg.lr * b.grad
-                b.grad.zero_()
-            if i % cfg.record_every == 0:
-                losses.append(loss.detach())  # stays on the device: no per-step sync
-        self._w, self._b, self._losses = w.detach(), b.detach(), torch.stack(losses)
+        losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
+        batch = None if self.batch_idx is None else gather(lambda A, rows: A[rows], self.X, self.y,
+                                                           self.batch_idx, self.batch_offsets)  # a device gather
+        w, b = gradient_descent(cfg, self._update, w, b, losses, (self.X, self.y), batch)
+        self._w, self._b, self._losses = w.detach(), b.detach(), losses
         synchronize(self.dev)
 
     def _loss_and_grad(self, w, b):

@@ -6,6 +6,7 @@ may differ (``numpy.array_split``), so they need not divide ``n``. Step ``t`` on
 taking the part of ``S_t`` that falls in its shard)::
 
     rank r:   s_r = [ X_{S_t∩r}^T (p - y),  sum_{S_t∩r} (p - y),  sum_{S_t∩r} l_i ]     (d + 2,)
+              (:func:`implementations._reduce.partial_sums`, shared with numpy-dask)
     all:      s   = all_reduce(s_r, SUM)                          one collective per step
     every rank, identically:
               dL/dw = s[:d] / |S_t| + λ w      dL/db = s[d] / |S_t|      L = s[d+1] / |S_t| + (λ/2)||w||^2
@@ -67,6 +68,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ._distributed import GroupTrainer, Pool, local_schedule, shard_bounds
+from ._loop import gradient_descent
+from ._reduce import partial_sums
 from ._torch_common import synchronize, to_device, to_host, torch_device
 
 LOOPBACK = "127.0.0.1"
@@ -83,6 +86,16 @@ def torchrun_env() -> dict | None:
     except ValueError:
         raise ValueError(f"RANK and WORLD_SIZE must be integers, got RANK={os.environ['RANK']!r}, "
                          f"WORLD_SIZE={os.environ['WORLD_SIZE']!r}") from None
+    # refused here, before any rendezvous: a rank outside the world would wait out the whole timeout
+    if world < 1:
+        raise ValueError(f"WORLD_SIZE must be an integer >= 1 (the number of ranks), got WORLD_SIZE={world}")
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK must be an integer from 0 to WORLD_SIZE - 1 = {world - 1}, got RANK={rank} "
+                         f"(WORLD_SIZE={world})")
+    local = os.environ.get("LOCAL_RANK")
+    if local is not None and not (local.strip().isdigit() and int(local) < world):
+        raise ValueError(f"LOCAL_RANK must be an integer from 0 to WORLD_SIZE - 1 = {world - 1}, got "
+                         f"LOCAL_RANK={local!r}")
     return {"rank": rank, "world_size": world, "master_addr": os.environ["MASTER_ADDR"],
             "master_port": os.environ["MASTER_PORT"]}
 
@@ -123,6 +136,8 @@ class Shard:
             idx, self.offsets, self.sizes = sched
             self.idx = torch.from_numpy(idx).to(dev)
         self.buf = torch.empty(self.d + 2, dtype=self.X.dtype, device=dev)
+        self.loss_sum = ((lambda z, p, y: F.binary_cross_entropy(p, y, reduction="sum")) if config.formulation == "probs"
+                         else (lambda z, p, y: F.binary_cross_entropy_with_logits(z, y, reduction="sum")))
         synchronize(dev)
         self.loaded = True
 
@@ -140,38 +155,29 @@ class Shard:
         else:
             rows = self.idx[self.offsets[t]:self.offsets[t + 1]]
             X, y = self.X[rows], self.y[rows]
-        buf, d = self.buf, self.d
-        z = torch.mv(X, w).add_(b)  # not addmv(b, ...): b (1,) would broadcast an empty batch to (1,)
-        p = torch.sigmoid(z)
-        if record:
-            if self.cfg.formulation == "probs":
-                buf[d + 1] = F.binary_cross_entropy(p, y, reduction="sum")
-            else:
-                buf[d + 1] = F.binary_cross_entropy_with_logits(z, y, reduction="sum")
-        else:
-            buf[d + 1] = 0
-        r = p.sub_(y)
-        buf[:d] = torch.mv(X.T, r)
-        buf[d] = r.sum()
-        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
-        return buf
+        partial_sums(X, y, w, b, record, self.buf, torch.sigmoid, self.loss_sum)
+        dist.all_reduce(self.buf, op=dist.ReduceOp.SUM)
+        return self.buf
+
+    def _update(self, t, w, b, record):
+        """One step of :func:`implementations._loop.gradient_descent`, identical on every rank; in place."""
+        cfg, d, l2 = self.cfg, self.d, self.cfg.l2
+        s = self._sums(w, b, t, record)
+        m = self.n if self.idx is None else int(self.sizes[t])
+        loss = (s[d + 1] / m + (0.5 * l2) * torch.dot(w, w) if l2 else s[d + 1] / m) if record else None
+        gw = s[:d] / m
+        if l2:
+            gw.add_(w, alpha=l2)
+        w.sub_(gw, alpha=cfg.lr)
+        b.sub_(s[d:d + 1] / m, alpha=cfg.lr)
+        return w, b, loss
 
     @torch.no_grad()
     def run(self):
-        cfg, d, l2 = self.cfg, self.d, self.cfg.l2
+        cfg = self.cfg
         w, b = self.w0.clone(), self.b0.clone()
         losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
-        for t in range(cfg.n_iters):
-            record = t % cfg.record_every == 0
-            s = self._sums(w, b, t, record)
-            m = self.n if self.idx is None else int(self.sizes[t])
-            if record:
-                losses[t // cfg.record_every] = s[d + 1] / m + (0.5 * l2) * torch.dot(w, w) if l2 else s[d + 1] / m
-            gw = s[:d] / m
-            if l2:
-                gw.add_(w, alpha=l2)
-            w.sub_(gw, alpha=cfg.lr)
-            b.sub_(s[d:d + 1] / m, alpha=cfg.lr)
+        w, b = gradient_descent(cfg, self._update, w, b, losses, batch=lambda t: (t,))
         synchronize(self.dev)
         return to_host(w), to_host(b), to_host(losses)
 
@@ -195,6 +201,13 @@ class Shard:
             synchronize(self.dev)
             times.append(time.perf_counter() - t0)
         return float(np.median(times[2:]))
+
+
+# the program of a spawned rank: Ctrl-C (sent to the whole foreground process group) belongs to the
+# parent, so SIGINT is ignored before anything else, torch's import included; no KeyboardInterrupt
+# traceback from a rank that is still starting
+_RANK_PROGRAM = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                 "from implementations.torch_ddp import _rank_entry; _rank_entry()")
 
 
 def _rank_entry() -> None:
@@ -273,7 +286,7 @@ class LocalGroup:
                 parent, child = socket.socketpair()
                 with child:
                     proc = subprocess.Popen(
-                        [sys.executable, "-c", "from implementations.torch_ddp import _rank_entry; _rank_entry()",
+                        [sys.executable, "-c", _RANK_PROGRAM,
                          str(rank), str(workers), str(self.store.port), str(child.fileno()), repr(timeout), device, ifname],
                         pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
                 self.procs.append(proc)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._loop import gather, gradient_descent
 from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
 
 
@@ -56,23 +57,22 @@ class TorchManualTrainer(TorchTrainerBase):
             gw.add_(w, alpha=l2)
         return loss, gw, r.mean()
 
+    def _update(self, X, y, w, b, record):
+        """One step of :func:`implementations._loop.gradient_descent`, in place."""
+        loss, gw, gb = self._step(X, y, w, b, record)
+        w.sub_(gw, alpha=self.config.lr)
+        b.sub_(gb, alpha=self.config.lr)
+        return w, b, loss
+
     @torch.no_grad()
     def _run(self):
         cfg = self.config
         w, b = self.w0.clone(), self.b0.clone()
         losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
-        X, y, idx, off = self.X, self.y, self.batch_idx, self.batch_offsets
-        for i in range(cfg.n_iters):
-            record = i % cfg.record_every == 0
-            if idx is not None:  # this step's rows, a device-side gather
-                rows = idx[off[i]:off[i + 1]]
-                X, y = self.X.index_select(0, rows), self.y.index_select(0, rows)
-            loss, gw, gb = self._step(X, y, w, b, record)
-            if record:
-                losses[i // cfg.record_every] = loss
-            w.sub_(gw, alpha=cfg.lr)
-            b.sub_(gb, alpha=cfg.lr)
-        self._w, self._b, self._losses = w, b, losses
+        batch = None if self.batch_idx is None else gather(lambda A, rows: A.index_select(0, rows), self.X, self.y,
+                                                           self.batch_idx, self.batch_offsets)  # a device gather
+        self._w, self._b = gradient_descent(cfg, self._update, w, b, losses, (self.X, self.y), batch)
+        self._losses = losses
         synchronize(self.dev)
 
     def _loss_and_grad(self, w, b):

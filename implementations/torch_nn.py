@@ -37,6 +37,9 @@ loader fetches ``B`` rows one by one (``TensorDataset.__getitem__``) and stacks 
 (``default_collate``): that is the cost this row shows. ``batch_size=None``: the model sees the whole
 tensors every step, no ``DataLoader``.
 
+The loop is the tutorial's ``for xb, yb in loader: ... optimizer.step()``, written out here rather
+than through :mod:`implementations._loop`: how a user writes it is what this row measures.
+
 ``loss_and_grad(w, b)`` returns the penalised loss (``nn`` loss + ``(λ/2) ||w||^2``) and its autograd
 gradient on the *full* prepared data, i.e. the direction ``optimizer.step()`` follows.
 """

@@ -1,39 +1,129 @@
-"""Shared fixtures: every backend in the registry (plus the NumPy code on array_api_strict)."""
+"""Shared fixtures: every backend in the registry (plus the NumPy code on array_api_strict), and
+session-wide caches of datasets, backend runs and float64 reference runs, so that a trajectory
+several tests look at is computed once per session."""
 
 from __future__ import annotations
 
 import functools
+import signal
 
 import numpy as np
 import pytest
 
-from bench.data import init_params, iris
-from implementations import BACKENDS, TrainConfig, create_trainer
-from implementations.numpy_backend import NumpyTrainer
+from bench.data import init_params, iris, load
+from implementations import (BACKENDS, BackendUnavailableError, DeviceUnavailableError, TrainConfig, TrainResult,
+                             create_trainer, get_backend)
+
+# The tests that send Ctrl-C to a child need the child to start with SIGINT's default action. A
+# background job (`make test &`, some CI runners) starts with SIGINT ignored, and an ignored signal
+# stays ignored across exec. Resetting it in the child with `preexec_fn` runs Python's at-fork
+# handlers in this process, and once JAX has started, JAX's handler warns "os.fork() was called ...
+# JAX is multithreaded, so this will likely lead to a deadlock" (pyproject turns that into an
+# error). Instead this process never ignores SIGINT: a signal with a handler is reset to its
+# default action by exec, so every child started without `preexec_fn` gets what it needs.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def make_trainer(name: str, config: TrainConfig):
+    """``create_trainer(name, config)``; a backend that cannot be imported or built here (an
+    optional library not installed, no C++ compiler, a file still being written) skips the test
+    with the reason. An unavailable *device* is left to raise: tests check that error."""
+    try:
+        return create_trainer(name, config)
+    except DeviceUnavailableError:
+        raise
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
 
 
 def _array_api_strict(config: TrainConfig):
+    from implementations.numpy_backend import NumpyTrainer
+
     xp = pytest.importorskip("array_api_strict")
     return NumpyTrainer(config, xp=xp)
 
 
 # name -> factory(config). A backend added to BACKENDS gets every test parametrized over this.
-TRAINERS = {name: functools.partial(create_trainer, name) for name in BACKENDS}
+TRAINERS = {name: functools.partial(make_trainer, name) for name in BACKENDS}
 TRAINERS["numpy[array_api_strict]"] = _array_api_strict
 
 
-@pytest.fixture(scope="session")
-def iris_data():
-    ds = iris()
-    w0, b0 = init_params(ds.d, seed=0)
+def backend_class(name: str):
+    """The registered class, or None where it cannot be imported here (its tests skip)."""
+    if name not in BACKENDS:
+        return None
+    try:
+        return get_backend(name)
+    except BackendUnavailableError:
+        return None
+
+
+def backends(where=None) -> list:
+    """``pytest.param(name, id=name)`` for each registered backend, or those whose class satisfies
+    ``where(cls)``; a backend that cannot be imported here is kept, skipped with the reason."""
+    out = []
+    for name in BACKENDS:
+        try:
+            cls = get_backend(name)
+        except BackendUnavailableError as exc:
+            out.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=str(exc))))
+            continue
+        if where is None or where(cls):
+            out.append(pytest.param(name, id=name))
+    return out
+
+
+# -- session caches: data, backend runs and reference runs are computed once per session --------
+
+def _frozen(*arrays):
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    return arrays
+
+
+@functools.lru_cache(maxsize=None)
+def dataset(name: str = "iris"):
+    """``(X, y, w0, b0)`` of a named dataset with its shared init (shared by the tests: do not write to them)."""
+    ds = iris() if name == "iris" else load(name)
+    w0, b0 = init_params(ds.d, seed=0, scale=ds.init_scale)
     return ds.X, ds.y, w0, b0
 
 
-def train(factory, config, X, y, w0, b0):
+def train(factory, config, X, y, w0, b0) -> TrainResult:
     trainer = factory(config)
     trainer.prepare(X, y, w0, b0)
     trainer.run()
     return trainer.result()
+
+
+_RUNS: dict = {}
+
+
+def trained(name: str, config: TrainConfig, data: str = "iris") -> TrainResult:
+    """Backend ``name``'s result on dataset ``data`` under ``config``, run once per session."""
+    key = name, config, data
+    if key not in _RUNS:
+        res = train(TRAINERS[name], config, *dataset(data))
+        _frozen(res.w, res.losses)
+        _RUNS[key] = res
+    return _RUNS[key]
+
+
+@functools.lru_cache(maxsize=None)
+def reference(config: TrainConfig, data: str = "iris") -> TrainResult:
+    """The float64 oracle's run (``bench.oracle.reference_run``) on ``data``, once per session."""
+    from bench.oracle import reference_run
+
+    res = reference_run(*dataset(data), config)
+    _frozen(res.w, res.losses)
+    return res
+
+
+@pytest.fixture(scope="session")
+def iris_data():
+    return dataset("iris")
 
 
 @pytest.fixture
@@ -44,3 +134,6 @@ def rng():
 def pytest_addoption(parser):
     parser.addoption("--bench-out", default="results/benchmarks",
                      help="folder for the benchmark CSV (<run-id>.csv, latest.csv, <run-id>.env.json)")
+    parser.addoption("--bench-matrix", choices=("auto", "small", "full"), default="auto",
+                     help="the benchmark suite's problems: small (the seed task, 200 steps) or full (the "
+                          "synthetic sizes too); auto: small with --benchmark-disable, else full")

@@ -2,8 +2,9 @@
 
 Starts from a frozen copy of an old reference run (``tests/data/reference-v1/runs.csv``: 72 full-batch rows on
 Iris, 10k×100 and 100k×100) and adds the columns the new pipeline writes (``case_id``, ``loop``,
-``batch_size``, ``l2``, ``times_s``, threads, ``compute_fraction``), plus a few rows whose answer
-the tests know in advance:
+``batch_size``, ``l2``, ``times_s``, threads, ``compute_fraction``, and the backend's declared
+attributes ``library``, ``gradient``, ``engine``, ``compiled``, ``style`` as today's classes declare
+them), plus a few rows whose answer the tests know in advance:
 
 - Iris full batch: ``numba`` float64 logits is the fastest correct row (``FASTEST_IRIS`` s/step);
   ``torch-compiled`` float32 probs is faster still (``WRONG_FAST`` s/step) but does not agree with
@@ -39,12 +40,34 @@ SATURATION_REASON = (
 TAU = {"iris": 300.0, "synthetic-10kx100": 10.0, "synthetic-100kx100": 100.0}
 L0 = {"iris": 1.40, "synthetic-10kx100": 0.80, "synthetic-100kx100": 0.80}
 ROUNDS = 5
+# what today's backend classes declare (implementations/*.py), written here so that the report's
+# tests need no backend import: (library, gradient, engine, compiled, style)
+ATTRIBUTES = {
+    "numpy": ("numpy", "hand-derived", "eager", False, "the seed's loop"),
+    "numpy-fused": ("numpy", "hand-derived", "eager", False, "hand-blocked, threaded"),
+    "torch": ("torch", "autograd", "eager", False, "the seed's loop"),
+    "torch-manual": ("torch", "hand-derived", "eager", False, "the seed's loop, no autograd"),
+    "torch-compiled": ("torch", "hand-derived", "inductor", True, "torch.compile"),
+    "torch-nn": ("torch", "autograd", "eager", False, "nn.Module + optim + DataLoader"),
+    "numba": ("numba", "hand-derived", "numba", True, "whole run in one compiled call"),
+    "jax": ("jax", "autograd", "xla", True, "whole loop in one jit"),
+}
 
 
 def case_id(r) -> str:
+    """``bench.records.Case.case_id``'s format."""
     bs = r["batch_size"]
-    loop = "full" if bs is None or pd.isna(bs) else f"bs={int(bs)}"
-    return f"{r['dataset']}|{r['dtype']}|{r['formulation']}|{loop}|l2={float(r['l2']):g}|{r['backend']}@{r['device']}"
+    loop = "full" if bs is None or pd.isna(bs) else f"b{int(bs)}"
+    return (f"{r['dataset']}|{r['dtype']}|{r['formulation']}|{loop}|l2={float(r['l2']):g}|w1|"
+            f"{r['backend']}@{r['device']}")
+
+
+def set_attributes(df: pd.DataFrame, attributes: dict = ATTRIBUTES) -> pd.DataFrame:
+    """Fill the attribute columns from each row's backend, as the harness does from its class."""
+    df = df.copy()
+    for j, col in enumerate(("library", "gradient", "engine", "compiled", "style")):
+        df[col] = df["backend"].map(lambda b: attributes[b][j])
+    return df
 
 
 def _set_time(df: pd.DataFrame, i, per_step: float, rng, spread: float = 0.02) -> None:
@@ -106,6 +129,7 @@ def fabricate_rows(seed: int = 0) -> pd.DataFrame:
               "roofline_fraction", "compute_fraction", "final_loss", "achieved_gbps"):
         skip[c] = None
     df = pd.concat([df, mb, skip], ignore_index=True)
+    df = set_attributes(df)
     df["case_id"] = df.apply(case_id, axis=1)
     assert df["case_id"].is_unique
     return df

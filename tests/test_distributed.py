@@ -4,6 +4,7 @@ Ctrl-C, ports after close). Everything binds to 127.0.0.1."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -21,11 +22,20 @@ from bench.data import init_params, load
 from bench.oracle import compare, reference_run
 from implementations import BACKENDS, TrainConfig, create_trainer
 
-pytest.importorskip("distributed")
-psutil = pytest.importorskip("psutil")
+from .conftest import backend_class
 
-DATA_PARALLEL = [name for name, cls in BACKENDS.items() if cls.data_parallel]
-SINGLE = [name for name, cls in BACKENDS.items() if not cls.data_parallel]
+try:
+    import psutil
+except ImportError:  # a dependency of Dask's, not of torch's
+    psutil = None
+
+DATA_PARALLEL = [name for name in BACKENDS if getattr(backend_class(name), "data_parallel", False)]
+# torch-ddp needs only torch; numpy-dask needs Dask (the `dist` extra)
+NEEDS_DASK = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                                reason="numpy-dask needs Dask, not installed (pip install '.[dist]')")
+NEEDS_PSUTIL = pytest.mark.skipif(psutil is None, reason="needs psutil, not installed")
+DP_PARAMS = [pytest.param(name, id=name, marks=[NEEDS_DASK] if name == "numpy-dask" else [])
+             for name in DATA_PARALLEL]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAULT_TIMEOUT_S = 5  # LOGREG_DIST_TIMEOUT for the fault tests
 
@@ -58,7 +68,7 @@ def test_both_data_parallel_backends_are_registered():
     TrainConfig(lr=0.1, n_iters=1000, dtype="float64", formulation="probs", workers=2),
     TrainConfig(lr=0.1, n_iters=1000, dtype="float64", formulation="logits", workers=2, batch_size=16, l2=0.01),
 ], ids=["full-batch", "minibatch-l2"])
-@pytest.mark.parametrize("name", DATA_PARALLEL)
+@pytest.mark.parametrize("name", DP_PARAMS)
 def test_two_workers_match_the_float64_oracle(name, config, data101):
     X, y, w0, b0 = data101
     trainer = create_trainer(name, config)
@@ -70,13 +80,7 @@ def test_two_workers_match_the_float64_oracle(name, config, data101):
     assert np.isfinite(loss) and gw.shape == (5,)
 
 
-@pytest.mark.parametrize("name", SINGLE)
-def test_single_process_backends_refuse_workers(name):
-    with pytest.raises(ValueError, match=rf"workers must be 1 for the single-process backend '{name}', got 2"):
-        create_trainer(name, TrainConfig(workers=2))
-
-
-@pytest.mark.parametrize("name", DATA_PARALLEL)
+@pytest.mark.parametrize("name", DP_PARAMS)
 def test_more_workers_than_rows_is_refused(name):
     trainer = create_trainer(name, TrainConfig(workers=3))
     with pytest.raises(ValueError, match=r"workers must be at most n = 2"):
@@ -128,7 +132,7 @@ def _victim_pid(trainer) -> int:
     return pids[trainer.placement[1]]
 
 
-@pytest.mark.parametrize("name", DATA_PARALLEL)
+@pytest.mark.parametrize("name", DP_PARAMS)
 def test_a_killed_worker_ends_the_run_with_an_error_naming_it(name, data101, monkeypatch):
     monkeypatch.setenv("LOGREG_DIST_TIMEOUT", str(FAULT_TIMEOUT_S))
     X, y, w0, b0 = data101
@@ -158,6 +162,7 @@ def test_torch_ddp_unreachable_master_fails_in_bounded_time(monkeypatch):
     assert time.monotonic() - t0 < 20
 
 
+@NEEDS_DASK
 def test_numpy_dask_unreachable_scheduler_fails_in_bounded_time(monkeypatch):
     port = _free_port()
     monkeypatch.setenv("LOGREG_DIST_TIMEOUT", "3")
@@ -183,14 +188,15 @@ CTRL_C_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("name", DATA_PARALLEL)
+@NEEDS_PSUTIL
+@pytest.mark.parametrize("name", DP_PARAMS)
 def test_ctrl_c_leaves_no_orphaned_workers(name, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(CTRL_C_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), name], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
-                            # a shell's background job inherits SIGINT ignored, and Python then installs no handler
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    # SIGINT is not ignored in the child: conftest makes sure this process does not ignore it (no
+    # preexec_fn: it would run the at-fork handlers here, after JAX has started)
     try:
         assert proc.stdout.readline().strip() == "RUNNING", proc.stderr.read()[-2000:]
         children = psutil.Process(proc.pid).children(recursive=True)
@@ -207,7 +213,8 @@ def test_ctrl_c_leaves_no_orphaned_workers(name, tmp_path):
             proc.wait()
 
 
-@pytest.mark.parametrize("name", DATA_PARALLEL)
+@NEEDS_PSUTIL
+@pytest.mark.parametrize("name", DP_PARAMS)
 def test_close_releases_processes_and_ports(name, data101):
     X, y, w0, b0 = data101
     with create_trainer(name, TrainConfig(n_iters=3, dtype="float64", workers=2)) as trainer:
@@ -229,16 +236,34 @@ def test_close_releases_processes_and_ports(name, data101):
     assert not any(_listening(p) for p in ports)
 
 
-def test_scale_study_writes_csv_and_plot(tmp_path):
-    from bench.scale import COLUMNS, run_scale
+@NEEDS_DASK
+def test_scale_goes_through_the_pipeline_and_writes_rows_and_views(tmp_path):
+    """`bench scale`: cases with workers, run by bench.pipeline.run; its rows are Rows (every
+    runs.csv column, the scale figures among them), scale.csv and scale.png are views of them, and
+    the speed-ups come from declared attributes (workers=1 of the same backend; the single-process
+    backend of the same library), not from names."""
+    import pandas as pd
 
-    df = run_scale(workers=(1, 2), datasets=("synthetic-2kx10",), dtype="float32", n_iters=5, rounds=3,
-                   out=tmp_path, progress=None)
-    assert (tmp_path / "scale.png").stat().st_size > 0
-    saved = __import__("pandas").read_csv(tmp_path / "scale.csv")
-    assert list(saved.columns) == COLUMNS and len(saved) == 6
-    assert (saved["status"] == "ok").all(), saved["reason"].tolist()
-    dist = saved[saved["library"].isin(["torch-ddp", "numpy-dask"])]
-    assert (dist.loc[dist["world_size"] == 1, "speedup_vs_ws1"] == 1).all()
-    assert dist["speedup_vs_single"].notna().all() and (dist["collective_s"] > 0).all()
-    assert (saved["verdict"] == "pass").all()
+    from bench import records, scale
+    from bench.cli import main
+
+    out = tmp_path / "s"
+    code = main(["scale", "--datasets", "synthetic-2kx10", "--iters", "5", "--rounds", "3", "--workers", "2", "1",
+                 "--backends", *DATA_PARALLEL, "torch-manual", "numpy", "--out", str(out)])
+    assert code == 0
+    runs = records.read_runs(out / "runs.csv")
+    assert list(runs.columns) == list(records.SCHEMA) and len(runs) == 6
+    assert (runs.status == "ok").all(), runs.reason.tolist()
+    assert (runs.verdict == "pass").all()
+    assert json.loads((out / "env.json").read_text())["exit_code"] == 0
+    saved = pd.read_csv(out / "scale.csv")
+    assert list(saved.columns) == scale.COLUMNS and len(saved) == 6
+    assert (out / "scale.png").stat().st_size > 0
+    dist = runs[runs.backend.isin(DATA_PARALLEL)].set_index(["backend", "workers"])
+    assert (dist.xs(1, level="workers").speedup_vs_ws1 == 1).all()
+    assert dist.speedup_vs_single.notna().all() and (dist.collective_s > 0).all() and (dist.startup_s > 0).all()
+    assert dist.loc[("torch-ddp", 2), "baseline"] == "torch-manual" and dist.loc[("numpy-dask", 2), "baseline"] == "numpy"
+    assert dist.loc[("numpy-dask", 1), "task_overhead_s"] > 0
+    single = runs[~runs.backend.isin(DATA_PARALLEL)]
+    assert single.speedup_vs_ws1.isna().all() and single.collective_s.isna().all()
+

@@ -40,8 +40,7 @@ def _start(folder, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "bench", "run", "--datasets", "iris", "--iters", "3000", "--repeats", "3",
          "--backends", "numpy", "torch", "torch-manual", "--devices", "cpu", "--out", str(folder), *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # SIGINT not ignored: conftest
 
 
 def _wait_for_rows(proc, csv):
@@ -77,11 +76,15 @@ def test_sigint_while_writing_the_reports_still_writes_them(tmp_path, monkeypatc
         return real(*args)
 
     monkeypatch.setattr(report, "write_report", interrupted_report)
+    before = signal.getsignal(signal.SIGTERM)
     code = main(["run", *TINY, "--backends", "numpy", "--dtypes", "float64", "--out", str(tmp_path)])
     assert code == 130
     assert (tmp_path / "summary.md").exists() and list(tmp_path.glob("*.png"))
-    assert _env(tmp_path)["status"] == "complete"  # every row had finished; the reports were completed
+    env = _env(tmp_path)  # every row had finished and the reports were completed, but the exit is 130: env.json says so
+    assert env["status"] == "interrupted" and env["exit_code"] == 130 and env["rows"] == 1
+    assert "SIGINT" in env["reason"] and "while writing the reports" in env["reason"]
     assert _no_temp_files(tmp_path)
+    assert signal.getsignal(signal.SIGTERM) is before  # run() put back the handler it found, not its own
 
 
 def test_early_sigint_leaves_a_record_not_an_empty_folder(tmp_path, monkeypatch):
@@ -120,14 +123,18 @@ def test_an_exception_outside_a_row_keeps_the_finished_rows(tmp_path, monkeypatc
 def test_a_folder_holding_a_run_is_refused_then_overwritten(tmp_path):
     args = ["run", *TINY, "--backends", "numpy", "--dtypes", "float64", "--out", str(tmp_path)]
     assert main(args) == 0
-    stale = tmp_path / "stale.png"
+    stale = tmp_path / "suboptimality_an-older-dataset.png"  # a plot of the old run the new one does not redraw
     stale.write_bytes(b"old plot")
+    mine = tmp_path / "holiday.png"  # the user's, beside the run: never the run's to remove
+    mine.write_bytes(b"\x89PNG holiday")
     first = _env(tmp_path)["run_id"]
     proc = _cli(*args)
     assert proc.returncode == 2 and "already holds a run" in proc.stderr and "--overwrite" in proc.stderr
+    assert "holiday.png" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and _env(tmp_path)["run_id"] == first
     assert main(args + ["--overwrite"]) == 0
     assert _env(tmp_path)["run_id"] != first and not stale.exists()
+    assert mine.read_bytes() == b"\x89PNG holiday"
 
 
 def test_a_second_process_is_kept_out_by_the_lock(tmp_path):

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from bench.data import iris, load
-from bench.gradcheck import COLUMNS, compare_gradients, finite_difference, points
+from bench.diagnostics.grad import COLUMNS, compare_gradients, finite_difference, points
 from bench.oracle import fit_optimum, rounded, rounding_bound
 from bench.oracle import loss as oracle_loss
-from bench.trajectory import lockstep
+from bench.diagnostics.trajectory import lockstep
 from implementations import BACKENDS, FORMULATIONS, TrainConfig
 
 from .conftest import TRAINERS, train

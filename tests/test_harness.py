@@ -144,9 +144,7 @@ def test_interrupt_keeps_finished_rows(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "run", "--datasets", "iris", "--iters", "2000", "--repeats", "3",
          "--backends", "numpy", "torch", "torch-manual", "--devices", "cpu", "--out", str(tmp_path)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # a shell's background job inherits SIGINT ignored, and Python then installs no handler
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # SIGINT not ignored: conftest
     csv = tmp_path / "runs.csv"
     deadline = time.time() + 120
     while not csv.exists() and time.time() < deadline and proc.poll() is None:
@@ -164,7 +162,7 @@ def test_interrupt_keeps_finished_rows(tmp_path):
 
 
 def test_grad_command_writes_the_report(tmp_path):
-    from bench.gradcheck import COLUMNS
+    from bench.diagnostics.grad import COLUMNS
 
     assert main(["grad", "--backends", "numpy", "torch", "--random-points", "1", "--out", str(tmp_path)]) == 0
     df = pd.read_csv(tmp_path / "gradients.csv")

@@ -1,6 +1,7 @@
-"""The "at its best" backends (numpy-fused, torch-compiled, numba) and the roofline figures:
-mini-batches and L2 against the float64 oracle, same bits whatever the threads, the harness's thread
-count honoured, and every execution path (serial/parallel, blocked/unblocked) on the same math."""
+"""The "at its best" backends (numpy-fused, torch-fused, numba) and the roofline figures: same bits
+whatever the threads, the harness's thread count honoured, and every execution path
+(serial/parallel, blocked/unblocked) on the same math. Their mini-batch and L2 runs against the
+float64 oracle are in test_minibatch.py with every backend; torch-compiled's in test_torch_compiled.py."""
 
 from __future__ import annotations
 
@@ -9,24 +10,12 @@ import pytest
 
 from bench.data import init_params, synthetic
 from bench.oracle import compare, config_tolerance, reference_run
-from implementations import BACKENDS, TrainConfig, create_trainer
-
-FAST = [name for name in ("numpy-fused", "torch-compiled", "numba") if name in BACKENDS]
-
+from implementations import TrainConfig, create_trainer
 
 def _train(trainer, X, y, w0, b0):
     trainer.prepare(X, y, w0, b0)
     trainer.run()
     return trainer.result()
-
-
-def _make(name, config):
-    from implementations.base import BackendUnavailableError
-
-    try:
-        return create_trainer(name, config)
-    except BackendUnavailableError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -35,34 +24,6 @@ def mid_data():
     ds = synthetic(30_000, 12, seed=3)
     w0, b0 = init_params(ds.d, seed=3)
     return ds.X, ds.y, w0, b0
-
-
-@pytest.mark.parametrize("l2", [0.0, 0.1])
-@pytest.mark.parametrize("batch_size", [None, 16, 64])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", FAST)
-def test_batches_and_l2_match_the_oracle(name, dtype, batch_size, l2, iris_data):
-    X, y, w0, b0 = iris_data
-    config = TrainConfig(n_iters=400, dtype=dtype, formulation="probs", batch_size=batch_size, l2=l2, record_every=3)
-    res = _train(_make(name, config), X, y, w0, b0)
-    ref = reference_run(X, y, w0, b0, config)
-    agreement = compare(res, ref, config_tolerance(config, X.shape[0], X.shape[1]))
-    assert agreement.ok, agreement
-
-
-@pytest.mark.parametrize("name", FAST)
-def test_loss_and_grad_is_penalised_on_the_full_data(name, iris_data):
-    from bench import oracle
-
-    X, y, w0, b0 = iris_data
-    config = TrainConfig(n_iters=2, dtype="float64", formulation="logits", batch_size=16, l2=0.1)
-    trainer = _make(name, config)
-    trainer.prepare(X, y, w0, b0)
-    loss, gw, gb = trainer.loss_and_grad(w0, b0)
-    ref_gw, ref_gb = oracle.grad(X, y, w0, b0, l2=0.1)
-    assert loss == pytest.approx(oracle.loss(X, y, w0, b0, "logits", l2=0.1), rel=1e-12)
-    np.testing.assert_allclose(gw, ref_gw, rtol=1e-12, atol=1e-14)
-    assert gb == pytest.approx(ref_gb, rel=1e-12, abs=1e-14)
 
 
 # -- numpy-fused: threads ------------------------------------------------------------------------
@@ -157,16 +118,16 @@ def test_numba_serial_and_parallel_kernels_agree(batch_size, mid_data, monkeypat
     assert agreement.ok, agreement
 
 
-# -- torch-compiled: the blocked one-pass step ------------------------------------------------------
+# -- torch-fused: the blocked one-pass step ---------------------------------------------------------
 
 @pytest.mark.parametrize("batch_size", [None, 20_000])
 def test_torch_blocked_step_matches_the_oracle_and_repeats(batch_size, mid_data):
     pytest.importorskip("torch")
-    from implementations.torch_compiled import TorchCompiledTrainer
+    from implementations.torch_fused import TorchFusedTrainer
 
     X, y, w0, b0 = mid_data
     config = TrainConfig(n_iters=6, dtype="float64", batch_size=batch_size, l2=0.1, record_every=2)
-    trainer = TorchCompiledTrainer(config, block_bytes=32 * 1024)
+    trainer = TorchFusedTrainer(config, block_bytes=32 * 1024)
     first = _train(trainer, X, y, w0, b0)
     assert trainer.blocked
     trainer.run()
@@ -176,16 +137,16 @@ def test_torch_blocked_step_matches_the_oracle_and_repeats(batch_size, mid_data)
     assert agreement.ok, agreement
 
 
-def test_torch_compiled_computes_only_the_configured_loss_on_recorded_steps(iris_data, monkeypatch):
+def test_torch_fused_computes_only_the_configured_loss_on_recorded_steps(iris_data, monkeypatch):
     pytest.importorskip("torch")
-    import implementations.torch_compiled as tc
+    import implementations.torch_fused as tc
 
     calls = []
     original = tc._loss
     monkeypatch.setattr(tc, "_loss", lambda z, p, y, form: calls.append(form) or original(z, p, y, form))
     X, y, w0, b0 = iris_data
     config = TrainConfig(n_iters=20, record_every=7, formulation="logits", batch_size=16)
-    _train(create_trainer("torch-compiled", config), X, y, w0, b0)
+    _train(create_trainer("torch-fused", config), X, y, w0, b0)
     assert calls == ["logits"] * config.n_records
 
 

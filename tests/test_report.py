@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import io
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from bench import report
-from tests.fabricate import (FASTEST_IRIS, WRONG_REASON, environment, expected_step, fabricate_losses,
+from bench.records import LEGACY_ATTRIBUTES
+from tests.fabricate import (FASTEST_IRIS, ROOT, WRONG_REASON, environment, expected_step, fabricate_losses,
                              fabricate_rows)
+
+NUMBA = "numba (numba, hand-derived, whole run in one compiled call)"
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +62,11 @@ def test_summary_opens_with_the_verdict(md):
 def test_verdict_names_the_fastest_correct_backend_not_the_fastest_wrong_one(rows, md):
     iris = _group(md, "iris (n=100, d=4), full batch")
     line = next(x for x in iris.splitlines() if x.startswith("- Fastest correct on cpu"))
-    # torch-compiled float32 probs is faster (10 µs) but does not agree; numba float64 logits (20 µs) does
-    assert "**numba** (float64, logits)" in line
+    # torch-compiled float32 probs is faster (10 µs) but does not agree; numba float64 logits (20 µs) does;
+    # the verdict says what numba is, from the row's declared attributes
+    assert "**numba** (numba, hand-derived, whole run in one compiled call) in float64, logits" in line
     assert "torch-compiled" not in line
-    t = rows.loc[rows.case_id == "iris|float64|logits|full|l2=0|numba@cpu", "time_per_iter_s"].iloc[0]
+    t = rows.loc[rows.case_id == "iris|float64|logits|full|l2=0|w1|numba@cpu", "time_per_iter_s"].iloc[0]
     assert t == pytest.approx(FASTEST_IRIS, rel=0.1) and f"at {report._fmt_time(t)} per step" in line
     assert "of the compute floor" in line  # Iris rows carry compute_fraction (in cache)
     big = _group(md, "synthetic-100kx100")
@@ -81,8 +87,8 @@ def test_library_ratio_matches_the_rows_and_its_quartile_range(rows, md):
     df = report.normalize_rows(rows)
     iris64 = df[(df.dataset == "iris") & (df.loop == "full-batch") & (df.dtype == "float64")
                 & (df.formulation == "logits") & report.correct_mask(df)]
-    npy = iris64[iris64.backend.map(report.FAMILY) == "NumPy"].sort_values("time_per_iter_s").iloc[0]
-    pt = iris64[iris64.backend.map(report.FAMILY) == "PyTorch"].sort_values("time_per_iter_s").iloc[0]
+    npy = iris64[iris64.library == "numpy"].sort_values("time_per_iter_s").iloc[0]
+    pt = iris64[iris64.library == "torch"].sort_values("time_per_iter_s").iloc[0]
     r, lo, hi = report.ratio_with_range(npy, pt)
     assert lo <= r <= hi
     # the quartiles come from the stored rounds, not from median ± IQR/2
@@ -92,7 +98,8 @@ def test_library_ratio_matches_the_rows_and_its_quartile_range(rows, md):
                 if x.startswith("- NumPy vs PyTorch on cpu (float64"))
     winner, ratio = ("PyTorch", r) if r >= 1 else ("NumPy", 1 / r)
     assert f"**{winner} {ratio:.2f}× faster**" in line
-    assert f"`{npy.backend}`" in line and f"`{pt.backend}`" in line
+    assert f"best NumPy `{npy.backend}` ({report.what(npy)})" in line
+    assert f"best PyTorch `{pt.backend}` ({report.what(pt)})" in line
 
 
 def test_mini_batch_group_has_its_own_verdict_and_the_noise_caveat(md):
@@ -106,7 +113,9 @@ def test_mini_batch_group_has_its_own_verdict_and_the_noise_caveat(md):
 def test_pivot_has_one_row_per_backend_and_marks_disagreement(rows):
     p = report.pivot_times(rows, "float32")
     backends = set(rows[rows.dtype == "float32"].backend)
-    assert list(p.index) == report._backend_order(backends)
+    assert list(p.index) == report.backend_order(report.normalize_rows(rows[rows.dtype == "float32"]))
+    libs = [rows[rows.backend == b].library.iloc[0] for b in p.index]
+    assert libs == sorted(libs, key=lambda lib: {"numpy": 0, "torch": 1}.get(lib, 2)), "NumPy's, PyTorch's, the rest"
     assert len(p) == len(backends) == len(set(p.index))
     assert p.loc["torch-compiled", "iris · full · probs"].endswith("✗")
     assert not p.loc["numba", "iris · full · probs"].endswith("✗")
@@ -162,11 +171,16 @@ def test_old_files_without_the_new_columns_still_report():
     losses = pd.read_csv(REFERENCE / "losses.csv")
     df = report.normalize_rows(rows)
     assert (df.loop == "full-batch").all() and df.case_id.is_unique
-    assert df.case_id.iloc[0] == "iris|float32|probs|full|l2=0|numpy@cpu"
+    assert df.case_id.iloc[0] == "iris|float32|probs|full|l2=0|w1|numpy@cpu"  # Case.case_id's format
+    # the backends' attributes come from the table for old runs; old torch-compiled rows were mostly eager
+    assert df.library.notna().all() and set(df.library) == {"numpy", "torch", "numba"}
+    tc = df[df.backend == "torch-compiled"]
+    assert (tc.engine == "eager/inductor (mixed)").all() and not tc.compiled.any()
     cur = report.normalize_losses(losses, df)
     assert list(cur.columns) == report.LOSS_COLUMNS and cur.ref_loss.isna().all() and len(cur) == len(losses)
     md = report.summary_markdown(rows, losses)
     assert "All 24 rows that ran agree" in md and "Fastest correct on cpu" in md
+    assert "`torch-compiled` (eager/inductor (mixed), hand-derived," in md or "`torch-compiled`" not in md
     ttt = report.time_to_target(rows, losses)
     assert ttt.time_s.isna().all(), "5000 steps at lr 0.01 never come within 10% of the optimum"
 
@@ -178,17 +192,22 @@ def test_console_summary_opens_with_the_verdict(rows, losses, env):
     report.print_summary(rows, Console(file=buf, width=200, color_system=None), losses, env)
     text = buf.getvalue()
     assert text.lstrip().startswith("Verdict")
-    assert "Fastest correct on cpu: numba (float64, logits)" in text
+    assert f"Fastest correct on cpu: {NUMBA} in float64, logits" in text
     assert "rows that do not agree with the oracle" in text
 
 
-def test_styles_cover_every_backend_and_are_distinct():
+def test_looks_come_from_the_name_and_library_not_a_list_of_names():
     names = ["numpy", "torch", "torch-manual", "numpy-fused", "torch-compiled", "numba", "torch-nn", "jax",
-             "torch-ddp", "numpy-dask", "torch-fused"]
-    looks = [tuple(report.style(n).values()) for n in names]
-    assert len(set(looks)) == len(names)
-    assert all(report.FAMILY[n] in ("NumPy", "PyTorch", "other") for n in names)
-    assert report.style("something-new") == report.style("something-new")  # stable for unknown names
+             "torch-ddp", "numpy-dask", "torch-fused", "my-trial"]
+    libs = ["numpy", "torch", "torch", "numpy", "torch", "numba", "torch", "jax", "torch", "numpy", "torch", "torch"]
+    looks = report.looks(pd.DataFrame({"backend": names, "library": libs}))
+    assert len({v["color"] for v in looks.values()}) == len(names), "distinct colours within a run"
+    assert {looks[n]["linestyle"] for n, lib in zip(names, libs) if lib == "numpy"} == {"-"}
+    assert {looks[n]["linestyle"] for n, lib in zip(names, libs) if lib == "torch"} == {"--"}
+    # stable: the same name gets the same look in another process and another run
+    assert report.style("something-new", "torch") == report.style("something-new", "torch")
+    again = report.looks(pd.DataFrame({"backend": names[::-1], "library": libs[::-1]}))
+    assert again == looks
 
 
 def test_write_report_writes_every_file(rows, losses, env, tmp_path):
@@ -213,18 +232,18 @@ def test_time_vs_n_joins_one_width_only(tmp_path):
 
     rows = fabricate_rows()
     drawn = {}
-    real_save = report._save
+    real_save = report.plots._save
 
     def spy(fig, path):
         drawn["lines"] = [ln for ax in fig.axes for ln in ax.get_lines()]
         plt.close(fig)
         return True
 
-    report._save = spy
+    report.plots._save = spy
     try:
         assert report.plot_time_vs_n(rows, tmp_path / "t.png", floor_gbps=24.3)
     finally:
-        report._save = real_save
+        report.plots._save = real_save
     xs = {float(x) for ln in drawn["lines"] for x in ln.get_xdata()}
     assert xs == {10_000.0, 100_000.0}, "only the d = 100 sizes, never Iris's n = 100"
     written = report.write_report(rows[rows.dataset == "iris"], None, None, tmp_path / "iris-only")
@@ -237,8 +256,8 @@ def test_speed_vs_numpy_is_relative_to_numpy_in_the_same_setting(rows):
     assert np.allclose(base.ratio.astype(float), 1.0)
     assert (s.lo <= s.ratio).all() and (s.ratio <= s.hi).all()
     df = report.normalize_rows(rows)
-    r = s[s.case_id == "iris|float64|logits|full|l2=0|numba@cpu"].iloc[0]
-    numpy_t = df[df.case_id == "iris|float64|logits|full|l2=0|numpy@cpu"].time_per_iter_s.iloc[0]
+    r = s[s.case_id == "iris|float64|logits|full|l2=0|w1|numba@cpu"].iloc[0]
+    numpy_t = df[df.case_id == "iris|float64|logits|full|l2=0|w1|numpy@cpu"].time_per_iter_s.iloc[0]
     assert r.ratio == pytest.approx(FASTEST_IRIS / numpy_t, rel=0.1)
 
 
@@ -252,3 +271,98 @@ def test_mini_batch_suboptimality_uses_the_full_data_objective():
                            "ref_loss": [0.9, 0.3, 0.8], "full_loss": [0.9, 0.7, 0.6]})
     ttt = report.time_to_target(rows, losses, targets=(0.25, 0.1))
     assert ttt.set_index("target").loc[0.25, "step"] == 2 and np.isnan(ttt.set_index("target").loc[0.1, "step"])
+
+
+# ----------------------------------------------------------------------------------------------
+# the backend's attributes, not its name (issue 17, item 3)
+
+def _renamed(rows, old, new, **attrs):
+    rows = rows.copy()
+    m = rows.backend == old
+    rows.loc[m, "backend"] = new
+    for col, value in attrs.items():
+        rows.loc[m, col] = value
+    rows["case_id"] = rows.case_id.str.replace(f"|{old}@", f"|{new}@", regex=False)
+    return rows
+
+
+def test_a_new_backend_is_named_by_its_attributes(rows, losses):
+    """A user's backend, unknown to the report, is placed, described and drawn by its row's columns."""
+    ours = _renamed(rows, "torch-manual", "my-trial", engine="eager", gradient="hand-derived",
+                    style="hand-blocked, threaded")
+    i = ours.index[(ours.backend == "my-trial") & (ours.dataset == "synthetic-100kx100") & (ours.dtype == "float32")
+                   & (ours.formulation == "probs")][0]
+    best_t = ours[(ours.dataset == "synthetic-100kx100") & (ours.status == "ok")].time_per_iter_s.min()
+    for c in ("time_per_iter_s", "time_median_s", "iqr_per_iter_s", "time_iqr_s"):
+        ours.at[i, c] = ours.at[i, c] * (best_t / ours.at[i, "time_per_iter_s"]) / 2
+    ours.at[i, "times_s"] = None
+    md = report.summary_markdown(ours, None, None)
+    big = _group(md, "synthetic-100kx100")
+    assert "Fastest correct on cpu: **my-trial** (eager, hand-derived, hand-blocked, threaded) in float32, probs" in big
+    assert "best PyTorch `my-trial` (eager, hand-derived, hand-blocked, threaded)" in big
+    assert "my-trial" in report.pivot_times(ours, "float32").index
+    assert "my-trial" in report.looks(report.normalize_rows(ours))
+
+
+def test_the_baseline_is_found_by_its_attributes_and_may_be_absent(rows, tmp_path):
+    seed = _renamed(rows, "numpy", "seed-numpy")
+    assert report.baseline_backend(report.normalize_rows(seed)) == "seed-numpy"
+    md = report.summary_markdown(seed, None, None)
+    assert "faster than `seed-numpy` in the same setting" in md and "| vs seed-numpy |" in md
+    s = report.speed_vs_numpy_frame(seed)
+    assert np.allclose(s[s.backend == "seed-numpy"].ratio.astype(float), 1.0)
+    # nothing declares the seed's NumPy loop and no backend is named numpy: no ratio, no plot, no crash
+    none = _renamed(rows, "numpy", "other-numpy", style="something else")
+    assert report.baseline_backend(report.normalize_rows(none)) is None
+    md = report.summary_markdown(none, None, None)
+    assert "faster than `" not in md and "Fastest correct on cpu" in md
+    written = {p.name for p in report.write_report(none[none.dataset == "iris"], None, None, tmp_path)}
+    assert "speed_vs_numpy.png" not in written and "summary.md" in written
+
+
+def test_legacy_attributes_are_for_old_runs_only(rows):
+    """A row that records its attributes keeps them, whatever its name."""
+    ours = _renamed(rows, "numba", "torch-compiled-2", library="torch", engine="inductor", compiled=True)
+    ours = ours.assign(library=ours.library.where(ours.backend != "torch-compiled", "torch"))
+    df = report.normalize_rows(ours)
+    tc = df[df.backend == "torch-compiled"]
+    assert (tc.engine == "inductor").all() and tc.compiled.all(), "today's torch-compiled is compiled"
+    assert "torch-fused" not in LEGACY_ATTRIBUTES, "the legacy table names only backends of old runs"
+
+
+# ----------------------------------------------------------------------------------------------
+# one definition of time to target (issue 17, item 2)
+
+def test_time_to_target_is_relative_suboptimality():
+    from bench.records import first_step_to_target
+
+    steps = np.array([0, 10, 20])
+    loss = np.array([0.2, 0.1005, 0.10001])  # L* = 0.1: 5e-3 then 1e-4 relative (5e-4 and 1e-5 absolute)
+    assert first_step_to_target(steps, loss, 0.1, 1e-3) == 20  # absolute L − L* < 1e-3 would say 10
+    assert first_step_to_target(steps, loss, 0.1, 1e-2) == 10
+    assert math.isnan(first_step_to_target(steps, np.array([0.2, np.nan, np.nan]), 0.1, 1e-3))
+
+
+def test_row_and_time_to_target_csv_agree(tmp_path):
+    """``Row.time_to_target_s`` (the pipeline) and ``time_to_target.csv`` (the report) answer alike."""
+    from bench.pipeline import RunOptions, matrix, run
+
+    target = 1e-2
+    cases = matrix(["numpy"], ["cpu"], ["synthetic-2000x10"], ["float64"], ["logits"], iters=500, lr=1.0)
+    result = run(cases, options=RunOptions(repeats=3, budget_s=0.05, warmup=0, target=target), figures={})
+    rows, losses = result.frame(), result.losses()
+    ttt = report.time_to_target(rows, losses, targets=(target,))
+    csv_t = float(ttt.time_s.iloc[0])
+    assert not math.isnan(csv_t), "the run reaches the target (else the test says nothing)"
+    assert rows.time_to_target_s.iloc[0] == pytest.approx(csv_t)  # L* ≈ 0.19: absolute 1e-2 is ~5e-2 relative
+
+
+# ----------------------------------------------------------------------------------------------
+# reading results imports no training library (issue 17, item 4)
+
+def test_importing_compare_and_report_imports_no_training_library():
+    code = ("import sys, bench.compare, bench.report, bench.records; "
+            "print(sorted(m for m in ('torch', 'jax', 'numba', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

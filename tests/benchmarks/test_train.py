@@ -13,7 +13,9 @@ import pytest
 
 from bench.pipeline import matrix
 from bench.timing import Measurement, thread_parity
-from implementations import BACKENDS, DTYPES, BackendUnavailableError, create_trainer
+from implementations import DTYPES, BackendUnavailableError, create_trainer
+
+from ..conftest import backends
 
 
 def _devices():
@@ -27,23 +29,40 @@ def _devices():
         yield pytest.param(dev, id=dev, marks=marks)
 
 
-# The seed task in both formulations (where saturation is discussed); the synthetic sizes in the
-# seed's probs formulation; and the mini-batch loop (batch 64) on a 100k-row set.
-PROBLEMS = [("iris", "probs", None), ("iris", "logits", None), ("synthetic-10kx100", "probs", None),
-            ("synthetic-200kx100", "probs", None), ("synthetic-100kx100", "probs", 64)]
-IDS = [f"{d}-{f}" + ("" if b is None else f"-b{b}") for d, f, b in PROBLEMS]
-MINIBATCH_ITERS = 2000
+# The full matrix (timed with `pytest --benchmark-only`): the seed task in both formulations (where
+# saturation is discussed); the synthetic sizes in the seed's probs formulation; and the mini-batch
+# loop (batch 64) on a 100k-row set. (dataset, formulation, batch size, iters; None: the harness's default)
+FULL = [("iris", "probs", None, None), ("iris", "logits", None, None), ("synthetic-10kx100", "probs", None, None),
+        ("synthetic-200kx100", "probs", None, None), ("synthetic-100kx100", "probs", 64, 2000)]
+# The small matrix (the default with --benchmark-disable, as `make test` runs each benchmark once): every
+# code path of a benchmark (full batch in both formulations, the mini-batch loop, the row and its
+# verdict against the oracle) on the seed task, 200 steps each.
+SMALL = [("iris", "probs", None, 200), ("iris", "logits", None, 200), ("iris", "probs", 16, 200)]
 # torch-ddp and numpy-dask are timed over world sizes by `python -m bench scale` (tests/test_distributed.py)
-SINGLE_PROCESS = [name for name, cls in BACKENDS.items() if not cls.data_parallel]
+BACKEND_PARAMS = backends(lambda cls: not cls.data_parallel)
+
+
+def _problem_id(dataset, formulation, batch_size, iters):
+    return f"{dataset}-{formulation}" + ("" if batch_size is None else f"-b{batch_size}")
+
+
+def pytest_generate_tests(metafunc):
+    """``--bench-matrix full`` or ``small``; by default full when timing, small when timing is disabled."""
+    if "problem" not in metafunc.fixturenames:
+        return
+    choice = metafunc.config.getoption("bench_matrix")
+    if choice == "auto":
+        choice = "small" if metafunc.config.getoption("benchmark_disable", False) else "full"
+    problems = FULL if choice == "full" else SMALL
+    metafunc.parametrize("problem", problems, ids=[_problem_id(*p) for p in problems])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("dataset, formulation, batch_size", PROBLEMS, ids=IDS)
 @pytest.mark.parametrize("device", list(_devices()))
-@pytest.mark.parametrize("backend", SINGLE_PROCESS)
-def test_train(benchmark, evaluator, backend, device, dataset, formulation, batch_size, dtype):
-    (case,) = matrix([backend], [device], [dataset], [dtype], [formulation], batch_sizes=(batch_size,),
-                     iters=None if batch_size is None else MINIBATCH_ITERS)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_train(benchmark, evaluator, backend, device, problem, dtype):
+    dataset, formulation, batch_size, iters = problem
+    (case,) = matrix([backend], [device], [dataset], [dtype], [formulation], batch_sizes=(batch_size,), iters=iters)
     try:
         trainer = create_trainer(backend, case.config)
     except BackendUnavailableError as exc:

@@ -5,18 +5,26 @@ Each backend follows its *own* trajectory in its own dtype: every step is one ca
 the float64 round trip exactly), so the path is the one its ``run()`` would take. After each
 step the two parameter vectors are compared with the equivalence tolerance at that step count,
 ``u sqrt(k) (1 + d + log2 n)`` (see ``bench.oracle``).
+
+:func:`run` is ``python -m bench trajectory``: every dataset, device, dtype, formulation and
+penalty, one ``trajectory.csv`` and the per-step deviations in ``trajectory_steps.csv``.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from implementations import TrainConfig, create_trainer
+from implementations import BackendUnavailableError, TrainConfig, create_trainer
 
-from .data import Dataset, init_params
-from .oracle import saturated_count, tolerance
+from ..data import Dataset, init_params, load
+from ..oracle import saturated_count, tolerance
+from ..pipeline import NOTHING_RAN_EXIT
+from . import print_table
+
+OWNED = ("trajectory.csv", "trajectory_steps.csv", "env.json")  # what `bench trajectory` writes into its folder
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,11 @@ def lockstep(ds: Dataset, a: str, b: str, dtype: str, formulation: str, n_iters:
         raise ValueError(f"lockstep needs two different backends, got {a!r} twice")
     w0, b0 = init_params(ds.d, seed, ds.init_scale)
     cfg = TrainConfig(lr=lr, n_iters=1, dtype=dtype, formulation=formulation, device=device, l2=l2)
-    ta, tb = create_trainer(a, cfg), create_trainer(b, cfg)
+    with create_trainer(a, cfg) as ta, create_trainer(b, cfg) as tb:
+        return _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0)
+
+
+def _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0) -> Trajectory:
     theta = {a: (w0, b0), b: (w0, b0)}
     devs = np.empty(n_iters)
     first, sat_first, sat_worst = None, None, 0
@@ -69,3 +81,45 @@ def lockstep(ds: Dataset, a: str, b: str, dtype: str, formulation: str, n_iters:
     worst = int(np.argmax(devs)) + 1
     sat = sat_first if first is not None else sat_worst
     return Trajectory(a, b, ds.name, dtype, formulation, n_iters, first, float(devs.max()), worst, sat, devs)
+
+
+def run(datasets, a: str, b: str, devices, dtypes, formulations, l2s=(0.0,), n_iters: int = 1000, lr: float = 0.01,
+        seed: int = 0, out=None) -> int:
+    """``python -m bench trajectory``: write ``<out>/trajectory.csv`` and ``trajectory_steps.csv``,
+    print the cases that ran; exit 0, or ``NOTHING_RAN_EXIT`` when every case was skipped."""
+    import pandas as pd
+
+    from .. import records
+
+    rows, curves, skipped = [], [], []
+    for name in datasets:
+        ds = load(name, seed)
+        for device in devices:
+            for dtype in dtypes:
+                for form in formulations:
+                    for l2 in l2s:
+                        where = {"dataset": name, "device": device, "dtype": dtype, "formulation": form, "l2": l2}
+                        try:
+                            tr = lockstep(ds, a, b, dtype, form, n_iters, lr, seed, device, l2)
+                        except BackendUnavailableError as exc:
+                            skipped.append(f"{device}: {exc}")
+                            rows.append({**where, "backend_a": a, "backend_b": b, "status": "skipped",
+                                         "reason": str(exc)})
+                            continue
+                        rows.append({**tr.as_row(), "device": device, "l2": l2, "status": "ok", "reason": ""})
+                        curves.append(pd.DataFrame({**where, "step": range(1, tr.n_iters + 1),
+                                                    "rel_deviation": tr.deviations}))
+    df = pd.DataFrame(rows)
+    records.write_csv(df, out / "trajectory.csv")
+    if curves:
+        records.write_csv(pd.concat(curves, ignore_index=True), out / "trajectory_steps.csv")
+    for line in dict.fromkeys(skipped):
+        print(f"skipped: {line}", file=sys.stderr)
+    ok = df[df.status == "ok"]
+    if ok.empty:
+        print(f"wrote {out / 'trajectory.csv'}: nothing ran (every case was skipped)", file=sys.stderr)
+        return NOTHING_RAN_EXIT
+    shown = [c for c in ok.columns if c not in ("status", "reason")]
+    print_table(ok, f"lockstep {a} vs {b}", shown)
+    print(f"wrote {out / 'trajectory.csv'} and trajectory_steps.csv")
+    return 0

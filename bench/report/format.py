@@ -1,0 +1,150 @@
+"""Small text helpers shared by the verdict, the tables and the plots: numbers, times, markdown
+cells, a row's setting, the groups of a run, and what a backend is — read from the row's declared
+attributes (``library``, ``gradient``, ``engine``, ``compiled``, ``style``), never from its name."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+# how the report writes a library's name; any other library is written as it is recorded
+LIBRARY_LABELS: dict[str, str] = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX", "numba": "Numba"}
+# the product's question is "NumPy or PyTorch?": their backends come first in every table and legend
+LIBRARY_ORDER = ("numpy", "torch")
+
+
+def _f(x) -> float:
+    try:
+        return math.nan if x is None or pd.isna(x) else float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _fmt_time(s) -> str:
+    s = _f(s)
+    if math.isnan(s):
+        return "—"
+    for unit, k in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if s >= k:
+            return f"{s / k:.3g} {unit}"
+    return f"{s:.3g} s"
+
+
+def _num(x, fmt) -> str:
+    x = _f(x)
+    return "—" if math.isnan(x) or math.isinf(x) else fmt.format(x)
+
+
+def _md(text) -> str:
+    return "—" if text is None or pd.isna(text) else str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _text(x) -> str:
+    return "" if x is None or pd.isna(x) else str(x)
+
+
+def _agrees(r) -> bool:
+    return str(r["verdict"]) == "pass" if pd.notna(r["verdict"]) else False
+
+
+def library_label(library) -> str:
+    lib = _text(library)
+    return LIBRARY_LABELS.get(lib, lib or "unknown library")
+
+
+def what(r) -> str:
+    """What a backend is, from its row: engine, gradient, how the loop is written — e.g.
+    ``eager, hand-derived, hand-blocked, threaded``; empty when the row records no attributes."""
+    parts = [_text(r.get("engine")), _text(r.get("gradient")), _text(r.get("style"))]
+    return ", ".join(p for p in parts if p)
+
+
+def named(r) -> str:
+    """``\\`backend\\` (what it is)`` for the verdict."""
+    desc = what(r)
+    return f"`{r['backend']}`" + (f" ({desc})" if desc else "")
+
+
+def backend_order(df: pd.DataFrame) -> list[str]:
+    """The backends of ``df``: NumPy's first, then PyTorch's, then the other libraries' (by library
+    name), each in the order they appear in the rows (the registry's order in a run)."""
+    names = list(dict.fromkeys(df["backend"].dropna().astype(str)))
+    lib = {}
+    if "library" in df:
+        for b, l in zip(df["backend"], df["library"]):
+            if pd.notna(b) and pd.notna(l):
+                lib.setdefault(str(b), str(l))
+
+    def rank(b):
+        lb = lib.get(b, "")
+        if lb in LIBRARY_ORDER:
+            return LIBRARY_ORDER.index(lb), ""
+        return len(LIBRARY_ORDER), lb or "\uffff"  # a row without attributes last
+
+    return sorted(names, key=rank)  # stable: appearance order within a library
+
+
+def _who(r, with_device: bool = False) -> str:
+    dev = f"@{r['device']}" if with_device else ""
+    return f"{r['backend']}{dev}"
+
+
+def _config(r) -> str:
+    """dtype, formulation (and l2, batch size where they vary) of one row."""
+    parts = [str(r["dtype"]), str(r["formulation"])]
+    if _f(r["l2"]) not in (0.0,) and not math.isnan(_f(r["l2"])):
+        parts.append(f"l2={_f(r['l2']):g}")
+    if pd.notna(r["batch_size"]):
+        parts.append(f"batch {int(r['batch_size'])}")
+    return ", ".join(parts)
+
+
+def _failing_metric(r) -> str:
+    parts = []
+    tol = _f(r["tolerance"])
+    for name, col in (("rel Δparam", "rel_dparam"), ("rel Δloss", "rel_dloss")):
+        v = _f(r[col])
+        if not math.isnan(v) and not math.isnan(tol) and v > tol:
+            parts.append(f"{name} {v:.2e} > tolerance {tol:.1e}")
+    if str(r["status"]) == "diverged":
+        step = _f(r["first_nonfinite_step"])
+        parts.append("non-finite loss" + ("" if math.isnan(step) else f" from step {int(step)}"))
+    elif str(r["status"]) == "failed":
+        parts.append("raised an exception")
+    return "; ".join(parts) or "verdict fail"
+
+
+def _cause(reason) -> str:
+    """The explanatory part of a reason: what follows the first '; ' (the numbers are elsewhere)."""
+    if reason is None or pd.isna(reason):
+        return "no reason recorded"
+    text = str(reason)
+    head, sep, tail = text.partition("; ")
+    return tail if sep and head.startswith("differs from") else text
+
+
+def _dataset_title(g: pd.DataFrame) -> str:
+    r = g.iloc[0]
+    n, d = _f(r["n"]), _f(r["d"])
+    shape = f" (n={int(n)}, d={int(d)})" if not (math.isnan(n) or math.isnan(d)) else ""
+    return f"{r['dataset']}{shape}"
+
+
+def _loop_title(g: pd.DataFrame) -> str:
+    if (g["loop"] == "mini-batch").any():
+        sizes = sorted({int(b) for b in g["batch_size"].dropna()})
+        return "mini-batch SGD" + (f" (batch {', '.join(map(str, sizes))})" if sizes else "")
+    return "full batch"
+
+
+def _groups(df: pd.DataFrame):
+    """(dataset, loop) groups in the order they appear, full batch before mini-batch."""
+    for ds in dict.fromkeys(df["dataset"]):
+        for loop in ("full-batch", "mini-batch"):
+            g = df[(df["dataset"] == ds) & (df["loop"] == loop)]
+            if len(g):
+                yield ds, loop, g
+        other = df[(df["dataset"] == ds) & ~df["loop"].isin(["full-batch", "mini-batch"])]
+        if len(other):
+            yield ds, "other", other

@@ -1,0 +1,178 @@
+"""The verdict: per dataset × loop, the answer in sentences (markdown; ``**`` for bold).
+
+Who is who comes from each row's declared attributes: "NumPy vs PyTorch" compares the best correct
+row whose ``library`` is ``numpy`` with the best whose ``library`` is ``torch``, and names each
+backend with what it is (engine, gradient, how the loop is written).
+
+Definitions: *agrees with the oracle* — the row's ``verdict`` is ``pass`` (parameters and loss
+within the dtype's tolerance of the float64 reference on the same data and init; it answers "is it
+right?", not "is it the answer?"). *Correct* — status ``ok`` and agrees with the oracle; only
+correct rows can be "fastest".
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..records import normalize_losses, normalize_rows
+from .format import (_cause, _config, _dataset_title, _f, _failing_metric, _fmt_time, _groups, _loop_title, _md,
+                     _who, backend_order, library_label, named, what)
+from .stats import (baseline_backend, correct_mask, failing_mask, first_to_target, quartiles, ratio_with_range,
+                    time_to_target)
+
+MINI_BATCH_NOTE = ("Mini-batch rows record the loss of each step's batch (noisy); their suboptimality and time to "
+                   "target use the full-data objective along the float64 oracle's path over the same batches, "
+                   "which each row agrees with within its tolerance.")
+
+
+def verdict(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = None) -> list[tuple[str, list[str]]]:
+    """Per dataset × loop: a title and the answer in sentences (markdown; ``**`` for bold)."""
+    df = normalize_rows(rows_df)
+    losses = normalize_losses(losses_df, df)
+    ttt = time_to_target(df, losses) if not losses.empty else None
+    firsts = first_to_target(ttt) if ttt is not None and len(ttt) else None
+    baseline = baseline_backend(df)
+    out = []
+    for ds, loop, g in _groups(df):
+        title = f"{_dataset_title(g)}, {_loop_title(g)}"
+        lines = [_agreement_sentence(g)]
+        not_run = g[~g["status"].isin(["ok", "diverged", "failed"])]
+        if len(not_run):
+            parts = []
+            for (who, status, reason), h in not_run.assign(_who=not_run.apply(_who, axis=1, with_device=True)) \
+                    .groupby(["_who", "status", not_run["reason"].fillna("no reason recorded")], sort=False):
+                parts.append(f"`{who}` ({len(h)} row{'s' if len(h) > 1 else ''}): {status} — {_md(reason)}")
+            lines.append("Not measured: " + "; ".join(parts) + ".")
+        good = g[correct_mask(g)]
+        ran = g[g["status"].isin(["ok", "diverged", "failed"])]
+        for device in sorted(set(ran["device"].dropna())):
+            lines.append(_fastest_sentence(good[good["device"] == device], device, baseline))
+            for dtype in list(dict.fromkeys(good.loc[good["device"] == device, "dtype"])):
+                s = _library_sentence(good[(good["device"] == device) & (good["dtype"] == dtype)], device, dtype)
+                if s:
+                    lines.append(s)
+        if firsts is not None:
+            s = _target_sentence(firsts[(firsts["dataset"] == ds) & (firsts["loop"] == loop)], g)
+            if s:
+                lines.append(s)
+        if loop == "mini-batch":
+            lines.append(MINI_BATCH_NOTE)
+        out.append((title, lines))
+    return out
+
+
+def _agreement_sentence(g: pd.DataFrame) -> str:
+    ran = g[g["status"].isin(["ok", "diverged", "failed"])]
+    bad = ran[failing_mask(ran)]
+    backends = ", ".join(f"`{b}`" for b in backend_order(ran))
+    if ran.empty:
+        return "No row ran."
+    if bad.empty:
+        return f"All {len(ran)} rows that ran agree with the float64 oracle ({backends})."
+    agreeing = ran[~failing_mask(ran)]
+    text = (f"{len(agreeing)} of {len(ran)} rows agree with the float64 oracle; "
+            f"**{len(bad)} {'does' if len(bad) == 1 else 'do'} not**: ")
+    parts = []
+    for (cfg, cause), h in bad.assign(_cfg=bad.apply(_config, axis=1), _cause=bad["reason"].map(_cause)) \
+            .groupby(["_cfg", "_cause"], sort=False):
+        who = ", ".join(f"`{_who(r, True)}`" for _, r in h.iterrows())
+        metric = _failing_metric(h.iloc[0])
+        same = cause.split(" from ")[0] in metric  # e.g. "non-finite ..." says nothing new
+        parts.append(f"{who} ({cfg}: {metric})" + ("" if same else f" — {cause}"))
+    return text + "; ".join(parts) + "."
+
+
+def _fraction_phrase(r) -> str:
+    cf, rf = _f(r["compute_fraction"]), _f(r["roofline_fraction"])
+    if not math.isnan(cf):
+        return f"{cf:.1%} of the compute floor (its data fit in cache)"
+    if not math.isnan(rf):
+        return f"{rf:.1%} of the memory-bandwidth floor"
+    return ""
+
+
+def _same_setting(df: pd.DataFrame, r) -> pd.Series:
+    return ((df["formulation"] == r["formulation"]) & (df["l2"] == r["l2"])
+            & (df["batch_size"].fillna(-1) == (-1 if pd.isna(r["batch_size"]) else r["batch_size"]))).fillna(False)
+
+
+def _fastest_sentence(good: pd.DataFrame, device: str, baseline: str | None) -> str:
+    if good.empty:
+        return f"Fastest correct on {device}: none — no row on {device} ran and agreed with the oracle."
+    best = good.sort_values("time_per_iter_s", kind="stable").iloc[0]
+    q1, med, q3 = quartiles(best)
+    desc = what(best)
+    text = (f"Fastest correct on {device}: **{best['backend']}**{f' ({desc})' if desc else ''} in {_config(best)} at "
+            f"{_fmt_time(med)} per step (IQR {_fmt_time(q3 - q1)})")
+    base = good[(good["backend"] == baseline) & (good["dtype"] == best["dtype"]) & _same_setting(good, best)]
+    if baseline is not None and best["backend"] != baseline and len(base):
+        r, lo, hi = ratio_with_range(base.iloc[0], best)
+        text += f", {r:.2f}× faster than `{baseline}` in the same setting (range {lo:.2f}–{hi:.2f}×)"
+    frac = _fraction_phrase(best)
+    return text + (f"; it runs at {frac}." if frac else ".")
+
+
+def _library_sentence(good: pd.DataFrame, device: str, dtype: str) -> str | None:
+    """Best ``library == numpy`` row vs best ``library == torch`` row in the setting of the fastest
+    correct row."""
+    if good.empty:
+        return None
+    lead = good.sort_values("time_per_iter_s", kind="stable").iloc[0]
+    same = good[_same_setting(good, lead)]
+    npy = same[(same["library"] == "numpy").fillna(False)].sort_values("time_per_iter_s", kind="stable")
+    pt = same[(same["library"] == "torch").fillna(False)].sort_values("time_per_iter_s", kind="stable")
+    NP, PT = library_label("numpy"), library_label("torch")
+    setting = f"{dtype}, {lead['formulation']}" + (f", l2={_f(lead['l2']):g}" if _f(lead["l2"]) else "") \
+        + (f", batch {int(lead['batch_size'])}" if pd.notna(lead["batch_size"]) else "")
+    if npy.empty or pt.empty:
+        missing = NP if npy.empty else PT
+        return f"{NP} vs {PT} on {device} ({setting}): no correct {missing} row to compare."
+    a, b = npy.iloc[0], pt.iloc[0]
+    r, lo, hi = ratio_with_range(a, b)  # NumPy time / PyTorch time: > 1 means PyTorch is faster
+    if r >= 1:
+        winner, ratio, rng = PT, r, (lo, hi)
+    else:
+        winner, ratio, rng = NP, 1 / r, (1 / hi if hi else math.nan, 1 / lo if lo else math.inf)
+    tie = " — the ranges overlap, so not told apart" if rng[0] <= 1 else ""
+    return (f"{NP} vs {PT} on {device} ({setting}): best {NP} {named(a)} {_fmt_time(a['time_per_iter_s'])}, "
+            f"best {PT} {named(b)} {_fmt_time(b['time_per_iter_s'])}: "
+            f"**{winner} {ratio:.2f}× faster** (quartile range {rng[0]:.2f}–{rng[1]:.2f}×){tie}.")
+
+
+def _target_sentence(firsts: pd.DataFrame, g: pd.DataFrame) -> str | None:
+    if firsts.empty:
+        return None
+    parts, never = [], []
+    for _, f in firsts.iterrows():
+        if f["backend"] is None or pd.isna(f["backend"]):
+            never.append(f"{f['target']:.0e}")
+        else:
+            parts.append(f"{f['target']:.0e} first by **{f['backend']}** ({f['dtype']}, {f['formulation']}) in "
+                         f"{_fmt_time(f['time_s'])} (step {int(f['step'])}; {f['reached']} of {f['cases']} rows get there)")
+    text = "Time to relative suboptimality (L−L*)/L*: " + "; ".join(parts) if parts else \
+        "Time to relative suboptimality (L−L*)/L*: no row agreeing with the oracle reaches any target"
+    if never and parts:
+        steps = sorted({int(x) for x in g["n_iters"].dropna()})
+        text += f"; {', '.join(never)} not reached by any correct row in {'/'.join(map(str, steps))} steps"
+    return text + "."
+
+
+def crossovers(df: pd.DataFrame) -> list[str]:
+    """Per backend, dtype, formulation and loop: the smallest n at which its GPU row beats its CPU row."""
+    df = normalize_rows(df)
+    ok = df[(df["status"] == "ok") & df["time_per_iter_s"].notna()]
+    gpus = sorted(set(ok["device"]) - {"cpu"})
+    if not gpus:
+        return ["GPU/CPU crossover: no GPU row in this run"]
+    lines = []
+    keys = ["backend", "dtype", "formulation", "loop"]
+    for (backend, dtype, form, loop, dev), g in ok[ok["device"].isin(gpus)].groupby(keys + ["device"]):
+        cpu = ok[(ok["backend"] == backend) & (ok["dtype"] == dtype) & (ok["formulation"] == form)
+                 & (ok["loop"] == loop) & (ok["device"] == "cpu")]
+        both = g.merge(cpu, on=["dataset", "n", "d", "l2"], suffixes=("_gpu", "_cpu"))
+        faster = both[both["time_per_iter_s_gpu"] < both["time_per_iter_s_cpu"]].sort_values("n")
+        where = f"n >= {int(faster['n'].iloc[0])} (d={int(faster['d'].iloc[0])})" if len(faster) else "never in this run"
+        lines.append(f"GPU/CPU crossover, {backend} {dtype} {form} {loop}: {dev} faster from {where}")
+    return lines

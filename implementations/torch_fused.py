@@ -1,0 +1,199 @@
+"""``torch-fused``: eager torch at its best on CPU — one pass over ``X`` per step, in row blocks, on
+one Python thread per core. The torch twin of ``numpy-fused``; no compiler.
+
+The math of ``torch-manual`` with the contract's mini-batches and L2 penalty (derivation in the
+``numpy`` backend). On the step's ``m`` rows::
+
+    r = sigmoid(X w + b) - y        g_w = X^T r / m + λ w        g_b = mean(r)
+    w -= lr g_w,  b -= lr g_b       loss (recorded steps only, the configured formulation only)
+
+**Small data** (``X`` of the step under ``BLOCK_MIN_BYTES``, i.e. it fits a typical last-level
+cache and a second read comes from cache anyway; and every step off the CPU): the plain eager step,
+``addmv`` for ``X w + b``, ``sigmoid``, ``mv`` for ``X^T r``.
+
+**Large data** (CPU, ``X`` of the step at least ``BLOCK_MIN_BYTES``): the plain step reads ``X``
+twice from memory. Here the rows are cut into fixed blocks, each block doing both products while it
+is still in cache::
+
+    z_B = b + X_B w ;  r_B = sigmoid(z_B) - y_B ;  G[B] = X_B^T r_B ;  s[B] = sum(r_B) ;  l[B] = sum_B l_i
+
+**Threads** (the recipe of ``numpy-fused``): the blocks (``THREAD_BLOCK_BYTES`` of ``X`` each) are
+split into one contiguous range per thread by :class:`implementations._reduce.BlockPool`: the
+calling thread takes the first, a persistent thread pool the others; torch ops release the GIL. The
+thread count is torch's intra-op count when ``run`` starts (the harness's); during the run torch's
+intra-op pool is set to 1 (process-global: saved and restored in ``finally``), so every op is
+single-threaded on its own Python thread, with a preallocated ``z`` buffer per thread. Each block
+writes ``G[B]``, ``s[B]`` (and ``l[B]`` on recorded steps) into its own row of a preallocated
+array; the rows are summed in block order after the threads join, so the bits depend on the block
+size, never on the thread count or timing. ``X_B^T r_B`` is ``mm(r_B[None], X_B)``, a ``1 x d``
+GEMM (the fastest of the kernels tried, see ``docs/performance.md``). With one thread (or fewer than
+two blocks) a single-threaded blocked step runs instead (``BLOCK_BYTES`` blocks, partial sums
+accumulated in place, in block order).
+
+Mini-batches: step ``t`` gathers its rows ``schedule[t]`` with ``index_select`` on the device,
+inside the timed loop, then runs the step above on them. The loop (gather, record, update) is
+:func:`implementations._loop.gradient_descent`. Tuning figures: ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._loop import gather, gradient_descent
+from ._reduce import BlockPool
+from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
+
+BLOCK_MIN_BYTES = 32 * 2**20  # X of a step below this (a typical last-level cache): the plain step
+THREAD_BLOCK_BYTES = 1536 * 1024  # threaded path: rows per block ~ this
+BLOCK_BYTES = 8 * 2**20  # single-thread blocked path: a quarter of a 32 MiB L3
+
+
+def _loss(z, p, y, formulation: str):
+    if formulation == "probs":
+        return F.binary_cross_entropy(p, y)
+    return F.binary_cross_entropy_with_logits(z, y)
+
+
+def _step(X, y, w, b, lr, l2, formulation: str | None):
+    """The plain step on rows ``X, y``: ``(w, b)`` updated, and the penalised loss at ``(w, b)`` if
+    ``formulation`` is not None. ``l2=None`` for λ = 0: no op more than ``torch-manual``."""
+    z = torch.addmv(b, X, w)
+    p = torch.sigmoid(z)
+    loss = None if formulation is None else _loss(z, p, y, formulation)
+    if loss is not None and l2 is not None:
+        loss = loss + (0.5 * l2) * torch.dot(w, w)
+    r = p - y
+    g = torch.mv(X.T, r) / X.shape[0]
+    if l2 is not None:
+        g = g + l2 * w
+    return w - lr * g, b - lr * r.mean(), loss
+
+
+class TorchFusedTrainer(TorchTrainerBase):
+    name = "torch-fused"
+    library = "torch"
+    gradient = "hand-derived"
+    engine = "eager"
+    compiled = False
+    style = "hand-blocked, threaded"
+
+    def __init__(self, config, block_bytes: int | None = None):
+        super().__init__(config)
+        self.block_bytes = block_bytes  # None: the defaults above; a test passes small blocks
+        self._pool = BlockPool(self, "torch-fused")
+        self._threads = 1
+
+    def _prepare(self, X, y, w0, b0):
+        super()._prepare(X, y, w0, b0)
+        cfg, dt, itemsize = self.config, self.X.dtype, self.X.element_size()
+        m = self.n if self.schedule is None else self.schedule.batch_size
+        self.rows = max(1, (self.block_bytes or BLOCK_BYTES) // (self.d * itemsize))
+        self.blocked = self.dev.type == "cpu" and m * self.d * itemsize >= (BLOCK_MIN_BYTES if self.block_bytes is None
+                                                                            else 2 * self.block_bytes)
+        self._lr = torch.tensor(cfg.lr, dtype=dt, device=self.dev)
+        self._l2 = torch.tensor(cfg.l2, dtype=dt, device=self.dev)
+        if self.blocked:
+            self._z = torch.empty(self.rows, dtype=dt, device=self.dev)
+            self._g = torch.empty(self.d, dtype=dt, device=self.dev)
+            self._s = torch.empty((), dtype=dt, device=self.dev)
+            self._ls = torch.empty((), dtype=dt, device=self.dev)
+            # the threaded one-pass step: fixed blocks, one partial per block, one buffer per thread
+            self.trows = max(16, min(m, (self.block_bytes or THREAD_BLOCK_BYTES) // (self.d * itemsize)))
+            self.tblocks = -(-m // self.trows)
+            self._parts = torch.empty((self.tblocks, self.d), dtype=dt, device=self.dev)
+            self._psums = torch.empty((self.tblocks, 2), dtype=dt, device=self.dev)
+            self._tbufs = {}
+
+    # -- the blocked steps --------------------------------------------------------------------
+
+    def _blocked_step(self, X, y, w, b, formulation):
+        """One thread: both products per cache-sized block of rows, sums accumulated in block order."""
+        g, s, ls, zbuf = self._g, self._s, self._ls, self._z
+        g.zero_()
+        s.zero_()
+        ls.zero_()
+        m = X.shape[0]
+        for lo in range(0, m, self.rows):
+            Xb, yb = X[lo:lo + self.rows], y[lo:lo + self.rows]
+            z = zbuf[:Xb.shape[0]]
+            torch.addmv(b, Xb, w, out=z)
+            if formulation is not None:
+                ls.add_(_loss(z, torch.sigmoid(z), yb, formulation), alpha=Xb.shape[0])
+            r = z.sigmoid_().sub_(yb)
+            s.add_(r.sum())
+            g.addmv_(Xb.T, r)
+        loss = None if formulation is None else ls / m + (0.5 * self._l2) * torch.dot(w, w)
+        return w - self._lr * (g / m + self._l2 * w), b - self._lr * (s / m), loss
+
+    def _thread_blocks(self, k, first, last, X, y, w, b, formulation):
+        """Blocks ``first:last`` on thread ``k``'s buffer; block ``B`` writes ``G[B]``, ``s[B]``, ``l[B]``."""
+        zb = self._tbufs.get(k)
+        if zb is None:
+            zb = self._tbufs[k] = torch.empty(self.trows, dtype=X.dtype, device=self.dev)
+        rows, parts, psums = self.trows, self._parts, self._psums
+        for blk in range(first, last):
+            lo = blk * rows
+            Xb, yb = X[lo:lo + rows], y[lo:lo + rows]
+            z = zb[:Xb.shape[0]]
+            torch.addmv(b, Xb, w, out=z)
+            ps = psums[blk]
+            if formulation is not None:
+                ps[1] = _loss(z, torch.sigmoid(z), yb, formulation) * Xb.shape[0]
+            r = z.sigmoid_().sub_(yb)
+            torch.sum(r, 0, out=ps[0])
+            torch.mm(r[None], Xb, out=parts[blk:blk + 1])  # 1 x d GEMM for X_B^T r
+
+    def _threaded_step(self, X, y, w, b, formulation):
+        """The one-pass step over fixed row blocks split between the threads; per-block partials
+        summed in block order (same bits whatever the thread count)."""
+        m = X.shape[0]
+        nb = -(-m // self.trows)
+        self._pool.run(self._thread_blocks, nb, self._threads, X, y, w, b, formulation)
+        g = self._parts[:nb].sum(0)
+        sums = self._psums[:nb].sum(0)
+        loss = None if formulation is None else sums[1] / m + (0.5 * self._l2) * torch.dot(w, w)
+        return w - self._lr * (g / m + self._l2 * w), b - self._lr * (sums[0] / m), loss
+
+    def _update(self, X, y, w, b, record):
+        """One step of :func:`implementations._loop.gradient_descent`."""
+        form = self.config.formulation if record else None
+        if self.blocked and self._threads > 1:
+            return self._threaded_step(X, y, w, b, form)
+        if self.blocked:
+            return self._blocked_step(X, y, w, b, form)
+        return _step(X, y, w, b, self._lr, self._l2 if self.config.l2 else None, form)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _run(self):
+        cfg = self.config
+        w, b = self.w0.clone(), self.b0.clone()
+        losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
+        batch = None if self.schedule is None else gather(lambda A, rows: A.index_select(0, rows), self.X, self.y,
+                                                          self.batch_idx, self.batch_offsets)
+        saved = torch.get_num_threads()
+        if self.blocked:
+            # torch's intra-op thread count is the harness's thread count; during the run it becomes
+            # that many Python threads, each running single-threaded torch ops
+            self._threads = max(1, min(saved, self.tblocks))
+            self._pool.ensure(self._threads)
+            torch.set_num_threads(1)
+        try:
+            w, b = gradient_descent(cfg, self._update, w, b, losses, (self.X, self.y), batch)
+        finally:
+            if self.blocked:
+                torch.set_num_threads(saved)
+        self._w, self._b, self._losses = w, b, losses
+        synchronize(self.dev)
+
+    @torch.no_grad()
+    def _loss_and_grad(self, w, b):
+        dt = self.config.dtype
+        w, b = to_device(w, dt, self.dev), to_device([b], dt, self.dev)
+        z = torch.addmv(b, self.X, w)
+        p = torch.sigmoid(z)
+        loss = _loss(z, p, self.y, self.config.formulation) + 0.5 * self.config.l2 * torch.dot(w, w)
+        r = p - self.y
+        return to_host(loss), to_host(torch.mv(self.X.T, r) / self.n + self.config.l2 * w), to_host(r.mean())
