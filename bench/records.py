@@ -107,6 +107,10 @@ class Row:
     other_load: float | None = None  # cores busy with other processes (or stolen by the hypervisor) while timing
     times_s: str | None = None  # every timed round, space-separated seconds (for bench compare)
     transfer_s: float | None = None
+    # cuda rows (bench.timing): CUDA-event time of the same rounds as the wall times above, and the device
+    event_time_median_s: float | None = None
+    event_time_per_iter_s: float | None = None
+    device_name: str | None = None
     # against the hardware
     bytes_per_step: int | None = None
     achieved_gbps: float | None = None

@@ -40,6 +40,7 @@ Public API (what rows use)::
     figures["host_copy"]        # GB/s, read + write
     figures["host_gflops_float32"], figures["host_gflops_float64"]   # GFLOP/s, in-cache FMA rate
     figures["device_copy"]      # GB/s on the first non-cpu device, None without one
+    figures["device_read"]      # GB/s, a CUDA device's floor (HBM read, torch.sum); device_gflops_<dtype> its roof
     figures["array_mib"], figures["llc_mib"], figures["threads"]     # how it was measured
     compute_fraction(time_per_step_s, m, d, dtype, figures)          # float or None
     fits_in_cache(bytes_per_step, figures)                           # bool: which fraction to report
@@ -204,12 +205,89 @@ def device_bandwidth(device: str, size_bytes: int = 2**30) -> float | None:
         return None
 
 
-def measure_roofline(devices=("cpu",), threads: int | None = None) -> dict:
-    """Every figure of the module docstring in one dict (GB/s, GFLOP/s)."""
-    out = host_bandwidth(threads)
+DEVICE_READ_BYTES = 4 * 2**30  # the device read: 4 GiB, far beyond any GPU's L2 (an H200 has 60 MiB)
+DEVICE_GEMM_N = 8192  # the device compute roof: an 8192^2 matrix product per dtype
+
+
+def device_floor(device: str, read_bytes: int = DEVICE_READ_BYTES, gemm_n: int = DEVICE_GEMM_N) -> dict:
+    """A CUDA device's floor and roof, timed with CUDA events (best of ``READ_REPS``), as the host's:
+
+    * ``device_read``  GB/s: ``torch.sum`` over a ``read_bytes`` float32 tensor (HBM read bandwidth,
+      the memory floor of a ``cuda`` row: ``roofline_fraction = achieved_gbps / device_read``);
+    * ``device_copy``  GB/s: a device-to-device copy, read + write counted (for reference);
+    * ``device_gflops_float32`` / ``device_gflops_float64``: an ``N x N`` matrix product with TF32
+      off (true float32 FMAs), the compute roof;
+    * ``device_name``, ``device_read_mib``.
+
+    Every figure is None where the device is not a usable CUDA device (or runs out of memory: the
+    read array is halved down to 256 MiB first)."""
+    out = {"device_read": None, "device_copy": None, "device_gflops_float32": None,
+           "device_gflops_float64": None, "device_name": None, "device_read_mib": None}
+    try:
+        import torch
+
+        dev = torch.device(device)
+        if dev.type != "cuda" or not torch.cuda.is_available():
+            return out
+        dev = torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
+        out["device_name"] = torch.cuda.get_device_name(dev)
+
+        def best(fn, reps=READ_REPS):
+            fn()
+            torch.cuda.synchronize(dev)
+            times = []
+            for _ in range(reps):
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                fn()
+                b.record()
+                b.synchronize()
+                times.append(a.elapsed_time(b) / 1e3)
+            return min(times)
+
+        with torch.cuda.device(dev):
+            size = read_bytes
+            while True:
+                try:
+                    x = torch.arange(size // 4, dtype=torch.float32, device=dev)  # every page different
+                    break
+                except torch.cuda.OutOfMemoryError:
+                    if size <= 256 * 2**20:
+                        raise
+                    size //= 2
+            out["device_read"] = round(x.numel() * 4 / best(lambda: x.sum()) / 1e9, 1)
+            out["device_read_mib"] = round(x.numel() * 4 / 2**20)
+            half = x[: x.numel() // 2]
+            dst = torch.empty_like(half)
+            out["device_copy"] = round(2 * half.numel() * 4 / best(lambda: dst.copy_(half)) / 1e9, 1)
+            del x, half, dst
+            tf32 = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = False
+            try:
+                for dtype in ("float32", "float64"):
+                    a = torch.randn(gemm_n, gemm_n, dtype=getattr(torch, dtype), device=dev)
+                    c = torch.empty_like(a)
+                    out[f"device_gflops_{dtype}"] = round(2 * gemm_n**3 / best(lambda: torch.mm(a, a, out=c)) / 1e9, 1)
+                    del a, c
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.cuda.empty_cache()
+    except Exception:  # no CUDA torch, a driver problem: the floor is unknown, the rows still run
+        pass
+    return out
+
+
+def measure_roofline(devices=("cpu",), threads: int | None = None, host_bytes: int | None = None) -> dict:
+    """Every figure of the module docstring in one dict (GB/s, GFLOP/s); on a CUDA device also
+    :func:`device_floor`'s (``device_read`` is the device's memory floor, ``device_copy`` kept for
+    reference). ``host_bytes``: the host read array's size (default :func:`array_bytes`)."""
+    out = host_bandwidth(threads, host_bytes)
     out.update(host_gflops(threads))
     gpu = next((d for d in devices if d != "cpu"), None)
-    out["device_copy"] = device_bandwidth(gpu) if gpu else None
+    if gpu and str(gpu).startswith("cuda"):
+        out.update(device_floor(gpu))
+    else:
+        out["device_copy"] = device_bandwidth(gpu) if gpu else None
     return out
 
 

@@ -91,6 +91,9 @@ class Measurement:
     times: tuple[float, ...]
     n_iters: int
     warmup_rounds: int = 1
+    # CUDA rows only: CUDA-event time of the same rounds (seconds) and the device timed on; None elsewhere
+    event_times: tuple[float, ...] | None = None
+    device_name: str | None = None
 
     def _q(self, q):
         return float(np.percentile(self.times, q))
@@ -117,7 +120,16 @@ class Measurement:
             "time_stddev_s": float(t.std(ddof=1)) if len(t) > 1 else 0.0,
             "time_per_iter_s": self.median / self.n_iters, "iqr_per_iter_s": self.iqr / self.n_iters,
             "noisy": self.noisy, "times_s": " ".join(f"{x:.6g}" for x in self.times),
+            **self._event_dict(),
         }
+
+    def _event_dict(self) -> dict:
+        """Only for rows timed with CUDA events (the keys are ``Row`` fields)."""
+        if not self.event_times:
+            return {}
+        med = float(np.percentile(self.event_times, 50))
+        return {"event_time_median_s": med, "event_time_per_iter_s": med / self.n_iters,
+                "device_name": self.device_name}
 
 
 def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None, warm=None) -> Measurement:
@@ -129,14 +141,67 @@ def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None
     initialised or compiled kernels) without paying for a full-length untimed run."""
     for _ in range(warmup):
         (warm or trainer).run()
+    events = _CudaEvents.for_device(getattr(trainer.config, "device", "cpu"))
     times = []
     for i in range(rounds):
+        if events:
+            events.start()
         t0 = time.perf_counter()
-        trainer.run()
+        trainer.run()  # returns with the device synchronized (the contract): wall time is the work's
         times.append(time.perf_counter() - t0)
+        if events:
+            events.stop()
         if budget_s is not None and i >= 2 and sum(times) > budget_s:
             break
+    if events:
+        return Measurement(tuple(times), trainer.config.n_iters, warmup, events.seconds(), events.name)
     return Measurement(tuple(times), trainer.config.n_iters, warmup)
+
+
+class _CudaEvents:
+    """CUDA-event time of each timed round, beside its wall time (issue 21).
+
+    A pair of events brackets each round on the device's current (default) stream: the start is
+    recorded just before ``run()`` is called, the stop just after it returns. ``run()`` has
+    synchronized the device by then, so every kernel of the round (torch, CuPy or JAX, whatever
+    stream it ran on) lies between the two; the event time is the device timeline from the first
+    queued work to the end of the round, without the host's clock-reading and Python overhead
+    around the call. Events are read once, after the last round, so that reading them adds no
+    synchronization inside the timed rounds."""
+
+    def __init__(self, torch, device):
+        self.torch, self.device = torch, device
+        self.name = torch.cuda.get_device_name(device)
+        self.pairs = []
+
+    @classmethod
+    def for_device(cls, device: str):
+        if not str(device).startswith("cuda"):
+            return None
+        try:
+            import torch
+
+            if not torch.cuda.is_available():
+                return None
+            return cls(torch, torch.device(device))
+        except Exception:  # no usable CUDA torch: wall time only
+            return None
+
+    def start(self):
+        with self.torch.cuda.device(self.device):
+            ev = self.torch.cuda.Event(enable_timing=True)
+            ev.record()
+        self.pairs.append([ev, None])
+
+    def stop(self):
+        with self.torch.cuda.device(self.device):
+            ev = self.torch.cuda.Event(enable_timing=True)
+            ev.record()
+        self.pairs[-1][1] = ev
+
+    def seconds(self) -> tuple[float, ...]:
+        self.torch.cuda.synchronize(self.device)
+        return tuple(a.elapsed_time(b) / 1e3 for a, b in self.pairs)  # elapsed_time is in ms
 
 
 @dataclass(frozen=True)

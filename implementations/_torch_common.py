@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._loop import gather
 from .base import DeviceUnavailableError, Trainer
 
 
@@ -71,6 +72,18 @@ class TorchTrainerBase(Trainer):
         self.batch_idx = None if sched is None else torch.from_numpy(sched.indices).to(dev)
         self.batch_offsets = None if sched is None else sched.offsets.tolist()
         synchronize(dev)
+
+    def _start(self):
+        """``(w, b, losses)`` for a run: copies of ``(w0, b0)`` and the device buffer of the recorded losses."""
+        w, b = self.w0.clone(), self.b0.clone()
+        return w, b, torch.empty(self.config.n_records, dtype=w.dtype, device=self.dev)
+
+    def _batches(self, take):
+        """``batch(t)`` for :func:`implementations._loop.gradient_descent`: step ``t``'s rows gathered on
+        the device with ``take(A, rows)`` inside the timed loop; None for full batch."""
+        if self.batch_idx is None:
+            return None
+        return gather(take, self.X, self.y, self.batch_idx, self.batch_offsets)
 
     def _result(self):
         return to_host(self._w), to_host(self._b), to_host(self._losses)

@@ -251,10 +251,10 @@ class NumbaTrainer(Trainer):
                              numba.get_num_threads())
         else:
             b = run_serial(*args)
-        self._w, self._b, self._losses = w, b, losses
+        self._out = w, b, losses
 
     def _result(self):
-        return self._w, self._b, self._losses
+        return self._out
 
     def _loss_and_grad(self, w, b):
         dt = self.X.dtype

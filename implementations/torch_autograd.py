@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._loop import gather, gradient_descent
+from ._loop import gradient_descent
 from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
 
 
@@ -71,13 +71,11 @@ class TorchTrainer(TorchTrainerBase):
         return w, b, loss.detach()  # stays on the device: no per-step sync
 
     def _run(self):
-        cfg = self.config
-        w = self.w0.clone().requires_grad_(True)
-        b = self.b0.clone().requires_grad_(True)
-        losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
-        batch = None if self.batch_idx is None else gather(lambda A, rows: A[rows], self.X, self.y,
-                                                           self.batch_idx, self.batch_offsets)  # a device gather
-        w, b = gradient_descent(cfg, self._update, w, b, losses, (self.X, self.y), batch)
+        w, b, losses = self._start()
+        w.requires_grad_(True)
+        b.requires_grad_(True)
+        batch = self._batches(lambda A, rows: A[rows])  # a device gather
+        w, b = gradient_descent(self.config, self._update, w, b, losses, (self.X, self.y), batch)
         self._w, self._b, self._losses = w.detach(), b.detach(), losses
         synchronize(self.dev)
 

@@ -82,7 +82,15 @@ def _compiled(device_type: str, formulation: str | None, k: int | None):
 
 
 def _dynamo_limits():
-    return torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True)
+    """``recompile_limit`` raised, and failing loudly when hit, for these calls only (the names of
+    torch >= 2.6; ``cache_size_limit`` and ``fail_on_cache_limit_hit`` before)."""
+    cfg, patch = torch._dynamo.config, {}
+    for names, value in ((("recompile_limit", "cache_size_limit"), RECOMPILE_LIMIT),
+                         (("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit"), True)):
+        name = next((n for n in names if hasattr(cfg, n)), None)
+        if name is not None:
+            patch[name] = value
+    return cfg.patch(**patch)
 
 
 def unique_graphs() -> int:
@@ -129,10 +137,10 @@ class TorchCompiledTrainer(TorchTrainerBase):
             bs = self.schedule.batch_size
             sizes = [bs] + ([self.n % bs] if self.n % bs else [])
             return [(f, None, m) for f in records for m in sizes]
-        ks = [1] + ([K] if cfg.n_iters >= K else [])
         if cfg.record_every == 1:
-            return [(form, k, self.n) for k in ks]
-        return [(form, 1, self.n)] + [(None, k, self.n) for k in ks]
+            return [(form, k, self.n) for k in [1] + ([K] if cfg.n_iters >= K else [])]
+        span = min(cfg.record_every, cfg.n_iters) - 1  # the longest run of unrecorded steps
+        return [(form, 1, self.n)] + [(None, k, self.n) for k in [1] + ([K] if span >= K else [])]
 
     def _key(self, variant):
         return (self.dev.type, self.dev.index, str(self.X.dtype), self.n, self.d, *variant)
@@ -163,8 +171,7 @@ class TorchCompiledTrainer(TorchTrainerBase):
     @torch.no_grad()
     def _run(self):
         cfg = self.config
-        w, b = self.w0.clone(), self.b0.clone()
-        losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
+        w, b, losses = self._start()
         with _dynamo_limits():
             self._ensure_compiled()
             if self.schedule is None:

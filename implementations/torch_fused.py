@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._loop import gather, gradient_descent
+from ._loop import gradient_descent
 from ._reduce import BlockPool
 from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
 
@@ -168,11 +168,8 @@ class TorchFusedTrainer(TorchTrainerBase):
 
     @torch.no_grad()
     def _run(self):
-        cfg = self.config
-        w, b = self.w0.clone(), self.b0.clone()
-        losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
-        batch = None if self.schedule is None else gather(lambda A, rows: A.index_select(0, rows), self.X, self.y,
-                                                          self.batch_idx, self.batch_offsets)
+        w, b, losses = self._start()
+        batch = self._batches(lambda A, rows: A.index_select(0, rows))
         saved = torch.get_num_threads()
         if self.blocked:
             # torch's intra-op thread count is the harness's thread count; during the run it becomes
@@ -181,7 +178,7 @@ class TorchFusedTrainer(TorchTrainerBase):
             self._pool.ensure(self._threads)
             torch.set_num_threads(1)
         try:
-            w, b = gradient_descent(cfg, self._update, w, b, losses, (self.X, self.y), batch)
+            w, b = gradient_descent(self.config, self._update, w, b, losses, (self.X, self.y), batch)
         finally:
             if self.blocked:
                 torch.set_num_threads(saved)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._loop import gather, gradient_descent
+from ._loop import gradient_descent
 from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
 
 
@@ -66,12 +66,9 @@ class TorchManualTrainer(TorchTrainerBase):
 
     @torch.no_grad()
     def _run(self):
-        cfg = self.config
-        w, b = self.w0.clone(), self.b0.clone()
-        losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
-        batch = None if self.batch_idx is None else gather(lambda A, rows: A.index_select(0, rows), self.X, self.y,
-                                                           self.batch_idx, self.batch_offsets)  # a device gather
-        self._w, self._b = gradient_descent(cfg, self._update, w, b, losses, (self.X, self.y), batch)
+        w, b, losses = self._start()
+        batch = self._batches(lambda A, rows: A.index_select(0, rows))  # a device gather
+        self._w, self._b = gradient_descent(self.config, self._update, w, b, losses, (self.X, self.y), batch)
         self._losses = losses
         synchronize(self.dev)
 

@@ -203,3 +203,28 @@ def test_grad_and_trajectory_close_every_trainer(monkeypatch):
     with pytest.raises(RuntimeError, match="boom"):
         grad.compare_gradients(ds, ["numpy"], ("float64",), ("logits",), pts=grad.points(ds, n_random=0))
     assert made and all(t in closed for t in made)
+
+
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_diagnostic_interrupted_ends_like_a_run(sig, code, tmp_path):
+    """One line, the pipeline's exit code, env.json saying so, the lock let go."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "trajectory", "--datasets", "synthetic-2kx20",
+                             "--iters", "100000", "--dtypes", "float64", "--formulations", "logits",
+                             "--a", "numpy", "--b", "torch-manual", "--out", str(tmp_path)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while not (tmp_path / ".lock").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["status"] == "interrupted" and env["exit_code"] == code
+    assert not (tmp_path / ".lock").exists()

@@ -171,13 +171,16 @@ def test_checked_before_any_work(tmp_path, args, message):
 
 
 def test_a_dataset_that_overflows_the_dtype_fails_alone(tmp_path):
+    # --lr given: the default 1/L of data scaled by 1e39 is below float32's smallest value, refused before any work
     code = main(["run", "--datasets", "synthetic-100x5-x1e39", "iris", "--iters", "20", "--backends", "numpy",
-                 "--devices", "cpu", "--dtypes", "float32", "--formulations", "logits", "--out", str(tmp_path)])
+                 "--devices", "cpu", "--dtypes", "float32", "--formulations", "logits", "--lr", "0.01",
+                 "--out", str(tmp_path)])
     df = records.read_runs(tmp_path / "runs.csv")
     bad = df[df.dataset == "synthetic-100x5-x1e39"].iloc[0]
     assert bad.status == "failed" and "X must fit in float32" in bad.reason
     assert df[df.dataset == "iris"].status.tolist() == ["ok"]
     assert code == 1 and _env(tmp_path)["status"] == "complete" and (tmp_path / "summary.md").exists()
+    assert _env(tmp_path)["exit_code"] == 1  # env.json states the exit the run ends with
 
 
 def test_threads_are_recorded_as_used(tmp_path):
