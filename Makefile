@@ -11,7 +11,7 @@ KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | { sha256sum 2>/de
 STAMP := $(VENV)/.installed-$(KEY)-$(subst $(comma),_,$(EXTRAS))
 PYTEST_ARGS ?=
 
-.PHONY: bench test setup clean
+.PHONY: bench test setup clean gpu
 
 setup: $(STAMP)
 
@@ -29,6 +29,11 @@ bench: $(STAMP)
 test: $(STAMP)
 	@$(BIN)/python -m pytest --benchmark-disable $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+# The GPU half (docs/gpu.md): on a CUDA machine whose Python already has the dependencies, from the
+# working tree with no install step; <= 8 minutes, at most 8 files in results/gpu.
+gpu:
+	PYTHONPATH=. python -m bench gpu --out results/gpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

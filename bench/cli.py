@@ -197,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="compare two saved runs (or pytest-benchmark JSON files): ratios, p-values")
     compare.add_arguments(cmp)
     cmp.set_defaults(func=lambda args, argv=(): compare.cmd_compare(args))
+
+    from . import gpu  # the GPU half (docs/gpu.md): floors, default comparison, crossover, one archive
+
+    gp = sub.add_parser("gpu", help="the GPU half in <= 8 minutes: floors, default comparison, crossover sweep")
+    gpu.add_arguments(gp)
+    gp.set_defaults(func=lambda args, argv=(): gpu.cmd_gpu(args))
     return parser
 
 

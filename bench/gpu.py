@@ -316,6 +316,9 @@ def stage_default(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
 def stage_ddp(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
     from .pipeline import RunOptions
 
+    if runner.clock.elapsed() >= stage.end:
+        stage.not_run.append(("the whole stage", "the stage's budget was spent before it began"))
+        return
     dev = next((d for d in devices if d.startswith("cuda")), "cpu")
     ds = TINY["ddp_dataset"] if tiny else DDP_DATASET
     iters = TINY["iters"] if tiny else 20
@@ -351,7 +354,7 @@ def _chunked(runner: Runner, stage: Stage, chunks, make_cases, options=None) -> 
         if last is not None:
             estimate = last[1] * chunk_cost(ds, dt) / last[0]
             if estimate > left:
-                stage.not_run.append((f"{ds} {dt}", f"estimated {estimate:.0f} s, {max(left, 0):.0f} s left of "
+                stage.not_run.append((f"{ds} {dt}", f"estimated {estimate:.3g} s, {max(left, 0):.3g} s left of "
                                                     f"the stage's budget"))
                 continue
         elif left <= 0:

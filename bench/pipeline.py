@@ -19,6 +19,7 @@ its own fixture and hands the timings to :meth:`Evaluator.evaluate`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -122,6 +123,36 @@ class RunOptions:
     seed: int = 0
     target: float = 1e-3  # suboptimality defining time_to_target_s
     optimum: bool = True  # fit scikit-learn's optimum per dataset and penalty
+    row_timeout: float | None = None  # seconds per row (construction to result) before it is a `failed` row
+
+
+class RowTimeout(BaseException):
+    """A row ran past ``RunOptions.row_timeout``. A BaseException, so that a backend's own ``except
+    Exception`` cannot swallow it; :meth:`Evaluator.execute` turns it into a ``failed`` row."""
+
+
+@contextlib.contextmanager
+def row_timer(seconds: float | None):
+    """Raise :class:`RowTimeout` in the main thread once ``seconds`` have passed (SIGALRM, POSIX).
+
+    The limit: the signal is handled between Python bytecodes, so a backend stuck inside one long
+    C call (a huge BLAS product, a compiled kernel) is interrupted only when that call returns; a
+    backend that blocks signals or runs in another thread is not interrupted at all. Outside the
+    main thread, or where SIGALRM does not exist, no limit is set."""
+    if not seconds or not hasattr(signal, "SIGALRM") or not _in_main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise RowTimeout(f"ran past --row-timeout {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @dataclass(frozen=True)
@@ -234,14 +265,20 @@ class Evaluator:
                                                                      f"{type(exc).__name__}: {exc}"))
         if _engine(case.backend) == "numba" and self.threads and self.threads.numba_error:
             return Outcome(self.base_row(case, status="skipped", reason=self.threads.numba_error))
+        trainer = None
         try:
-            trainer = create_trainer(case.backend, case.config)
-        except BackendUnavailableError as exc:
-            return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
-        except ValueError as exc:  # e.g. workers > 1 for a single-process backend
-            return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
-        try:
-            return self._train(case, trainer, problem)
+            with row_timer(self.options.row_timeout):
+                try:
+                    trainer = create_trainer(case.backend, case.config)
+                except BackendUnavailableError as exc:  # incl. a case outside what the backend declares
+                    return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
+                except ValueError as exc:  # e.g. workers > 1 for a single-process backend
+                    return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
+                return self._train(case, trainer, problem)
+        except RowTimeout as exc:
+            return Outcome(self.base_row(case, status="failed", reason=str(exc)))
+        except Exception as exc:  # a (user) backend failing outside the timed rounds: its row, not the run
+            return Outcome(self.base_row(case, status="failed", reason=f"{type(exc).__name__}: {exc}"))
         finally:
             _close(trainer)
 
@@ -340,6 +377,10 @@ class Evaluator:
         with other processes, cores stolen by the hypervisor)`` while ``m`` was timed."""
         ds = self.problem(case.dataset).dataset
         res = trainer.result()
+        if res.w.shape != (ds.d,) or res.losses.shape != (case.config.n_records,):
+            return Outcome(self.base_row(case, status="failed", reason=(
+                f"result() returned w of shape {res.w.shape} and losses of shape {res.losses.shape}, expected "
+                f"({ds.d},) and ({case.config.n_records},)")))
         row = self.base_row(case, transfer_s=transfer_s, peak_mem_mb=peak_mem_mb)
         fields: dict = {}
         if m is not None:
@@ -714,5 +755,5 @@ def env_status(result: RunResult) -> dict:
             "exit_code": result.exit_code, "pid": os.getpid()}
 
 
-__all__ = ["BACKENDS", "Case", "Evaluator", "Outcome", "Problem", "Row", "RunOptions", "RunResult", "Sink",
+__all__ = ["BACKENDS", "Case", "Evaluator", "Outcome", "Problem", "Row", "RowTimeout", "RunOptions", "RunResult", "Sink",
            "bytes_per_step", "default_iters", "divergence", "matrix", "preflight", "run"]

@@ -5,7 +5,9 @@ A backend is one class deriving from :class:`Trainer`, in one file, registered i
 
 ``prepare(X, y, w0, b0)``  *untimed.* Validates the host arrays once, casts them to
     ``config.dtype`` and moves them to ``config.device``. Host->device transfer happens here
-    and only here, so the harness can time it apart from training.
+    and only here, so the harness can time it apart from training. A new ``prepare`` replaces the
+    old data and discards the old result (``result()`` raises until the next ``run()``); one that is
+    refused (``ValueError``) changes nothing.
 ``run()``                  *the only timed method.* Runs ``config.n_iters`` gradient steps
     (full batch, or the mini-batches of :func:`batch_schedule`) starting again from ``(w0, b0)`` every call, so a benchmark can call it round after
     round. It returns only after all device work is done (CUDA/MPS synchronized). Losses stay on
@@ -14,7 +16,9 @@ A backend is one class deriving from :class:`Trainer`, in one file, registered i
     host as a :class:`TrainResult` (float64 NumPy).
 ``loss_and_grad(w, b)``    The loss and its gradient at ``(w, b)`` on the *full* prepared data (all
     ``n`` rows, whatever ``batch_size`` is), penalty included, computed the way ``run()`` computes
-    them (hand-derived or autograd), returned as float64 NumPy.
+    them (hand-derived or autograd), returned as float64 NumPy. ``(w, b)`` is validated as ``prepare``
+    validates ``(w0, b0)`` (real, finite, within ``config.dtype``, ``w`` of shape ``(d,)``, ``b`` one
+    number): one ``ValueError`` naming the argument, on every backend.
 
 Math (both formulations, ``n`` samples, ``d`` features, labels ``y`` in {0, 1})::
 
@@ -361,6 +365,12 @@ class Trainer(ABC):
     compiled: bool = False  # True only if every row it produces runs compiled code
     style: str = ""  # how the loop is written, in a few words ("the seed's loop", "hand-blocked", ...)
     data_parallel: bool = False  # True: honours config.workers > 1
+    # What it supports (a user backend declares what it lacks; the defaults say "everything"). A case
+    # outside these is refused at construction with BackendUnavailableError: a `skipped` row, not a failure.
+    supports_minibatch: bool = True  # honours config.batch_size (the shared batch_schedule)
+    supports_l2: bool = True  # honours config.l2 > 0
+    devices: tuple[str, ...] | None = None  # device kinds ("cpu", "cuda", "mps"); None: checked by the backend itself
+    dtypes: tuple[str, ...] = DTYPES
 
     @classmethod
     def describe(cls) -> str:
@@ -379,8 +389,26 @@ class Trainer(ABC):
         if config.workers > 1 and not self.data_parallel:
             raise ValueError(f"workers must be 1 for the single-process backend {self.name!r}, got {config.workers} "
                              "(the data-parallel backends are torch-ddp and numpy-dask)")
+        unsupported = self.unsupported(config)
+        if unsupported:
+            raise BackendUnavailableError(unsupported)
         self.config = config
         self._prepared = self._has_run = False
+
+    @classmethod
+    def unsupported(cls, config: TrainConfig) -> str:
+        """Why ``config`` is outside what this class declares it supports, or "" when it is not."""
+        who = f"backend {cls.name!r}" if cls.name != "abstract" else cls.__name__
+        kind = config.device.partition(":")[0]
+        if config.batch_size is not None and not cls.supports_minibatch:
+            return f"{who} declares supports_minibatch = False: it runs full batch only, got batch_size={config.batch_size}"
+        if config.l2 and not cls.supports_l2:
+            return f"{who} declares supports_l2 = False, got l2={config.l2:g}"
+        if config.dtype not in tuple(cls.dtypes):
+            return f"{who} declares dtypes {tuple(cls.dtypes)}, got {config.dtype}"
+        if cls.devices is not None and kind not in tuple(cls.devices):
+            return f"{who} declares devices {tuple(cls.devices)}, got {config.device!r}"
+        return ""
 
     def prepare(self, X, y, w0, b0) -> None:
         """Validate, then replace the prepared data: an input refused here leaves the trainer as it

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -23,6 +24,21 @@ from implementations import (BACKENDS, BackendUnavailableError, DeviceUnavailabl
 # default action by exec, so every child started without `preexec_fn` gets what it needs.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# torch on one intra-op thread in this process, once it is imported. The tests' data are tiny (Iris, a few
+# thousand rows), where a second thread cannot help, and on a loaded 2-core machine torch's threads
+# wait for each other: 800 autograd steps on Iris took 12-21 s with 2 threads and 1-3 s with 1. The
+# harness sets its own count around every row it times, and the tests of the threaded paths set theirs
+# (test_performance_backends.py); subprocesses are left alone.
+_TORCH_THREADS_SET = False
+
+
+def pytest_runtest_setup(item):
+    global _TORCH_THREADS_SET
+    if not _TORCH_THREADS_SET and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+        _TORCH_THREADS_SET = True
 
 
 def make_trainer(name: str, config: TrainConfig):

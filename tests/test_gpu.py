@@ -235,3 +235,13 @@ def test_dry_run_refuses_its_own_folder_without_overwrite(dry_run, capsys):
     code, out = dry_run
     assert gpu.main(["--out", str(out), "--devices", "cpu", "--tiny"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_cli_registers_gpu(capsys):
+    from bench.cli import build_parser
+
+    args = build_parser().parse_args(["gpu", "--out", "somewhere", "--devices", "cpu", "--tiny"])
+    assert args.devices == ("cpu",) and args.tiny and callable(args.func)
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["gpu", "--out", "somewhere", "--devices", "tpu"])
+    assert exc.value.code == 2 and "expected devices" in capsys.readouterr().err

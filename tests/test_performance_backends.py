@@ -121,17 +121,23 @@ def test_numba_serial_and_parallel_kernels_agree(batch_size, mid_data, monkeypat
 # -- torch-fused: the blocked one-pass step ---------------------------------------------------------
 
 @pytest.mark.parametrize("batch_size", [None, 20_000])
-def test_torch_blocked_step_matches_the_oracle_and_repeats(batch_size, mid_data):
-    pytest.importorskip("torch")
+@pytest.mark.parametrize("threads", [1, 2], ids=["one-thread", "threaded"])
+def test_torch_blocked_step_matches_the_oracle_and_repeats(batch_size, threads, mid_data):
+    torch = pytest.importorskip("torch")
     from implementations.torch_fused import TorchFusedTrainer
 
     X, y, w0, b0 = mid_data
     config = TrainConfig(n_iters=6, dtype="float64", batch_size=batch_size, l2=0.1, record_every=2)
     trainer = TorchFusedTrainer(config, block_bytes=32 * 1024)
-    first = _train(trainer, X, y, w0, b0)
-    assert trainer.blocked
-    trainer.run()
-    again = trainer.result()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the step's thread count is torch's intra-op count when run() starts
+    try:
+        first = _train(trainer, X, y, w0, b0)
+        assert trainer.blocked
+        trainer.run()
+        again = trainer.result()
+    finally:
+        torch.set_num_threads(before)
     assert np.array_equal(first.w, again.w) and np.array_equal(first.losses, again.losses)
     agreement = compare(first, reference_run(X, y, w0, b0, config), config_tolerance(config, *X.shape))
     assert agreement.ok, agreement
