@@ -29,6 +29,7 @@ MINIBATCH_DATASET, MINIBATCH_SIZE, MINIBATCH_ITERS = "synthetic-100kx100", 64, 2
 SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", "synthetic-100kx100",
                   "synthetic-1Mx100", "synthetic-10kx10", "synthetic-10kx1000")
 SEED_MAX = 2**32 - 1
+ROW_TIMEOUT = 600.0  # seconds per row, generous: a user backend that hangs costs its row, not the run
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
@@ -95,7 +96,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _backends_help(default: str) -> str:
-    return f"registered backends, now: {', '.join(BACKENDS)} (default: {default})"
+    return (f"registered backends, now: {', '.join(BACKENDS)}; or a spec 'package.module:Class' or "
+            f"'path/file.py:Class' (default: {default})")
 
 
 def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
@@ -128,6 +130,9 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
                        help="timed rounds per row (default: 5; at least 3 once --budget is spent)")
         p.add_argument("--budget", type=_positive_float, default=1.0,
                        help="seconds per row after which repeating stops (>= 3 rounds; default: 1)")
+        p.add_argument("--row-timeout", type=_positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
+                       help=f"a row still running after this many seconds is a failed row and the run goes on "
+                            f"(SIGALRM: a backend inside one long C call stops when it returns; default: {ROW_TIMEOUT:g})")
     _add_overwrite(p)
 
 
@@ -198,6 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_arguments(cmp)
     cmp.set_defaults(func=lambda args, argv=(): compare.cmd_compare(args))
 
+    from . import check  # backends from users: list them, check one (docs/loop.md)
+
+    bk = sub.add_parser("backends", help="every backend: its declared attributes, what it supports, where it came from")
+    bk.add_argument("specs", nargs="*", metavar="SPEC",
+                    help="also list these specs ('package.module:Class', 'path/file.py:Class')")
+    bk.set_defaults(func=lambda args, argv=(): check.cmd_backends(args))
+    ck = sub.add_parser("check", help="is my loop right, and how fast: conformance, oracle, first divergent step, timing",
+                        epilog="exit codes: 0 right; 1 wrong (a check failed, or its rows failed); 2 the spec cannot "
+                               "be loaded, or a bad argument; 130 / 143 interrupted")
+    check.add_arguments(ck)
+    ck.set_defaults(func=lambda args, argv=(): check.cmd_check(args))
+
     from . import gpu  # the GPU half (docs/gpu.md): floors, default comparison, crossover, one archive
 
     gp = sub.add_parser("gpu", help="the GPU half in <= 8 minutes: floors, default comparison, crossover sweep")
@@ -207,8 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _backends(values, default):
-    """Registered names, read from the registry now (a backend registered after import counts)."""
-    return _choices("--backends", default() if values is None else values, list(BACKENDS))
+    """Registered names, read from the registry now (a backend registered after import counts); a
+    spec (``package.module:Class``, ``path/file.py:Class``, an entry point) is resolved to its name."""
+    if values is None:
+        return tuple(default())
+    return tuple(dict.fromkeys(_resolve("--backends", v) for v in values))
+
+
+def _resolve(option: str, spec: str) -> str:
+    from implementations import resolve
+
+    try:
+        return resolve(spec)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def _common(args):
@@ -286,7 +315,7 @@ def cmd_run(args, argv=()) -> int:
     run_id = records.new_run_id()
     folder = _claim(args, args.kind, run_id)
     opts = RunOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget, threads=args.threads,
-                      seed=args.seed, target=args.target, optimum=args.optimum)
+                      seed=args.seed, target=args.target, optimum=args.optimum, row_timeout=args.row_timeout)
     result = run(cases, [NothingRan(), folder, Console(folder)], opts, run_id=run_id,
                  figures=lambda threads: measure_roofline(args.devices, threads))
     return _ended(args.command, result)
@@ -326,9 +355,7 @@ def cmd_trajectory(args, argv=()) -> int:
     from .diagnostics import run_owned, trajectory
 
     _common(args)
-    for name in (args.a, args.b):
-        if name not in BACKENDS:
-            raise UsageError(f"--a/--b must be among {list(BACKENDS)}, got {name!r}")
+    args.a, args.b = _resolve("--a", args.a), _resolve("--b", args.b)
     if args.a == args.b:
         raise UsageError(f"--a and --b must name two different backends, got {args.a!r} twice")
     run_id = records.new_run_id()

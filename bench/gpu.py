@@ -21,7 +21,7 @@ What it runs, in this order, each stage with a time budget (``PLAN``, scaled by 
 Every run goes through ``bench.pipeline.run`` (one owner), one run per chunk (a dataset and a
 dtype; in the dry run torch-ddp's spawned rank and the report plots are left out), so that the budget is checked between chunks: a chunk whose estimated time (the previous
 chunk's, scaled by its size) would end past the stage's planned end is not started, and
-``summary.md`` lists it under "not run". A hard deadline (``SIGALRM``) ends whatever is still
+``summary.md`` lists it under "not run". A hard deadline (:class:`Watchdog`) ends whatever is still
 running so that packing always happens in time; the rows finished by then are kept. Missing optional
 libraries and devices are ``skipped`` rows with the reason, never a failure.
 
@@ -43,7 +43,6 @@ import functools
 import math
 import os
 import shutil
-import signal
 import sys
 import tarfile
 import tempfile
@@ -65,7 +64,7 @@ DDP_DATASET = "synthetic-1Mx100"
 
 # seconds per stage, cumulative (a stage may use what the earlier ones left); then the hard deadline
 PLAN = {"floors": 45, "default": 110, "ddp": 35, "sweep": 220}
-HARD_LIMIT_S = 430  # SIGALRM: whatever still runs is ended; packing follows (< 8 minutes in all)
+HARD_LIMIT_S = 430  # the Watchdog: whatever still runs is ended; packing follows (< 8 minutes in all)
 
 TINY = {"sweep_n": (100, 1_000), "d_at": (1_000, (10,)), "largest": None,
         "backends": ("numpy", "torch", "torch-manual"), "host_only": HOST_ONLY_BACKENDS,
@@ -113,7 +112,7 @@ def chunk_cost(dataset: str, dtype: str) -> float:
 # -- the deadline -------------------------------------------------------------------------------
 
 class Deadline(BaseException):
-    """The hard deadline: raised by SIGALRM in the main thread; ends whatever is running."""
+    """The hard deadline was reached: no further chunk or stage starts."""
 
 
 @dataclass
@@ -123,6 +122,39 @@ class Clock:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
+
+
+class Watchdog:
+    """The hard deadline: after ``seconds``, mark ``clock.hit`` and interrupt the main thread as a
+    Ctrl-C would (``_thread.interrupt_main``). ``bench.pipeline.run`` then ends the run in progress
+    the way it ends on SIGINT (finished rows kept), and the command goes on to pack. A thread, not
+    SIGALRM: the pipeline's per-row timeout owns that signal. ``stop()`` before packing; after it
+    the watchdog never fires."""
+
+    def __init__(self, clock: Clock, seconds: float):
+        import threading
+
+        self.clock, self._lock, self._stopped = clock, threading.Lock(), False
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self):
+        import _thread
+
+        with self._lock:
+            if self._stopped:
+                return
+            self.clock.hit = True
+            _thread.interrupt_main()
+
+    def start(self) -> "Watchdog":
+        self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+        self._timer.cancel()
 
 
 @dataclass
@@ -534,12 +566,7 @@ def cmd_gpu(args) -> int:
     opts = RunOptions(repeats=5, warmup=1, budget_s=0.5, threads=args.threads, seed=0, optimum=not tiny)
     runner = Runner(work, figures, opts, clock)
 
-    def on_alarm(signum, frame):
-        clock.hit = True
-        raise Deadline()
-
-    old_alarm = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, hard)
+    watchdog = Watchdog(clock, hard).start()
     try:
         try:
             env = environment(run_id, devices)
@@ -563,11 +590,10 @@ def cmd_gpu(args) -> int:
                     runner.failed = True
         except Deadline:
             clock.hit = True
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt:  # the watchdog's (clock.hit) or the user's Ctrl-C
+            interrupted = not clock.hit
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_alarm)
+        watchdog.stop()
     for st in stages:  # a stage the deadline cut short: say what it did not reach
         if clock.hit and not st.not_run and st.name == stages[-1].name:
             st.not_run.append(("the rest of the stage", "the hard deadline ended it"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +246,30 @@ def test_cli_registers_gpu(capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["gpu", "--out", "somewhere", "--devices", "tpu"])
     assert exc.value.code == 2 and "expected devices" in capsys.readouterr().err
+
+
+def test_hard_deadline_ends_the_run_and_keeps_finished_rows(tmp_path):
+    from bench.pipeline import RunOptions, matrix
+
+    clock = gpu.Clock()
+    runner = gpu.Runner(tmp_path, {}, RunOptions(repeats=3, warmup=0, budget_s=None, optimum=False), clock)
+    stage = gpu.Stage("sweep", end=100.0)
+    quick = matrix(("numpy",), ("cpu",), ("synthetic-100x4",), ("float64",), ("probs",), iters=10)
+    endless = matrix(("numpy",), ("cpu",), ("synthetic-1kx100",), ("float64",), ("probs",), iters=10_000_000)
+    watchdog = gpu.Watchdog(clock, 4.0).start()
+    try:
+        with pytest.raises(gpu.Deadline):
+            runner.run(stage, "deadline", quick + endless)
+    finally:
+        watchdog.stop()
+    assert clock.hit and not runner.failed  # a deadline is planned, not a failure
+    assert [r.status for _, r in runner.rows] == ["ok"]  # the quick row is kept, the endless one never finished
+    assert len(pd.read_csv(tmp_path / "sweep" / "runs.csv")) == 1
+
+
+def test_watchdog_stopped_never_fires():
+    clock = gpu.Clock()
+    w = gpu.Watchdog(clock, 0.05).start()
+    w.stop()
+    time.sleep(0.2)
+    assert not clock.hit
