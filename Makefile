@@ -1,10 +1,10 @@
 # `make bench` and `make test` each bootstrap .venv on a machine that has only python3, then run.
 # The install is redone only when pyproject.toml or the constraints file changes (stamp keyed on
-# their content). GPU users: `make bench CONSTRAINTS=path/to/constraints.txt EXTRAS=test,numba,jax,dist,gpu`.
+# their content). GPU users: `make bench CONSTRAINTS=path/to/constraints.txt EXTRAS=test,numba,jax,dist,data,gpu`.
 PYTHON ?= python3
 VENV ?= .venv
 CONSTRAINTS ?= constraints.txt
-EXTRAS ?= test,numba,jax,dist
+EXTRAS ?= test,numba,jax,dist,data
 BIN := $(VENV)/bin
 comma := ,
 KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-12)

@@ -57,15 +57,31 @@ def _devices(values):
     return tuple(dict.fromkeys(values))
 
 
-def _datasets(values):
-    from .data import parse_name
+def _datasets(values, label=None, positive=None, standardize=False):
+    """Dataset names with ``--label``/``--positive``/``--standardize`` written in (bench.data's
+    ``name[options]``); each checked before any work: a named or synthetic set by its name, a file
+    by its type, label column and size against the memory (before it is read), then loaded and
+    validated in full, its label mapping printed. Any problem is one UsageError naming the file."""
+    from . import data
 
-    for v in values:
+    names = []
+    try:
+        names = list(dict.fromkeys(data.with_options(v, label, positive, standardize) for v in values))
+        for name in names:
+            data.check(name)
+    except ValueError as exc:
+        raise UsageError(f"--datasets: {exc}") from None
+    files = [n for n in names if data.is_file(n)]
+    if label is not None and not any(data.source(n).format in data.TABLES for n in files):
+        raise UsageError(f"--label {label!r} names a column of a CSV/TSV/Parquet file, and no dataset is one")
+    if positive is not None and not files:
+        raise UsageError(f"--positive {positive!r} applies to data files (one-vs-rest), and no dataset is one")
+    for name in files:
         try:
-            parse_name(v)
-        except ValueError as exc:
+            print(data.summary(data.load(name)), flush=True)
+        except (ValueError, MemoryError) as exc:
             raise UsageError(f"--datasets: {exc}") from None
-    return tuple(dict.fromkeys(values))
+    return tuple(names)
 
 
 def _arg_type(parse, ok, expected: str, expected_after_parse: str | None = None):
@@ -107,9 +123,18 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--devices", nargs="+", default=None, metavar="DEV",
                    help="cpu, cuda[:N], mps (default: every available one)")
     p.add_argument("--datasets", nargs="+", default=None, metavar="DS",
-                   help="iris or synthetic-<n>x<d>[-x<scale>], n may end in k or M "
+                   help="iris, breast-cancer, synthetic-<n>x<d>[-x<scale>] (n may end in k or M), or a data file: "
+                        ".csv/.tsv, .parquet, .npz (arrays X, y), .svm/.svmlight/.libsvm (LIBSVM) "
                         f"(default: {' '.join(datasets_default)})")
     p.set_defaults(default_datasets=tuple(datasets_default))
+    p.add_argument("--label", default=None, metavar="COLUMN",
+                   help="a table file's label column (default: the column named target, label, y or class, else "
+                        "the last); two distinct values of any kind are mapped to 0/1 in sorted order")
+    p.add_argument("--positive", default=None, metavar="VALUE",
+                   help="one-vs-rest on a data file with more than two classes: VALUE -> 1, the rest -> 0")
+    p.add_argument("--standardize", action="store_true",
+                   help="each feature to zero mean and unit variance (constant columns left alone), the same "
+                        "arrays for the oracle and every backend")
     p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT", help="float32 float64 (default: both)")
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
@@ -203,17 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_arguments(cmp)
     cmp.set_defaults(func=lambda args, argv=(): compare.cmd_compare(args))
 
-    from . import check  # backends from users: list them, check one (docs/loop.md)
-
+    # backends from users (docs/loop.md): list them all, check one
     bk = sub.add_parser("backends", help="every backend: its declared attributes, what it supports, where it came from")
     bk.add_argument("specs", nargs="*", metavar="SPEC",
                     help="also list these specs ('package.module:Class', 'path/file.py:Class')")
-    bk.set_defaults(func=lambda args, argv=(): check.cmd_backends(args))
+    bk.set_defaults(func=cmd_backends)
     ck = sub.add_parser("check", help="is my loop right, and how fast: conformance, oracle, first divergent step, timing",
-                        epilog="exit codes: 0 right; 1 wrong (a check failed, or its rows failed); 2 the spec cannot "
-                               "be loaded, or a bad argument; 130 / 143 interrupted")
-    check.add_arguments(ck)
-    ck.set_defaults(func=lambda args, argv=(): check.cmd_check(args))
+                        epilog="exit codes: 0 right; 1 wrong (a check failed, or one of its rows failed, diverged or "
+                               "disagrees with the oracle); 2 the spec cannot be loaded, or a bad argument; 130 / 143 "
+                               "interrupted")
+    _add_check_args(ck)
+    ck.set_defaults(func=cmd_check)
 
     from . import gpu  # the GPU half (docs/gpu.md): floors, default comparison, crossover, one archive
 
@@ -221,6 +246,33 @@ def build_parser() -> argparse.ArgumentParser:
     gpu.add_arguments(gp)
     gp.set_defaults(func=lambda args, argv=(): gpu.cmd_gpu(args))
     return parser
+
+
+CHECK_DATASETS = ("iris", "synthetic-10kx100")
+
+
+def _add_check_args(p):
+    p.add_argument("spec", metavar="SPEC",
+                   help="the backend: a registered name, 'package.module:Class' or 'path/file.py:Class'")
+    p.add_argument("--datasets", nargs="+", default=list(CHECK_DATASETS), metavar="DS",
+                   help=f"datasets of the timing rows (default: {' '.join(CHECK_DATASETS)})")
+    p.add_argument("--iters", type=_positive_int, default=None,
+                   help="steps per timing row (default: as for run, 5000 on iris, 50 on synthetic-10kx100)")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the timing rows (default: float32)")
+    p.add_argument("--formulation", choices=list(FORMULATIONS), default="probs",
+                   help="formulation of the timing rows (default: probs, the seed's)")
+    p.add_argument("--batch-size", type=_batch_size, default=None, metavar="B",
+                   help="'full' (default) or a mini-batch size for the timing rows")
+    p.add_argument("--device", default="cpu", help="device of the timing rows (default: cpu)")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="timed rounds per row (default: 3)")
+    p.add_argument("--budget", type=_positive_float, default=1.0,
+                   help="seconds per row after which repeating stops (default: 1)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="threads for every library (default: all cores)")
+    p.add_argument("--row-timeout", type=_positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
+                   help=f"a row or a check still running after this many seconds fails, and the command goes on "
+                        f"(default: {ROW_TIMEOUT:g})")
+    p.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/check/<run-id>)")
+    _add_overwrite(p)
 
 
 def _backends(values, default):
@@ -246,7 +298,8 @@ def _common(args):
     args.backends = _backends(args.backends, default_backends)
     args.devices = _devices(args.devices) if args.devices else default_devices()
     args.datasets_given = args.datasets is not None
-    args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets)
+    args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets,
+                              args.label, args.positive, args.standardize)
     args.dtypes = _choices("--dtypes", args.dtypes, DTYPES)
     args.formulations = _choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))
@@ -261,7 +314,10 @@ def _cases(args, lr=None):
     try:
         cases = matrix(datasets_=args.datasets, batch_sizes=sizes, **common)
         if args.kind == "runs" and args.batch_sizes is None and not args.datasets_given:
-            cases += matrix(datasets_=(MINIBATCH_DATASET,), batch_sizes=(MINIBATCH_SIZE,),
+            from .data import with_options
+
+            cases += matrix(datasets_=(with_options(MINIBATCH_DATASET, standardize=args.standardize),),
+                            batch_sizes=(MINIBATCH_SIZE,),
                             **{**common, "dtypes": ("float32",), "formulations": ("probs",),
                                "iters": args.iters or MINIBATCH_ITERS})
     except ValueError as exc:
@@ -314,11 +370,19 @@ def cmd_run(args, argv=()) -> int:
     cases = _cases(args, lr=functools.partial(default_lr, seed=args.seed))
     run_id = records.new_run_id()
     folder = _claim(args, args.kind, run_id)
+    folder.extra_env["datasets"] = _data_files(args.datasets, args.seed)
     opts = RunOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget, threads=args.threads,
                       seed=args.seed, target=args.target, optimum=args.optimum, row_timeout=args.row_timeout)
     result = run(cases, [NothingRan(), folder, Console(folder)], opts, run_id=run_id,
                  figures=lambda threads: measure_roofline(args.devices, threads))
     return _ended(args.command, result)
+
+
+def _data_files(names, seed) -> dict:
+    """env.json's record of the run's data files: origin, shape, content hash, label mapping."""
+    from . import data
+
+    return {n: data.describe(data.load(n, seed)) for n in names if data.is_file(n)}
 
 
 def cmd_scale(args, argv=()) -> int:
@@ -336,6 +400,40 @@ def cmd_scale(args, argv=()) -> int:
     result = run(cases, [NothingRan(), scale.ScaleView(folder), folder, Console(folder, table=False)], opts,
                  run_id=run_id)
     return _ended(args.command, result)
+
+
+def cmd_backends(args, argv=()) -> int:
+    from . import check
+
+    check.print_backends(list(dict.fromkeys([*BACKENDS, *(_resolve("SPEC", s) for s in args.specs)])))
+    return 0
+
+
+def cmd_check(args, argv=()) -> int:
+    from implementations import get_backend, resolve
+
+    from . import check, records
+    from .output import RUN_OWNED
+    from .pipeline import RunOptions, default_lr, matrix
+
+    try:
+        name = resolve(args.spec)
+        cls = get_backend(name)
+    except Exception as exc:  # not a spec, a missing file or class, an import that fails: cannot load, exit 2
+        raise UsageError(f"cannot load {args.spec!r}: {exc}") from None
+    datasets, devices = _datasets(args.datasets), _devices([args.device])
+    try:
+        cases = matrix(tuple(dict.fromkeys([name, *check.ALONGSIDE])), devices, datasets, [args.dtype],
+                       [args.formulation], (args.batch_size,), iters=args.iters,
+                       lr=functools.partial(default_lr, seed=0))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _preflight(cases)
+    run_id = records.new_run_id()
+    folder = _claim(args, "check", run_id, owned=(*RUN_OWNED, *check.OWNED))
+    opts = RunOptions(repeats=args.repeats, warmup=1, budget_s=args.budget, threads=args.threads, seed=0,
+                      row_timeout=args.row_timeout)
+    return check.run(args.spec, name, cls, cases, folder, opts, run_id)
 
 
 def cmd_grad(args, argv=()) -> int:

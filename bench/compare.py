@@ -254,6 +254,9 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alph
     b = _key_frame(normalize_rows(b), by_case_id)
     keep = ["_key", "case_id", *MATCH_KEYS, "loop"]
     m = a.merge(b, on="_key", suffixes=("_a", "_b"))
+    # the same case id on different data (two files sharing a name, another --standardize) is no match
+    ha, hb = m["dataset_sha256_a"], m["dataset_sha256_b"]
+    m = m[(ha.isna() | hb.isna() | (ha == hb)).fillna(True).astype(bool)]
     out = []
     for _, r in m.iterrows():
         ra = {c[:-2]: r[c] for c in r.index if c.endswith("_a")}

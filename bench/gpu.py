@@ -15,8 +15,9 @@ What it runs, in this order, each stage with a time budget (``PLAN``, scaled by 
    device.
 5. **sweep**: the crossover sweep: ``numpy`` (CuPy on CUDA), ``torch``, ``torch-manual``,
    ``torch-compiled``, ``jax`` on every device, plus ``numpy-fused`` on the CPU (the host at its best),
-   float32 then float64, ``n`` from 1e2 to 1e7 at ``d = 100`` and ``d`` 10 and 1000 at ``n = 1e5``;
-   the largest size last.
+   ``n`` from 1e2 to 1e6 at ``d = 100`` in float32, then in float64, ``d`` 10 and 1000 at ``n = 1e5``,
+   then ``n = 1e7``; ``torch-compiled`` (a compile per shape, dtype and device) in a second pass
+   in the same order (:func:`sweep_chunks`).
 
 Every run goes through ``bench.pipeline.run`` (one owner), one run per chunk (a dataset and a
 dtype; in the dry run torch-ddp's spawned rank and the report plots are left out), so that the budget is checked between chunks: a chunk whose estimated time (the previous
@@ -55,6 +56,7 @@ import numpy as np
 # -- the plan -----------------------------------------------------------------------------------
 
 SWEEP_BACKENDS = ("numpy", "torch", "torch-manual", "torch-compiled", "jax")
+COMPILED = "torch-compiled"  # its own pass after the others (see sweep_chunks)
 HOST_ONLY_BACKENDS = ("numpy-fused",)  # the host at its best, beside the GPU rows (cpu rows only)
 SWEEP_N = (100, 1_000, 10_000, 100_000, 1_000_000)  # at d = 100; 1e7 comes last (LARGEST)
 SWEEP_D_AT = (100_000, (10, 1000))  # d = 10 and 1000 at n = 1e5
@@ -72,14 +74,18 @@ TINY = {"sweep_n": (100, 1_000), "d_at": (1_000, (10,)), "largest": None,
         "ddp_dataset": "synthetic-1kx10", "iters": 20, "host_bytes": 64 * 2**20,
         "plan": {"floors": 10, "default": 15, "ddp": 15, "sweep": 30}, "hard_limit": 100}
 
+ARCHIVE_MAX_BYTES = 15 * 2**20
 OWNED = ("summary.md", "env.json", "runs.csv", "crossover.csv", "crossover.png", "gpu-run.tar.gz")
 FORMULATION = "probs"  # the seed's
 
 
 def sweep_iters(n: int, d: int) -> int:
-    """Steps per sweep row: enough to amortise per-run costs (at most 1000 steps), about 5e7
-    multiply-adds per run on big data, at least 10."""
-    return int(max(10, min(1000, 5e7 // (n * d))))
+    """Steps per sweep row: about 5e8 multiply-adds per run, between 20 and 1000 steps, so that a
+    GPU row's per-run costs (the final sync, the loss copy) are spread over enough steps near the
+    crossover; 10 steps at the largest size (n d >= 1e9), where a step alone reads gigabytes."""
+    if n * d >= 1e9:
+        return 10
+    return int(max(20, min(1000, 5e8 // (n * d))))
 
 
 def _name(n: int, d: int) -> str:
@@ -88,16 +94,20 @@ def _name(n: int, d: int) -> str:
     return f"synthetic-{_short(n)}x{d}"
 
 
-def sweep_chunks(tiny: bool = False) -> list[tuple[str, str]]:
-    """The sweep's (dataset, dtype) chunks, cheapest first: n ascending at d = 100 (float32 then
-    float64 at each n), d 10 and 1000 at n = 1e5, then the largest n."""
+def sweep_chunks(tiny: bool = False) -> list[tuple[str, str, str]]:
+    """The sweep's (group, dataset, dtype) chunks, in the order that answers the question first
+    when the budget runs short. Group ``main`` (every sweep backend but ``torch-compiled``): n
+    ascending at d = 100 in float32, then in float64, then d 10 and 1000 at n = 1e5, then the
+    largest n. Group ``compiled`` (``torch-compiled``, which compiles once per shape and dtype on
+    each device, tens of seconds each) after it, in the same order."""
     ns = TINY["sweep_n"] if tiny else SWEEP_N
     at, ds_ = TINY["d_at"] if tiny else SWEEP_D_AT
-    largest = None if tiny else LARGEST
-    names = [_name(n, 100) for n in ns] + [_name(at, d) for d in ds_]
-    if largest:
-        names.append(_name(*largest))
-    return [(ds, dt) for ds in names for dt in ("float32", "float64")]
+    largest = [] if tiny else [_name(*LARGEST)]
+    order = ([(_name(n, 100), "float32") for n in ns] + [(_name(n, 100), "float64") for n in ns]
+             + [(_name(at, d), dt) for d in ds_ for dt in ("float32", "float64")]
+             + [(ds, dt) for ds in largest for dt in ("float32", "float64")])
+    groups = ["main"] + (["compiled"] if COMPILED in (TINY["backends"] if tiny else SWEEP_BACKENDS) else [])
+    return [(g, ds, dt) for g in groups for ds, dt in order]
 
 
 def chunk_cost(dataset: str, dtype: str) -> float:
@@ -341,8 +351,8 @@ def stage_default(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
 
     backends = TINY["default_backends"] if tiny else default_backends()
     datasets = TINY["default_datasets"] if tiny else DEFAULT_DATASETS
-    _chunked(runner, stage, [(ds, "float32") for ds in datasets],
-             lambda ds, dt: _cases(backends, devices, ds, dt, iters=TINY["iters"] if tiny else None))
+    _chunked(runner, stage, [("default", ds, "float32") for ds in datasets],
+             lambda group, ds, dt: _cases(backends, devices, ds, dt, iters=TINY["iters"] if tiny else None))
 
 
 def stage_ddp(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
@@ -366,12 +376,14 @@ def stage_ddp(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
 def stage_sweep(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
     backends = TINY["backends"] if tiny else SWEEP_BACKENDS
 
-    def cases(ds, dt):
+    def cases(group, ds, dt):
         from .data import shape
 
         n, d = shape(ds)
         iters = TINY["iters"] if tiny else sweep_iters(n, d)
-        return (_cases(backends, devices, ds, dt, iters=iters)
+        if group == "compiled":
+            return _cases((COMPILED,), devices, ds, dt, iters=iters)
+        return (_cases([b for b in backends if b != COMPILED], devices, ds, dt, iters=iters)
                 + _cases(TINY["host_only"] if tiny else HOST_ONLY_BACKENDS, ("cpu",), ds, dt, iters=iters))
 
     # as `bench sweep`: no scikit-learn optimum per size (at n = 1e7 the fit alone would take the budget)
@@ -379,21 +391,26 @@ def stage_sweep(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
 
 
 def _chunked(runner: Runner, stage: Stage, chunks, make_cases, options=None) -> None:
-    """Run each (dataset, dtype) chunk that its estimate says fits before the stage's planned end."""
-    last = None  # (cost, seconds) of the last chunk run
-    for ds, dt in chunks:
+    """Run each (group, dataset, dtype) chunk that its estimate says fits before the stage's planned
+    end. The estimate: the group's last chunk's time, scaled by :func:`chunk_cost`; a group's first
+    chunk runs while any time is left."""
+    last = {}  # group -> (cost, seconds) of its last chunk run
+    for group, ds, dt in chunks:
+        what = f"{ds} {dt}" + ("" if group in ("main", "default") else f" ({group})")
         left = stage.end - runner.clock.elapsed()
-        if last is not None:
-            estimate = last[1] * chunk_cost(ds, dt) / last[0]
+        if group in last:
+            estimate = last[group][1] * chunk_cost(ds, dt) / last[group][0]
             if estimate > left:
-                stage.not_run.append((f"{ds} {dt}", f"estimated {estimate:.3g} s, {max(left, 0):.3g} s left of "
-                                                    f"the stage's budget"))
+                stage.not_run.append((what, f"estimated {estimate:.3g} s, {max(left, 0):.3g} s left of the "
+                                            "stage's budget"))
                 continue
         elif left <= 0:
-            stage.not_run.append((f"{ds} {dt}", "the stage's budget was spent before it began"))
+            stage.not_run.append((what, "the stage's budget was spent before it began"))
             continue
-        secs = runner.run(stage, f"{ds}-{dt}", make_cases(ds, dt), options)
-        last = (chunk_cost(ds, dt), secs)
+        t0 = runner.clock.elapsed()  # building the cases builds the dataset (the learning rate needs it): count it
+        runner.run(stage, f"{ds}-{dt}" + ("" if group in ("main", "default") else f"-{group}"),
+                   make_cases(group, ds, dt), options)
+        last[group] = (chunk_cost(ds, dt), runner.clock.elapsed() - t0)
 
 
 # -- environment --------------------------------------------------------------------------------
@@ -631,6 +648,8 @@ def _pack(out: Path, work: Path, run_id, env, figures, stages, runner: Runner, c
     try:
         if sweep is not None and len(sweep):
             table, lines = crossover.write(sweep, figures, out, title_note=note)
+        else:  # no sweep row (the deadline came first): the table's header, no plot
+            records.write_csv(pd.DataFrame(columns=crossover.CROSSOVER_COLUMNS), out / "crossover.csv")
     except Exception as exc:
         runner.notes.append(f"crossover analysis failed: {type(exc).__name__}: {exc}")
         runner.failed = True
@@ -662,11 +681,16 @@ def _pack(out: Path, work: Path, run_id, env, figures, stages, runner: Runner, c
     records.write_json(env, out / "env.json")
     shutil.copy(out / "env.json", work / "env.json")
 
-    def _tar(tmp):
+    def _tar(tmp, losses=True):
         with tarfile.open(tmp, "w:gz") as tf:
-            tf.add(work, arcname=f"gpu-run-{run_id}")
+            tf.add(work, arcname=f"gpu-run-{run_id}",
+                   filter=None if losses else (lambda ti: None if ti.name.endswith("losses.csv") else ti))
 
     records.write_atomic(out / "gpu-run.tar.gz", _tar)
+    if (out / "gpu-run.tar.gz").stat().st_size > ARCHIVE_MAX_BYTES:  # a lent machine returns files up to 16 MiB
+        records.write_atomic(out / "gpu-run.tar.gz", lambda tmp: _tar(tmp, losses=False))
+        records.write_text(text + f"\n(`gpu-run.tar.gz` left out the loss curves: with them it was over "
+                                  f"{ARCHIVE_MAX_BYTES / 2**20:.0f} MiB.)\n", out / "summary.md")
     print(f"bench gpu: {status} in {clock.elapsed():.0f} s; wrote {out}/ ("
           + ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith("."))) + ")", file=sys.stderr)
     for line in lines:

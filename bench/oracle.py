@@ -14,6 +14,16 @@ Math (labels ``y`` in {0, 1}, ``z = X w + b``, ``p = sigmoid(z)``, batch ``S`` o
     dL_S/dw     = X_S^T (p_S - y_S) / m + λ w          since dl_i/dz_i = p_i - y_i
     dL_S/db     = mean(p_S - y_S)
 
+Softmax regression (``n_classes = K >= 3``: ``W (d, K)``, ``b (K,)``, integer labels ``y``, one-hot ``Y``;
+the functions below take either model and tell them apart by ``w``'s shape)::
+
+    Z = X W + b,   P = softmax(Z) row-wise (computed as e^{Z - max Z} / sum, stable)
+    probs : l_i = -max(log P[i, y_i], -100)          (softmax, then log, clamped as torch's BCE is)
+    logits: l_i = logsumexp(Z_i) - Z[i, y_i]         (``F.cross_entropy``: the same function, stable)
+    L_S(W, b) = (1/m) sum_{i in S} l_i + (λ/2) ||W||_F^2
+    dL_S/dW   = X_S^T (P_S - Y_S) / m + λ W          since dl_i/dZ_ik = P_ik - Y_ik
+    dL_S/db   = mean over rows of (P_S - Y_S)
+
 The reference run (:func:`reference_run`) is plain float64 NumPy gradient descent, ``θ ← θ - lr ∇L_S``,
 on the data and init *as the backend's dtype sees them* (rounded to it), over the shared batch
 schedule. ``tests/test_oracle.py`` pins it against the seed article's loop and ``torch.autograd``.
@@ -24,10 +34,13 @@ only by rounding. Per step each rounds the update (~``u |w|``), the ``d``-term d
 gradient step on this convex loss with ``lr < 2/L`` is non-expansive, so an error made at one step
 is not amplified by later ones, and uncorrelated rounding errors add like a random walk::
 
-    rtol(dtype, K, m, d) = u sqrt(K) (1 + d + log2 m)          (float64: at least 1e-10)
+    rtol(dtype, T, m, d, K) = u sqrt(T) (1 + d + log2 m [+ K])          (float64: at least 1e-10)
 
-float32 (``u = 2^-24``) on the seed task (K = 5000, m = n = 100, d = 4): 4.9e-5. Differences are
-relative to the reference's largest magnitude (``max|Δθ| / max|θ_ref|``).
+for ``T`` steps; the ``+ K`` term is the softmax's (``K >= 3`` only): each row's normaliser is a
+``K``-term sum (~``K u`` worst case) that every probability of the row divides by, so it is counted
+like the ``d``-term dot product. float32 (``u = 2^-24``) on the seed task (T = 5000, m = n = 100,
+d = 4): 4.9e-5. Differences are relative to the reference's largest magnitude
+(``max|Δθ| / max|θ_ref|``, over every entry of ``W`` and ``b`` for K classes).
 """
 
 from __future__ import annotations
@@ -53,8 +66,31 @@ def sigmoid(z):
     return expit(z)
 
 
+def softmax(Z) -> np.ndarray:
+    """Row-wise softmax of ``Z (m, K)``, float64, stable (``e^{Z - max}``)."""
+    E = np.exp(Z - np.max(Z, axis=1, keepdims=True))
+    return E / np.sum(E, axis=1, keepdims=True)
+
+
+def one_hot(y, k: int) -> np.ndarray:
+    """``Y (m, K)``: row ``i`` is 1 at column ``y_i``."""
+    return np.eye(k)[np.asarray(y).astype(np.int64)]
+
+
+def labels(y) -> np.ndarray:
+    return np.asarray(y).astype(np.int64)
+
+
 def sample_losses(z, y, formulation: str) -> np.ndarray:
-    """Per-sample loss ``l_i`` of either formulation at logits ``z`` (see module docstring)."""
+    """Per-sample loss ``l_i`` of either formulation at logits ``z`` (see module docstring):
+    ``z (m,)`` for the binary model, ``Z (m, K)`` with integer labels ``y`` for softmax."""
+    if np.ndim(z) == 2:
+        rows, y = np.arange(z.shape[0]), labels(y)
+        if formulation == "logits":
+            zmax = np.max(z, axis=1)
+            return zmax + np.log(np.sum(np.exp(z - zmax[:, None]), axis=1)) - z[rows, y]
+        with np.errstate(divide="ignore"):
+            return -np.maximum(np.log(softmax(z)[rows, y]), LOG_CLAMP)
     if formulation == "logits":
         return np.logaddexp(0.0, z) - y * z
     p = sigmoid(z)
@@ -63,15 +99,22 @@ def sample_losses(z, y, formulation: str) -> np.ndarray:
 
 
 def loss(X, y, w, b, formulation: str = "logits", l2: float = 0.0) -> float:
-    """``mean(l_i) + (l2/2) ||w||^2`` in float64."""
+    """``mean(l_i) + (l2/2) ||w||^2`` in float64 (``w (d, K)``, ``b (K,)``: softmax, ``||W||_F^2``)."""
     X, y, w = (np.asarray(a, dtype=np.float64) for a in (X, y, w))
+    if w.ndim == 2:
+        Z = X @ w + np.asarray(b, dtype=np.float64)
+        return float(np.mean(sample_losses(Z, y, formulation)) + 0.5 * l2 * np.sum(w * w))
     z = X @ w + float(b)
     return float(np.mean(sample_losses(z, y, formulation)) + 0.5 * l2 * (w @ w))
 
 
 def grad(X, y, w, b, l2: float = 0.0) -> tuple[np.ndarray, float]:
-    """``(X^T (p - y) / m + l2 w, mean(p - y))`` in float64 (the exact loss's gradient, both formulations)."""
+    """``(X^T (p - y) / m + l2 w, mean(p - y))`` in float64 (the exact loss's gradient, both formulations);
+    softmax (``w (d, K)``): ``(X^T (P - Y) / m + l2 W, mean_rows(P - Y))``, shapes ``(d, K)`` and ``(K,)``."""
     X, y, w = (np.asarray(a, dtype=np.float64) for a in (X, y, w))
+    if w.ndim == 2:
+        R = softmax(X @ w + np.asarray(b, dtype=np.float64)) - one_hot(y, w.shape[1])
+        return X.T @ R / X.shape[0] + l2 * w, np.mean(R, axis=0)
     r = sigmoid(X @ w + float(b)) - y
     return X.T @ r / X.shape[0] + l2 * w, float(np.mean(r))
 
@@ -88,6 +131,8 @@ def rounded(a, dtype: str) -> np.ndarray:
 def reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
     """Float64 gradient descent of ``config`` (lr, steps, formulation, batch schedule, l2,
     record_every) on the data and init rounded to ``config.dtype``."""
+    if config.n_classes >= 3:
+        return _softmax_reference_run(X, y, w0, b0, config)
     X, w, b = rounded(X, config.dtype), rounded(w0, config.dtype).copy(), float(rounded(b0, config.dtype))
     y = np.asarray(y, dtype=np.float64)
     schedule = None if config.batch_size is None else batch_schedule(X.shape[0], config.batch_size,
@@ -104,11 +149,51 @@ def reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
     return TrainResult.from_arrays(w, b, losses, config.record_every)
 
 
+def _softmax_steps(X, y, w0, b0, config: TrainConfig):
+    """The float64 softmax gradient-descent path of ``config``: yields ``(t, W, b, Xb, yb, Zb)`` before
+    step ``t``'s update (``W -= lr (Xb^T (P - Y) / m + λ W)``, ``b -= lr mean_rows(P - Y)``)."""
+    k = config.n_classes
+    X, W, b = rounded(X, config.dtype), rounded(w0, config.dtype).reshape(-1, k).copy(), rounded(b0, config.dtype).reshape(k)
+    y = labels(y)
+    Y = one_hot(y, k)
+    schedule = None if config.batch_size is None else batch_schedule(X.shape[0], config.batch_size,
+                                                                     config.n_iters, config.shuffle_seed)
+    for t in range(config.n_iters):
+        rows = None if schedule is None else schedule[t]
+        Xb, yb, Yb = (X, y, Y) if rows is None else (X[rows], y[rows], Y[rows])
+        Z = Xb @ W + b
+        yield t, W, b, Xb, yb, Z
+        R = softmax(Z) - Yb
+        W, b = W - config.lr * (Xb.T @ R / len(yb) + config.l2 * W), b - config.lr * np.mean(R, axis=0)
+    yield config.n_iters, W, b, None, None, None
+
+
+def _softmax_reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
+    losses = np.empty(config.n_records)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        for t, W, b, Xb, yb, Z in _softmax_steps(X, y, w0, b0, config):
+            if Z is not None and t % config.record_every == 0:
+                losses[t // config.record_every] = (np.mean(sample_losses(Z, yb, config.formulation))
+                                                    + 0.5 * config.l2 * np.sum(W * W))
+    return TrainResult.from_arrays(W, b, losses, config.record_every, config.n_classes)
+
+
 def full_losses_along(X, y, w0, b0, config: TrainConfig, steps) -> np.ndarray:
     """The full-data objective ``mean_i l_i + (l2/2) ||w||^2`` (``logits`` form: the exact function)
     at the parameters *before* each of ``steps`` (sorted) of :func:`reference_run`'s path. For a
     mini-batch run the recorded loss is the batch's; this is the loss time-to-accuracy needs."""
     steps = np.asarray(steps, dtype=np.int64)
+    if config.n_classes >= 3:
+        out, k = np.full(steps.size, np.nan), 0
+        Xr = rounded(X, config.dtype)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            for t, W, b, _, _, _ in _softmax_steps(X, y, w0, b0, config):
+                while k < steps.size and steps[k] == t:
+                    out[k] = loss(Xr, y, W, b, "logits", config.l2)
+                    k += 1
+                if k == steps.size:
+                    break
+        return out
     X, w, b = rounded(X, config.dtype), rounded(w0, config.dtype).copy(), float(rounded(b0, config.dtype))
     y = np.asarray(y, dtype=np.float64)
     schedule = None if config.batch_size is None else batch_schedule(X.shape[0], config.batch_size,
@@ -130,15 +215,16 @@ def full_losses_along(X, y, w0, b0, config: TrainConfig, steps) -> np.ndarray:
 
 # -- tolerances and agreement ----------------------------------------------------------------------
 
-def tolerance(dtype: str, n_iters: int, m: int, d: int) -> float:
+def tolerance(dtype: str, n_iters: int, m: int, d: int, n_classes: int = 2) -> float:
     """Relative tolerance for a ``dtype`` run of ``n_iters`` steps on batches of ``m`` rows and ``d``
-    features (see the module docstring)."""
-    tol = UNIT_ROUNDOFF[dtype] * math.sqrt(n_iters) * (1 + d + math.log2(max(m, 2)))
+    features, ``n_classes`` classes (see the module docstring)."""
+    terms = 1 + d + math.log2(max(m, 2)) + (n_classes if n_classes >= 3 else 0)
+    tol = UNIT_ROUNDOFF[dtype] * math.sqrt(n_iters) * terms
     return max(tol, FLOAT64_FLOOR) if dtype == "float64" else tol
 
 
 def config_tolerance(config: TrainConfig, n: int, d: int) -> float:
-    return tolerance(config.dtype, config.n_iters, config.batch_size or n, d)
+    return tolerance(config.dtype, config.n_iters, config.batch_size or n, d, config.n_classes)
 
 
 @dataclass(frozen=True)
@@ -163,8 +249,12 @@ def compare(res: TrainResult, ref: TrainResult, tol: float) -> Agreement:
     """Largest differences of ``res`` against ``ref`` (absolute, and relative to ``ref``'s scale)."""
     if res.losses.shape != ref.losses.shape:
         raise ValueError(f"loss histories differ in length: {res.losses.shape} vs {ref.losses.shape}")
-    dw, db, dloss = np.abs(res.w - ref.w), abs(res.b - ref.b), np.abs(res.losses - ref.losses)
-    scale_p = max(np.max(np.abs(ref.w)), abs(ref.b), np.finfo(float).tiny)
+    if np.shape(res.w) != np.shape(ref.w) or np.shape(res.b) != np.shape(ref.b):
+        raise ValueError(f"parameters differ in shape: w {np.shape(res.w)} vs {np.shape(ref.w)}, "
+                         f"b {np.shape(res.b)} vs {np.shape(ref.b)}")
+    # b: a float (binary) or a (K,) array (softmax); its largest entry either way
+    dw, db, dloss = np.abs(res.w - ref.w), float(np.max(np.abs(res.b - ref.b))), np.abs(res.losses - ref.losses)
+    scale_p = max(np.max(np.abs(ref.w)), float(np.max(np.abs(ref.b))), np.finfo(float).tiny)
     scale_l = max(np.max(np.abs(ref.losses)), np.finfo(float).tiny)
     finite_p, finite_l = bool(np.all(np.isfinite(dw)) and math.isfinite(db)), bool(np.all(np.isfinite(dloss)))
     max_dw = float(np.max(dw)) if dw.size else 0.0
@@ -177,12 +267,30 @@ def compare(res: TrainResult, ref: TrainResult, tol: float) -> Agreement:
     )
 
 
-def saturated_count(X, w, b, dtype: str) -> int:
+def saturated_count(X, w, b, dtype: str, y=None) -> int:
     """Samples where sigmoid saturates for the ``probs`` formulation, computed in ``dtype``:
     ``p (1 - p) < 1e-12`` (``|z| > 27.6``), which includes ``p`` rounded to exactly 0 or 1
     (``z > 16.6`` in float32, ``36.7`` in float64). There autograd through sigmoid->BCE returns
-    ``(p - y) p (1 - p) / 1e-12`` (0 once ``p`` is 0 or 1) instead of the hand-derived ``p - y``."""
+    ``(p - y) p (1 - p) / 1e-12`` (0 once ``p`` is 0 or 1) instead of the hand-derived ``p - y``.
+
+    Softmax (``w (d, K)``; needs the labels ``y``): samples whose label's probability, computed in
+    ``dtype`` as the tutorials do (softmax, then log), has ``log P[i, y_i] < -100``: ``P[i, y_i]``
+    underflowed to 0, or to within a few powers of ``e`` of it (the label's logit about 100 below the
+    largest; ``e^-100 = 3.7e-44`` is subnormal in float32, and ``P`` is exactly 0 past ``e^-103.3``
+    there, past ``e^-745`` in float64). The ``probs`` loss of such a sample is clamped at 100 and the
+    clamp's derivative is 0, so autograd drops the sample from the gradient while the hand-derived
+    ``P - Y`` keeps ``-(1 - P[i, y_i]) ≈ -1`` for its label. Probabilities of *other* classes that
+    underflow are not counted: their ``P - Y`` entry is 0 either way, to within ``P`` itself."""
     dt = np.dtype(dtype)
+    if np.ndim(w) == 2:
+        if y is None:
+            raise ValueError("saturated_count needs the labels y for a softmax model (w of shape (d, K))")
+        Z = np.asarray(X, dtype=dt) @ np.asarray(w, dtype=dt) + np.asarray(b, dtype=dt)
+        with np.errstate(under="ignore", divide="ignore", over="ignore", invalid="ignore"):
+            E = np.exp(Z - np.max(Z, axis=1, keepdims=True))
+            P = E / np.sum(E, axis=1, keepdims=True)
+            logp = np.log(P[np.arange(P.shape[0]), labels(y)])
+        return int(np.count_nonzero(~(logp >= LOG_CLAMP)))
     z = np.asarray(X, dtype=dt) @ np.asarray(w, dtype=dt) + dt.type(b)
     p = sigmoid(z).astype(dt)
     return int(np.count_nonzero(p * (1 - p) < BCE_BACKWARD_EPS))
@@ -209,13 +317,19 @@ def rounding_bound(X, y, w, b, dtype: str, l2: float = 0.0) -> np.ndarray:
     return bound
 
 
-def smoothness(X, l2: float = 0.0) -> float:
+def smoothness(X, l2: float = 0.0, n_classes: int = 2) -> float:
     """An upper bound on the gradient's Lipschitz constant: the Hessian is
     ``A^T diag(p (1 - p)) A / n + l2 I_w`` with ``A = [X 1]`` and ``p (1 - p) <= 1/4``, so
-    ``L <= λmax(A^T A) / (4 n) + l2``. Gradient descent with ``lr = 1/L`` decreases the loss every step."""
+    ``L <= λmax(A^T A) / (4 n) + l2``. Gradient descent with ``lr = 1/L`` decreases the loss every step.
+
+    Softmax (``n_classes = K >= 3``), over ``θ = vec([W; b])``: the Hessian is
+    ``(1/n) sum_i H_i ⊗ a_i a_i^T + l2 I_W`` with ``a_i = [x_i, 1]`` and ``H_i = diag(p_i) - p_i p_i^T``
+    the softmax Jacobian. ``H_i ⪯ (1/2) (I - 11^T/K) ⪯ (1/2) I`` (Böhning 1992: for any ``v``,
+    ``v^T H_i v = Var_{p_i}(v) <= (max v - min v)^2 / 4 <= ||v||^2 / 2``), so the Hessian is
+    ``⪯ (1/2) I_K ⊗ A^T A / n + l2 I`` and ``L <= λmax(A^T A) / (2 n) + l2``: twice the binary bound."""
     X = np.asarray(X, dtype=np.float64)
     A = np.hstack([X, np.ones((X.shape[0], 1))])
-    return float(np.linalg.eigvalsh(A.T @ A / X.shape[0])[-1] / 4 + l2)
+    return float(np.linalg.eigvalsh(A.T @ A / X.shape[0])[-1] / (2 if n_classes >= 3 else 4) + l2)
 
 
 # -- the optimum --------------------------------------------------------------------------------
@@ -234,15 +348,29 @@ class Optimum:
         return loss(X, y, w, b, "logits", self.l2) - self.loss
 
     def rel_distance(self, w, b) -> float:
+        """``||θ - θ*|| / ||θ*||``. Softmax: the bias is compared centred (``b - mean(b)``: softmax is
+        unchanged by a common shift of ``b``, which the penalty does not fix), and with ``l2 = 0`` the
+        rows of ``W`` too (``W - mean over classes``: unpenalised, ``W`` is defined up to the same shift)."""
+        if self.w.ndim == 2:
+            w, b = np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64)
+            b = b - b.mean()
+            if self.l2 == 0:
+                w = w - w.mean(axis=1, keepdims=True)
         theta = np.append(np.asarray(w, dtype=np.float64), b)
         star = np.append(self.w, self.b)
         return float(np.linalg.norm(theta - star) / max(np.linalg.norm(star), np.finfo(float).tiny))
 
 
-def fit_optimum(X, y, l2: float = 0.0, tol: float = 1e-12, max_iter: int = 1000) -> Optimum:
+def fit_optimum(X, y, l2: float = 0.0, tol: float = 1e-12, max_iter: int = 1000, n_classes: int = 2) -> Optimum:
     """``LogisticRegression(C=1/(n l2))`` minimises ``C sum l_i + ||w||^2 / 2``, i.e. (divided by
     ``C n``) our ``mean l_i + (l2/2) ||w||^2``; ``l2 = 0`` is ``C = inf`` (``penalty=None`` before 1.8).
-    Newton-Cholesky: second order, exact to rounding for ``n >> d``."""
+    Newton-Cholesky: second order, exact to rounding for ``n >> d``.
+
+    ``n_classes = K >= 3``: the same estimator fits the multinomial model (``coef_ (K, d)``, so
+    ``W = coef_.T``) for the same objective with ``||W||_F^2``. Its bias is returned centred
+    (``b - mean(b)``), and so is ``W``'s every row when ``l2 = 0``: only that representative of the
+    optimum's shift class is defined (see :meth:`Optimum.rel_distance`); with ``l2 = 0`` compare the
+    loss value."""
     import sklearn
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -258,5 +386,13 @@ def fit_optimum(X, y, l2: float = 0.0, tol: float = 1e-12, max_iter: int = 1000)
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(X, y)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    if n_classes >= 3:
+        if model.coef_.shape[0] != n_classes:
+            raise ValueError(f"y has {model.coef_.shape[0]} distinct classes, expected n_classes={n_classes}")
+        w, b = model.coef_.T.astype(np.float64), model.intercept_.astype(np.float64)
+        b = b - b.mean()
+        if l2 == 0:
+            w = w - w.mean(axis=1, keepdims=True)
+        return Optimum(w=w, b=b, loss=loss(X, y, w, b, "logits", l2), l2=float(l2), converged=converged)
     w, b = model.coef_.ravel().astype(np.float64), float(model.intercept_[0])
     return Optimum(w=w, b=b, loss=loss(X, y, w, b, "logits", l2), l2=float(l2), converged=converged)

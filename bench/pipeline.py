@@ -82,7 +82,7 @@ def default_lr(dataset: str, l2: float = 0.0, seed: int = 0) -> float:
     takes safely, so that a run gets somewhere in its few steps and time-to-accuracy means something
     (at 0.01 no default synthetic run comes within 10 % of the optimum). A dataset that cannot be
     built keeps 0.01; its rows then fail with the reason."""
-    if datasets.parse_name(dataset) is None:
+    if datasets.is_seed(dataset):
         return SEED_LR
     try:
         return 1.0 / oracle.smoothness(datasets.load(dataset, seed).X, l2)
@@ -103,8 +103,7 @@ def matrix(backends, devices, datasets_, dtypes, formulations, batch_sizes=(None
     a function ``lr(dataset, l2)`` (see :func:`default_lr`)."""
     cases = []
     for ds in datasets_:
-        spec = datasets.parse_name(ds)
-        n, d = (100, 4) if spec is None else spec[:2]
+        n, d = datasets.shape(ds)
         for dtype, form, bs, l2 in itertools.product(dtypes, formulations, batch_sizes, l2s):
             k = iters or (default_iters(n, d) if bs is None else default_iters(min(bs, n), d))
             cfg = TrainConfig(lr=lr(ds, l2) if callable(lr) else lr, n_iters=k, dtype=dtype, formulation=form, record_every=record_every,
@@ -244,10 +243,18 @@ class Evaluator:
 
     # -- one case -------------------------------------------------------------------------------
     def base_row(self, case: Case, **fields) -> Row:
-        spec = datasets.parse_name(case.dataset)
-        n, d = (100, 4) if spec is None else spec[:2]
+        try:
+            n, d = datasets.shape(case.dataset)
+        except ValueError:  # a data file that cannot be read (its reason is the row's): no sizes
+            n, d = 0, 0
         m = min(case.config.batch_size or n, n)
         extra = self.threads.as_dict() if self.threads else {}
+        loaded = self._problems.get(case.dataset)
+        if loaded is not None:  # what the data is: so that compare never matches two files sharing a name
+            ds = loaded.dataset
+            extra.update(dataset_origin=ds.origin, dataset_sha256=ds.sha256, density=ds.density)
+        if not n:
+            return Row.for_case(self.run_id, case, **extra, **fields)
         try:  # what the backend declares it is; a backend that cannot be imported leaves them empty
             extra.update(get_backend(case.backend).attributes())
         except ValueError:
@@ -699,8 +706,7 @@ def available() -> int:
 def memory_needed(case: Case) -> int:
     """Bytes a case needs at its peak, roughly: the float64 dataset, its copy in the run's dtype
     (and the oracle's rounded float64 copy), the loss buffers of backend and oracle, the schedule."""
-    spec = datasets.parse_name(case.dataset)
-    n, d = (100, 4) if spec is None else spec[:2]
+    n, d = datasets.shape(case.dataset)
     c = case.config
     item = np.dtype(c.dtype).itemsize
     data = 8 * n * (d + 1) * 2 + item * n * (d + 1) * 2

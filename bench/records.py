@@ -71,6 +71,10 @@ class Row:
     formulation: str
     dataset: str
     loop: str
+    # what the data is (bench.data): where it came from, the final X and y's content hash, non-zero fraction
+    dataset_origin: str | None = None
+    dataset_sha256: str | None = None
+    density: float | None = None
     # what the backend is (its declared attributes, implementations.base.Trainer)
     library: str | None = None
     gradient: str | None = None
@@ -348,6 +352,7 @@ _NEWER_COLUMNS: dict[str, str] = {
     "workers": "Int64", "times_s": "string", "threads_torch": "Int64", "threads_blas": "Int64",
     "threads_numba": "Int64", "oversubscribed": "boolean", "compute_fraction": "Float64",
     "library": "string", "gradient": "string", "engine": "string", "compiled": "boolean", "style": "string",
+    "dataset_origin": "string", "dataset_sha256": "string", "density": "Float64",
 }
 ATTRIBUTE_COLUMNS = ("library", "gradient", "engine", "compiled", "style")
 LOSS_COLUMNS = ["case_id", "step", "loss", "ref_loss", "full_loss"]

@@ -141,7 +141,9 @@ def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None
     initialised or compiled kernels) without paying for a full-length untimed run."""
     for _ in range(warmup):
         (warm or trainer).run()
-    events = _CudaEvents.for_device(getattr(trainer.config, "device", "cpu"))
+    # a data-parallel trainer's device work runs in its ranks' processes: no event here would see it
+    events = None if getattr(trainer, "data_parallel", False) else \
+        _CudaEvents.for_device(getattr(trainer.config, "device", "cpu"))
     times = []
     for i in range(rounds):
         if events:

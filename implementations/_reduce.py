@@ -55,6 +55,9 @@ def mean_penalised(loss_sum, gw_sum, gb_sum, m, w, l2):
     """The tail, in float64 (sklearn's ``_loss_and_grad`` style): sums over ``m`` rows and the point
     ``w`` -> ``(L, dL/dw, dL/db)`` with the penalty ``(l2/2) ||w||^2`` on ``w`` only."""
     w64 = np.asarray(w, dtype=np.float64)
+    if w64.ndim == 2:  # softmax: W (d, K), the penalty (l2/2) ||W||_F^2, db (K,)
+        return (float(loss_sum) / m + 0.5 * l2 * float(np.sum(w64 * w64)),
+                np.asarray(gw_sum, dtype=np.float64) / m + l2 * w64, np.asarray(gb_sum, dtype=np.float64) / m)
     return (float(loss_sum) / m + 0.5 * l2 * float(w64 @ w64),
             np.asarray(gw_sum, dtype=np.float64) / m + l2 * w64, float(gb_sum) / m)
 

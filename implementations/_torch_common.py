@@ -1,12 +1,14 @@
-"""Device handling shared by the torch backends: resolve, validate, synchronize, convert."""
+"""Device handling shared by the torch backends: resolve, validate, synchronize, convert; and the
+softmax losses (``n_classes >= 3``) every torch backend computes the same way."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ._loop import gather
-from .base import DeviceUnavailableError, Trainer
+from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
 
 
 def torch_device(device: str, dtype: str) -> torch.device:
@@ -48,6 +50,19 @@ def to_host(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
+def softmax_loss(Z: torch.Tensor, y: torch.Tensor, formulation: str) -> torch.Tensor:
+    """The mean K-class loss of logits ``Z (m, K)`` and int64 labels ``y (m,)``:
+
+    * ``logits``: ``F.cross_entropy(Z, y)`` (log-softmax, stable);
+    * ``probs``: ``F.nll_loss(torch.clamp(torch.log(F.softmax(Z, 1)), min=-100), y)``: the tutorials'
+      softmax-then-log, with each log clamped at -100 as ``F.binary_cross_entropy`` clamps its logs, so
+      that a label probability that underflows to 0 gives a loss of 100, not inf. Autograd through the
+      clamp gives such a sample a zero gradient (the clamp's derivative below -100 is 0)."""
+    if formulation == "logits":
+        return F.cross_entropy(Z, y)
+    return F.nll_loss(torch.clamp(torch.log(F.softmax(Z, 1)), min=LOG_CLAMP), y)
+
+
 class TorchTrainerBase(Trainer):
     """Device resolution and ``prepare`` shared by the torch backends. ``seed_shapes`` keeps the
     article's layout (``w`` as ``(1, d)``, ``y`` as ``(n, 1)``) for ``F.linear``; otherwise 1-D.
@@ -64,10 +79,20 @@ class TorchTrainerBase(Trainer):
 
     def _prepare(self, X, y, w0, b0):
         dt, dev = self.config.dtype, self.dev
+        if self.k >= 3:  # softmax: int64 labels (F.cross_entropy / F.nll_loss), W (d, K), b (K,)
+            self.X = to_device(X, dt, dev)
+            self.y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(dev)
+            self.w0, self.b0 = to_device(w0, dt, dev), to_device(b0, dt, dev)
+            self._prepare_schedule()
+            return
         self.X = to_device(X, dt, dev)
         self.y = to_device(y.reshape(-1, 1) if self.seed_shapes else y, dt, dev)
         self.w0 = to_device(w0.reshape(1, -1) if self.seed_shapes else w0, dt, dev)
         self.b0 = to_device([b0], dt, dev)
+        self._prepare_schedule()
+
+    def _prepare_schedule(self):
+        dev = self.dev
         sched = self.schedule
         self.batch_idx = None if sched is None else torch.from_numpy(sched.indices).to(dev)
         self.batch_offsets = None if sched is None else sched.offsets.tolist()
@@ -77,6 +102,13 @@ class TorchTrainerBase(Trainer):
         """``(w, b, losses)`` for a run: copies of ``(w0, b0)`` and the device buffer of the recorded losses."""
         w, b = self.w0.clone(), self.b0.clone()
         return w, b, torch.empty(self.config.n_records, dtype=w.dtype, device=self.dev)
+
+    def _params(self, w, b):
+        """A ``loss_and_grad`` point on the device, in the layout of ``w0``/``b0``."""
+        dt, dev = self.config.dtype, self.dev
+        if self.k >= 3:
+            return to_device(w, dt, dev), to_device(b, dt, dev)
+        return to_device(w.reshape(1, -1) if self.seed_shapes else w, dt, dev), to_device([b], dt, dev)
 
     def _batches(self, take):
         """``batch(t)`` for :func:`implementations._loop.gradient_descent`: step ``t``'s rows gathered on

@@ -43,6 +43,27 @@ gradient of the penalty. ``batch_size=None`` is the full batch (``S_t`` = every 
 ``losses[i]`` is the (penalised, mini-batch) loss computed in the forward pass of step
 ``i * record_every``, i.e. at the parameters *before* that step's update; there are
 ``ceil(n_iters / record_every)`` of them.
+
+Softmax regression (``config.n_classes = K >= 3``; ``K = 2``, the default, is the sigmoid model above,
+unchanged). Labels ``y`` are integers ``0 .. K-1``, ``Y`` their one-hot ``(m, K)`` matrix; ``w0``/``w`` is
+``(d, K)``, ``b0``/``b`` is ``(K,)``; :class:`TrainResult` holds ``w (d, K)`` and ``b (K,)``, and
+``loss_and_grad`` returns ``(loss, (d, K), (K,))``::
+
+    Z = X W + b                                   (m, K)
+    P = softmax(Z), row-wise                      P_ik = e^{Z_ik} / sum_j e^{Z_ij}
+    probs : L = -(1/m) sum_i max(log P[i, y_i], -100) + (λ/2) ||W||_F^2
+            (softmax, then log of the probability, each log clamped at -100 as torch's BCE clamps:
+            the tutorials' ``torch.log(F.softmax(z, 1))`` + ``F.nll_loss``, kept finite)
+    logits: L = (1/m) sum_i (logsumexp(Z_i) - Z[i, y_i]) + (λ/2) ||W||_F^2     (``F.cross_entropy``)
+    dL/dW = X^T (P - Y) / m + λ W                 (d, K)    since dl_i/dZ_ik = P_ik - Y_ik
+    dL/db = mean over rows of (P - Y)             (K,)      the bias is not penalised
+
+Where ``log P[i, y_i] < -100`` (``P[i, y_i]`` underflows to 0, or nearly: the label's logit is about
+100 below the largest one) the ``probs`` loss of that sample is clamped at 100 and the clamp's
+derivative is 0, so autograd gives the sample a zero gradient while the hand-derived ``P - Y`` does
+not: the K-class analogue of the binary ``saturated`` samples (``bench.oracle.saturated_count``).
+A backend declares ``supports_multiclass``; one that does not is refused at construction for
+``n_classes >= 3`` with :class:`BackendUnavailableError` (a ``skipped`` row).
 """
 
 from __future__ import annotations
@@ -90,6 +111,7 @@ class TrainConfig:
     l2: float = 0.0  # loss + (l2/2) ||w||^2, the bias not penalised
     shuffle_seed: int = 0  # the batch order: one host draw, batch_schedule(n, batch_size, n_iters, shuffle_seed)
     workers: int = 1  # data-parallel backends only; the others refuse workers > 1
+    n_classes: int = 2  # 2: the seed's sigmoid model (w (d,), b a number); K >= 3: softmax (W (d, K), b (K,))
 
     def __post_init__(self):
         if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real):
@@ -131,7 +153,7 @@ class TrainConfig:
         if np.dtype(self.dtype).type(self.lr) == 0:
             raise ValueError(f"lr must be positive in {self.dtype} (smallest positive value "
                              f"{float(info.smallest_subnormal):.4g}), got {self.lr!r}, which rounds to 0 there")
-        for name, low in (("shuffle_seed", 0), ("workers", 1)):
+        for name, low in (("shuffle_seed", 0), ("workers", 1), ("n_classes", 2)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -144,6 +166,11 @@ class TrainConfig:
     @property
     def full_batch(self) -> bool:
         return self.batch_size is None
+
+    @property
+    def multiclass(self) -> bool:
+        """True for the softmax model (``n_classes >= 3``); False for the seed's sigmoid model."""
+        return self.n_classes >= 3
 
 
 @dataclass(frozen=True)
@@ -207,22 +234,27 @@ def batch_schedule(n: int, batch_size: int, n_iters: int, shuffle_seed: int = 0)
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Final parameters and loss history on the host, float64."""
+    """Final parameters and loss history on the host, float64. ``w (d,)`` and ``b`` a float for the
+    binary model; ``w (d, K)`` and ``b (K,)`` for ``n_classes = K >= 3``."""
 
-    w: np.ndarray  # (d,)
-    b: float
+    w: np.ndarray  # (d,), or (d, K)
+    b: float  # or a (K,) array
     losses: np.ndarray  # (n_records,)
     record_every: int = 1
     first_nonfinite_step: int | None = field(default=None)
 
     @classmethod
-    def from_arrays(cls, w, b, losses, record_every: int) -> "TrainResult":
-        w = np.asarray(w, dtype=np.float64).reshape(-1)
+    def from_arrays(cls, w, b, losses, record_every: int, n_classes: int = 2) -> "TrainResult":
         losses = np.asarray(losses, dtype=np.float64).reshape(-1)
-        b = float(np.asarray(b, dtype=np.float64).reshape(-1)[0])
+        if n_classes >= 3:  # softmax: w (d, K), b (K,)
+            w = np.asarray(w, dtype=np.float64).reshape(-1, n_classes)
+            b = np.asarray(b, dtype=np.float64).reshape(n_classes)
+        else:
+            w = np.asarray(w, dtype=np.float64).reshape(-1)
+            b = float(np.asarray(b, dtype=np.float64).reshape(-1)[0])
         bad = np.flatnonzero(~np.isfinite(losses))
         first = int(bad[0]) * record_every if bad.size else None
-        if first is None and not (np.all(np.isfinite(w)) and math.isfinite(b)):
+        if first is None and not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
             first = (losses.size - 1) * record_every  # parameters blew up after the last record
         return cls(w=w, b=b, losses=losses, record_every=record_every, first_nonfinite_step=first)
 
@@ -300,9 +332,56 @@ def check_bias(name: str, value, dtype: str | None = None) -> float:
     return float(a)
 
 
-def check_inputs(X, y, w0, b0, dtype: str | None = None):
+def check_class_weights(name: str, value, d: int, k: int, dtype: str | None = None) -> np.ndarray:
+    """A softmax weight matrix (``w0`` for ``prepare``, ``w`` for ``loss_and_grad``) as float64
+    ``(d, K)``; the binary model's ``(d,)`` vector (or any other shape) is refused with a message
+    that says which model the config asks for."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be an array of shape ({d}, {k}) of real numbers, got {_shown(value)}")
+    a = _real_array(name, value, f"an array of shape ({d}, {k}) of real numbers")
+    if a.shape != (d, k):
+        binary = a.shape in ((d,), (1, d), (d, 1))
+        raise ValueError(f"{name} must have shape ({d}, {k}) (X's {d} columns by n_classes={k}), got shape {a.shape}"
+                         + (": that is the binary model's weight vector; n_classes=2 takes it" if binary else ""))
+    _check_finite(name, a, dtype)
+    return a
+
+
+def check_class_bias(name: str, value, k: int, dtype: str | None = None) -> np.ndarray:
+    """A softmax bias (``b0``, ``b``) as float64 ``(K,)``; one number (the binary model's) is refused."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be an array of shape ({k},) of real numbers, got {_shown(value)}")
+    a = _real_array(name, value, f"an array of shape ({k},) of real numbers")
+    if a.shape != (k,):
+        scalar = a.size == 1
+        raise ValueError(f"{name} must have shape ({k},) (one bias per class, n_classes={k}), got shape {a.shape}"
+                         + (": one number is the binary model's bias; n_classes=2 takes it" if scalar else ""))
+    _check_finite(name, a, dtype)
+    return a
+
+
+def check_labels(y, k: int) -> np.ndarray:
+    """K-class labels as int64: integer values (``2.0`` is accepted, ``0.5`` or ``True`` is not) in ``0 .. K-1``."""
+    if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise ValueError(f"y must hold integer class labels 0 .. {k - 1} (n_classes={k}), got dtype {y.dtype}")
+    if np.issubdtype(y.dtype, np.floating):
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if np.any(bad):
+            shown = sorted(set(y[bad].tolist()), key=repr)[:5]
+            raise ValueError(f"y must hold integer class labels 0 .. {k - 1} (n_classes={k}), got non-integer values "
+                             f"{set(shown)}")
+    out = np.where((y >= 0) & (y < k), y, -1).astype(np.int64)
+    if np.any(out < 0):
+        shown = sorted(set(np.asarray(y)[out < 0].tolist()))[:5]
+        raise ValueError(f"y must contain only the labels 0 .. {k - 1} (n_classes={k}), got values {set(shown)}")
+    return out
+
+
+def check_inputs(X, y, w0, b0, dtype: str | None = None, n_classes: int = 2):
     """Validate host inputs once, at the boundary; return float64 copies ``(X, y, w0, b0)``.
-    With ``dtype``, values beyond that dtype's largest finite number are refused too."""
+    With ``dtype``, values beyond that dtype's largest finite number are refused too.
+    ``n_classes = K >= 3`` (softmax): ``y`` integer labels ``0 .. K-1``, returned as int64;
+    ``w0`` ``(d, K)`` and ``b0`` ``(K,)`` float64."""
     if isinstance(X, (str, bytes)):
         raise ValueError(f"X must be a 2-D array of shape (n, d), got {_shown(X)}")
     try:
@@ -325,16 +404,24 @@ def check_inputs(X, y, w0, b0, dtype: str | None = None):
         y = y[:, 0]
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"y must have shape ({n},) to match X's {n} rows, got shape {y.shape}")
-    try:
-        values = set(np.unique(y).tolist())
-    except TypeError:
-        values = {repr(v) for v in y}
-    if not values <= {0, 1}:
-        shown = sorted(values - {0, 1}, key=repr)[:5]
-        raise ValueError(f"y must contain only 0 and 1, got values {set(shown)}")
-    y = y.astype(np.float64)
-    w0 = check_weights("w0", w0, d)
-    b0 = check_bias("b0", b0)
+    if n_classes >= 3:
+        y = check_labels(y, n_classes)
+        w0 = check_class_weights("w0", w0, d, n_classes)
+        b0 = check_class_bias("b0", b0, n_classes)
+    else:
+        try:
+            values = set(np.unique(y).tolist())
+        except TypeError:
+            values = {repr(v) for v in y}
+        if not values <= {0, 1}:
+            shown = sorted(values - {0, 1}, key=repr)[:5]
+            raise ValueError(f"y must contain only 0 and 1, got values {set(shown)}"
+                             + (" (for K classes set n_classes=K)" if all(
+                                 isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                                 and float(v).is_integer() and v >= 0 for v in values) else ""))
+        y = y.astype(np.float64)
+        w0 = check_weights("w0", w0, d)
+        b0 = check_bias("b0", b0)
     if dtype is not None:
         big = float(np.finfo(dtype).max)
         for name, a in (("X", X), ("w0", w0), ("b0", np.asarray(b0))):
@@ -345,10 +432,13 @@ def check_inputs(X, y, w0, b0, dtype: str | None = None):
     return X, y, w0, b0
 
 
-def check_params(w, b, d: int, dtype: str | None = None):
+def check_params(w, b, d: int, dtype: str | None = None, n_classes: int = 2):
     """Validate a parameter point for ``loss_and_grad`` as ``prepare`` validates ``(w0, b0)``: ``w``
     real, finite, of shape ``(d,)`` (or ``(1, d)`` / ``(d, 1)``), ``b`` one real finite number, both
-    within ``dtype``. Returns ``(w, b)`` as float64 ``(d,)`` and float."""
+    within ``dtype``. Returns ``(w, b)`` as float64 ``(d,)`` and float. ``n_classes = K >= 3``:
+    ``w`` ``(d, K)``, ``b`` ``(K,)``."""
+    if n_classes >= 3:
+        return check_class_weights("w", w, d, n_classes, dtype), check_class_bias("b", b, n_classes, dtype)
     return check_weights("w", w, d, dtype), check_bias("b", b, dtype)
 
 
@@ -369,6 +459,8 @@ class Trainer(ABC):
     # outside these is refused at construction with BackendUnavailableError: a `skipped` row, not a failure.
     supports_minibatch: bool = True  # honours config.batch_size (the shared batch_schedule)
     supports_l2: bool = True  # honours config.l2 > 0
+    # n_classes >= 3 (softmax) needs its own code path: False unless a backend says it has one
+    supports_multiclass: bool = False
     devices: tuple[str, ...] | None = None  # device kinds ("cpu", "cuda", "mps"); None: checked by the backend itself
     dtypes: tuple[str, ...] = DTYPES
 
@@ -404,6 +496,9 @@ class Trainer(ABC):
             return f"{who} declares supports_minibatch = False: it runs full batch only, got batch_size={config.batch_size}"
         if config.l2 and not cls.supports_l2:
             return f"{who} declares supports_l2 = False, got l2={config.l2:g}"
+        if config.n_classes >= 3 and not cls.supports_multiclass:
+            return (f"n_classes >= 3 is not implemented in {who} yet (it declares supports_multiclass = False), "
+                    f"got n_classes={config.n_classes}")
         if config.dtype not in tuple(cls.dtypes):
             return f"{who} declares dtypes {tuple(cls.dtypes)}, got {config.dtype}"
         if cls.devices is not None and kind not in tuple(cls.devices):
@@ -414,7 +509,7 @@ class Trainer(ABC):
         """Validate, then replace the prepared data: an input refused here leaves the trainer as it
         was; once validation passes, the previous data *and result* are gone (``result()`` raises
         until the next ``run()``), whether or not the backend's ``_prepare`` then succeeds."""
-        X, y, w0, b0 = check_inputs(X, y, w0, b0, self.config.dtype)
+        X, y, w0, b0 = check_inputs(X, y, w0, b0, self.config.dtype, self.config.n_classes)
         n, d = X.shape
         bs = self.config.batch_size
         if bs is not None and bs > n:
@@ -422,6 +517,7 @@ class Trainer(ABC):
         # from here on the old data and its result are stale, even if _prepare fails half-way
         self._prepared = self._has_run = False
         self.n, self.d = n, d
+        self.k = self.config.n_classes  # 2: the sigmoid model; K >= 3: softmax
         # the shared batch order: one host draw, identical for every backend (None: full batch)
         self.schedule = (None if bs is None else
                          batch_schedule(self.n, bs, self.config.n_iters, self.config.shuffle_seed))
@@ -439,13 +535,17 @@ class Trainer(ABC):
         if not getattr(self, "_has_run", False):  # getattr: a subclass may skip __init__
             raise RuntimeError("call run() before result()")
         w, b, losses = self._result()
-        return TrainResult.from_arrays(w, b, losses, self.config.record_every)
+        return TrainResult.from_arrays(w, b, losses, self.config.record_every, self.config.n_classes)
 
     def loss_and_grad(self, w, b) -> tuple[float, np.ndarray, float]:
         if not self._prepared:
             raise RuntimeError("call prepare(X, y, w0, b0) before loss_and_grad()")
-        w, b = check_params(w, b, self.d, self.config.dtype)
+        k = self.config.n_classes
+        w, b = check_params(w, b, self.d, self.config.dtype, k)
         loss, gw, gb = self._loss_and_grad(w, b)
+        if k >= 3:  # softmax: (loss, (d, K), (K,))
+            return (float(np.asarray(loss, dtype=np.float64).reshape(-1)[0]),
+                    np.asarray(gw, dtype=np.float64).reshape(self.d, k), np.asarray(gb, dtype=np.float64).reshape(k))
         loss, gb = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0]) for v in (loss, gb))
         return loss, np.asarray(gw, dtype=np.float64).reshape(-1), gb
 

@@ -12,6 +12,16 @@ for ``logits`` it is ``X^T (p - y) / m + λ w`` to rounding. For ``probs`` it is
 where ``p`` is 0, resp. 1) so that a saturated sample gets a zero gradient, as in torch's autograd,
 instead of ``0 * inf = NaN``.
 
+Softmax regression (``n_classes = K >= 3``; ``W (d, K)``, ``b (K,)``; ``prepare`` stores the labels as the
+one-hot ``Y (n, K)``)::
+
+    probs : l_i = -sum_k Y_ik max(log P_ik, -100),  P = jax.nn.softmax(Z)      (the same double where)
+    logits: l_i = logsumexp(Z_i) - sum_k Y_ik Z_ik                               (cross-entropy, stable)
+    L(W, b) = sum_i c_i l_i / m + (λ/2) sum(W * W)
+
+and ``value_and_grad`` gives ``X^T (P - Y) / m + λ W``, ``mean_rows(P - Y)``, except for ``probs``
+on samples whose label's log is clamped (zero gradient, as in torch).
+
 The run. One ``lax.scan`` over the steps, ``(w, b)`` in the carry and each step's loss as the scan's
 output (``losses[::record_every]`` is sliced inside the same program)::
 
@@ -102,7 +112,7 @@ def jax_device(jax, device: str):
     return gpus[int(index or 0)]
 
 
-def make_loss(jax, formulation: str, l2: float):
+def make_loss(jax, formulation: str, l2: float, n_classes: int = 2):
     """``loss((w, b), X, y, c, m) = sum(c_i l_i) / m + (l2/2) w.w``; ``c = None`` is the plain mean."""
     jnp = jax.numpy
 
@@ -113,6 +123,13 @@ def make_loss(jax, formulation: str, l2: float):
     def loss(params, X, y, c=None, m=None):
         w, b = params
         z = X @ w + b
+        if n_classes >= 3:  # softmax; y is the one-hot Y (m, K)
+            if formulation == "logits":
+                l = jax.nn.logsumexp(z, axis=1) - jnp.sum(y * z, axis=1)
+            else:
+                l = -jnp.sum(y * clamped_log(jax.nn.softmax(z, axis=1)), axis=1)
+            mean = jnp.mean(l) if c is None else jnp.sum(jnp.where(c, l, 0)) / m
+            return mean + 0.5 * l2 * jnp.sum(w * w) if l2 else mean
         if formulation == "logits":
             l = jnp.logaddexp(0, z) - y * z
         else:
@@ -127,7 +144,7 @@ def make_loss(jax, formulation: str, l2: float):
 def make_train(jax, config, full_batch: bool):
     """The whole run as one function of device arrays, to be jit-compiled."""
     lax, lr, every = jax.lax, config.lr, config.record_every
-    value_and_grad = jax.value_and_grad(make_loss(jax, config.formulation, config.l2))
+    value_and_grad = jax.value_and_grad(make_loss(jax, config.formulation, config.l2, config.n_classes))
 
     def update(w, b, loss, gw, gb):
         return (w - lr * gw, b - lr * gb), loss
@@ -159,6 +176,7 @@ class JaxTrainer(Trainer):
     engine = "xla"
     compiled = True
     style = "whole loop in one jit"
+    supports_multiclass = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -174,6 +192,8 @@ class JaxTrainer(Trainer):
 
     def _prepare(self, X, y, w0, b0):
         jax, dt = self.jax, self.config.dtype
+        if self.k >= 3:  # softmax: the labels as the one-hot Y (n, K)
+            y = np.eye(self.k, dtype=dt)[y]
         with self._x64():
             self.X, self.y = self._put(X.astype(dt)), self._put(y.astype(dt))
             args = [self.X, self.y, self._put(w0.astype(dt)), self._put(np.asarray(b0, dt))]
@@ -196,7 +216,7 @@ class JaxTrainer(Trainer):
         with self._x64():
             if self._loss_and_grad_fn is None:
                 self._loss_and_grad_fn = jax.jit(jax.value_and_grad(make_loss(jax, self.config.formulation,
-                                                                              self.config.l2)))
+                                                                              self.config.l2, self.k)))
             params = (self._put(w.astype(dt)), self._put(np.asarray(b, dt)))
             loss, (gw, gb) = self._loss_and_grad_fn(params, self.X, self.y)  # full data, penalised
             return np.asarray(loss), np.asarray(gw), np.asarray(gb)

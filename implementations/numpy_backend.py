@@ -42,6 +42,20 @@ per step: that is what a NumPy user pays); the flat index array is moved to the 
 ``loss_and_grad(w, b)`` returns the penalised loss and gradient on the *full* prepared data.
 The loop (gather, record, update) is :func:`implementations._loop.gradient_descent`; this file
 supplies the step.
+
+Softmax regression (``n_classes = K >= 3``). ``prepare`` stores the labels as the one-hot ``Y (n, K)``
+(in the run's dtype, gathered with ``X``'s rows), ``W`` is ``(d, K)`` and ``b`` ``(K,)``. Per sample,
+``l_i = -log P[i, y_i] = logsumexp(Z_i) - Z[i, y_i]`` with ``P_ik = e^{Z_ik} / sum_j e^{Z_ij}``, and since
+``d log P[i, y_i] / dZ_ik = Y_ik - P_ik``::
+
+    dl_i/dZ_ik = P_ik - Y_ik
+    dL/dW = X^T (P - Y) / m + λ W      X: (m, d), P - Y: (m, K)  ->  (d, K)
+    dL/db = mean over rows (P - Y)                                ->  (K,)
+
+computed stably as ``Z' = Z - max_k Z``, ``E = e^{Z'}``, ``S = sum_k E``, ``P = E / S``. ``probs``:
+``-mean(sum_k Y max(log P, -100))`` (softmax, then log, clamped as the binary logs are); ``logits``:
+``mean(log S - sum_k Y Z')`` (= ``logsumexp(Z) - Z_y``). The penalty is ``(λ/2) sum(W * W)``. The gradient
+is ``P - Y`` either way, also where ``P[i, y_i]`` underflows and the ``probs`` log is clamped.
 """
 
 from __future__ import annotations
@@ -100,6 +114,7 @@ class NumpyTrainer(Trainer):
     gradient = "hand-derived"
     engine = "eager"
     style = "the seed's loop"
+    supports_multiclass = True
 
     def __init__(self, config, xp=None):
         super().__init__(config)
@@ -127,6 +142,8 @@ class NumpyTrainer(Trainer):
 
     def _prepare(self, X, y, w0, b0):
         xp, dt = self.xp, getattr(self.xp, self.config.dtype)
+        if self.k >= 3:  # softmax: the labels as the one-hot Y (n, K)
+            y = np.eye(self.k, dtype=self.config.dtype)[y]
         with self._on_device():
             self.X = xp.asarray(X.astype(self.config.dtype))
             self.y = xp.asarray(y.astype(self.config.dtype))
@@ -140,6 +157,8 @@ class NumpyTrainer(Trainer):
     def _step(self, X, y, w, b, record):
         """Loss (if ``record``) and gradient of ``L`` on the rows ``X, y`` (the batch, or all)."""
         xp, m, l2 = self.xp, X.shape[0], self.config.l2
+        if self.k >= 3:
+            return self._step_softmax(X, y, w, b, record)
         if record:
             loss, p = forward_loss(xp, X, y, w, b, self.config.formulation)
         else:
@@ -151,6 +170,29 @@ class NumpyTrainer(Trainer):
             gw = gw + l2 * w
             if record:
                 loss = loss + 0.5 * l2 * (w @ w)
+        return loss, gw, gb
+
+    def _step_softmax(self, X, Y, w, b, record):
+        """K classes: ``(L, X^T (P - Y) / m + λ W, mean_rows(P - Y))`` on the rows ``X, Y`` (one-hot)."""
+        xp, m, l2 = self.xp, X.shape[0], self.config.l2
+        Z = X @ w + b
+        Zs = Z - xp.max(Z, axis=1, keepdims=True)
+        E = xp.exp(Zs)
+        S = xp.sum(E, axis=1, keepdims=True)
+        P = E / S
+        loss = None
+        if record:
+            if self.config.formulation == "probs":
+                loss = -xp.mean(xp.sum(Y * xp.maximum(xp.log(P), LOG_CLAMP), axis=1))
+            else:
+                loss = xp.mean(xp.log(S[:, 0]) - xp.sum(Y * Zs, axis=1))
+            if l2:
+                loss = loss + 0.5 * l2 * xp.sum(w * w)
+        R = P - Y
+        gw = (X.T @ R) / m
+        gb = xp.sum(R, axis=0) / m
+        if l2:
+            gw = gw + l2 * w
         return loss, gw, gb
 
     def _update(self, X, y, w, b, record):

@@ -31,7 +31,17 @@ threads join: the result depends on the block size, never on the thread count or
 finished first.
 
 Mini-batches: the step's rows are gathered (``np.take`` into a preallocated buffer) and then
-treated like the full batch. The loop (gather, record, update) is
+treated like the full batch.
+
+Softmax regression (``n_classes = K >= 3``; math in the ``numpy`` backend): ``y`` is stored one-hot
+``Y (n, K)`` and each block does, in its ``(B, K)`` buffers::
+
+    Z_B = X_B W + b                     (gemm)
+    P_B = softmax(Z_B)                  (in place: - row max, exp, / row sum)
+    l   = sum of the block's losses     (probs: -sum Y max(log P, -100); logits: log S - sum Y Z')
+    R_B = P_B - Y_B ;  G[B] = X_B^T R_B (d, K) ;  s[B] = column sums of R_B (K,)
+
+summed in block order as above. The loop (gather, record, update) is
 :func:`implementations._loop.gradient_descent`; the ``loss_and_grad`` tail is
 :func:`implementations._reduce.mean_penalised`. Tuning figures: ``docs/performance.md``.
 """
@@ -73,6 +83,7 @@ class NumpyFusedTrainer(Trainer):
     gradient = "hand-derived"
     engine = "eager"
     style = "hand-blocked, threaded"
+    supports_multiclass = True
 
     def __init__(self, config, block_bytes: int = BLOCK_BYTES, threads: int | None = None):
         super().__init__(config)
@@ -84,29 +95,71 @@ class NumpyFusedTrainer(Trainer):
 
     def _prepare(self, X, y, w0, b0):
         dt = np.dtype(self.config.dtype)
+        k = self.k
+        if k >= 3:  # softmax: Y one-hot (n, K), W (d, K), b (K,)
+            y = np.eye(k, dtype=dt)[y]
         self.X = np.ascontiguousarray(X, dtype=dt)
         self.y = np.ascontiguousarray(y, dtype=dt)
-        self.w0, self.b0 = w0.astype(dt), dt.type(b0)
+        self.w0, self.b0 = w0.astype(dt), (b0.astype(dt) if k >= 3 else dt.type(b0))
         m = self.n if self.schedule is None else self.schedule.batch_size
         self.rows = int(max(16, min(m, self.block_bytes // (self.d * dt.itemsize))))
         self.nblocks = -(-m // self.rows)
-        self._parts = np.empty((self.nblocks, self.d), dt)  # G[B], one row per block
-        self._sums = np.empty((self.nblocks, 2), dt)  # s[B] and the loss sum, one row per block
+        self._alloc(self.nblocks)
         self._bufs = {}  # thread index -> (z, r, t) of self.rows elements, made on first use
         if self.schedule is not None:
             self._Xg = np.empty((self.schedule.batch_size, self.d), dt)
-            self._yg = np.empty(self.schedule.batch_size, dt)
+            self._yg = np.empty((self.schedule.batch_size,) + self.y.shape[1:], dt)
         _controller()  # scan the libraries here, untimed
         self._parallel_ok = m * self.d >= PARALLEL_MIN_ELEMENTS
         self._lr, self._l2, self._half_l2 = dt.type(self.config.lr), dt.type(self.config.l2), dt.type(0.5 * self.config.l2)
+
+    def _alloc(self, nb):
+        dt = self.X.dtype
+        if self.k >= 3:
+            self._parts = np.empty((nb, self.d, self.k), dt)  # G[B] (d, K) per block
+            self._sums = np.empty((nb, self.k + 1), dt)  # s[B] (K,) and the loss sum per block
+        else:
+            self._parts = np.empty((nb, self.d), dt)  # G[B], one row per block
+            self._sums = np.empty((nb, 2), dt)  # s[B] and the loss sum, one row per block
 
     # -- one block range, on one thread -------------------------------------------------------
 
     def _buffers(self, k):
         buf = self._bufs.get(k)
         if buf is None:
-            buf = self._bufs[k] = tuple(np.empty(self.rows, self.X.dtype) for _ in range(3))
+            shape = (self.rows, self.k) if self.k >= 3 else self.rows
+            buf = self._bufs[k] = tuple(np.empty(shape, self.X.dtype) for _ in range(3))
         return buf
+
+    def _blocks_softmax(self, k, first, last, X, Y, m, w, b, record):
+        """K classes: blocks ``first:last`` on thread ``k``'s ``(B, K)`` buffers (see the module docstring)."""
+        zb, rb, tb = self._buffers(k)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+            for blk in range(first, last):
+                s = blk * self.rows
+                Xb, Yb = X[s:s + self.rows], Y[s:s + self.rows]
+                e = Yb.shape[0]
+                z, r, t = zb[:e], rb[:e], tb[:e]
+                np.dot(Xb, w, out=z)
+                z += b
+                z -= z.max(axis=1, keepdims=True)  # Z' = Z - max
+                np.exp(z, out=r)
+                S = r.sum(axis=1, keepdims=True)
+                r /= S  # P
+                sums = self._sums[blk]
+                if not record:
+                    sums[-1] = 0
+                elif self.config.formulation == "probs":
+                    np.log(r, out=t)
+                    np.maximum(t, LOG_CLAMP, out=t)
+                    t *= Yb
+                    sums[-1] = -t.sum()
+                else:
+                    np.multiply(Yb, z, out=t)
+                    sums[-1] = np.log(S).sum() - t.sum()
+                r -= Yb
+                r.sum(axis=0, out=sums[:-1])
+                np.dot(Xb.T, r, out=self._parts[blk])
 
     def _block_loss(self, z, p, y, t):
         """Sum over the block of the per-sample loss (before the mean)."""
@@ -147,6 +200,10 @@ class NumpyFusedTrainer(Trainer):
     def _grad(self, X, y, m, w, b, record, threads):
         """``(sum_i r_i x_i, sum_i r_i, sum_i l_i)`` over the ``m`` rows, partials summed in block order."""
         nb = -(-m // self.rows)
+        if self.k >= 3:
+            self._pool.run(self._blocks_softmax, nb, threads, X, y, m, w, b, record)
+            sums = self._sums[:nb].sum(axis=0)
+            return self._parts[:nb].sum(axis=0), sums[:-1], sums[-1]
         self._pool.run(self._blocks, nb, threads, X, y, m, w, b, record)
         sums = self._sums[:nb].sum(axis=0)
         return self._parts[:nb].sum(axis=0), sums[0], sums[1]
@@ -156,6 +213,15 @@ class NumpyFusedTrainer(Trainer):
         dt = self.X.dtype
         gw, gb, loss = self._grad(X, y, m, w, b, record, self._threads)
         inv_m = dt.type(1) / dt.type(m)
+        if self.k >= 3:
+            if record:
+                loss = loss * inv_m + (self._half_l2 * np.sum(w * w) if self.config.l2 else 0)
+            gw *= inv_m
+            if self.config.l2:
+                gw += self._l2 * w
+            gw *= self._lr
+            w -= gw
+            return w, b - self._lr * (gb * inv_m), loss
         if record:
             loss = loss * inv_m + (self._half_l2 * np.dot(w, w) if self.config.l2 else 0)
         gw *= inv_m
@@ -171,7 +237,7 @@ class NumpyFusedTrainer(Trainer):
         m = idx.size
         X, y = self._Xg[:m], self._yg[:m]
         np.take(self.X, idx, axis=0, out=X)
-        np.take(self.y, idx, out=y)
+        np.take(self.y, idx, axis=0, out=y)
         return X, y, m
 
     def _run(self):
@@ -194,10 +260,10 @@ class NumpyFusedTrainer(Trainer):
         saved = self.rows, self._parts, self._sums
         self.rows = int(max(16, min(self.n, self.block_bytes // (self.d * dt.itemsize))))
         nb = -(-self.n // self.rows)
-        self._parts, self._sums = np.empty((nb, self.d), dt), np.empty((nb, 2), dt)
+        self._alloc(nb)
         self._bufs = {}
         try:
-            gw, gb, loss = self._grad(self.X, self.y, self.n, w, dt.type(b), True, 1)
+            gw, gb, loss = self._grad(self.X, self.y, self.n, w, b.astype(dt) if self.k >= 3 else dt.type(b), True, 1)
         finally:
             self.rows, self._parts, self._sums = saved
             self._bufs = {}

@@ -29,6 +29,18 @@ autograd differentiates::
 ``batch_size=None`` and ``λ = 0`` is the seed's loop exactly (no gather, no penalty term). The
 recorded loss is this penalised mini-batch loss. ``loss_and_grad(w, b)`` returns the penalised loss
 and its autograd gradient on the *full* prepared data.
+
+Softmax regression (``n_classes = K >= 3``; ``W (d, K)``, ``b (K,)``, int64 labels ``y``)::
+
+    z = X @ W + b                                                    # (m, K)
+    loss = F.cross_entropy(z, y)                                     # logits
+    loss = F.nll_loss(torch.clamp(torch.log(F.softmax(z, 1)), min=-100), y)   # probs, the tutorials' spelling
+    loss = loss + 0.5 * λ * (W * W).sum()                            # when λ > 0
+
+then the same ``backward()`` and update. Autograd's gradient is ``X^T (P - Y) / m + λ W`` and
+``mean_rows(P - Y)`` except, for ``probs``, on samples whose label's ``log P`` is clamped (the
+probability underflowed): there the clamp's zero derivative drops the sample (see
+:func:`implementations._torch_common.softmax_loss`).
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from ._loop import gradient_descent
-from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
+from ._torch_common import TorchTrainerBase, softmax_loss, synchronize, to_host
 
 
 class TorchTrainer(TorchTrainerBase):
@@ -47,8 +59,12 @@ class TorchTrainer(TorchTrainerBase):
     engine = "eager"
     style = "the seed's loop"
     seed_shapes = True
+    supports_multiclass = True
 
     def _loss(self, w, b, X, y):
+        if self.k >= 3:
+            loss = softmax_loss(X @ w + b, y, self.config.formulation)
+            return loss + 0.5 * self.config.l2 * (w * w).sum() if self.config.l2 else loss
         z = F.linear(X, w, b)
         if self.config.formulation == "probs":
             loss = F.binary_cross_entropy(torch.sigmoid(z), y, reduction="mean")
@@ -80,8 +96,7 @@ class TorchTrainer(TorchTrainerBase):
         synchronize(self.dev)
 
     def _loss_and_grad(self, w, b):
-        w = to_device(w.reshape(1, -1), self.config.dtype, self.dev).requires_grad_(True)
-        b = to_device([b], self.config.dtype, self.dev).requires_grad_(True)
+        w, b = (t.requires_grad_(True) for t in self._params(w, b))
         loss = self._loss(w, b, self.X, self.y)  # full data, penalised
         gw, gb = torch.autograd.grad(loss, (w, b))
         return to_host(loss), to_host(gw), to_host(gb)

@@ -30,6 +30,13 @@ GEMM (the fastest of the kernels tried, see ``docs/performance.md``). With one t
 two blocks) a single-threaded blocked step runs instead (``BLOCK_BYTES`` blocks, partial sums
 accumulated in place, in block order).
 
+Softmax regression (``n_classes = K >= 3``; math in the ``numpy`` backend, loss by
+:func:`implementations._torch_common.softmax_loss`). Small data: the plain step ``Z = addmm(b, X, W)``,
+``P = softmax(Z)``, ``R = P - one_hot(y)``, ``G = X^T R / m + λ W``, ``g_b = mean_rows(R)``. Large data:
+the threaded one-pass path above with ``(B, K)`` blocks, ``G[B] = X_B^T R_B`` a ``d x K`` GEMM and
+``s[B]`` the ``K`` column sums of ``R_B`` (also with one thread: ``BlockPool`` then runs every block on
+the calling thread, in block order).
+
 Mini-batches: step ``t`` gathers its rows ``schedule[t]`` with ``index_select`` on the device,
 inside the timed loop, then runs the step above on them. The loop (gather, record, update) is
 :func:`implementations._loop.gradient_descent`. Tuning figures: ``docs/performance.md``.
@@ -42,7 +49,7 @@ import torch.nn.functional as F
 
 from ._loop import gradient_descent
 from ._reduce import BlockPool
-from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
+from ._torch_common import TorchTrainerBase, softmax_loss, synchronize, to_host
 
 BLOCK_MIN_BYTES = 32 * 2**20  # X of a step below this (a typical last-level cache): the plain step
 THREAD_BLOCK_BYTES = 1536 * 1024  # threaded path: rows per block ~ this
@@ -70,6 +77,20 @@ def _step(X, y, w, b, lr, l2, formulation: str | None):
     return w - lr * g, b - lr * r.mean(), loss
 
 
+def _step_softmax(X, y, w, b, lr, l2, formulation: str | None, k: int):
+    """The plain K-class step on rows ``X, y`` (int64 labels): ``(W, b)`` updated, and the penalised
+    loss at ``(W, b)`` if ``formulation`` is not None."""
+    Z = torch.addmm(b, X, w)
+    loss = None if formulation is None else softmax_loss(Z, y, formulation)
+    if loss is not None and l2 is not None:
+        loss = loss + (0.5 * l2) * (w * w).sum()
+    R = torch.softmax(Z, 1).sub_(F.one_hot(y, k).to(Z.dtype))
+    g = torch.mm(X.T, R) / X.shape[0]
+    if l2 is not None:
+        g = g + l2 * w
+    return w - lr * g, b - lr * R.mean(0), loss
+
+
 class TorchFusedTrainer(TorchTrainerBase):
     name = "torch-fused"
     library = "torch"
@@ -77,6 +98,7 @@ class TorchFusedTrainer(TorchTrainerBase):
     engine = "eager"
     compiled = False
     style = "hand-blocked, threaded"
+    supports_multiclass = True
 
     def __init__(self, config, block_bytes: int | None = None):
         super().__init__(config)
@@ -101,8 +123,12 @@ class TorchFusedTrainer(TorchTrainerBase):
             # the threaded one-pass step: fixed blocks, one partial per block, one buffer per thread
             self.trows = max(16, min(m, (self.block_bytes or THREAD_BLOCK_BYTES) // (self.d * itemsize)))
             self.tblocks = -(-m // self.trows)
-            self._parts = torch.empty((self.tblocks, self.d), dtype=dt, device=self.dev)
-            self._psums = torch.empty((self.tblocks, 2), dtype=dt, device=self.dev)
+            if self.k >= 3:  # G[B] (d, K) and [s[B] (K,), l[B]] per block
+                self._parts = torch.empty((self.tblocks, self.d, self.k), dtype=dt, device=self.dev)
+                self._psums = torch.empty((self.tblocks, self.k + 1), dtype=dt, device=self.dev)
+            else:
+                self._parts = torch.empty((self.tblocks, self.d), dtype=dt, device=self.dev)
+                self._psums = torch.empty((self.tblocks, 2), dtype=dt, device=self.dev)
             self._tbufs = {}
 
     # -- the blocked steps --------------------------------------------------------------------
@@ -144,6 +170,29 @@ class TorchFusedTrainer(TorchTrainerBase):
             torch.sum(r, 0, out=ps[0])
             torch.mm(r[None], Xb, out=parts[blk:blk + 1])  # 1 x d GEMM for X_B^T r
 
+    def _thread_blocks_softmax(self, k, first, last, X, y, w, b, formulation):
+        """K classes: blocks ``first:last``; block ``B`` writes ``G[B] (d, K)``, ``s[B] (K,)``, ``l[B]``."""
+        rows, parts, psums, K = self.trows, self._parts, self._psums, self.k
+        for blk in range(first, last):
+            lo = blk * rows
+            Xb, yb = X[lo:lo + rows], y[lo:lo + rows]
+            Z = torch.addmm(b, Xb, w)
+            ps = psums[blk]
+            if formulation is not None:
+                ps[K] = softmax_loss(Z, yb, formulation) * Xb.shape[0]
+            R = Z.softmax(1).sub_(F.one_hot(yb, K).to(Z.dtype))
+            torch.sum(R, 0, out=ps[:K])
+            torch.mm(Xb.T, R, out=parts[blk])  # d x K GEMM for X_B^T R_B
+
+    def _threaded_step_softmax(self, X, y, w, b, formulation):
+        m, K = X.shape[0], self.k
+        nb = -(-m // self.trows)
+        self._pool.run(self._thread_blocks_softmax, nb, self._threads, X, y, w, b, formulation)
+        g = self._parts[:nb].sum(0)
+        sums = self._psums[:nb].sum(0)
+        loss = None if formulation is None else sums[K] / m + (0.5 * self._l2) * (w * w).sum()
+        return w - self._lr * (g / m + self._l2 * w), b - self._lr * (sums[:K] / m), loss
+
     def _threaded_step(self, X, y, w, b, formulation):
         """The one-pass step over fixed row blocks split between the threads; per-block partials
         summed in block order (same bits whatever the thread count)."""
@@ -158,6 +207,10 @@ class TorchFusedTrainer(TorchTrainerBase):
     def _update(self, X, y, w, b, record):
         """One step of :func:`implementations._loop.gradient_descent`."""
         form = self.config.formulation if record else None
+        if self.k >= 3:
+            if self.blocked:
+                return self._threaded_step_softmax(X, y, w, b, form)
+            return _step_softmax(X, y, w, b, self._lr, self._l2 if self.config.l2 else None, form, self.k)
         if self.blocked and self._threads > 1:
             return self._threaded_step(X, y, w, b, form)
         if self.blocked:
@@ -187,8 +240,12 @@ class TorchFusedTrainer(TorchTrainerBase):
 
     @torch.no_grad()
     def _loss_and_grad(self, w, b):
-        dt = self.config.dtype
-        w, b = to_device(w, dt, self.dev), to_device([b], dt, self.dev)
+        w, b = self._params(w, b)
+        if self.k >= 3:
+            Z = torch.addmm(b, self.X, w)
+            loss = softmax_loss(Z, self.y, self.config.formulation) + 0.5 * self.config.l2 * (w * w).sum()
+            R = torch.softmax(Z, 1) - F.one_hot(self.y, self.k).to(Z.dtype)
+            return to_host(loss), to_host(torch.mm(self.X.T, R) / self.n + self.config.l2 * w), to_host(R.mean(0))
         z = torch.addmv(b, self.X, w)
         p = torch.sigmoid(z)
         loss = _loss(z, p, self.y, self.config.formulation) + 0.5 * self.config.l2 * torch.dot(w, w)

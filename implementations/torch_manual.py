@@ -21,6 +21,16 @@ Mini-batches and L2 (``batch_size = B``, ``l2 = λ``; derivation in the ``numpy`
 
 ``batch_size=None`` with ``λ = 0`` is the loop above unchanged. ``loss_and_grad(w, b)`` returns the
 penalised loss and gradient on the *full* prepared data.
+
+Softmax regression (``n_classes = K >= 3``; derivation in the ``numpy`` backend)::
+
+    Z = X W + b                 torch.addmm(b, X, W)                  (m, K)
+    P = softmax(Z)              torch.softmax(Z, 1)
+    dL/dW = X^T (P - Y) / m     torch.mm(X.T, P - one_hot(y)) / m     (+ λ W)
+    dL/db = mean_rows(P - Y)
+
+the loss by the same :func:`implementations._torch_common.softmax_loss` as the ``torch`` backend
+(``F.cross_entropy``, or the clamped ``log(softmax)`` + ``F.nll_loss`` for ``probs``), recorded steps only.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ._loop import gradient_descent
-from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
+from ._torch_common import TorchTrainerBase, softmax_loss, synchronize, to_host
 
 
 class TorchManualTrainer(TorchTrainerBase):
@@ -38,9 +48,26 @@ class TorchManualTrainer(TorchTrainerBase):
     gradient = "hand-derived"
     engine = "eager"
     style = "the seed's loop, no autograd"
+    supports_multiclass = True
+
+    @torch.no_grad()
+    def _step_softmax(self, X, y, w, b, record):
+        Z = torch.addmm(b, X, w)
+        loss, l2 = None, self.config.l2
+        if record:
+            loss = softmax_loss(Z, y, self.config.formulation)
+            if l2:
+                loss = loss + 0.5 * l2 * (w * w).sum()
+        R = torch.softmax(Z, 1).sub_(F.one_hot(y, self.k).to(Z.dtype))
+        gw = torch.mm(X.T, R).div_(X.shape[0])
+        if l2:
+            gw.add_(w, alpha=l2)
+        return loss, gw, R.mean(0)
 
     @torch.no_grad()
     def _step(self, X, y, w, b, record):
+        if self.k >= 3:
+            return self._step_softmax(X, y, w, b, record)
         z = torch.addmv(b, X, w)
         p = torch.sigmoid(z)
         loss, l2 = None, self.config.l2
@@ -73,7 +100,6 @@ class TorchManualTrainer(TorchTrainerBase):
         synchronize(self.dev)
 
     def _loss_and_grad(self, w, b):
-        w = to_device(w, self.config.dtype, self.dev)
-        b = to_device([b], self.config.dtype, self.dev)
+        w, b = self._params(w, b)
         loss, gw, gb = self._step(self.X, self.y, w, b, record=True)  # full data, penalised
         return to_host(loss), to_host(gw), to_host(gb)

@@ -42,15 +42,26 @@ than through :mod:`implementations._loop`: how a user writes it is what this row
 
 ``loss_and_grad(w, b)`` returns the penalised loss (``nn`` loss + ``(λ/2) ||w||^2``) and its autograd
 gradient on the *full* prepared data, i.e. the direction ``optimizer.step()`` follows.
+
+Softmax regression (``n_classes = K >= 3``): ``model = nn.Linear(d, K)`` (weight ``(K, d)`` = ``W0^T``,
+bias ``(K,)``), int64 labels, and::
+
+    loss = nn.CrossEntropyLoss()(model(xb), yb)                                   # logits
+    loss = nn.NLLLoss()(torch.clamp(torch.log(F.softmax(model(xb), 1)), min=-100), yb)  # probs
+
+(the clamp as in :func:`implementations._torch_common.softmax_loss`), the same two-group ``SGD`` and
+loader. ``result()`` and ``loss_and_grad`` hand back ``W = weight^T (d, K)`` and its gradient transposed.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from ._torch_common import TorchTrainerBase, synchronize, to_device, to_host
+from .base import LOG_CLAMP
+from ._torch_common import TorchTrainerBase, synchronize, to_host
 
 
 class ScheduleSampler(Sampler[int]):
@@ -79,12 +90,16 @@ class TorchNNTrainer(TorchTrainerBase):
     engine = "eager"
     style = "nn.Module + optim + DataLoader"
     seed_shapes = True  # y as (n, 1) to match model(x)'s (m, 1); w0 (1, d) as nn.Linear's weight
+    supports_multiclass = True  # K >= 3: nn.Linear(d, K), weight = W^T, nn.CrossEntropyLoss / nn.NLLLoss
 
     def _prepare(self, X, y, w0, b0):
         super()._prepare(X, y, w0, b0)
         cfg = self.config
         self.model = self._linear()
-        self.criterion = nn.BCELoss() if cfg.formulation == "probs" else nn.BCEWithLogitsLoss()
+        if self.k >= 3:
+            self.criterion = nn.NLLLoss() if cfg.formulation == "probs" else nn.CrossEntropyLoss()
+        else:
+            self.criterion = nn.BCELoss() if cfg.formulation == "probs" else nn.BCEWithLogitsLoss()
         self.optimizer = torch.optim.SGD([{"params": [self.model.weight], "weight_decay": cfg.l2},
                                           {"params": [self.model.bias], "weight_decay": 0.0}], lr=cfg.lr)
         self.loader = self.sampler = None
@@ -94,10 +109,17 @@ class TorchNNTrainer(TorchTrainerBase):
                                      sampler=self.sampler, drop_last=False)
 
     def _linear(self) -> nn.Linear:
-        return nn.Linear(self.d, 1, device=self.dev, dtype=self.X.dtype)
+        return nn.Linear(self.d, self.k if self.k >= 3 else 1, device=self.dev, dtype=self.X.dtype)
+
+    def _weight(self, w):
+        """``w0``/``w`` as ``nn.Linear``'s weight: ``(1, d)`` already, or ``W^T`` ``(K, d)`` for K classes."""
+        return w.T if self.k >= 3 else w
 
     def _loss(self, model, xb, yb):
         out = model(xb)
+        if self.k >= 3:
+            return self.criterion(torch.clamp(torch.log(F.softmax(out, 1)), min=LOG_CLAMP)
+                                  if self.config.formulation == "probs" else out, yb)
         return self.criterion(torch.sigmoid(out) if self.config.formulation == "probs" else out, yb)
 
     def _batches(self):
@@ -112,7 +134,7 @@ class TorchNNTrainer(TorchTrainerBase):
     def _run(self):
         cfg, model, opt = self.config, self.model, self.optimizer
         with torch.no_grad():  # run() restarts from (w0, b0)
-            model.weight.copy_(self.w0)
+            model.weight.copy_(self._weight(self.w0))
             model.bias.copy_(self.b0)
         losses, step = [], 0
         for xb, yb in self._batches():
@@ -126,17 +148,18 @@ class TorchNNTrainer(TorchTrainerBase):
             opt.step()
             step += 1
         assert step == cfg.n_iters, (step, cfg.n_iters)
-        self._w, self._b = model.weight.detach(), model.bias.detach()  # copied to the host by result()
+        self._w, self._b = self._weight(model.weight.detach()), model.bias.detach()  # copied to the host by result()
         self._losses = torch.stack(losses)
         synchronize(self.dev)
 
     def _loss_and_grad(self, w, b):
         model = self._linear()
+        w, b = self._params(w, b)
         with torch.no_grad():
-            model.weight.copy_(to_device(w.reshape(1, -1), self.config.dtype, self.dev))
-            model.bias.copy_(to_device([b], self.config.dtype, self.dev))
+            model.weight.copy_(self._weight(w))
+            model.bias.copy_(b)
         loss = self._loss(model, self.X, self.y)  # full data
         if self.config.l2:
             loss = loss + 0.5 * self.config.l2 * (model.weight * model.weight).sum()
         loss.backward()
-        return to_host(loss), to_host(model.weight.grad), to_host(model.bias.grad)
+        return to_host(loss), to_host(self._weight(model.weight.grad)), to_host(model.bias.grad)

@@ -2,11 +2,12 @@
 
 Parametrized over the registry (``implementations.BACKENDS``, plus the NumPy code on
 ``array_api_strict``), so a backend registered with ``implementations.register(...)`` gets every
-check below for free; one whose module cannot be imported here is skipped with the reason. Each
-check is a plain function ``check_*(make, data)`` (``make(config)`` builds a trainer, ``data`` is
-``(X, y, w0, b0)``) whose docstring says what it checks, so another test suite can run the same
-checks on its own trainer. Whether a backend computes the *right* run is judged against the float64
-oracle elsewhere (``test_equivalence.py``, ``test_minibatch.py``).
+check below for free; one whose module cannot be imported here is skipped with the reason, and a
+device this machine lacks is skipped with the backend's own reason. Each check is a plain function
+``check_*`` whose docstring says what it checks, taking a trainer factory ``make(config)`` and the
+data ``(X, y, w0, b0)`` (or the backend class, or a run's result), so that another test suite can
+run the same checks on its own trainer. Whether a backend computes the *right* run, and where it
+leaves the float64 oracle, is judged in ``test_equivalence.py`` and ``test_minibatch.py``.
 """
 
 from __future__ import annotations
