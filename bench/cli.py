@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--workers", nargs="+", type=_positive_int, default=list(scale.DEFAULT_WORKERS),
                     help="world sizes (default: 1 2)")
     sc.add_argument("--datasets", nargs="+", default=list(scale.DEFAULT_DATASETS), metavar="DS",
-                    help="iris or synthetic-<n>x<d> (default: synthetic-1Mx100, ~400 MB in float32)")
+                    help="iris, breast-cancer, synthetic-<n>x<d> or a data file (.csv/.tsv/.parquet/.npz/.svm) (default: synthetic-1Mx100, ~400 MB in float32)")
     sc.add_argument("--dtype", default="float32", choices=list(DTYPES))
     sc.add_argument("--iters", type=_positive_int, default=20, help="steps per timed run (default 20)")
     sc.add_argument("--rounds", type=_positive_int, default=5, help="timed runs per case (default 5)")

@@ -299,11 +299,12 @@ def source(name: str) -> Source:
         parse_name(base)  # raises: what names are accepted
     fmt = file_format(base)
     if fmt is None:
-        suffix = "".join(Path(base).suffixes[-2:]) or "no ending"
+        suffix = "".join(Path(base).suffixes[-2:])
+        hint = ("convert it (a spreadsheet: save it as CSV)" if suffix else
+                f"rename it, e.g. {Path(base).name}.svm for a LIBSVM file such as a9a")
         raise DataFileError(
-            f"{base}: unknown file type ({suffix}): a data file must end in .csv or .tsv (CSV/TSV), "
-            ".parquet (Parquet), .npz (arrays X and y) or .svm/.svmlight/.libsvm (LIBSVM); rename it, e.g. "
-            f"{Path(base).name}.svm for a LIBSVM file")
+            f"{base}: unknown file type ({suffix or 'no ending'}): a data file must end in .csv or .tsv (CSV/TSV), "
+            f".parquet (Parquet), .npz (arrays X and y) or .svm/.svmlight/.libsvm (LIBSVM); {hint}")
     if "label" in opts and fmt not in TABLES:
         raise ValueError(f"{base}: label= names a column of a CSV/TSV/Parquet table; a {fmt} file has its labels "
                          "apart (npz: array y; svmlight: the first field of each line)")

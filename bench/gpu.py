@@ -225,32 +225,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # -- one chunk: a pipeline run into its own folder ------------------------------------------------
 
-class DeviceFloor:
-    """A sink placed before the run folder: a ``cuda`` row's ``roofline_fraction`` against the
-    measured HBM read bandwidth (``device_read``; ``bench.pipeline`` sets it against the copy
-    bandwidth ``device_copy``)."""
-
-    def __init__(self, figures: dict):
-        self.read = (figures or {}).get("device_read")
-
-    def start(self, result, n_cases):
-        pass
-
-    def case(self, case):
-        pass
-
-    def row(self, outcome, result):
-        r = result.rows[-1]
-        if self.read and str(r.device).startswith("cuda") and r.achieved_gbps:
-            result.rows[-1] = r.replace(roofline_fraction=r.achieved_gbps / self.read)
-
-    def finish(self, result):
-        pass
-
-    def end(self, result):
-        pass
-
-
 class Collect:
     """A sink keeping a chunk's rows and loss curves (the run folder of a stage is written from them)."""
 
@@ -294,7 +268,7 @@ class Runner:
         t0 = time.monotonic()
         sink = Collect()
         try:
-            result = run(cases, [DeviceFloor(self.figures), sink], options or self.options, figures=self.figures)
+            result = run(cases, [sink], options or self.options, figures=self.figures)
         finally:  # the rows finished before a deadline are kept too
             self._save(stage.name, sink)
             secs = time.monotonic() - t0

@@ -85,7 +85,7 @@ def default_lr(dataset: str, l2: float = 0.0, seed: int = 0) -> float:
     if datasets.is_seed(dataset):
         return SEED_LR
     try:
-        return 1.0 / oracle.smoothness(datasets.load(dataset, seed).X, l2)
+        return 1.0 / oracle.smoothness(datasets.load(dataset, seed).X, l2, datasets.n_classes(dataset))
     except (ValueError, MemoryError, np.linalg.LinAlgError):
         return SEED_LR
 
@@ -106,7 +106,7 @@ def matrix(backends, devices, datasets_, dtypes, formulations, batch_sizes=(None
         n, d = datasets.shape(ds)
         for dtype, form, bs, l2 in itertools.product(dtypes, formulations, batch_sizes, l2s):
             k = iters or (default_iters(n, d) if bs is None else default_iters(min(bs, n), d))
-            cfg = TrainConfig(lr=lr(ds, l2) if callable(lr) else lr, n_iters=k, dtype=dtype, formulation=form, record_every=record_every,
+            cfg = TrainConfig(n_classes=datasets.n_classes(ds), lr=lr(ds, l2) if callable(lr) else lr, n_iters=k, dtype=dtype, formulation=form, record_every=record_every,
                               batch_size=bs, l2=l2, workers=workers, shuffle_seed=shuffle_seed)
             for backend, device in itertools.product(backends, devices):
                 cases.append(Case(backend, ds, replace(cfg, device=device)))
@@ -206,7 +206,7 @@ class Evaluator:
                 self._problems.clear()
                 self._references.clear()
             ds = datasets.load(name, self.options.seed)
-            w0, b0 = datasets.init_params(ds.d, self.options.seed, ds.init_scale)
+            w0, b0 = datasets.init_params(ds.d, self.options.seed, ds.init_scale, ds.n_classes)
             self._problems[name] = Problem(ds, w0, b0)
         return self._problems[name]
 
@@ -235,7 +235,7 @@ class Evaluator:
         if key not in self._optima:
             ds = self.problem(name).dataset
             try:
-                self._optima[key] = oracle.fit_optimum(ds.X, ds.y, l2)
+                self._optima[key] = oracle.fit_optimum(ds.X, ds.y, l2, n_classes=ds.n_classes)
             except Exception as exc:  # e.g. absurdly scaled data: the rows still run, without the optimum
                 self.notes.append(f"{name} (l2={l2:g}): no optimum ({type(exc).__name__}: {exc})")
                 self._optima[key] = None
@@ -384,10 +384,11 @@ class Evaluator:
         with other processes, cores stolen by the hypervisor)`` while ``m`` was timed."""
         ds = self.problem(case.dataset).dataset
         res = trainer.result()
-        if res.w.shape != (ds.d,) or res.losses.shape != (case.config.n_records,):
+        w_shape = (ds.d, case.config.n_classes) if case.config.n_classes >= 3 else (ds.d,)  # softmax: W (d, K)
+        if res.w.shape != w_shape or res.losses.shape != (case.config.n_records,):
             return Outcome(self.base_row(case, status="failed", reason=(
                 f"result() returned w of shape {res.w.shape} and losses of shape {res.losses.shape}, expected "
-                f"({ds.d},) and ({case.config.n_records},)")))
+                f"{w_shape} and ({case.config.n_records},)")))
         row = self.base_row(case, transfer_s=transfer_s, peak_mem_mb=peak_mem_mb)
         fields: dict = {}
         if m is not None:
@@ -401,7 +402,7 @@ class Evaluator:
                     fields["time_per_iter_s"], min(case.config.batch_size or row.n, row.n), row.d, case.config.dtype,
                     figs)
             else:
-                bw = figs.get("host_read" if case.device == "cpu" else "device_copy")
+                bw = figs.get("host_read") if case.device == "cpu" else (figs.get("device_read") or figs.get("device_copy"))
                 if bw:
                     fields["roofline_fraction"] = fields["achieved_gbps"] / bw
         fields["final_loss"] = float(res.losses[-1])
@@ -416,7 +417,7 @@ class Evaluator:
         agreement = oracle.compare(res, ref, row.tolerance)
         fields.update(max_abs_dw=agreement.max_abs_dw, abs_db=agreement.abs_db, max_abs_dloss=agreement.max_abs_dloss,
                       rel_dparam=agreement.rel_dparam, rel_dloss=agreement.rel_dloss, verdict=agreement.verdict,
-                      saturated=oracle.saturated_count(ds.X, ref.w, ref.b, case.config.dtype))
+                      saturated=oracle.saturated_count(ds.X, ref.w, ref.b, case.config.dtype, y=ds.y))
         stride = max(1, len(res.losses) // LOSS_POINTS)
         steps = np.arange(0, len(res.losses), stride) * case.config.record_every
         curve = pd.DataFrame({"case_id": case.case_id, "step": steps, "loss": res.losses[::stride],
@@ -488,7 +489,17 @@ def explain(agreement, saturated: int, case: Case) -> str:
     """Why a row is outside tolerance, as far as the run can tell."""
     parts = [f"differs from the float64 oracle: rel Δparam {agreement.rel_dparam:.2e}, "
              f"rel Δloss {agreement.rel_dloss:.2e} (tolerance {agreement.tolerance:.2e})"]
-    if saturated and case.config.formulation == "probs":
+    if saturated and case.config.formulation == "probs" and case.config.n_classes >= 3:
+        if agreement.rel_dloss > agreement.tolerance:
+            parts.append(f"{saturated} samples' label probability underflows (log P[i, y_i] < -100 in "
+                         f"{case.config.dtype}): the probs loss clamps that log at -100 while the oracle computes it "
+                         "in float64")
+        if agreement.rel_dparam > agreement.tolerance:
+            autograd = _gradient(case.backend) == "autograd"
+            parts.append("autograd through the clamped log(softmax) gives those samples a zero gradient while P - Y "
+                         "does not" if autograd else "those samples also move the parameters apart")
+        parts.append("the logits formulation (log-softmax) has neither problem")
+    elif saturated and case.config.formulation == "probs":
         if agreement.rel_dloss > agreement.tolerance:
             parts.append(f"{saturated} samples saturate (p(1-p) < 1e-12): where p rounds to 0 or 1 in "
                          f"{case.config.dtype} the probs loss clamps log at -100 while the oracle still computes "

@@ -13,6 +13,13 @@ and the step's rows ``S`` being the disjoint union of such ``R``, the contract's
 
 Summed in a fixed order (block order, shard order), the bits depend on how the rows are cut, never
 on which thread or worker finished first.
+
+Softmax regression (``n_classes = K >= 3``; ``Y`` the one-hot labels, ``W (d, K)``, ``b (K,)``): the
+vector grows to ``(d + 1) K + 1`` values::
+
+    s(R) = [ vec(X_R^T (P_R - Y_R)),  sum_R (P_R - Y_R),  sum_R l_i ]       P = softmax(X_R W + b)
+
+    L = s[-1] / |S| + (λ/2) ||W||_F^2,   dL/dW = s[:dK].reshape(d, K) / |S| + λ W,   dL/db = s[dK:dK+K] / |S|
 """
 
 from __future__ import annotations
@@ -37,6 +44,36 @@ def partial_sums(X, y, w, b, record, out, sigmoid, loss_sum):
     out[:-2] = X.T @ r
     out[-2] = r.sum()
     return out
+
+
+def softmax_partial_sums(X, Y, w, b, record, out, softmax, loss_sum):
+    """``s(R)`` for K classes written into ``out`` (``(d + 1) K + 1`` values), ``Y`` one-hot; ``softmax(Z)``
+    (row-wise) and ``loss_sum(Z, P, Y)`` are the library's. ``out[-1]`` is 0 unless ``record``."""
+    Z = X @ w + b
+    P = softmax(Z)
+    out[-1] = loss_sum(Z, P, Y) if record else 0
+    R = P - Y
+    dk = w.shape[0] * w.shape[1]
+    out[:dk] = (X.T @ R).reshape(-1)
+    out[dk:-1] = R.sum(0)
+    return out
+
+
+def numpy_softmax(Z):
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def numpy_softmax_loss_sum(formulation):
+    """``loss_sum(Z, P, Y)`` for K classes in NumPy: ``probs`` ``-sum(Y max(log P, -100))``, ``logits``
+    ``sum(logsumexp(Z) - sum_k Y Z)``."""
+    if formulation == "probs":
+        return lambda Z, P, Y: -np.sum(Y * np.maximum(np.log(P), LOG_CLAMP))
+
+    def logits(Z, P, Y):
+        zmax = Z.max(axis=1)
+        return np.sum(zmax + np.log(np.sum(np.exp(Z - zmax[:, None]), axis=1))) - np.sum(Y * Z)
+    return logits
 
 
 def numpy_loss_sum(formulation):

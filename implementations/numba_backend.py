@@ -40,6 +40,18 @@ It is therefore kept for data that one core cannot stream fast enough (``m d >= 
 16 MB of float32: beyond a core's L2), and everything smaller runs the serial whole-run kernel,
 which has no barrier and no thread hand-off at all.
 
+Softmax regression (``n_classes = K >= 3``; math in the ``numpy`` backend): two more whole-run
+kernels of the same shape (serial, and the parallel one with per-block partials summed in block order),
+row by row::
+
+    z_k = b_k + x_i . W[:, k]      (K dot products of d terms)
+    s   = sum_k e^{z_k - max z},  P_k = e^{z_k - max z} / s
+    l_i = log s - (z_y - max z)  (logits)   or   -max(log P_y, -100)  (probs)
+    G  += x_i (P - e_y)^T        (d x K rank-1 update),  g_b += P - e_y
+
+with ``y`` as int64 labels, ``W (d, K)``, ``b (K,)`` and the update ``W -= lr (G/m + l2 W)``,
+``b -= lr g_b / m``.
+
 The loop over steps lives inside the compiled kernels, not in :mod:`implementations._loop` (the
 Python loop would cost more than a step on small data); the result tail is
 :func:`implementations._reduce.mean_penalised`. Measurements: ``docs/performance.md``.
@@ -56,6 +68,137 @@ ROWS_PER_BLOCK = 2048
 PARALLEL_MIN_ELEMENTS = 2**22  # m d below this: the serial kernel (see the module docstring)
 
 _KERNELS = None
+_SOFTMAX_KERNELS = None
+
+
+def _build_softmax_kernels():
+    import numba
+
+    fm = {"reassoc", "contract"}
+
+    @numba.njit(fastmath=fm, inline="always")
+    def accumulate(X, y, W, b, idx, full, lo, hi, logits, record, acc, gb, z):
+        """Rows ``lo:hi`` of the step: add ``x_i (P_i - e_{y_i})^T`` to ``acc (d, K)`` and ``P_i - e_{y_i}``
+        to ``gb (K,)``; return the sum of the rows' losses (0 unless ``record``). ``z``: a ``(K,)`` buffer."""
+        d, K = W.shape
+        zero = X.dtype.type(0)
+        clamp = X.dtype.type(LOG_CLAMP)
+        ls = zero
+        for q in range(lo, hi):
+            i = q if full else idx[q]
+            for k in range(K):
+                z[k] = b[k]
+            for j in range(d):
+                xij = X[i, j]
+                for k in range(K):
+                    z[k] += xij * W[j, k]
+            zmax = z[0]
+            for k in range(1, K):
+                zmax = max(zmax, z[k])
+            yi = y[i]
+            zy = z[yi] - zmax
+            s = zero
+            for k in range(K):
+                z[k] = np.exp(z[k] - zmax)  # now e^{z - max}
+                s += z[k]
+            if record:
+                if logits:
+                    ls += np.log(s) - zy  # logsumexp(z) - z_y
+                else:
+                    ls -= max(np.log(z[yi] / s), clamp)
+            for k in range(K):
+                z[k] = z[k] / s  # P
+            z[yi] -= X.dtype.type(1)  # P - e_y
+            for k in range(K):
+                gb[k] += z[k]
+            for j in range(d):
+                xij = X[i, j]
+                for k in range(K):
+                    acc[j, k] += xij * z[k]
+        return ls
+
+    @numba.njit(fastmath=fm, inline="always")
+    def update(W, b, acc, gb, ls, m, lr, l2, record):
+        dt = W.dtype.type
+        inv_m = dt(1) / dt(m)
+        loss = dt(0)
+        if record:
+            sq = dt(0)
+            for j in range(W.shape[0]):
+                for k in range(W.shape[1]):
+                    sq += W[j, k] * W[j, k]
+            loss = ls * inv_m + dt(0.5) * l2 * sq
+        for j in range(W.shape[0]):
+            for k in range(W.shape[1]):
+                W[j, k] -= lr * (acc[j, k] * inv_m + l2 * W[j, k])
+        for k in range(W.shape[1]):
+            b[k] -= lr * (gb[k] * inv_m)
+        return loss
+
+    @numba.njit(fastmath=fm, cache=True)
+    def run_serial(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses):
+        n = X.shape[0]
+        d, K = W.shape
+        acc = np.empty((d, K), X.dtype)
+        gb = np.empty(K, X.dtype)
+        z = np.empty(K, X.dtype)
+        for t in range(n_iters):
+            lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
+            record = t % record_every == 0
+            acc[:] = 0
+            gb[:] = 0
+            ls = accumulate(X, y, W, b, idx, full, lo, hi, logits, record, acc, gb, z)
+            loss = update(W, b, acc, gb, ls, hi - lo, lr, l2, record)
+            if record:
+                losses[t // record_every] = loss
+
+    @numba.njit(fastmath=fm, cache=True, parallel=True)
+    def run_parallel(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
+                     rows, gw_parts, gb_parts, loss_parts, threads):
+        n = X.shape[0]
+        d, K = W.shape
+        total = np.empty((d, K), X.dtype)
+        gb = np.empty(K, X.dtype)
+        for t in range(n_iters):
+            lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
+            record = t % record_every == 0
+            nblocks = (hi - lo + rows - 1) // rows
+            nthr = max(1, min(threads, nblocks))
+            for c in numba.prange(nthr):
+                z = np.empty(K, X.dtype)
+                for k in range(nblocks * c // nthr, nblocks * (c + 1) // nthr):
+                    gw_parts[k] = 0
+                    gb_parts[k] = 0
+                    s = lo + k * rows
+                    loss_parts[k] = accumulate(X, y, W, b, idx, full, s, min(hi, s + rows), logits, record,
+                                               gw_parts[k], gb_parts[k], z)
+            total[:] = 0
+            gb[:] = 0
+            ls = X.dtype.type(0)
+            for k in range(nblocks):  # fixed order: same bits whatever the threads did
+                total += gw_parts[k]
+                gb += gb_parts[k]
+                ls += loss_parts[k]
+            loss = update(W, b, total, gb, ls, hi - lo, lr, l2, record)
+            if record:
+                losses[t // record_every] = loss
+
+    @numba.njit(fastmath=fm, cache=True)
+    def loss_grad(X, y, W, b, logits, gw, gb):
+        idx = np.empty(0, np.int64)
+        gw[:] = 0
+        gb[:] = 0
+        z = np.empty(W.shape[1], X.dtype)
+        return accumulate(X, y, W, b, idx, True, 0, X.shape[0], logits, True, gw, gb, z)
+
+    return run_serial, run_parallel, loss_grad
+
+
+def _softmax_kernels():
+    global _SOFTMAX_KERNELS
+    if _SOFTMAX_KERNELS is None:
+        _SOFTMAX_KERNELS = _build_softmax_kernels()
+    return _SOFTMAX_KERNELS
 
 
 def _build_kernels():
@@ -213,6 +356,7 @@ class NumbaTrainer(Trainer):
     engine = "numba"
     compiled = True
     style = "whole run in one compiled call"
+    supports_multiclass = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -225,19 +369,38 @@ class NumbaTrainer(Trainer):
 
     def _prepare(self, X, y, w0, b0):
         dt = np.dtype(self.config.dtype)
-        self.X, self.y = np.ascontiguousarray(X, dtype=dt), np.ascontiguousarray(y, dtype=dt)
-        self.w0, self.b0 = w0.astype(dt), dt.type(b0)
+        self.X = np.ascontiguousarray(X, dtype=dt)
+        self.y = np.ascontiguousarray(y, dtype=np.int64 if self.k >= 3 else dt)  # K classes: int labels
+        self.w0, self.b0 = w0.astype(dt), (np.ascontiguousarray(b0, dtype=dt) if self.k >= 3 else dt.type(b0))
         if self.schedule is None:
             self._idx, self._offsets, m = np.empty(0, np.int64), np.zeros(1, np.int64), self.n
         else:
             self._idx, self._offsets, m = self.schedule.indices, self.schedule.offsets, self.schedule.batch_size
         self.parallel = m * self.d >= PARALLEL_MIN_ELEMENTS
         nblocks = -(-m // ROWS_PER_BLOCK)
-        self._gw_parts = np.empty((nblocks, self.d), dt)
-        self._gb_parts = np.empty(nblocks, dt)
+        self._gw_parts = np.empty((nblocks, self.d) + ((self.k,) if self.k >= 3 else ()), dt)
+        self._gb_parts = np.empty((nblocks, self.k) if self.k >= 3 else nblocks, dt)
         self._loss_parts = np.empty(nblocks, dt)
 
+    def _run_softmax(self):
+        cfg, dt = self.config, self.X.dtype
+        run_serial, run_parallel, _ = _softmax_kernels()
+        W, b = self.w0.copy(), self.b0.copy()  # C-contiguous copies: the kernel updates them in place
+        losses = np.empty(cfg.n_records, dt)
+        args = (self.X, self.y, W, b, dt.type(cfg.lr), dt.type(cfg.l2), cfg.n_iters, cfg.record_every,
+                cfg.formulation == "logits", self._idx, self._offsets, self.schedule is None, losses)
+        if self.parallel:
+            import numba
+
+            run_parallel(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts, self._loss_parts,
+                         numba.get_num_threads())
+        else:
+            run_serial(*args)
+        self._out = W, b, losses
+
     def _run(self):
+        if self.k >= 3:
+            return self._run_softmax()
         cfg, dt = self.config, self.X.dtype
         run_serial, run_parallel, _ = _kernels()
         w = self.w0.copy()
@@ -259,6 +422,11 @@ class NumbaTrainer(Trainer):
     def _loss_and_grad(self, w, b):
         dt = self.X.dtype
         w = w.astype(dt)
+        if self.k >= 3:
+            gw, gb = np.empty((self.d, self.k), dt), np.empty(self.k, dt)
+            loss = _softmax_kernels()[2](self.X, self.y, np.ascontiguousarray(w), b.astype(dt),
+                                         self.config.formulation == "logits", gw, gb)
+            return mean_penalised(loss, gw, gb, self.n, w, self.config.l2)
         gw = np.empty(self.d, dt)
         gb, loss = _kernels()[2](self.X, self.y, w, dt.type(b), self.config.formulation == "logits", gw)
         return mean_penalised(loss, gw, gb, self.n, w, self.config.l2)

@@ -54,7 +54,8 @@ import numpy as np
 
 from ._distributed import GroupTrainer, Pool, local_schedule, shard_bounds
 from ._loop import gradient_descent
-from ._reduce import numpy_loss_sum, numpy_sigmoid, partial_sums
+from ._reduce import (numpy_loss_sum, numpy_sigmoid, numpy_softmax, numpy_softmax_loss_sum, partial_sums,
+                      softmax_partial_sums)
 from .base import BackendUnavailableError, DeviceUnavailableError
 
 SCHEDULER_ENV = "LOGREG_DASK_SCHEDULER"
@@ -72,7 +73,9 @@ class ChunkSums:
         # Deserialised chunks can land at an address that is not even itemsize-aligned (seen: 51 mod 64
         # for float32), and NumPy then skips BLAS: a 10-15x slower step. One aligned copy, untimed.
         X, y = (np.require(a, requirements=["C", "A"]) for a in (X, y))
-        self.X, self.y, self.loss_sum = X, y, numpy_loss_sum(formulation)
+        self.softmax = y.ndim == 2  # K classes: y is the chunk's one-hot Y (rows, K)
+        self.X, self.y = X, y
+        self.loss_sum = numpy_softmax_loss_sum(formulation) if self.softmax else numpy_loss_sum(formulation)
         self.idx, self.offsets = (None, None) if sched is None else sched[:2]
 
     def sums(self, w, b, t, record):
@@ -81,8 +84,11 @@ class ChunkSums:
         else:
             rows = self.idx[self.offsets[t]:self.offsets[t + 1]]
             X, y = self.X[rows], self.y[rows]
-        out = np.empty(X.shape[1] + 2, dtype=X.dtype)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+            if self.softmax:
+                out = np.empty((X.shape[1] + 1) * y.shape[1] + 1, dtype=X.dtype)
+                return softmax_partial_sums(X, y, w, b, record, out, numpy_softmax, self.loss_sum)
+            out = np.empty(X.shape[1] + 2, dtype=X.dtype)
             return partial_sums(X, y, w, b, record, out, numpy_sigmoid, self.loss_sum)
 
 
@@ -208,6 +214,7 @@ class NumpyDaskTrainer(GroupTrainer):
     gradient = "hand-derived"
     engine = "dask"
     style = "Dask chunks"
+    supports_multiclass = True  # K >= 3: chunks hold one-hot Y, the sums grow to (d + 1) K + 1 values
 
     def __init__(self, config, scheduler: str | None = None):
         super().__init__(config)
@@ -225,6 +232,8 @@ class NumpyDaskTrainer(GroupTrainer):
         import dask.array as da
 
         cfg = self.config
+        if self.k >= 3:  # softmax: each chunk gets its one-hot Y (rows, K)
+            y = np.eye(self.k)[y]
         bounds = shard_bounds(self.n, cfg.workers)
         self._acquire()
         client = self._group.client
@@ -247,7 +256,7 @@ class NumpyDaskTrainer(GroupTrainer):
             for a in self.actors:
                 a._io_loop  # noqa: B018 -- binds the handle to this client now
         dt = np.dtype(cfg.dtype)
-        self.w0, self.b0 = w0.astype(dt), dt.type(b0)
+        self.w0, self.b0 = w0.astype(dt), (b0.astype(dt) if self.k >= 3 else dt.type(b0))
         self.sizes = None if self.schedule is None else self.schedule.sizes
 
     def _sums(self, w, b, t, record, what):
@@ -270,6 +279,13 @@ class NumpyDaskTrainer(GroupTrainer):
         dt = np.dtype(cfg.dtype)
         s = self._sums(w, b, t, record, f"step {t} of run")
         m = dt.type(self.n if self.sizes is None else self.sizes[t])
+        if self.k >= 3:
+            dk = d * self.k
+            loss = s[-1] / m + (dt.type(0.5 * l2) * np.sum(w * w) if l2 else 0) if record else None
+            gw = s[:dk].reshape(d, self.k) / m
+            if l2:
+                gw = gw + dt.type(l2) * w
+            return w - dt.type(cfg.lr) * gw, b - dt.type(cfg.lr) * (s[dk:-1] / m), loss
         loss = s[d + 1] / m + (dt.type(0.5 * l2) * (w @ w) if l2 else 0) if record else None
         gw = s[:d] / m
         if l2:
@@ -287,6 +303,11 @@ class NumpyDaskTrainer(GroupTrainer):
 
     def _loss_and_grad(self, w, b):
         dt, l2, d = np.dtype(self.config.dtype), self.config.l2, self.d
+        if self.k >= 3:
+            w, b, dk, n = w.astype(dt), b.astype(dt), d * self.k, dt.type(self.n)
+            s = self._sums(w, b, None, True, "loss_and_grad")
+            return (s[-1] / n + dt.type(0.5 * l2) * np.sum(w * w), s[:dk].reshape(d, self.k) / n + dt.type(l2) * w,
+                    s[dk:-1] / n)
         w, b = w.astype(dt), dt.type(b)
         s = self._sums(w, b, None, True, "loss_and_grad")
         n = dt.type(self.n)

@@ -23,6 +23,11 @@ the unrecorded steps up to the next record are ``K``-step and 1-step calls that 
 a batch of ``B`` rows and, when ``n mod B != 0``, the short last batch of each epoch are two graphs
 (one recompile), each specialised to its size; with and without the loss, up to four.
 
+**Softmax** (``n_classes = K >= 3``): the traced step is ``torch-fused``'s plain K-class step
+(``Z = addmm(b, X, W)``, ``P = softmax(Z)``, ``R = P - one_hot(y)``, ``G = X^T R / m + λ W``; the loss by
+:func:`implementations._torch_common.softmax_loss`), in the same K-step and mini-batch graphs; ``K``
+is part of each graph's key.
+
 **When it compiles.** ``run()`` first makes sure every graph this configuration can need is compiled
 (a module-level record per shape, dtype, device and variant, so a trainer whose graphs another
 trainer of the process already built compiles nothing): in the harness that is the warm-up run
@@ -52,7 +57,7 @@ import torch
 from ._loop import gradient_descent
 from ._torch_common import TorchTrainerBase, synchronize
 from .base import BackendUnavailableError
-from .torch_fused import TorchFusedTrainer, _step
+from .torch_fused import TorchFusedTrainer, _step, _step_softmax
 
 STEPS_PER_CALL = 5  # K: steps traced into one full-batch call (compile time grows with it)
 RECOMPILE_LIMIT = 512  # graphs per code object while these calls run (dynamo's default is 8)
@@ -60,23 +65,30 @@ RECOMPILE_LIMIT = 512  # graphs per code object while these calls run (dynamo's 
 _COMPILED_GRAPHS: dict[tuple, int] = {}  # variant key -> graphs Inductor compiled for it (this process)
 
 
-def _k_steps(X, y, w, b, lr, l2, formulation: str | None, k: int):
+def _one_step(X, y, w, b, lr, l2, formulation: str | None, classes: int):
+    if classes >= 3:
+        return _step_softmax(X, y, w, b, lr, l2, formulation, classes)
+    return _step(X, y, w, b, lr, l2, formulation)
+
+
+def _k_steps(X, y, w, b, lr, l2, formulation: str | None, k: int, classes: int = 2):
     out = []
     for _ in range(k):
-        w, b, loss = _step(X, y, w, b, lr, l2, formulation)
+        w, b, loss = _one_step(X, y, w, b, lr, l2, formulation, classes)
         out.append(loss)
     return w, b, (torch.stack(out) if formulation is not None else None)
 
 
-def _batch_step(X, y, idx, w, b, lr, l2, formulation: str | None):
-    return _step(X.index_select(0, idx), y.index_select(0, idx), w, b, lr, l2, formulation)
+def _batch_step(X, y, idx, w, b, lr, l2, formulation: str | None, classes: int = 2):
+    return _one_step(X.index_select(0, idx), y.index_select(0, idx), w, b, lr, l2, formulation, classes)
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(device_type: str, formulation: str | None, k: int | None):
-    """The compiled function: ``k`` full-batch steps per call, or (``k=None``) one mini-batch step."""
-    fn = (functools.partial(_batch_step, formulation=formulation) if k is None
-          else functools.partial(_k_steps, formulation=formulation, k=k))
+def _compiled(device_type: str, formulation: str | None, k: int | None, classes: int = 2):
+    """The compiled function: ``k`` full-batch steps per call, or (``k=None``) one mini-batch step;
+    ``classes >= 3``: the softmax step."""
+    fn = (functools.partial(_batch_step, formulation=formulation, classes=classes) if k is None
+          else functools.partial(_k_steps, formulation=formulation, k=k, classes=classes))
     mode = "reduce-overhead" if device_type == "cuda" else None
     return torch.compile(fn, mode=mode, dynamic=False, fullgraph=True)
 
@@ -111,6 +123,7 @@ class TorchCompiledTrainer(TorchTrainerBase):
     engine = "inductor"
     compiled = True
     style = "torch.compile"
+    supports_multiclass = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -143,7 +156,8 @@ class TorchCompiledTrainer(TorchTrainerBase):
         return [(form, 1, self.n)] + [(None, k, self.n) for k in [1] + ([K] if span >= K else [])]
 
     def _key(self, variant):
-        return (self.dev.type, self.dev.index, str(self.X.dtype), self.n, self.d, *variant)
+        return (self.dev.type, self.dev.index, str(self.X.dtype), self.n, self.d, *variant) + (
+            (self.k,) if self.k >= 3 else ())
 
     @property
     def compiled_graphs(self) -> int:
@@ -159,9 +173,10 @@ class TorchCompiledTrainer(TorchTrainerBase):
             before, t0 = unique_graphs(), time.perf_counter()
             w, b = self.w0.clone(), self.b0.clone()
             if k is None:
-                _compiled(self.dev.type, form, None)(self.X, self.y, self.batch_idx[:m], w, b, self._lr, self._l2)
+                _compiled(self.dev.type, form, None, self.k)(self.X, self.y, self.batch_idx[:m], w, b, self._lr,
+                                                             self._l2)
             else:
-                _compiled(self.dev.type, form, k)(self.X, self.y, w, b, self._lr, self._l2)
+                _compiled(self.dev.type, form, k, self.k)(self.X, self.y, w, b, self._lr, self._l2)
             synchronize(self.dev)
             self.compile_s += time.perf_counter() - t0
             _COMPILED_GRAPHS[key] = unique_graphs() - before
@@ -183,12 +198,12 @@ class TorchCompiledTrainer(TorchTrainerBase):
         synchronize(self.dev)
 
     def _batch_update(self, idx, w, b, record):
-        fn = _compiled(self.dev.type, self.config.formulation if record else None, None)
+        fn = _compiled(self.dev.type, self.config.formulation if record else None, None, self.k)
         w, b, loss = fn(self.X, self.y, idx, w, b, self._lr, self._l2)
         return (w.clone(), b.clone(), loss) if self._cuda else (w, b, loss)  # CUDA-graph outputs get overwritten
 
     def _call(self, form, k, w, b):
-        w, b, ls = _compiled(self.dev.type, form, k)(self.X, self.y, w, b, self._lr, self._l2)
+        w, b, ls = _compiled(self.dev.type, form, k, self.k)(self.X, self.y, w, b, self._lr, self._l2)
         if self._cuda:
             w, b = w.clone(), b.clone()
         return w, b, ls

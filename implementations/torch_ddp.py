@@ -12,7 +12,10 @@ taking the part of ``S_t`` that falls in its shard)::
               dL/dw = s[:d] / |S_t| + λ w      dL/db = s[d] / |S_t|      L = s[d+1] / |S_t| + (λ/2)||w||^2
               w -= lr dL/dw,   b -= lr dL/db
 
-so the result is the single-process step up to the order of the sum. **Explicit ``all_reduce``, not
+so the result is the single-process step up to the order of the sum. Softmax (``n_classes = K >= 3``):
+each rank holds its shard's one-hot ``Y`` and ``s_r`` grows to ``(d + 1) K + 1`` values
+(:func:`implementations._reduce.softmax_partial_sums`: ``vec(X^T (P - Y))``, the column sums of
+``P - Y``, the loss sum), still one collective per step. **Explicit ``all_reduce``, not
 ``DistributedDataParallel``**: DDP all-reduces each rank's gradient of its *local mean* loss and then
 divides by the world size, i.e. it averages per-rank means, which weights every row by
 ``1 / (world · n_r)`` — wrong as soon as shards (or a rank's part of a mini-batch) are unequal. Summing
@@ -69,8 +72,9 @@ import torch.nn.functional as F
 
 from ._distributed import GroupTrainer, Pool, local_schedule, shard_bounds
 from ._loop import gradient_descent
-from ._reduce import partial_sums
+from ._reduce import partial_sums, softmax_partial_sums
 from ._torch_common import synchronize, to_device, to_host, torch_device
+from .base import LOG_CLAMP
 
 LOOPBACK = "127.0.0.1"
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -128,15 +132,23 @@ class Shard:
     def load(self, X, y, w0, b0, n, config, sched) -> None:
         dt, dev = config.dtype, self.dev
         self.cfg, self.n, self.d = config, n, X.shape[1]
+        self.k = k = config.n_classes
+        if k >= 3:  # softmax: the shard's one-hot Y (rows, K), W (d, K), b (K,)
+            y = np.eye(k)[np.asarray(y, dtype=np.int64)]
         self.X, self.y = to_device(X, dt, dev), to_device(y, dt, dev)
-        self.w0, self.b0 = to_device(w0, dt, dev), to_device([b0], dt, dev)
+        self.w0, self.b0 = to_device(w0, dt, dev), to_device(b0 if k >= 3 else [b0], dt, dev)
         if sched is None:
             self.idx = None
         else:
             idx, self.offsets, self.sizes = sched
             self.idx = torch.from_numpy(idx).to(dev)
-        self.buf = torch.empty(self.d + 2, dtype=self.X.dtype, device=dev)
-        self.loss_sum = ((lambda z, p, y: F.binary_cross_entropy(p, y, reduction="sum")) if config.formulation == "probs"
+        self.buf = torch.empty((self.d + 1) * k + 1 if k >= 3 else self.d + 2, dtype=self.X.dtype, device=dev)
+        if k >= 3:
+            self.loss_sum = ((lambda Z, P, Y: -(Y * torch.clamp(torch.log(P), min=LOG_CLAMP)).sum())
+                             if config.formulation == "probs"
+                             else (lambda Z, P, Y: torch.logsumexp(Z, 1).sum() - (Y * Z).sum()))
+        else:
+            self.loss_sum = ((lambda z, p, y: F.binary_cross_entropy(p, y, reduction="sum")) if config.formulation == "probs"
                          else (lambda z, p, y: F.binary_cross_entropy_with_logits(z, y, reduction="sum")))
         synchronize(dev)
         self.loaded = True
@@ -155,7 +167,10 @@ class Shard:
         else:
             rows = self.idx[self.offsets[t]:self.offsets[t + 1]]
             X, y = self.X[rows], self.y[rows]
-        partial_sums(X, y, w, b, record, self.buf, torch.sigmoid, self.loss_sum)
+        if self.k >= 3:
+            softmax_partial_sums(X, y, w, b, record, self.buf, lambda Z: torch.softmax(Z, 1), self.loss_sum)
+        else:
+            partial_sums(X, y, w, b, record, self.buf, torch.sigmoid, self.loss_sum)
         dist.all_reduce(self.buf, op=dist.ReduceOp.SUM)
         return self.buf
 
@@ -164,6 +179,15 @@ class Shard:
         cfg, d, l2 = self.cfg, self.d, self.cfg.l2
         s = self._sums(w, b, t, record)
         m = self.n if self.idx is None else int(self.sizes[t])
+        if self.k >= 3:
+            dk = d * self.k
+            loss = (s[-1] / m + (0.5 * l2) * (w * w).sum() if l2 else s[-1] / m) if record else None
+            gw = s[:dk].reshape(d, self.k) / m
+            if l2:
+                gw.add_(w, alpha=l2)
+            w.sub_(gw, alpha=cfg.lr)
+            b.sub_(s[dk:-1] / m, alpha=cfg.lr)
+            return w, b, loss
         loss = (s[d + 1] / m + (0.5 * l2) * torch.dot(w, w) if l2 else s[d + 1] / m) if record else None
         gw = s[:d] / m
         if l2:
@@ -184,6 +208,11 @@ class Shard:
     @torch.no_grad()
     def loss_and_grad(self, w, b):
         cfg, d, l2 = self.cfg, self.d, self.cfg.l2
+        if self.k >= 3:
+            w, b = to_device(w, cfg.dtype, self.dev), to_device(b, cfg.dtype, self.dev)
+            s, dk = self._sums(w, b, None, True), d * self.k
+            return (to_host(s[-1] / self.n + 0.5 * l2 * (w * w).sum()),
+                    to_host(s[:dk].reshape(d, self.k) / self.n + l2 * w), to_host(s[dk:-1] / self.n))
         w, b = to_device(w, cfg.dtype, self.dev), to_device([b], cfg.dtype, self.dev)
         s = self._sums(w, b, None, True)
         loss = s[d + 1] / self.n + 0.5 * l2 * torch.dot(w, w)
@@ -433,6 +462,7 @@ class TorchDDPTrainer(GroupTrainer):
     gradient = "hand-derived"
     engine = "gloo"
     style = "torch.distributed all_reduce"
+    supports_multiclass = True
 
     def __init__(self, config):
         super().__init__(config)

@@ -84,7 +84,7 @@ def _step_softmax(X, y, w, b, lr, l2, formulation: str | None, k: int):
     loss = None if formulation is None else softmax_loss(Z, y, formulation)
     if loss is not None and l2 is not None:
         loss = loss + (0.5 * l2) * (w * w).sum()
-    R = torch.softmax(Z, 1).sub_(F.one_hot(y, k).to(Z.dtype))
+    R = torch.softmax(Z, 1).sub_(torch.zeros_like(Z).scatter_(1, y[:, None], 1.0))  # P - one_hot(y), compilable
     g = torch.mm(X.T, R) / X.shape[0]
     if l2 is not None:
         g = g + l2 * w

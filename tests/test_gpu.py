@@ -168,18 +168,6 @@ def test_budget_stops_adding_sizes_and_says_so():
     assert "synthetic-100x100-float32" in runner.ran
 
 
-def test_device_floor_sink_sets_cuda_fraction():
-    base = dict(run_id="r", case_id="c", backend="torch", dtype="float32", formulation="probs", dataset="x",
-                loop="full-batch", achieved_gbps=2000.0, roofline_fraction=0.9)
-    class R:  # the part of RunResult the sink touches
-        rows = [Row(device="cuda", **base)]
-    gpu.DeviceFloor({"device_read": 4000.0}).row(None, R)
-    assert R.rows[-1].roofline_fraction == pytest.approx(0.5)
-    R.rows = [Row(device="cpu", **base)]
-    gpu.DeviceFloor({"device_read": 4000.0}).row(None, R)
-    assert R.rows[-1].roofline_fraction == 0.9
-
-
 def test_devices_argument():
     assert gpu.parse_devices("cpu,cuda") == ("cpu", "cuda")
     assert gpu.parse_devices("cpu cuda:1 cpu") == ("cpu", "cuda:1")

@@ -217,7 +217,8 @@ def _multiclass(name):
 
 SUPPORTED = [n for n in BACKENDS if _multiclass(n)]
 REFUSED = [n for n in BACKENDS if n not in SUPPORTED]
-SINGLE = [n for n in SUPPORTED if n != "torch-compiled"]
+PARALLEL = [n for n in SUPPORTED if get_backend(n).data_parallel]
+SINGLE = [n for n in SUPPORTED if n != "torch-compiled" and n not in PARALLEL]
 CASES = {  # id: (k, n, d, config overrides)
     "k3-full": (3, 60, 5, {}),
     "k10-batch-l2": (10, 70, 6, {"batch_size": 16, "l2": 0.1, "record_every": 2}),
@@ -252,6 +253,22 @@ def test_backend_matches_oracle_float64(name, case, formulation):
     np.testing.assert_allclose(gb, ob, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", ["full-probs", "batch-l2-logits"])
+@pytest.mark.parametrize("name", PARALLEL)
+def test_data_parallel_two_unequal_shards(name, case):
+    """2 workers, 61 rows (shards of 31 and 30): the (d + 1) K + 1 sums all-reduced, exact in float64."""
+    X, y, w0, b0 = _problem(61, 4, 4, seed=8)
+    extra = {} if case == "full-probs" else {"batch_size": 16, "l2": 0.1}
+    cfg = TrainConfig(lr=0.5, n_iters=6, dtype="float64", formulation=case.split("-")[-1], n_classes=4, workers=2,
+                      **extra)
+    res, (loss, gw, gb) = _train(name, cfg, X, y, w0, b0)
+    assert oracle.compare(res, oracle.reference_run(X, y, w0, b0, cfg), 1e-10).ok
+    ow, ob = oracle.grad(X, y, w0, b0, cfg.l2)
+    np.testing.assert_allclose(gw, ow, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(gb, ob, rtol=0, atol=1e-12)
+    assert loss == pytest.approx(oracle.loss(X, y, w0, b0, cfg.formulation, cfg.l2), rel=1e-12)
+
+
 @pytest.mark.parametrize("name", [n for n in SUPPORTED if n == "torch-compiled"])
 def test_compiled_backend_one_tiny_case(name):
     X, y, w0, b0 = _problem(20, 3, 3, seed=3)
@@ -262,8 +279,9 @@ def test_compiled_backend_one_tiny_case(name):
 
 @pytest.mark.parametrize("name", SUPPORTED)
 def test_float32_within_the_derived_tolerance(name):
-    if name == "torch-compiled":
-        pytest.skip("one compiled case only (compile time)")
+    if name == "torch-compiled" or name in PARALLEL:
+        pytest.skip("one compiled case only (compile time)" if name == "torch-compiled" else
+                    "data-parallel: test_data_parallel_two_unequal_shards")
     X, y, w0, b0 = _problem(60, 5, 4, seed=4)
     cfg = TrainConfig(lr=0.5, n_iters=30, dtype="float32", formulation="logits", n_classes=4)
     res, _ = _train(name, cfg, X, y, w0, b0)
@@ -300,3 +318,36 @@ def test_saturated_samples_counted_and_autograd_drops_them():
     np.testing.assert_allclose(results["numpy"][1], ow, atol=1e-12)  # hand-derived: P - Y
     assert np.abs(results["torch"][1] - ow).max() > 1e-3  # autograd through the clamp: the samples dropped
     assert results["torch"][0] == pytest.approx(oracle.loss(X, y, w0, b0, "probs"), rel=1e-12)
+
+
+def test_fused_backends_blocked_paths_k_classes():
+    """The hand-blocked K-class paths (small blocks force them; two threads), float64 against the oracle."""
+    from implementations.numpy_fused import NumpyFusedTrainer
+    from implementations.torch_fused import TorchFusedTrainer
+
+    X, y, w0, b0 = _problem(300, 6, 4, seed=6)
+    for batch in (None, 100):
+        cfg = TrainConfig(lr=0.5, n_iters=8, dtype="float64", formulation="probs", n_classes=4, l2=0.05,
+                          batch_size=batch)
+        ref = oracle.reference_run(X, y, w0, b0, cfg)
+        for trainer in (NumpyFusedTrainer(cfg, block_bytes=2048, threads=2), TorchFusedTrainer(cfg, block_bytes=2048)):
+            trainer.prepare(X, y, w0, b0)
+            if isinstance(trainer, TorchFusedTrainer):
+                assert trainer.blocked
+            trainer.run()
+            agreement = oracle.compare(trainer.result(), ref, 1e-10)
+            assert agreement.ok, (type(trainer).__name__, batch, agreement)
+
+
+def test_numba_parallel_softmax_kernel(monkeypatch):
+    """The parallel K-class kernel (forced by a low threshold, small blocks) against the oracle."""
+    nb = pytest.importorskip("implementations.numba_backend")
+    monkeypatch.setattr(nb, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(nb, "ROWS_PER_BLOCK", 32)
+    X, y, w0, b0 = _problem(150, 5, 3, seed=7)
+    cfg = TrainConfig(lr=0.5, n_iters=8, dtype="float64", formulation="logits", n_classes=3, l2=0.1, batch_size=70)
+    trainer = make_trainer("numba", cfg)
+    trainer.prepare(X, y, w0, b0)
+    assert trainer.parallel
+    trainer.run()
+    assert oracle.compare(trainer.result(), oracle.reference_run(X, y, w0, b0, cfg), 1e-10).ok

@@ -19,7 +19,19 @@ from implementations.testing import check_trainer, checks, parametrize_with_chec
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOP = ROOT / "examples" / "my_loop.py"
-MyLoop = get_backend(resolve(f"{ROOT / 'examples' / 'my_loop.py'}:MyLoop"))
+
+
+def _load_example():
+    """examples/my_loop.py's MyLoop, imported without registering it (other tests iterate the registry)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_example_my_loop", LOOP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MyLoop
+
+
+MyLoop = _load_example()
 BUG = ("        gb = r.sum() / m\n", "        gb = r.sum() / (m + 1)  # the bug: one row too many\n")
 
 
@@ -39,6 +51,19 @@ def _buggy_copy(tmp_path) -> Path:
 QUICK = ("--datasets", "iris", "--iters", "50", "--repeats", "1", "--budget", "0.1")
 
 
+@pytest.fixture
+def resolved():
+    """``resolve(spec)``, and the spec out of the registry again after the test."""
+    names = []
+
+    def _resolve(spec):
+        names.append(resolve(spec))
+        return names[-1]
+    yield _resolve
+    for name in names:
+        unregister(name)
+
+
 # -- the importable checks -------------------------------------------------------------------------
 
 @parametrize_with_checks([MyLoop])
@@ -55,8 +80,8 @@ def test_checks_have_readable_ids_and_say_what_they_check():
     assert [p.id for p in mark.args[1]][:2] == ["MyLoop-check_declared_attributes", "MyLoop-check_call_order"]
 
 
-def test_a_gradient_bug_names_the_first_divergent_step(tmp_path):
-    cls = get_backend(resolve(f"{_buggy_copy(tmp_path)}:MyLoop"))
+def test_a_gradient_bug_names_the_first_divergent_step(tmp_path, resolved):
+    cls = get_backend(resolved(f"{_buggy_copy(tmp_path)}:MyLoop"))
     results = {r.check: r for r in run_checks(cls)}
     assert results["check_call_order"].status == "pass"
     agree = results["check_oracle_agreement[float64-logits]"]
@@ -86,8 +111,9 @@ def test_a_late_bug_is_found_at_its_step():
 
 # -- the single-file loop and the plugin, through the commands -------------------------------------
 
-def test_file_spec_is_listed_and_checked(tmp_path):
-    assert origin(resolve("examples/my_loop.py:MyLoop")) == "file examples/my_loop.py"
+@pytest.mark.slow
+def test_file_spec_is_listed_and_checked(tmp_path, resolved):
+    assert origin(resolved("examples/my_loop.py:MyLoop")) == "file examples/my_loop.py"
     proc = _cli("backends", "examples/my_loop.py:MyLoop")
     assert proc.returncode == 0, proc.stderr
     assert "examples/my_loop.py" in proc.stdout and "a user's loop" in proc.stdout and "numpy" in proc.stdout
@@ -100,6 +126,7 @@ def test_file_spec_is_listed_and_checked(tmp_path):
     assert (pd.read_csv(tmp_path / "ok" / "check.csv").status == "pass").all()
 
 
+@pytest.mark.slow
 def test_a_buggy_copy_exits_1_naming_the_first_divergent_step(tmp_path):
     proc = _cli("check", f"{_buggy_copy(tmp_path)}:MyLoop", *QUICK, "--out", str(tmp_path / "bug"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -115,6 +142,7 @@ def test_a_spec_that_cannot_load_exits_2(spec, fragment, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_entry_point_plugin_is_listed_and_checked(tmp_path):
     """pip-installs examples/plugin (a copy, no network, no build isolation) into a folder put on
     PYTHONPATH, so the venv is left as it was; the entry point is read from its metadata."""
@@ -136,9 +164,15 @@ def test_entry_point_plugin_is_listed_and_checked(tmp_path):
 
 
 def test_backends_argument_takes_a_spec():
-    from bench.cli import _backends
+    from bench import cli
 
-    assert _backends(["numpy", "examples/my_loop.py:MyLoop"], None) == ("numpy", "examples/my_loop.py:MyLoop")
+    args = cli.build_parser().parse_args(["run", "--backends", "numpy", "examples/my_loop.py:MyLoop"])
+    try:
+        assert cli._backends(args.backends, None) == ("numpy", "examples/my_loop.py:MyLoop")
+    finally:
+        unregister("examples/my_loop.py:MyLoop")
+    with pytest.raises(cli.UsageError, match="--backends: .*no such file"):
+        cli._backends(["nowhere.py:X"], None)
 
 
 # -- a misbehaving user backend is a row, and the run goes on --------------------------------------
