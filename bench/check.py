@@ -29,6 +29,8 @@ import contextlib
 import sys
 import textwrap
 
+from .pipeline import Sink
+
 OWNED = ("check.csv",)  # what `check` writes beside a run's files
 ALONGSIDE = ("numpy", "torch")  # the backends it is timed beside
 
@@ -100,7 +102,7 @@ def _guard(seconds):
     return guard
 
 
-class Checks:
+class Checks(Sink):
     """The first sink of the check's run: its ``start`` runs the checks (inside the run, so that an
     interruption ends the command as it ends a run, and under the run's thread count), prints each
     as it ends, writes ``check.csv`` and puts a summary into ``env.json``."""
@@ -132,14 +134,6 @@ class Checks:
         if r.message:
             for line in textwrap.wrap(r.message, 110, initial_indent="         ", subsequent_indent="         "):
                 print(line)
-
-    def case(self, case): ...
-
-    def row(self, outcome, result): ...
-
-    def finish(self, result): ...
-
-    def end(self, result): ...
 
 
 def _fmt_step(seconds) -> str:

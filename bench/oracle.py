@@ -304,9 +304,26 @@ def rounding_bound(X, y, w, b, dtype: str, l2: float = 0.0) -> np.ndarray:
       ``p_i (1 - p_i)`` times that; ``exp``, the division and ``p - y`` add <= 4 u;
     * the reduction over ``n`` terms adds <= ``(log2 n + 1) u`` of ``mean |x_ij r_i|``;
     * the penalty ``l2 w`` and its addition add <= 2 u ``l2 |w|``.
+
+    Softmax (``w (d, K)``; returned as ``(vec dL/dW, dL/db)``, ``(d + 1) K`` values): ``Z_ik`` has error
+    ``δ_ik <= (d + 1) u (|x_i| . |W_k| + |b_k|)``, which moves ``P_ik`` by at most
+    ``P_ik (δ_ik + sum_j P_ij δ_ij)`` (``dP = P (dZ - P . dZ)``); the max shift, the ``exp``, the
+    ``K``-term normaliser, the division and ``P - Y`` add ``<= (K + 4) u``; the reduction and the
+    penalty as above.
     """
     u = float(np.finfo(dtype).eps) / 2
     n, d = X.shape
+    if np.ndim(w) == 2:
+        W, bb = np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        k = W.shape[1]
+        P = softmax(X @ W + bb)
+        R = P - one_hot(y, k)
+        delta = (d + 1) * u * (np.abs(X) @ np.abs(W) + np.abs(bb))
+        dR = P * (delta + np.sum(P * delta, axis=1, keepdims=True)) + (k + 4) * u
+        Xa = np.abs(np.hstack([X, np.ones((n, 1))]))
+        bound = (Xa.T @ dR + (math.log2(max(n, 2)) + 1) * u * (Xa.T @ np.abs(R))) / n  # (d + 1, K)
+        bound[:-1] += 2 * u * l2 * np.abs(W)
+        return np.concatenate([bound[:-1].ravel(), bound[-1]])
     z = X @ w + b
     p = sigmoid(z)
     r = p - y

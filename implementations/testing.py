@@ -132,12 +132,12 @@ def _raises(exc_type, func, *args, match: str = "") -> str:
 # -- the checks ------------------------------------------------------------------------------------
 
 def check_declared_attributes(cls):
-    """The class says what it is — ``library`` (non-empty), ``gradient`` (hand-derived or autograd),
+    """The class says what it is — ``library`` (a non-empty str; the default "?" is allowed), ``gradient`` (hand-derived or autograd),
     ``engine`` (non-empty), ``compiled``/``data_parallel`` (bools), ``style`` (str) — and what it supports:
     ``supports_minibatch``/``supports_l2`` (bools), ``devices`` (None or device kinds), ``dtypes`` (within float32, float64)."""
     _require(isinstance(cls, type) and issubclass(cls, Trainer), f"{cls!r} is not a subclass of implementations.Trainer")
     problems = []
-    if not (isinstance(cls.library, str) and cls.library.strip() and cls.library != "?"):
+    if not (isinstance(cls.library, str) and cls.library.strip()):
         problems.append(f"library must name whose arrays the step runs on (numpy, torch, ...), got {cls.library!r}")
     if cls.gradient not in GRADIENTS:
         problems.append(f"gradient must be one of {GRADIENTS}, got {cls.gradient!r}")
@@ -431,7 +431,7 @@ class Check:
 
 def _param_id(v) -> str:
     if isinstance(v, float):
-        return f"l2" if v else "no-l2"
+        return "l2" if v else "no-l2"
     if isinstance(v, int) and not isinstance(v, bool):
         return f"batch{v}"
     return str(v)

@@ -4,7 +4,9 @@ Each backend follows its *own* trajectory in its own dtype: every step is one ca
 ``run()`` (``n_iters=1``) from the parameters its previous step produced (float32 values survive
 the float64 round trip exactly), so the path is the one its ``run()`` would take. After each
 step the two parameter vectors are compared with the equivalence tolerance at that step count,
-``u sqrt(k) (1 + d + log2 n)`` (see ``bench.oracle``).
+``u sqrt(k) (1 + d + log2 n)`` (see ``bench.oracle``; ``+ K`` for a softmax dataset with ``K >= 3``
+classes, whose parameters ``(W, b)`` are compared over all ``(d + 1) K`` entries and whose saturation
+count is the samples with ``log P[i, y_i] < -100``).
 
 :func:`run` is ``python -m bench trajectory``: every dataset, device, dtype, formulation and
 penalty, one ``trajectory.csv`` and the per-step deviations in ``trajectory_steps.csv``.
@@ -55,14 +57,16 @@ def lockstep(ds: Dataset, a: str, b: str, dtype: str, formulation: str, n_iters:
              seed: int = 0, device: str = "cpu", l2: float = 0.0) -> Trajectory:
     if a == b:
         raise ValueError(f"lockstep needs two different backends, got {a!r} twice")
-    w0, b0 = init_params(ds.d, seed, ds.init_scale)
-    cfg = TrainConfig(lr=lr, n_iters=1, dtype=dtype, formulation=formulation, device=device, l2=l2)
+    k = getattr(ds, "n_classes", 2)
+    w0, b0 = init_params(ds.d, seed, ds.init_scale, k)
+    cfg = TrainConfig(lr=lr, n_iters=1, dtype=dtype, formulation=formulation, device=device, l2=l2, n_classes=k)
     with create_trainer(a, cfg) as ta, create_trainer(b, cfg) as tb:
         return _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0)
 
 
 def _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0) -> Trajectory:
     theta = {a: (w0, b0), b: (w0, b0)}
+    k_classes = getattr(ds, "n_classes", 2)
     devs = np.empty(n_iters)
     first, sat_first, sat_worst = None, None, 0
     for k in range(1, n_iters + 1):
@@ -74,10 +78,10 @@ def _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0) -> Trajecto
         pa, pb = np.append(*theta[a]), np.append(*theta[b])
         scale = max(np.abs(pa).max(), np.finfo(float).tiny)
         devs[k - 1] = np.abs(pa - pb).max() / scale if np.all(np.isfinite(pa - pb)) else np.inf
-        if first is None and devs[k - 1] > tolerance(dtype, k, ds.n, ds.d):
-            first, sat_first = k, saturated_count(ds.X, *theta[a], dtype)
+        if first is None and devs[k - 1] > tolerance(dtype, k, ds.n, ds.d, k_classes):
+            first, sat_first = k, saturated_count(ds.X, *theta[a], dtype, y=ds.y)
         if devs[k - 1] >= devs[: k - 1].max(initial=-1.0):
-            sat_worst = saturated_count(ds.X, *theta[a], dtype)
+            sat_worst = saturated_count(ds.X, *theta[a], dtype, y=ds.y)
     worst = int(np.argmax(devs)) + 1
     sat = sat_first if first is not None else sat_worst
     return Trajectory(a, b, ds.name, dtype, formulation, n_iters, first, float(devs.max()), worst, sat, devs)
