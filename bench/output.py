@@ -264,11 +264,16 @@ class RunFolder(Sink):
     def row(self, outcome: Outcome, result: RunResult) -> None:
         records.write_csv(result.frame(), self.folder / "runs.csv")  # every finished row on disk at once
 
+    def _update_env(self, result: RunResult) -> dict:
+        """The run's facts into ``self.env`` (before the report reads it, and again at the end)."""
+        status = env_status(result)
+        self.env.update(status, roofline=result.roofline, notes=list(result.notes),
+                        threads=result.threads.asked if result.threads else None,
+                        threads_used=result.threads.as_dict() if result.threads else None)
+        return status
+
     def _write_env(self, result: RunResult) -> None:
-        env, status = self.env, env_status(result)
-        env.update(status, roofline=result.roofline, notes=list(result.notes),
-                   threads=result.threads.asked if result.threads else None,
-                   threads_used=result.threads.as_dict() if result.threads else None)
+        env, status = self.env, self._update_env(result)
         self._recorded = None  # unknown until the file is on disk: end() rewrites it then
         records.write_json(env, self.folder / "env.json")
         self._recorded = status  # what the file says (a signal may change the ending while it is written)
@@ -282,6 +287,7 @@ class RunFolder(Sink):
         if getattr(self, "env", None) is None:
             self.env = {**records.environment(result.run_id), **self.extra_env}
         try:
+            self._update_env(result)  # the report quotes threads and the floor from env
             if result.rows:
                 df = result.frame()
                 records.write_csv(df, self.folder / "runs.csv")
