@@ -194,7 +194,8 @@ def parse_name(name: str) -> tuple[int, int, float] | None:
     short = _shorten(name)
     if not m:
         raise ValueError(
-            f"dataset must be 'iris', 'breast-cancer', 'synthetic-<n>x<d>[-x<scale>]' (e.g. synthetic-10kx100) "
+            f"dataset must be 'iris', 'breast-cancer', 'iris-3class', 'digits', "
+            f"'synthetic-<n>x<d>[-k<K>][-x<scale>]' (e.g. synthetic-10kx100, synthetic-100kx100-k10) "
             f"or a data file ({', '.join(EXTENSIONS_SHOWN)}), got {short!r}"
         )
     for what, digits in (("n", m.group(1)), ("d", m.group(3))):

@@ -215,8 +215,7 @@ def test_a_diagnostic_interrupted_ends_like_a_run(sig, code, tmp_path):
                              "--iters", "100000", "--dtypes", "float64", "--formulations", "logits",
                              "--a", "numpy", "--b", "torch-manual", "--out", str(tmp_path)],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stderr=subprocess.PIPE, text=True)  # SIGINT not ignored: conftest (no preexec_fn: no fork after JAX)
     deadline = time.time() + 120
     while not (tmp_path / ".lock").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

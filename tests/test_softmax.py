@@ -253,14 +253,14 @@ def test_backend_matches_oracle_float64(name, case, formulation):
     np.testing.assert_allclose(gb, ob, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", ["full-probs", "batch-l2-logits"])
 @pytest.mark.parametrize("name", PARALLEL)
-def test_data_parallel_two_unequal_shards(name, case):
-    """2 workers, 61 rows (shards of 31 and 30): the (d + 1) K + 1 sums all-reduced, exact in float64."""
+def test_data_parallel_two_unequal_shards(name):
+    """2 workers, 61 rows (shards of 31 and 30), mini-batches of 16 (a step's rows split unevenly
+    between the shards) and L2: the (d + 1) K + 1 sums all-reduced, exact in float64. One case per
+    backend: each starts a group."""
     X, y, w0, b0 = _problem(61, 4, 4, seed=8)
-    extra = {} if case == "full-probs" else {"batch_size": 16, "l2": 0.1}
-    cfg = TrainConfig(lr=0.5, n_iters=6, dtype="float64", formulation=case.split("-")[-1], n_classes=4, workers=2,
-                      **extra)
+    cfg = TrainConfig(lr=0.5, n_iters=6, dtype="float64", formulation="probs", n_classes=4, workers=2,
+                      batch_size=16, l2=0.1)
     res, (loss, gw, gb) = _train(name, cfg, X, y, w0, b0)
     assert oracle.compare(res, oracle.reference_run(X, y, w0, b0, cfg), 1e-10).ok
     ow, ob = oracle.grad(X, y, w0, b0, cfg.l2)
@@ -289,14 +289,26 @@ def test_float32_within_the_derived_tolerance(name):
     assert agreement.ok, agreement
 
 
-@pytest.mark.parametrize("name", REFUSED)
-def test_backends_without_softmax_refuse_at_construction(name):
-    try:
-        cls = get_backend(name)
-    except BackendUnavailableError as exc:
-        pytest.skip(str(exc))
-    with pytest.raises(BackendUnavailableError, match=r"n_classes >= 3 is not implemented in .* yet"):
-        cls(TrainConfig(n_classes=3))
+def test_backends_without_softmax_refuse_at_construction():
+    """A backend that does not declare supports_multiclass (the default: a user's binary-only trainer,
+    and any built-in one still listed in REFUSED) is refused for n_classes >= 3: a skipped row, never
+    a wrong model. It still runs the binary model."""
+    from implementations.numpy_backend import NumpyTrainer
+
+    class BinaryOnly(NumpyTrainer):
+        name = "binary-only"
+        supports_multiclass = False
+
+    classes = [BinaryOnly]
+    for name in REFUSED:
+        try:
+            classes.append(get_backend(name))
+        except BackendUnavailableError:
+            continue
+    for cls in classes:
+        with pytest.raises(BackendUnavailableError, match=r"n_classes >= 3 is not implemented in .* yet"):
+            cls(TrainConfig(n_classes=3))
+    BinaryOnly(TrainConfig())
 
 
 # -- probs: where the label's probability underflows --------------------------------------------
