@@ -54,8 +54,11 @@ class Case:
     @property
     def case_id(self) -> str:
         c = self.config
-        return "|".join([self.dataset, c.dtype, c.formulation, "full" if c.batch_size is None else f"b{c.batch_size}",
-                         f"l2={c.l2:g}", f"w{c.workers}", f"{self.backend}@{c.device}"])
+        parts = [self.dataset, c.dtype, c.formulation, "full" if c.batch_size is None else f"b{c.batch_size}",
+                 f"l2={c.l2:g}", f"w{c.workers}", f"{self.backend}@{c.device}"]
+        if c.optimizer != "gd":  # the seed's optimizer leaves the id as it always was (old runs still match)
+            parts.insert(5, c.optimizer)
+        return "|".join(parts)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Row:
     lr: float | None = None
     record_every: int | None = None
     workers: int | None = None
+    n_classes: int | None = None  # 2: the sigmoid model; K >= 3: softmax
+    optimizer: str | None = None  # gd (the seed), momentum, nesterov, adam, lbfgs
     # threads: asked for, and read back from each library inside the run
     threads: int | None = None
     threads_torch: int | None = None
@@ -161,6 +166,7 @@ class Row:
         return cls(run_id=run_id, case_id=case.case_id, backend=case.backend, device=c.device, dtype=c.dtype,
                    formulation=c.formulation, dataset=case.dataset, loop=case.loop, n_iters=c.n_iters,
                    batch_size=c.batch_size, l2=c.l2, lr=c.lr, record_every=c.record_every, workers=c.workers,
+                   n_classes=c.n_classes, optimizer=c.optimizer,
                    **fields)
 
     def replace(self, **fields) -> "Row":
@@ -353,6 +359,7 @@ _NEWER_COLUMNS: dict[str, str] = {
     "threads_numba": "Int64", "oversubscribed": "boolean", "compute_fraction": "Float64",
     "library": "string", "gradient": "string", "engine": "string", "compiled": "boolean", "style": "string",
     "dataset_origin": "string", "dataset_sha256": "string", "density": "Float64",
+    "n_classes": "Int64", "optimizer": "string",
 }
 ATTRIBUTE_COLUMNS = ("library", "gradient", "engine", "compiled", "style")
 LOSS_COLUMNS = ["case_id", "step", "loss", "ref_loss", "full_loss"]
@@ -422,6 +429,8 @@ def normalize_rows(df: pd.DataFrame) -> pd.DataFrame:
                 for col, value in zip(ATTRIBUTE_COLUMNS, LEGACY_ATTRIBUTES[str(name)]):
                     df.at[i, col] = value
     df["l2"] = df["l2"].fillna(0.0)
+    df["n_classes"] = df["n_classes"].fillna(2)  # runs before softmax were all binary
+    df["optimizer"] = df["optimizer"].fillna("gd")  # ... and all plain gradient descent
     loop = np.where(df["batch_size"].isna(), "full-batch", "mini-batch")
     df["loop"] = df["loop"].fillna(pd.Series(loop, index=df.index, dtype="string"))
     missing = df["case_id"].isna()

@@ -37,7 +37,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from .base import (DTYPES, FORMULATIONS, BackendUnavailableError, BatchSchedule, DeviceUnavailableError, Trainer,
+from .base import (DTYPES, FORMULATIONS, OPTIMIZERS, BackendUnavailableError, BatchSchedule, DeviceUnavailableError, Trainer,
                    TrainConfig, TrainResult, batch_schedule)
 
 ENTRY_POINT_GROUP = "logreg_bench.backends"
@@ -240,7 +240,7 @@ register("numpy-dask", "implementations.numpy_dask:NumpyDaskTrainer", origin="bu
 
 
 __all__ = [
-    "BACKENDS", "DTYPES", "FORMULATIONS", "BackendUnavailableError", "BatchSchedule", "batch_schedule",
+    "BACKENDS", "DTYPES", "FORMULATIONS", "OPTIMIZERS", "BackendUnavailableError", "BatchSchedule", "batch_schedule",
     "DeviceUnavailableError", "ENTRY_POINT_GROUP", "Trainer", "TrainConfig", "TrainResult", "backend_spec",
     "create_trainer", "get_backend", "origin", "register", "resolve", "unregister",
 ]

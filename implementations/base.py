@@ -78,6 +78,7 @@ import numpy as np
 
 DTYPES = ("float32", "float64")
 FORMULATIONS = ("probs", "logits")
+OPTIMIZERS = ("gd", "momentum", "nesterov", "adam", "lbfgs")  # "gd": the seed's fixed-step gradient descent
 LOG_CLAMP = -100.0  # torch.nn.functional.binary_cross_entropy clamps log() at -100
 
 
@@ -112,6 +113,7 @@ class TrainConfig:
     shuffle_seed: int = 0  # the batch order: one host draw, batch_schedule(n, batch_size, n_iters, shuffle_seed)
     workers: int = 1  # data-parallel backends only; the others refuse workers > 1
     n_classes: int = 2  # 2: the seed's sigmoid model (w (d,), b a number); K >= 3: softmax (W (d, K), b (K,))
+    optimizer: str = "gd"  # one of OPTIMIZERS; "gd" is the seed's fixed-step gradient descent, bit for bit
 
     def __post_init__(self):
         if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real):
@@ -128,6 +130,8 @@ class TrainConfig:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.formulation not in FORMULATIONS:
             raise ValueError(f"formulation must be one of {FORMULATIONS}, got {self.formulation!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {self.device!r}")
         cpu_index = re.fullmatch(r"cpu:(\d+)", self.device)
@@ -461,6 +465,7 @@ class Trainer(ABC):
     supports_l2: bool = True  # honours config.l2 > 0
     # n_classes >= 3 (softmax) needs its own code path: False unless a backend says it has one
     supports_multiclass: bool = False
+    optimizers: tuple[str, ...] = ("gd",)  # the config.optimizer values it implements
     devices: tuple[str, ...] | None = None  # device kinds ("cpu", "cuda", "mps"); None: checked by the backend itself
     dtypes: tuple[str, ...] = DTYPES
 
@@ -499,6 +504,9 @@ class Trainer(ABC):
         if config.n_classes >= 3 and not cls.supports_multiclass:
             return (f"n_classes >= 3 is not implemented in {who} yet (it declares supports_multiclass = False), "
                     f"got n_classes={config.n_classes}")
+        if config.optimizer not in tuple(cls.optimizers):
+            return (f"optimizer {config.optimizer!r} is not implemented in {who} (it declares optimizers "
+                    f"{tuple(cls.optimizers)})")
         if config.dtype not in tuple(cls.dtypes):
             return f"{who} declares dtypes {tuple(cls.dtypes)}, got {config.dtype}"
         if cls.devices is not None and kind not in tuple(cls.devices):
