@@ -24,7 +24,8 @@ the functions below take either model and tell them apart by ``w``'s shape)::
     dL_S/dW   = X_S^T (P_S - Y_S) / m + λ W          since dl_i/dZ_ik = P_ik - Y_ik
     dL_S/db   = mean over rows of (P_S - Y_S)
 
-The reference run (:func:`reference_run`) is plain float64 NumPy gradient descent, ``θ ← θ - lr ∇L_S``,
+The reference run (:func:`reference_run`) is plain float64 NumPy gradient descent, ``θ ← θ - lr ∇L_S``
+(or ``config.optimizer``'s update of that gradient, momentum, Nesterov or Adam: :class:`OptimizerSteps`),
 on the data and init *as the backend's dtype sees them* (rounded to it), over the shared batch
 schedule. ``tests/test_oracle.py`` pins it against the seed article's loop and ``torch.autograd``.
 
@@ -128,6 +129,50 @@ def rounded(a, dtype: str) -> np.ndarray:
 
 # -- the reference trajectory ---------------------------------------------------------------------
 
+class OptimizerSteps:
+    """The float64 update ``θ ← step(θ, g)`` of ``config.optimizer``, written here apart from the
+    backends, textbook form (the contract's docstring, ``torch.optim``'s semantics and defaults). ``g``
+    is the step's gradient (``λ w`` included for the weight, none for the bias). Each parameter has its
+    own state; one instance per run (the state starts empty, ``t`` at 1)::
+
+        gd       : θ - lr g
+        momentum : buf = g (t = 1) else 0.9 buf + g;          θ - lr buf
+        nesterov : buf as momentum;                           θ - lr (g + 0.9 buf)
+        adam     : m = 0.9 m + 0.1 g;  v = 0.999 v + 0.001 g²  (m = v = 0 before t = 1)
+                   θ - lr (m / (1 - 0.9^t)) / (sqrt(v / (1 - 0.999^t)) + 1e-8)
+    """
+
+    MOMENTUM, BETA1, BETA2, EPS = 0.9, 0.9, 0.999, 1e-8
+
+    def __init__(self, config: TrainConfig):
+        if config.optimizer not in ("gd", "momentum", "nesterov", "adam"):
+            raise ValueError(f"optimizer {config.optimizer!r} has no lockstep reference trajectory (its line "
+                             "search is the library's own): judge it by the suboptimality it reaches")
+        self.optimizer, self.lr, self.t, self.state = config.optimizer, config.lr, 0, None
+
+    def __call__(self, w, b, gw, gb):
+        lr = self.lr
+        if self.optimizer == "gd":
+            return w - lr * gw, b - lr * gb
+        self.t += 1
+        grads = (np.asarray(gw, dtype=np.float64), np.asarray(gb, dtype=np.float64))
+        if self.optimizer in ("momentum", "nesterov"):
+            self.state = grads if self.state is None else tuple(self.MOMENTUM * buf + g
+                                                                for buf, g in zip(self.state, grads))
+            steps = (self.state if self.optimizer == "momentum"
+                     else tuple(g + self.MOMENTUM * buf for g, buf in zip(grads, self.state)))
+        else:
+            if self.state is None:
+                self.state = tuple((np.zeros_like(g), np.zeros_like(g)) for g in grads)
+            b1, b2, t = self.BETA1, self.BETA2, self.t
+            self.state = tuple((b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g)
+                               for (m, v), g in zip(self.state, grads))
+            steps = tuple((m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + self.EPS) for m, v in self.state)
+        w_new = w - lr * steps[0]
+        b_new = b - lr * steps[1]
+        return w_new, (float(b_new) if np.ndim(b) == 0 and not isinstance(b, np.ndarray) else b_new)
+
+
 def reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
     """Float64 gradient descent of ``config`` (lr, steps, formulation, batch schedule, l2,
     record_every) on the data and init rounded to ``config.dtype``."""
@@ -138,6 +183,7 @@ def reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
     schedule = None if config.batch_size is None else batch_schedule(X.shape[0], config.batch_size,
                                                                      config.n_iters, config.shuffle_seed)
     losses = np.empty(config.n_records)
+    update = OptimizerSteps(config)
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(config.n_iters):
             Xb, yb = (X, y) if schedule is None else (X[schedule[t]], y[schedule[t]])
@@ -145,7 +191,7 @@ def reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
             if t % config.record_every == 0:
                 losses[t // config.record_every] = np.mean(sample_losses(z, yb, config.formulation)) + 0.5 * config.l2 * (w @ w)
             r = sigmoid(z) - yb
-            w, b = w - config.lr * (Xb.T @ r / len(yb) + config.l2 * w), b - config.lr * float(np.mean(r))
+            w, b = update(w, b, Xb.T @ r / len(yb) + config.l2 * w, float(np.mean(r)))
     return TrainResult.from_arrays(w, b, losses, config.record_every)
 
 
@@ -158,13 +204,14 @@ def _softmax_steps(X, y, w0, b0, config: TrainConfig):
     Y = one_hot(y, k)
     schedule = None if config.batch_size is None else batch_schedule(X.shape[0], config.batch_size,
                                                                      config.n_iters, config.shuffle_seed)
+    update = OptimizerSteps(config)
     for t in range(config.n_iters):
         rows = None if schedule is None else schedule[t]
         Xb, yb, Yb = (X, y, Y) if rows is None else (X[rows], y[rows], Y[rows])
         Z = Xb @ W + b
         yield t, W, b, Xb, yb, Z
         R = softmax(Z) - Yb
-        W, b = W - config.lr * (Xb.T @ R / len(yb) + config.l2 * W), b - config.lr * np.mean(R, axis=0)
+        W, b = update(W, b, Xb.T @ R / len(yb) + config.l2 * W, np.mean(R, axis=0))
     yield config.n_iters, W, b, None, None, None
 
 
@@ -200,6 +247,7 @@ def full_losses_along(X, y, w0, b0, config: TrainConfig, steps) -> np.ndarray:
                                                                      config.n_iters, config.shuffle_seed)
     out = np.full(steps.size, np.nan)
     k = 0
+    update = OptimizerSteps(config)
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(config.n_iters):
             while k < steps.size and steps[k] == t:
@@ -209,7 +257,7 @@ def full_losses_along(X, y, w0, b0, config: TrainConfig, steps) -> np.ndarray:
                 break
             Xb, yb = (X, y) if schedule is None else (X[schedule[t]], y[schedule[t]])
             r = sigmoid(Xb @ w + b) - yb
-            w, b = w - config.lr * (Xb.T @ r / len(yb) + config.l2 * w), b - config.lr * float(np.mean(r))
+            w, b = update(w, b, Xb.T @ r / len(yb) + config.l2 * w, float(np.mean(r)))
     return out
 
 

@@ -64,6 +64,28 @@ derivative is 0, so autograd gives the sample a zero gradient while the hand-der
 not: the K-class analogue of the binary ``saturated`` samples (``bench.oracle.saturated_count``).
 A backend declares ``supports_multiclass``; one that does not is refused at construction for
 ``n_classes >= 3`` with :class:`BackendUnavailableError` (a ``skipped`` row).
+
+Optimizers (``config.optimizer``; a backend lists those it implements in ``optimizers``, any other is
+refused at construction with :class:`BackendUnavailableError`, a ``skipped`` row). ``g_t`` is step
+``t``'s gradient above (``dL_t/dw``, ``λ w`` included, for the weight; ``dL_t/db``, not penalised, for
+the bias): the penalty is in the loss, as ``torch.optim``'s ``weight_decay=λ`` puts it (``g += λ θ``
+before any moment; ``torch-nn`` gives the bias its own parameter group with ``weight_decay=0``). Each
+parameter ``θ`` (``w``/``W`` and ``b``) has its own state, ``t = 1, 2, ..., n_iters``, ``lr = config.lr``
+(``torch.optim``'s semantics and default hyper-parameters)::
+
+    gd       : θ -= lr g_t                                 the seed's fixed step (the default), bit for bit
+    momentum : buf_t = g_1 if t = 1 else 0.9 buf_{t-1} + g_t           SGD(momentum=0.9), dampening 0
+               θ -= lr buf_t
+    nesterov : buf_t as momentum;  θ -= lr (g_t + 0.9 buf_t)           SGD(momentum=0.9, nesterov=True)
+    adam     : m_t = β1 m_{t-1} + (1 - β1) g_t,  v_t = β2 v_{t-1} + (1 - β2) g_t^2     m_0 = v_0 = 0
+               m̂ = m_t / (1 - β1^t),  v̂ = v_t / (1 - β2^t)
+               θ -= lr m̂ / (sqrt(v̂) + eps)                          β1 = 0.9, β2 = 0.999, eps = 1e-8
+
+Adam is computed in torch's order: ``denom = sqrt(v_t) / sqrt(1 - β2^t) + eps``, ``θ -= (lr / (1 - β1^t))
+m_t / denom``, the two step scalars in host double precision. The state (buffers, moments, ``t``) is
+reset at the start of every ``run()``, which starts again from ``(w0, b0)``. ``losses[i]`` is still the
+loss at the parameters before step ``i * record_every``'s update. ``lbfgs`` (history 10, strong-Wolfe line
+search) is each library's own solver; ``n_iters`` counts its iterations.
 """
 
 from __future__ import annotations

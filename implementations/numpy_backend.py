@@ -24,7 +24,9 @@ Two ways to evaluate the same ``L``:
   loss of that sample saturates at 100, but the gradient used here stays ``p - y``.
 * ``logits`` (the stable one): ``L = mean(log(1 + e^z) - y z)`` with ``logaddexp(0, z)``.
 
-The update is plain full-batch gradient descent: ``w -= lr * dL/dw``, ``b -= lr * dL/db``.
+The update is plain full-batch gradient descent: ``w -= lr * dL/dw``, ``b -= lr * dL/db``
+(``optimizer="gd"``); ``momentum``, ``nesterov`` and ``adam`` apply :mod:`implementations._optim`'s
+update to the same gradient, on ``xp`` arrays.
 
 Mini-batches (``batch_size = B``) and the L2 penalty (``l2 = λ``). Step ``t`` uses the rows
 ``S_t = schedule[t]`` (:func:`implementations.batch_schedule`, the same for every backend),
@@ -65,6 +67,7 @@ import contextlib
 import numpy as np
 
 from ._loop import gather, gradient_descent
+from ._optim import HAND_WRITTEN, stepper
 from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
 
 
@@ -115,6 +118,7 @@ class NumpyTrainer(Trainer):
     engine = "eager"
     style = "the seed's loop"
     supports_multiclass = True
+    optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update on xp arrays
 
     def __init__(self, config, xp=None):
         super().__init__(config)
@@ -207,7 +211,9 @@ class NumpyTrainer(Trainer):
             # this step's rows S_t, gathered inside the loop: part of the timed cost
             batch = None if self._idx is None else gather(lambda A, rows: xp.take(A, rows, axis=0),
                                                           self.X, self.y, self._idx, self._offsets)
-            w, b = gradient_descent(cfg, self._update, self.w0, self.b0, losses, (self.X, self.y), batch)
+            step = (self._update if cfg.optimizer == "gd" else  # other optimizers: fresh state every run
+                    stepper(cfg, self._step, xp.zeros_like, xp.sqrt))
+            w, b = gradient_descent(cfg, step, self.w0, self.b0, losses, (self.X, self.y), batch)
             self._w, self._b, self._losses = w, b, losses
             self.synchronize()
 

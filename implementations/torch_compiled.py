@@ -19,24 +19,30 @@ with ``record_every = 1``, ``K``-step calls that record every loss and a 1-step 
 the unrecorded steps up to the next record are ``K``-step and 1-step calls that compute no loss.
 
 **Mini-batches.** One compiled call per step, the gather included: ``step(X, y, idx)`` runs
-``X.index_select(0, idx)`` and the step above in one graph. Shapes are static (``dynamic=False``):
-a batch of ``B`` rows and, when ``n mod B != 0``, the short last batch of each epoch are two graphs
-(one recompile), each specialised to its size; with and without the loss, up to four.
+``X.index_select(0, idx)`` and the step above in one graph.
+
+**Shapes are dynamic** (``dynamic=True``): one graph per (dtype, formulation or none, steps per
+call, K) serves every ``n``, ``d`` and batch size, so a run over three data sets compiles about as
+much as a run over one (a graph costs seconds of compile time on a small CPU; with static shapes
+the default ``make bench`` needed a graph per data set, dtype, formulation and variant). dynamo still
+specialises a size of 0 or 1 (a batch of one row): one more graph, compiled like the others before
+the timed rounds.
 
 **Softmax** (``n_classes = K >= 3``): the traced step is ``torch-fused``'s plain K-class step
 (``Z = addmm(b, X, W)``, ``P = softmax(Z)``, ``R = P - one_hot(y)``, ``G = X^T R / m + λ W``; the loss by
 :func:`implementations._torch_common.softmax_loss`), in the same K-step and mini-batch graphs; ``K``
 is part of each graph's key.
 
-**When it compiles.** ``run()`` first makes sure every graph this configuration can need is compiled
-(a module-level record per shape, dtype, device and variant, so a trainer whose graphs another
-trainer of the process already built compiles nothing): in the harness that is the warm-up run
+**When it compiles.** ``run()`` first calls every compiled function this configuration uses once
+with each shape it will see (a module-level record per shape, dtype, device and variant, so a
+trainer whose shapes another trainer of the process already ran compiles nothing): in the harness that is the warm-up run
 (``bench.pipeline`` runs a short trainer of the same case first), so the timed rounds never trace
 or compile. ``fullgraph=True``: a graph break is an error, never a silent eager fallback, and
 ``recompile_limit`` is raised for these calls only, with ``fail_on_recompile_limit_hit``, so that
 many shapes in one process (a test session) cannot make dynamo fall back to eager either.
-:attr:`compiled_graphs` counts this configuration's graphs (``torch._dynamo``'s ``unique_graphs``
-counter, read around each compilation): it is how a test knows the row went through Inductor.
+:attr:`compiled_graphs` counts the graphs Inductor built for the compiled functions this
+configuration calls (``torch._dynamo``'s ``unique_graphs`` counter, read around each first call): it
+is how a test knows the row went through Inductor.
 
 The loop here is not :func:`implementations._loop.gradient_descent` on full batch (``K`` steps per
 call); mini-batches use it with the compiled step. CPU: Inductor generates C++ and needs a C++
@@ -62,7 +68,8 @@ from .torch_fused import TorchFusedTrainer, _step, _step_softmax
 STEPS_PER_CALL = 5  # K: steps traced into one full-batch call (compile time grows with it)
 RECOMPILE_LIMIT = 512  # graphs per code object while these calls run (dynamo's default is 8)
 
-_COMPILED_GRAPHS: dict[tuple, int] = {}  # variant key -> graphs Inductor compiled for it (this process)
+_SEEN: set[tuple] = set()  # (device, dtype, variant, K, shape) already called once in this process
+_GRAPHS: dict[tuple, int] = {}  # (device, dtype, variant, K) -> graphs Inductor compiled for it (this process)
 
 
 def _one_step(X, y, w, b, lr, l2, formulation: str | None, classes: int):
@@ -90,7 +97,7 @@ def _compiled(device_type: str, formulation: str | None, k: int | None, classes:
     fn = (functools.partial(_batch_step, formulation=formulation, classes=classes) if k is None
           else functools.partial(_k_steps, formulation=formulation, k=k, classes=classes))
     mode = "reduce-overhead" if device_type == "cuda" else None
-    return torch.compile(fn, mode=mode, dynamic=False, fullgraph=True)
+    return torch.compile(fn, mode=mode, dynamic=True, fullgraph=True)
 
 
 def _dynamo_limits():
@@ -151,23 +158,27 @@ class TorchCompiledTrainer(TorchTrainerBase):
             sizes = [bs] + ([self.n % bs] if self.n % bs else [])
             return [(f, None, m) for f in records for m in sizes]
         if cfg.record_every == 1:
-            return [(form, k, self.n) for k in [1] + ([K] if cfg.n_iters >= K else [])]
+            return [(form, k, self.n) for k in ([K] if cfg.n_iters >= K else []) + ([1] if cfg.n_iters % K else [])]
         span = min(cfg.record_every, cfg.n_iters) - 1  # the longest run of unrecorded steps
         return [(form, 1, self.n)] + [(None, k, self.n) for k in [1] + ([K] if span >= K else [])]
 
+    def _family(self, variant):
+        """The compiled function a variant calls: (device, dtype, formulation or None, k, K)."""
+        form, k, _rows = variant
+        return (self.dev.type, self.dev.index, str(self.X.dtype), form, k, self.k)
+
     def _key(self, variant):
-        return (self.dev.type, self.dev.index, str(self.X.dtype), self.n, self.d, *variant) + (
-            (self.k,) if self.k >= 3 else ())
+        return (*self._family(variant), self.n, self.d, variant[2])
 
     @property
     def compiled_graphs(self) -> int:
-        """Graphs Inductor compiled for this configuration's calls (0 before the first ``run``)."""
-        return sum(_COMPILED_GRAPHS.get(self._key(v), 0) for v in self._variants())
+        """Graphs Inductor compiled for the functions this configuration calls (0 before the first ``run``)."""
+        return sum(_GRAPHS.get(f, 0) for f in {self._family(v) for v in self._variants()})
 
     def _ensure_compiled(self):
         for variant in self._variants():
             key = self._key(variant)
-            if key in _COMPILED_GRAPHS:
+            if key in _SEEN:
                 continue
             form, k, m = variant
             before, t0 = unique_graphs(), time.perf_counter()
@@ -179,7 +190,9 @@ class TorchCompiledTrainer(TorchTrainerBase):
                 _compiled(self.dev.type, form, k, self.k)(self.X, self.y, w, b, self._lr, self._l2)
             synchronize(self.dev)
             self.compile_s += time.perf_counter() - t0
-            _COMPILED_GRAPHS[key] = unique_graphs() - before
+            fam = self._family(variant)
+            _GRAPHS[fam] = _GRAPHS.get(fam, 0) + unique_graphs() - before
+            _SEEN.add(key)
 
     # -- the run ------------------------------------------------------------------------------
 
