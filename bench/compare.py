@@ -46,7 +46,7 @@ from .report.format import _fmt_time
 from .report.stats import round_times_per_step
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-MATCH_KEYS = ["backend", "device", "dtype", "formulation", "dataset", "batch_size", "l2"]
+MATCH_KEYS = ["backend", "device", "dtype", "formulation", "dataset", "batch_size", "l2", "optimizer"]
 # every row must name these; a row that ran (status ok) must have a time per step
 REQUIRED = ["backend", "device", "dtype", "formulation", "dataset", "status", "time_per_iter_s"]
 _SKIP_ENV = {"run_id", "created_utc", "notes", "datetime"}

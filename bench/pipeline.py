@@ -74,15 +74,18 @@ def default_iters(n: int, d: int) -> int:
 
 
 SEED_LR = 0.01  # the seed article's learning rate
+SEED_K_CLASS = "iris-3class"  # the seed's data with its three classes: the seed's settings too (issue 19)
 
 
 def default_lr(dataset: str, l2: float = 0.0, seed: int = 0) -> float:
-    """The seed's 0.01 on ``iris`` (the article's recipe, unchanged); ``1/L`` elsewhere, ``L`` the
+    """The seed's 0.01 on ``iris`` (the article's recipe, unchanged) and on ``iris-3class`` (the same
+    data with its three classes, issue 19's softmax seed; 5000 steps there too, from :func:`default_iters`);
+    ``1/L`` elsewhere, ``L`` the
     smoothness bound of :func:`bench.oracle.smoothness`: the largest step plain gradient descent
     takes safely, so that a run gets somewhere in its few steps and time-to-accuracy means something
     (at 0.01 no default synthetic run comes within 10 % of the optimum). A dataset that cannot be
     built keeps 0.01; its rows then fail with the reason."""
-    if datasets.is_seed(dataset):
+    if datasets.is_seed(dataset) or datasets.source(dataset).base == SEED_K_CLASS:
         return SEED_LR
     try:
         return 1.0 / oracle.smoothness(datasets.load(dataset, seed).X, l2, datasets.n_classes(dataset))
@@ -90,9 +93,10 @@ def default_lr(dataset: str, l2: float = 0.0, seed: int = 0) -> float:
         return SEED_LR
 
 
-def bytes_per_step(m: int, d: int, dtype: str) -> int:
-    """The least a step must move: read its ``m`` rows of X once, plus y and the parameters."""
-    return np.dtype(dtype).itemsize * (m * d + m + 2 * (d + 1))
+def bytes_per_step(m: int, d: int, dtype: str, n_classes: int = 2) -> int:
+    """The least a step must move: read its ``m`` rows of X once, plus y and the parameters (read
+    and written: ``d + 1`` of them, ``(d + 1) K`` with ``n_classes = K >= 3``)."""
+    return np.dtype(dtype).itemsize * (m * d + m + 2 * (d + 1) * (n_classes if n_classes >= 3 else 1))
 
 
 def matrix(backends, devices, datasets_, dtypes, formulations, batch_sizes=(None,), l2s=(0.0,), iters=None,
@@ -260,7 +264,7 @@ class Evaluator:
         except ValueError:
             pass
         return Row.for_case(self.run_id, case, n=n, d=d, epochs=case.config.n_iters * m / n,
-                            bytes_per_step=bytes_per_step(m, d, case.config.dtype),
+                            bytes_per_step=bytes_per_step(m, d, case.config.dtype, case.config.n_classes),
                             tolerance=oracle.config_tolerance(case.config, m, d), **extra, **fields)
 
     def execute(self, case: Case) -> Outcome:
@@ -314,8 +318,8 @@ class Evaluator:
             return self._failure(case, exc)
         finally:
             _close(warm)
-        return self.scale_fields(case, trainer, self.evaluate(case, trainer, m, transfer_s=transfer_s,
-                                                              peak_mem_mb=peak.mb, load=load))
+        outcome = self.evaluate(case, trainer, m, transfer_s=transfer_s, peak_mem_mb=peak.mb, load=load)
+        return self.scale_fields(case, trainer, _compile_fields(outcome, trainer, warm))
 
     def scale_fields(self, case: Case, trainer, outcome: Outcome) -> Outcome:
         """A timed ``ok`` row's scale-out figures, from what the trainer declares and offers (never
@@ -400,11 +404,15 @@ class Evaluator:
             if case.device == "cpu" and figs and roofline.fits_in_cache(row.bytes_per_step, figs):
                 fields["compute_fraction"] = roofline.compute_fraction(
                     fields["time_per_iter_s"], min(case.config.batch_size or row.n, row.n), row.d, case.config.dtype,
-                    figs)
+                    figs, case.config.n_classes)
+                fields["bound"] = "compute"
+            elif case.config.n_classes >= 3 and figs:  # softmax: the larger of the memory and compute floors
+                fields.update(_k_class_floor(row, case, figs, fields["time_per_iter_s"]))
             else:
                 bw = figs.get("host_read") if case.device == "cpu" else (figs.get("device_read") or figs.get("device_copy"))
                 if bw:
                     fields["roofline_fraction"] = fields["achieved_gbps"] / bw
+                    fields["bound"] = "memory"
         fields["final_loss"] = float(res.losses[-1])
         ref = self.reference(case)
         step = divergence(res)
@@ -437,6 +445,33 @@ class Evaluator:
             reasons.append(noise_reason(m, load))
         fields["reason"] = "; ".join(reasons)
         return Outcome(row.replace(**fields), curve)
+
+
+def _k_class_floor(row: Row, case: Case, figs: dict, time_per_iter_s: float) -> dict:
+    """A K-class row out of cache (issue 19): its step reads X once but does ``4 m d K`` flops, so its
+    floor is ``max(bytes / bandwidth, flops / compute roof)`` (:func:`bench.roofline.step_floor`);
+    ``roofline_fraction`` = that floor / the measured step, ``compute_fraction`` = the flops against
+    the compute roof (the same figure when compute-bound), ``bound`` = which floor it is."""
+    m = min(case.config.batch_size or row.n, row.n)
+    floor = roofline.step_floor(row.bytes_per_step, m, row.d, case.config.dtype, figs, case.config.n_classes,
+                                "cpu" if case.device == "cpu" else case.device)
+    out: dict = {}
+    if floor.seconds is not None and time_per_iter_s and time_per_iter_s > 0:
+        out.update(roofline_fraction=floor.seconds / time_per_iter_s, bound=floor.bound)
+    if floor.compute_s is not None and time_per_iter_s and time_per_iter_s > 0:
+        out["compute_fraction"] = floor.compute_s / time_per_iter_s
+    return out
+
+
+def _compile_fields(outcome: Outcome, trainer, warm) -> Outcome:
+    """What a compiling trainer offers (``compiled_graphs``, ``compile_s``: torch-compiled) into the
+    row: the graphs its calls went through, and the seconds spent compiling them — in the warm-up
+    trainer, or in the timed trainer's own untimed warm-up round when the run is too short for a twin)."""
+    if not hasattr(trainer, "compiled_graphs"):
+        return outcome
+    seconds = sum(getattr(t, "compile_s", 0.0) or 0.0 for t in (warm, trainer) if t is not None)
+    return Outcome(outcome.row.replace(compiled_graphs=int(trainer.compiled_graphs), compile_s=seconds),
+                   outcome.curve)
 
 
 def _engine(backend: str) -> str | None:

@@ -94,7 +94,8 @@ class Row:
     record_every: int | None = None
     workers: int | None = None
     n_classes: int | None = None  # 2: the sigmoid model; K >= 3: softmax
-    optimizer: str | None = None  # gd (the seed), momentum, nesterov, adam, lbfgs
+    optimizer: str | None = None  # gd (the seed), momentum, nesterov, adam, lbfgs, solver
+    evaluations: int | None = None  # lbfgs: loss-and-gradient evaluations its line searches used (n_iters counts iterations)
     # threads: asked for, and read back from each library inside the run
     threads: int | None = None
     threads_torch: int | None = None
@@ -116,6 +117,8 @@ class Row:
     other_load: float | None = None  # cores busy with other processes (or stolen by the hypervisor) while timing
     times_s: str | None = None  # every timed round, space-separated seconds (for bench compare)
     transfer_s: float | None = None
+    compiled_graphs: int | None = None  # graphs the compiler built for this row's calls (torch-compiled)
+    compile_s: float | None = None  # seconds spent compiling them (in the warm-up, outside the timed rounds)
     # cuda rows (bench.timing): CUDA-event time of the same rounds as the wall times above, and the device
     event_time_median_s: float | None = None
     event_time_per_iter_s: float | None = None
@@ -124,7 +127,10 @@ class Row:
     bytes_per_step: int | None = None
     achieved_gbps: float | None = None
     roofline_fraction: float | None = None  # against the memory floor; empty where a step's data fits in cache
+    # (K-class rows: against the larger of the memory and compute floors, bench.roofline.step_floor)
     compute_fraction: float | None = None  # against the in-cache FMA rate; only where a step's data fits in cache
+    # (K-class rows: also out of cache, flops 4 m d K against the measured compute roof)
+    bound: str | None = None  # which floor applies: "memory" or "compute" (binary: compute in cache, memory out)
     peak_mem_mb: float | None = None
     # against the float64 oracle (bench.oracle)
     final_loss: float | None = None
@@ -328,7 +334,24 @@ def environment(run_id: str) -> dict:
 # ----------------------------------------------------------------------------------------------
 # time to target: the one definition (Row.time_to_target_s, time_to_target.csv, the summary)
 
-TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)
+TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6)
+# optimizers whose rows are judged by the optimum they reach, not by a lockstep path against the
+# float64 oracle: L-BFGS (each library's own line search) and a library's own solver (scikit-learn)
+JUDGED_BY_OPTIMUM = ("lbfgs", "solver")
+
+
+def point_times(steps, time_per_iter_s, measured=None) -> np.ndarray:
+    """The wall time of each recorded point: ``measured`` (losses.csv ``time_s``) where the row
+    recorded it — an L-BFGS iteration's end (line searches make iterations unequal), a scikit-learn
+    fit with ``max_iter = 2^i`` (each fit timed on its own, as benchopt does) — else
+    ``step × time_per_iter_s`` (equal steps)."""
+    steps = np.asarray(steps, dtype=float)
+    tpi = math.nan if time_per_iter_s is None or pd.isna(time_per_iter_s) else float(time_per_iter_s)
+    out = steps * tpi
+    if measured is not None:
+        m = np.asarray(pd.to_numeric(pd.Series(measured), errors="coerce"), dtype=float)
+        out = np.where(np.isnan(m), out, m)
+    return out
 
 
 def relative_suboptimality(objective, optimum: float):
@@ -359,10 +382,11 @@ _NEWER_COLUMNS: dict[str, str] = {
     "threads_numba": "Int64", "oversubscribed": "boolean", "compute_fraction": "Float64",
     "library": "string", "gradient": "string", "engine": "string", "compiled": "boolean", "style": "string",
     "dataset_origin": "string", "dataset_sha256": "string", "density": "Float64",
-    "n_classes": "Int64", "optimizer": "string",
+    "n_classes": "Int64", "bound": "string", "optimizer": "string", "evaluations": "Int64", "compiled_graphs": "Int64", "compile_s": "Float64",
 }
 ATTRIBUTE_COLUMNS = ("library", "gradient", "engine", "compiled", "style")
-LOSS_COLUMNS = ["case_id", "step", "loss", "ref_loss", "full_loss"]
+# time_s: the point's measured wall time where the row recorded one (see point_times), else empty
+LOSS_COLUMNS = ["case_id", "step", "loss", "ref_loss", "full_loss", "time_s"]
 
 # FOR OLD RUNS ONLY (files written before rows carried the backend's declared attributes): what each
 # backend of that time was. Never consulted for a row that has a ``library`` column — today's rows
@@ -450,11 +474,11 @@ def normalize_losses(losses: pd.DataFrame | None, rows: pd.DataFrame) -> pd.Data
         keys = ["backend", "device", "dtype", "formulation", "dataset"]
         full = rows[rows["loop"] == "full-batch"].drop_duplicates(keys)[keys + ["case_id"]]
         losses = losses.astype({k: "string" for k in keys}).merge(full, on=keys, how="inner")
-    for c in ("ref_loss", "full_loss"):
+    for c in ("ref_loss", "full_loss", "time_s"):
         if c not in losses:
             losses[c] = np.nan
     out = losses[LOSS_COLUMNS].copy()
     out["case_id"] = out["case_id"].astype("string")
-    for c in ("step", "loss", "ref_loss", "full_loss"):
+    for c in ("step", "loss", "ref_loss", "full_loss", "time_s"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
     return out.sort_values(["case_id", "step"], kind="stable").reset_index(drop=True)

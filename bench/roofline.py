@@ -42,8 +42,20 @@ Public API (what rows use)::
     figures["device_copy"]      # GB/s on the first non-cpu device, None without one
     figures["device_read"]      # GB/s, a CUDA device's floor (HBM read, torch.sum); device_gflops_<dtype> its roof
     figures["array_mib"], figures["llc_mib"], figures["threads"]     # how it was measured
-    compute_fraction(time_per_step_s, m, d, dtype, figures)          # float or None
+    compute_fraction(time_per_step_s, m, d, dtype, figures, n_classes=2)   # float or None
     fits_in_cache(bytes_per_step, figures)                           # bool: which fraction to report
+    step_floor(bytes_per_step, m, d, dtype, figures, n_classes, device)    # StepFloor: seconds, bound
+
+**K classes (softmax, issue 19).** A K-class step still reads ``X`` once, but its products are
+matrix-matrix (``X W`` and ``X^T (P - Y)`` with ``W`` of shape ``(d, K)``): ``4 m d K`` flops for
+about the same bytes, ``K`` times the binary step's arithmetic intensity. Its floor is therefore the
+larger of the two: ``t_floor = max(bytes_per_step / B, flops_per_step / gflops)`` (:func:`step_floor`),
+and the row's ``bound`` says which one it is (``memory`` or ``compute``). Out of cache a K-class row
+reports ``roofline_fraction = t_floor / t_measured`` (against that larger floor) and
+``compute_fraction = flops / t_measured / gflops`` (against the compute roof; equal to
+``roofline_fraction`` when the row is compute-bound); in cache it reports ``compute_fraction`` only,
+as a binary row does. Binary rows keep the rule above unchanged (``bound``: ``compute`` in cache,
+``memory`` out of it, i.e. the fraction they report).
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
@@ -292,20 +305,50 @@ def measure_roofline(devices=("cpu",), threads: int | None = None, host_bytes: i
 
 
 
-def flops_per_step(m: int, d: int) -> int:
-    """Multiply-adds of one step on ``m`` rows: ``z = X w`` and ``X^T r``, ``2 m d`` flops each."""
-    return 4 * m * d
+def flops_per_step(m: int, d: int, n_classes: int = 2) -> int:
+    """Multiply-adds of one step on ``m`` rows: ``z = X w`` and ``X^T r``, ``2 m d`` flops each
+    (binary); with ``n_classes = K >= 3``, ``Z = X W`` and ``X^T (P - Y)``, ``2 m d K`` flops each."""
+    return 4 * m * d * (n_classes if n_classes >= 3 else 1)
 
 
-def compute_fraction(time_per_step_s: float, m: int, d: int, dtype: str, figures: dict) -> float | None:
-    """``flops_per_step / time_per_step / host_gflops_<dtype>`` (1.0 = the cores' FMA rate); None if unknown."""
-    peak = figures.get(f"host_gflops_{dtype}")
+def compute_fraction(time_per_step_s: float, m: int, d: int, dtype: str, figures: dict,
+                     n_classes: int = 2, device: str = "cpu") -> float | None:
+    """``flops_per_step / time_per_step / <roof>`` (1.0 = the FMA rate); None if unknown. The roof is
+    ``host_gflops_<dtype>`` on the CPU, ``device_gflops_<dtype>`` elsewhere."""
+    peak = figures.get(f"host_gflops_{dtype}" if device == "cpu" else f"device_gflops_{dtype}")
     if not peak or not time_per_step_s or time_per_step_s <= 0:
         return None
-    return flops_per_step(m, d) / time_per_step_s / (peak * 1e9)
+    return flops_per_step(m, d, n_classes) / time_per_step_s / (peak * 1e9)
 
 
 def fits_in_cache(bytes_per_step: int, figures: dict) -> bool:
     """True when a step's data fits in the last-level cache: report ``compute_fraction``, not ``roofline_fraction``."""
     llc = figures.get("llc_mib") or 0
     return bytes_per_step <= llc * 2**20
+
+
+class StepFloor(NamedTuple):
+    """The least time a step can take on this hardware, and what sets it."""
+
+    seconds: float | None  # None: neither the bandwidth nor the compute roof is known
+    bound: str | None  # "memory" or "compute" (None with seconds)
+    memory_s: float | None  # bytes_per_step / bandwidth
+    compute_s: float | None  # flops_per_step / compute roof
+
+
+def step_floor(bytes_per_step: int, m: int, d: int, dtype: str, figures: dict, n_classes: int = 2,
+               device: str = "cpu") -> StepFloor:
+    """``max(bytes / bandwidth, flops / compute roof)`` and which term is the larger. Bandwidth:
+    ``host_read`` on the CPU, ``device_read`` (else ``device_copy``) on a device; roof:
+    ``host_gflops_<dtype>`` / ``device_gflops_<dtype>``. A term whose figure is unknown is left out."""
+    if device == "cpu":
+        bw, peak = figures.get("host_read"), figures.get(f"host_gflops_{dtype}")
+    else:
+        bw, peak = figures.get("device_read") or figures.get("device_copy"), figures.get(f"device_gflops_{dtype}")
+    mem = bytes_per_step / (bw * 1e9) if bw else None
+    comp = flops_per_step(m, d, n_classes) / (peak * 1e9) if peak else None
+    if mem is None and comp is None:
+        return StepFloor(None, None, None, None)
+    if comp is not None and (mem is None or comp > mem):
+        return StepFloor(comp, "compute", mem, comp)
+    return StepFloor(mem, "memory", mem, comp)

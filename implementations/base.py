@@ -100,7 +100,10 @@ import numpy as np
 
 DTYPES = ("float32", "float64")
 FORMULATIONS = ("probs", "logits")
-OPTIMIZERS = ("gd", "momentum", "nesterov", "adam", "lbfgs")  # "gd": the seed's fixed-step gradient descent
+OPTIMIZERS = ("gd", "momentum", "nesterov", "adam", "lbfgs", "solver")  # "gd": the seed's fixed-step gradient descent
+# "lbfgs": history 10, strong-Wolfe line search (numpy: scipy's L-BFGS-B, its own line search); n_iters counts
+# iterations; full batch only. "solver": a library's own solver run to growing max_iter (scikit-learn's
+# LogisticRegression, benchopt's way: losses[i] is a fit with max_iter = 2^i, n_iters the number of fits).
 LOG_CLAMP = -100.0  # torch.nn.functional.binary_cross_entropy clamps log() at -100
 
 
@@ -526,6 +529,9 @@ class Trainer(ABC):
         if config.n_classes >= 3 and not cls.supports_multiclass:
             return (f"n_classes >= 3 is not implemented in {who} yet (it declares supports_multiclass = False), "
                     f"got n_classes={config.n_classes}")
+        if config.optimizer == "lbfgs" and config.batch_size is not None:
+            return (f"{who}: L-BFGS runs full batch only (a line search on mini-batches is not what users run), "
+                    f"got batch_size={config.batch_size}")
         if config.optimizer not in tuple(cls.optimizers):
             return (f"optimizer {config.optimizer!r} is not implemented in {who} (it declares optimizers "
                     f"{tuple(cls.optimizers)})")

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ._loop import gradient_descent
+from ._optim import HAND_WRITTEN, stepper
 from ._torch_common import TorchTrainerBase, softmax_loss, synchronize, to_host
 
 
@@ -49,6 +50,7 @@ class TorchManualTrainer(TorchTrainerBase):
     engine = "eager"
     style = "the seed's loop, no autograd"
     supports_multiclass = True
+    optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update on tensors
 
     @torch.no_grad()
     def _step_softmax(self, X, y, w, b, record):
@@ -95,7 +97,9 @@ class TorchManualTrainer(TorchTrainerBase):
     def _run(self):
         w, b, losses = self._start()
         batch = self._batches(lambda A, rows: A.index_select(0, rows))  # a device gather
-        self._w, self._b = gradient_descent(self.config, self._update, w, b, losses, (self.X, self.y), batch)
+        step = (self._update if self.config.optimizer == "gd" else  # other optimizers: fresh state every run
+                stepper(self.config, self._step, torch.zeros_like, torch.sqrt))
+        self._w, self._b = gradient_descent(self.config, step, w, b, losses, (self.X, self.y), batch)
         self._losses = losses
         synchronize(self.dev)
 
