@@ -25,6 +25,10 @@ RESULTS = Path("results")
 DEFAULT_DATASETS = ("iris", "synthetic-10kx100", "synthetic-100kx100")
 # the mini-batch block of the default run: every backend at batch 64 on a 100k-row set
 MINIBATCH_DATASET, MINIBATCH_SIZE, MINIBATCH_ITERS = "synthetic-100kx100", 64, 2000
+# the softmax block of the default run (issue 19): every backend, full batch, float32, probs and logits, on
+# the seed's data with its 3 classes (the seed's lr 0.01 and 5000 steps) and on a 100k x 100 set with K = 10
+# (1/L and the default steps): its verdict compares the K = 10 answer with the binary 100k x 100 rows'
+SOFTMAX_DATASETS, SOFTMAX_DTYPES = ("iris-3class", "synthetic-100kx100-k10"), ("float32",)
 # n from 1e2 to 1e6 at d = 100, and d = 10 and 1000 at n = 1e4
 SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", "synthetic-100kx100",
                   "synthetic-1Mx100", "synthetic-10kx10", "synthetic-10kx1000")
@@ -176,10 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-sizes", nargs="+", type=_batch_size, default=None, metavar="B",
                      help="'full' and/or mini-batch sizes (default: full; and when neither --datasets nor "
                           f"--batch-sizes is given, a mini-batch block too: the same backends at batch "
-                          f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, float32, probs, {MINIBATCH_ITERS} steps)")
+                          f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, float32, probs, {MINIBATCH_ITERS} steps; and a "
+                          f"softmax block: full batch on {' and '.join(SOFTMAX_DATASETS)}, float32)")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=_positive_float, default=1e-3,
                      help="suboptimality that defines time_to_target_s (default: 1e-3)")
+    run.add_argument("--time-to-model", action="store_true",
+                     help="run only the time-to-a-trained-model block (part of the default run): gd, adam and lbfgs "
+                          "of each backend (default: numpy torch torch-nn jax) and scikit-learn's solvers "
+                          "(sklearn-lbfgs, sklearn-newton-cholesky) to 1e-4 and 1e-6 relative suboptimality on "
+                          "breast-cancer[standardize], float64, logits, l2=1e-3 (see bench/time_to_model.py); "
+                          "--backends picks which")
     run.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/runs/<run-id>, always new)")
     run.set_defaults(func=cmd_run, kind="runs", optimum=True)
 
@@ -295,6 +306,7 @@ def _resolve(option: str, spec: str) -> str:
 def _common(args):
     from .pipeline import default_backends, default_devices
 
+    args.backends_given = args.backends is not None
     args.backends = _backends(args.backends, default_backends)
     args.devices = _devices(args.devices) if args.devices else default_devices()
     args.datasets_given = args.datasets is not None
@@ -320,9 +332,34 @@ def _cases(args, lr=None):
                             batch_sizes=(MINIBATCH_SIZE,),
                             **{**common, "dtypes": ("float32",), "formulations": ("probs",),
                                "iters": args.iters or MINIBATCH_ITERS})
+            cases += matrix(datasets_=tuple(with_options(ds, standardize=args.standardize) for ds in SOFTMAX_DATASETS),
+                            **{**common, "dtypes": SOFTMAX_DTYPES})
+            cases += _time_to_model_cases(args, given=False)
+        if getattr(args, "time_to_model", False):
+            cases = _time_to_model_cases(args, given=True)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return cases
+
+
+def _time_to_model_cases(args, given: bool):
+    """The time-to-a-trained-model block (bench.time_to_model), on cpu: its default loops and solvers,
+    or (``--time-to-model`` with ``--backends``) the named backends' loops, scikit-learn's named as solvers."""
+    from implementations import get_backend
+
+    from . import time_to_model as ttm
+
+    backends, solvers = ttm.BACKENDS, ttm.SOLVERS
+    if given and args.backends_given:
+        def solver_only(name):
+            try:
+                return tuple(get_backend(name).optimizers) == ("solver",)
+            except ValueError:
+                return False
+
+        backends = tuple(b for b in args.backends if not solver_only(b))
+        solvers = tuple(b for b in args.backends if solver_only(b))
+    return ttm.cases(("cpu",), args.seed, backends, solvers)
 
 
 def _claim(args, kind, run_id, owned=None, report=True):

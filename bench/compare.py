@@ -243,7 +243,8 @@ def _key_frame(df: pd.DataFrame, by_case_id: bool) -> pd.DataFrame:
         bs = df["batch_size"].astype("Float64").map(lambda v: "full" if pd.isna(v) else str(int(v)))
         df["_key"] = (df["backend"].astype(str) + "|" + df["device"].astype(str) + "|" + df["dtype"].astype(str) + "|"
                       + df["formulation"].astype(str) + "|" + df["dataset"].astype(str) + "|" + bs + "|"
-                      + df["l2"].astype(float).map("{:g}".format))
+                      + df["l2"].astype(float).map("{:g}".format)
+                      + "|" + df["optimizer"].fillna("gd").astype(str))  # part of a row's identity, as in the case id
     return df.drop_duplicates("_key")
 
 

@@ -34,12 +34,14 @@ from implementations import BACKENDS, BackendUnavailableError, TrainConfig, crea
 from . import data as datasets
 from . import oracle, roofline
 from .memory import PeakMemory
-from .records import Case, Row
+from .records import JUDGED_BY_OPTIMUM, Case, Row
 from .timing import CpuSample, Measurement, Threads, measure, thread_parity, timed
 
 WARMUP_STEPS = 10  # warm-up run length (same backend, shapes, dtype, device; >= 2 compiled chunks)
 LOSS_POINTS = 500  # loss-curve points kept per row for losses.csv and the plots
 DIVERGENCE_GROWTH = 1e5  # a loss above 1e5 x its first value has diverged (benchopt's rule)
+# lbfgs / solver rows: verdict "pass" at or below this relative suboptimality (L − L*)/|L*| at the end
+OPTIMUM_RTOL = {"float64": 1e-6, "float32": 1e-4}
 
 
 def default_devices() -> tuple[str, ...]:
@@ -60,9 +62,11 @@ def default_backends() -> tuple[str, ...]:
     ``skipped`` with the reason."""
     def single_process(name):
         try:
-            return not get_backend(name).data_parallel
+            cls = get_backend(name)
         except Exception:  # not importable here: its rows say why
             return True
+        # a backend without gradient descent (scikit-learn's solvers: optimizer "solver") has its own block
+        return not cls.data_parallel and "gd" in tuple(cls.optimizers)
 
     return tuple(name for name in BACKENDS if single_process(name))
 
@@ -414,6 +418,8 @@ class Evaluator:
                     fields["roofline_fraction"] = fields["achieved_gbps"] / bw
                     fields["bound"] = "memory"
         fields["final_loss"] = float(res.losses[-1])
+        if case.config.optimizer in JUDGED_BY_OPTIMUM:  # no lockstep path: judged by the optimum it reaches
+            return self._evaluate_by_optimum(case, trainer, res, m, row, fields, load)
         ref = self.reference(case)
         step = divergence(res)
         if step is not None:
@@ -429,7 +435,8 @@ class Evaluator:
         stride = max(1, len(res.losses) // LOSS_POINTS)
         steps = np.arange(0, len(res.losses), stride) * case.config.record_every
         curve = pd.DataFrame({"case_id": case.case_id, "step": steps, "loss": res.losses[::stride],
-                              "ref_loss": ref.losses[::stride], "full_loss": self.full_losses(case, steps)})
+                              "ref_loss": ref.losses[::stride], "full_loss": self.full_losses(case, steps),
+                              "time_s": np.nan})  # equal steps: time = step × time_per_iter_s
         opt = self.optimum(case.dataset, case.config.l2)
         if opt is not None:
             fields.update(optimum_loss=opt.loss, suboptimality=opt.suboptimality(ds.X, ds.y, res.w, res.b),
@@ -444,6 +451,60 @@ class Evaluator:
         if m is not None and m.noisy:
             reasons.append(noise_reason(m, load))
         fields["reason"] = "; ".join(reasons)
+        return Outcome(row.replace(**fields), curve)
+
+    def _evaluate_by_optimum(self, case: Case, trainer, res, m, row: Row, fields: dict, load) -> Outcome:
+        """An ``lbfgs`` or ``solver`` row: its line search (each library's own) or solver follows no path
+        the float64 oracle can reproduce step by step, so there is **no lockstep comparison**. It is judged
+        by the optimum it reaches: verdict ``pass`` when its final relative suboptimality (L − L*)/|L*|,
+        on the full data in float64, is at most :data:`OPTIMUM_RTOL` of its dtype (1e-6 in float64), else
+        ``n/a (line search)`` — not converged in ``n_iters``, which is not a fault; ``fail`` only when it
+        diverged. Its points' times are the ones it measured (``point_times_s``: an L-BFGS iteration's
+        end, a scikit-learn fit's own time), scaled so that its run takes the median round's time."""
+        from .records import first_step_to_target, point_times
+
+        ds = self.problem(case.dataset).dataset
+        cfg = case.config
+        step = divergence(res)
+        fields["evaluations"] = getattr(trainer, "evaluations", None)
+        if step is not None:
+            fields["first_nonfinite_step"] = res.first_nonfinite_step
+            return Outcome(row.replace(**fields, verdict="fail", status="diverged",
+                                       reason=f"loss or parameters non-finite or grown from iteration {step}"))
+        stride = max(1, len(res.losses) // LOSS_POINTS)
+        steps = np.arange(0, len(res.losses), stride) * cfg.record_every
+        measured = getattr(trainer, "point_times_s", None)
+        time_s = np.full(len(steps), np.nan)
+        if measured is not None and m is not None:
+            run_s = getattr(trainer, "run_s", None) or float(np.nanmax(measured))
+            time_s = np.asarray(measured, dtype=float)[::stride] * (m.median / run_s if run_s > 0 else 1.0)
+        curve = pd.DataFrame({"case_id": case.case_id, "step": steps, "loss": res.losses[::stride],
+                              "ref_loss": np.nan, "full_loss": np.nan, "time_s": time_s})
+        what = {"lbfgs": "L-BFGS (each library's own line search)",
+                "solver": "a library's own solver (fits with growing max_iter)"}[cfg.optimizer]
+        reasons = [f"{what}: no lockstep comparison with the float64 oracle; judged by the optimum it reaches"]
+        verdict = "n/a (line search)"
+        opt = self.optimum(case.dataset, cfg.l2)
+        if opt is not None:
+            sub = opt.suboptimality(ds.X, ds.y, res.w, res.b)
+            rel = sub / abs(opt.loss) if opt.loss else math.inf
+            tol = OPTIMUM_RTOL[cfg.dtype]
+            fields.update(optimum_loss=opt.loss, suboptimality=sub, rel_dist_opt=opt.rel_distance(res.w, res.b))
+            verdict = "pass" if rel <= tol else "n/a (line search)"
+            reasons[0] += (f" (relative suboptimality {rel:.1e} {'<=' if rel <= tol else '>'} {tol:.0e}"
+                           + ("" if rel <= tol else f": not converged in {cfg.n_iters} iterations") + ")")
+            if m is not None:
+                objective = curve.loss.to_numpy()
+                times = point_times(steps, fields["time_per_iter_s"], time_s)
+                hit = first_step_to_target(steps, objective, opt.loss, self.options.target)
+                if not math.isnan(hit):
+                    fields["time_to_target_s"] = float(times[np.flatnonzero(steps == hit)[0]])
+        iterations = getattr(trainer, "solver_iterations", None)
+        if iterations:
+            reasons.append(f"scikit-learn iterations per fit: {' '.join(map(str, iterations))}")
+        if m is not None and m.noisy:
+            reasons.append(noise_reason(m, load))
+        fields.update(verdict=verdict, reason="; ".join(reasons))
         return Outcome(row.replace(**fields), curve)
 
 
@@ -578,7 +639,7 @@ class RunResult:
         return to_frame(self.rows)
 
     def losses(self) -> pd.DataFrame:
-        cols = ["case_id", "step", "loss", "ref_loss", "full_loss"]
+        cols = ["case_id", "step", "loss", "ref_loss", "full_loss", "time_s"]
         parts = [c for c in self.curves if c is not None and len(c)]
         return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 

@@ -346,8 +346,9 @@ def point_times(steps, time_per_iter_s, measured=None) -> np.ndarray:
     fit with ``max_iter = 2^i`` (each fit timed on its own, as benchopt does) — else
     ``step × time_per_iter_s`` (equal steps)."""
     steps = np.asarray(steps, dtype=float)
-    tpi = math.nan if time_per_iter_s is None or pd.isna(time_per_iter_s) else float(time_per_iter_s)
-    out = steps * tpi
+    tpi = np.asarray(pd.to_numeric(pd.Series(np.atleast_1d(np.asarray(time_per_iter_s, dtype=object))),
+                                   errors="coerce"), dtype=float)  # one per point, or one for all
+    out = steps * (tpi if tpi.size != 1 else tpi[0])  # (empty curves: empty out)
     if measured is not None:
         m = np.asarray(pd.to_numeric(pd.Series(measured), errors="coerce"), dtype=float)
         out = np.where(np.isnan(m), out, m)

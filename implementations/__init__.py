@@ -237,6 +237,9 @@ register("jax", "implementations.jax_backend:JaxTrainer", origin="built-in")
 # data-parallel (config.workers ranks): torch.distributed and Dask
 register("torch-ddp", "implementations.torch_ddp:TorchDDPTrainer", origin="built-in")
 register("numpy-dask", "implementations.numpy_dask:NumpyDaskTrainer", origin="built-in")
+# what a user would pick instead of a loop: scikit-learn's LogisticRegression (optimizer "solver" only)
+register("sklearn-lbfgs", "implementations.sklearn_backend:SklearnTrainer", origin="built-in")
+register("sklearn-newton-cholesky", "implementations.sklearn_backend:SklearnNewtonCholeskyTrainer", origin="built-in")
 
 
 __all__ = [

@@ -54,6 +54,7 @@ class Trace:
         self.loss: dict[int, float] = {}
         self.time: dict[int, float] = {}
         self.evaluations = 0
+        self.iterations = 0  # iterations run (fewer than n_iters when it stopped: no progress possible)
         self.run_s = math.nan
 
     def evaluation(self, iteration: int, loss: float) -> None:
@@ -73,7 +74,7 @@ class Trace:
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """``(losses, point_times_s)`` of the recorded iterates ``0, every, 2 every, ... < n_iters``."""
         self.run_s = time.perf_counter() - self.t0
-        last = max(self.loss) if self.loss else 0
+        last = self.iterations = max(self.loss) if self.loss else 0
         ks = [min(k, last) for k in range(0, self.n_iters, self.every)]
         losses = np.array([self.loss.get(k, math.nan) for k in ks], dtype=np.float64)
         times = np.array([self.time.get(k, math.nan) for k in ks], dtype=np.float64)
@@ -98,7 +99,7 @@ def torch_lbfgs(params, loss_fn, config):
         opt.zero_grad()
         loss = loss_fn()
         loss.backward()
-        trace.evaluation(int(state.get("n_iter", 0)), float(loss))  # LBFGS calls float(loss) itself anyway
+        trace.evaluation(int(state.get("n_iter", 0)), float(loss.detach()))  # LBFGS calls float(loss) itself anyway
         return loss
 
     opt.step(closure)

@@ -27,6 +27,10 @@ output (``losses[::record_every]`` is sliced inside the same program)::
 
     (w, b), step_losses = lax.scan(step, (w0, b0), batches)      # one XLA program, one call
 
+``momentum``, ``nesterov`` and ``adam`` carry their state too, ``(w, b, state, t)``, and apply
+:func:`implementations._optim.update` in ``jax.numpy`` (Adam's two per-step scalars, computed on the host
+in double as torch does, are a constant table indexed by ``t``); ``gd`` carries ``(w, b)`` alone.
+
 * Full batch (``batch_size=None``): ``c_i = 1``, ``m = n``, no indices.
 * Mini-batches (``batch_size = B``): ``jit`` needs one static shape, so the shared schedule is passed
   in as ``schedule.padded()``: ``(n_iters, B)`` row indices and a mask (a short last batch of an epoch
@@ -146,25 +150,44 @@ def make_train(jax, config, full_batch: bool):
     lax, lr, every = jax.lax, config.lr, config.record_every
     value_and_grad = jax.value_and_grad(make_loss(jax, config.formulation, config.l2, config.n_classes))
 
-    def update(w, b, loss, gw, gb):
-        return (w - lr * gw, b - lr * gb), loss
+    if config.optimizer == "gd":
+        def init(w0, b0):
+            return w0, b0
+
+        def update(carry, loss, gw, gb):
+            w, b = carry
+            return (w - lr * gw, b - lr * gb), loss
+    else:  # momentum, nesterov, adam: implementations._optim's update in jax.numpy, its state in the carry
+        from . import _optim
+
+        jnp, opt = jax.numpy, config.optimizer
+        table = (_optim.adam_coefficient_table(lr, config.n_iters, config.dtype) if opt == "adam" else None)
+
+        def init(w0, b0):
+            return w0, b0, _optim.init_state(opt, w0, b0, jnp.zeros_like), jnp.zeros((), jnp.int32)
+
+        def update(carry, loss, gw, gb):
+            w, b, state, t = carry  # t: the step index; Adam's two host-computed scalars of step t + 1
+            coeffs = None if table is None else (jnp.asarray(table[0])[t], jnp.asarray(table[1])[t])
+            w, b, state = _optim.update(opt, lr, w, b, gw, gb, state, coeffs, jnp.sqrt)
+            return (w, b, state, t + 1), loss
 
     def train_full(X, y, w0, b0):
         def step(carry, _):
-            loss, (gw, gb) = value_and_grad(carry, X, y)
-            return update(*carry, loss, gw, gb)
+            loss, (gw, gb) = value_and_grad(carry[:2], X, y)
+            return update(carry, loss, gw, gb)
 
-        (w, b), losses = lax.scan(step, (w0, b0), None, length=config.n_iters)
-        return w, b, losses[::every]
+        carry, losses = lax.scan(step, init(w0, b0), None, length=config.n_iters)
+        return carry[0], carry[1], losses[::every]
 
     def train_batches(X, y, w0, b0, idx, mask):
         def step(carry, batch):
             rows, c = batch
-            loss, (gw, gb) = value_and_grad(carry, X[rows], y[rows], c, c.sum(dtype=X.dtype))
-            return update(*carry, loss, gw, gb)
+            loss, (gw, gb) = value_and_grad(carry[:2], X[rows], y[rows], c, c.sum(dtype=X.dtype))
+            return update(carry, loss, gw, gb)
 
-        (w, b), losses = lax.scan(step, (w0, b0), (idx, mask))
-        return w, b, losses[::every]
+        carry, losses = lax.scan(step, init(w0, b0), (idx, mask))
+        return carry[0], carry[1], losses[::every]
 
     return train_full if full_batch else train_batches
 
@@ -177,6 +200,8 @@ class JaxTrainer(Trainer):
     compiled = True
     style = "whole loop in one jit"
     supports_multiclass = True
+    optimizers = ("gd", "momentum", "nesterov", "adam")  # implementations._optim's update in the scan's carry
+    optimizers += ("lbfgs",)  # optax.lbfgs (zoom line search, strong Wolfe) in one lax.scan: implementations._lbfgs
 
     def __init__(self, config):
         super().__init__(config)
@@ -202,6 +227,13 @@ class JaxTrainer(Trainer):
                 args += [self._put(idx.astype(np.int32)), self._put(mask)]  # n < 2^31 rows
             self._args = tuple(args)
             # ahead-of-time compilation: the timed run() never traces or compiles
+            if self.config.optimizer == "lbfgs":  # full batch only (Trainer.unsupported refuses mini-batches)
+                from ._lbfgs import import_optax, make_optax_lbfgs
+
+                train = make_optax_lbfgs(jax, import_optax(), make_loss(jax, self.config.formulation, self.config.l2,
+                                                                        self.k), self.config)
+                self._train = jax.jit(train).lower(*self._args).compile()
+                return
             self._train = jax.jit(make_train(jax, self.config, self.schedule is None)).lower(*self._args).compile()
 
     def _run(self):
@@ -209,6 +241,9 @@ class JaxTrainer(Trainer):
             self._out = self.jax.block_until_ready(self._train(*self._args))
 
     def _result(self):
+        if self.config.optimizer == "lbfgs":  # (w, b, losses, evaluations)
+            self.evaluations = int(self._out[3])
+            return tuple(np.asarray(a) for a in self._out[:3])
         return tuple(np.asarray(a) for a in self._out)
 
     def _loss_and_grad(self, w, b):

@@ -52,6 +52,11 @@ row by row::
 with ``y`` as int64 labels, ``W (d, K)``, ``b (K,)`` and the update ``W -= lr (G/m + l2 W)``,
 ``b -= lr g_b / m``.
 
+``momentum``, ``nesterov`` and ``adam``: four more whole-run kernels (serial and parallel, binary and
+softmax), the same loops and sums with the update of :mod:`implementations._optim` written entry by
+entry (``opt_param``); their state arrays are made zero by every ``run()``, and Adam's two per-step
+scalars come in as host-computed tables. ``gd`` runs the kernels above, untouched.
+
 The loop over steps lives inside the compiled kernels, not in :mod:`implementations._loop` (the
 Python loop would cost more than a step on small data); the result tail is
 :func:`implementations._reduce.mean_penalised`. Measurements: ``docs/performance.md``.
@@ -69,6 +74,29 @@ PARALLEL_MIN_ELEMENTS = 2**22  # m d below this: the serial kernel (see the modu
 
 _KERNELS = None
 _SOFTMAX_KERNELS = None
+
+
+def _build_opt_param(numba, fm):
+    """One entry of one parameter under ``momentum`` (``kind`` 1), ``nesterov`` (2) or ``adam`` (3):
+    :mod:`implementations._optim`'s update, element by element, state ``s[0, j]`` (the buffer, or Adam's
+    ``m``) and ``s[1, j]`` (Adam's ``v``) updated in place; returns the new value of the entry."""
+
+    @numba.njit(fastmath=fm, inline="always")
+    def opt_param(kind, lr, p, g, s, j, size, bc2):
+        dt = s.dtype.type
+        if kind == 3:
+            m = s[0, j] + dt(0.1) * (g - s[0, j])  # torch's lerp_(g, 1 - β1)
+            v = dt(0.999) * s[1, j] + dt(0.001) * (g * g)
+            s[0, j] = m
+            s[1, j] = v
+            return p - size * (m / (np.sqrt(v) / bc2 + dt(1e-8)))
+        buf = dt(0.9) * s[0, j] + g
+        s[0, j] = buf
+        if kind == 2:
+            return p - lr * (g + dt(0.9) * buf)
+        return p - lr * buf
+
+    return opt_param
 
 
 def _build_softmax_kernels():
@@ -191,7 +219,78 @@ def _build_softmax_kernels():
         z = np.empty(W.shape[1], X.dtype)
         return accumulate(X, y, W, b, idx, True, 0, X.shape[0], logits, True, gw, gb, z)
 
-    return run_serial, run_parallel, loss_grad
+    # -- momentum, nesterov, adam: the same loops, the update of implementations._optim -------------
+    opt_param = _build_opt_param(numba, fm)
+
+    @numba.njit(fastmath=fm, inline="always")
+    def opt_update(W, b, acc, gb, ls, m, lr, l2, record, kind, size, bc2, sW, sb):
+        dt = W.dtype.type
+        inv_m = dt(1) / dt(m)
+        loss = dt(0)
+        if record:
+            sq = dt(0)
+            for j in range(W.shape[0]):
+                for k in range(W.shape[1]):
+                    sq += W[j, k] * W[j, k]
+            loss = ls * inv_m + dt(0.5) * l2 * sq
+        K = W.shape[1]
+        for j in range(W.shape[0]):
+            for k in range(K):
+                W[j, k] = opt_param(kind, lr, W[j, k], acc[j, k] * inv_m + l2 * W[j, k], sW, j * K + k, size, bc2)
+        for k in range(K):
+            b[k] = opt_param(kind, lr, b[k], gb[k] * inv_m, sb, k, size, bc2)
+        return loss
+
+    @numba.njit(fastmath=fm, cache=True)
+    def run_serial_opt(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
+                       kind, sizes, bc2s, sW, sb):
+        n = X.shape[0]
+        d, K = W.shape
+        acc = np.empty((d, K), X.dtype)
+        gb = np.empty(K, X.dtype)
+        z = np.empty(K, X.dtype)
+        for t in range(n_iters):
+            lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
+            record = t % record_every == 0
+            acc[:] = 0
+            gb[:] = 0
+            ls = accumulate(X, y, W, b, idx, full, lo, hi, logits, record, acc, gb, z)
+            loss = opt_update(W, b, acc, gb, ls, hi - lo, lr, l2, record, kind, sizes[t], bc2s[t], sW, sb)
+            if record:
+                losses[t // record_every] = loss
+
+    @numba.njit(fastmath=fm, cache=True, parallel=True)
+    def run_parallel_opt(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
+                         rows, gw_parts, gb_parts, loss_parts, threads, kind, sizes, bc2s, sW, sb):
+        n = X.shape[0]
+        d, K = W.shape
+        total = np.empty((d, K), X.dtype)
+        gb = np.empty(K, X.dtype)
+        for t in range(n_iters):
+            lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
+            record = t % record_every == 0
+            nblocks = (hi - lo + rows - 1) // rows
+            nthr = max(1, min(threads, nblocks))
+            for c in numba.prange(nthr):
+                z = np.empty(K, X.dtype)
+                for k in range(nblocks * c // nthr, nblocks * (c + 1) // nthr):
+                    gw_parts[k] = 0
+                    gb_parts[k] = 0
+                    s = lo + k * rows
+                    loss_parts[k] = accumulate(X, y, W, b, idx, full, s, min(hi, s + rows), logits, record,
+                                               gw_parts[k], gb_parts[k], z)
+            total[:] = 0
+            gb[:] = 0
+            ls = X.dtype.type(0)
+            for k in range(nblocks):  # fixed order: same bits whatever the threads did
+                total += gw_parts[k]
+                gb += gb_parts[k]
+                ls += loss_parts[k]
+            loss = opt_update(W, b, total, gb, ls, hi - lo, lr, l2, record, kind, sizes[t], bc2s[t], sW, sb)
+            if record:
+                losses[t // record_every] = loss
+
+    return run_serial, run_parallel, loss_grad, run_serial_opt, run_parallel_opt
 
 
 def _softmax_kernels():
@@ -339,7 +438,70 @@ def _build_kernels():
         gw[:] = 0
         return accumulate(X, y, w, b, idx, True, 0, X.shape[0], logits, True, gw)
 
-    return run_serial, run_parallel, loss_grad
+    # -- momentum, nesterov, adam: the same loops, the update of implementations._optim -------------
+    opt_param = _build_opt_param(numba, fm)
+
+    @numba.njit(fastmath=fm, inline="always")
+    def opt_update(w, b, acc, gb, ls, m, lr, l2, record, kind, size, bc2, sw, sb):
+        dt = w.dtype.type
+        inv_m = dt(1) / dt(m)
+        loss = dt(0)
+        if record:
+            sq = dt(0)
+            for j in range(w.shape[0]):
+                sq += w[j] * w[j]
+            loss = ls * inv_m + dt(0.5) * l2 * sq
+        for j in range(w.shape[0]):
+            w[j] = opt_param(kind, lr, w[j], acc[j] * inv_m + l2 * w[j], sw, j, size, bc2)
+        return opt_param(kind, lr, b, gb * inv_m, sb, 0, size, bc2), loss
+
+    @numba.njit(fastmath=fm, cache=True)
+    def run_serial_opt(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
+                       kind, sizes, bc2s, sw, sb):
+        n, d = X.shape
+        acc = np.empty(d, X.dtype)
+        for t in range(n_iters):
+            lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
+            record = t % record_every == 0
+            acc[:] = 0
+            gb, ls = accumulate(X, y, w, b, idx, full, lo, hi, logits, record, acc)
+            b, loss = opt_update(w, b, acc, gb, ls, hi - lo, lr, l2, record, kind, sizes[t], bc2s[t], sw, sb)
+            if record:
+                losses[t // record_every] = loss
+        return b
+
+    @numba.njit(fastmath=fm, cache=True, parallel=True)
+    def run_parallel_opt(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
+                         rows, gw_parts, gb_parts, loss_parts, threads, kind, sizes, bc2s, sw, sb):
+        n, d = X.shape
+        total = np.empty(d, X.dtype)
+        for t in range(n_iters):
+            lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
+            record = t % record_every == 0
+            nblocks = (hi - lo + rows - 1) // rows
+            nthr = max(1, min(threads, nblocks))
+            for c in numba.prange(nthr):
+                acc = np.empty(d, X.dtype)
+                for k in range(nblocks * c // nthr, nblocks * (c + 1) // nthr):
+                    acc[:] = 0
+                    s = lo + k * rows
+                    gb_parts[k], loss_parts[k] = accumulate(X, y, w, b, idx, full, s, min(hi, s + rows),
+                                                            logits, record, acc)
+                    gw_parts[k] = acc
+            total[:] = 0
+            gb = X.dtype.type(0)
+            ls = X.dtype.type(0)
+            for k in range(nblocks):  # fixed order: same bits whatever the threads did
+                for j in range(d):
+                    total[j] += gw_parts[k, j]
+                gb += gb_parts[k]
+                ls += loss_parts[k]
+            b, loss = opt_update(w, b, total, gb, ls, hi - lo, lr, l2, record, kind, sizes[t], bc2s[t], sw, sb)
+            if record:
+                losses[t // record_every] = loss
+        return b
+
+    return run_serial, run_parallel, loss_grad, run_serial_opt, run_parallel_opt
 
 
 def _kernels():
@@ -357,6 +519,18 @@ class NumbaTrainer(Trainer):
     compiled = True
     style = "whole run in one compiled call"
     supports_multiclass = True
+    optimizers = ("gd", "momentum", "nesterov", "adam")  # the non-gd ones in their own whole-run kernels
+
+    def _opt_args(self, W, b):
+        """The extra kernel arguments of ``momentum`` (1), ``nesterov`` (2), ``adam`` (3): ``kind``, Adam's
+        per-step host scalars (:func:`implementations._optim.adam_coefficient_table`) and zero state
+        ``(2, size of W)``, ``(2, size of b)`` made here, so every run starts from zero buffers."""
+        from ._optim import adam_coefficient_table
+
+        cfg, dt = self.config, self.X.dtype
+        kind = {"momentum": 1, "nesterov": 2, "adam": 3}[cfg.optimizer]
+        sizes, bc2s = adam_coefficient_table(cfg.lr, cfg.n_iters, dt)
+        return (kind, sizes, bc2s, np.zeros((2, W.size), dt), np.zeros((2, np.size(b)), dt))
 
     def __init__(self, config):
         super().__init__(config)
@@ -384,36 +558,38 @@ class NumbaTrainer(Trainer):
 
     def _run_softmax(self):
         cfg, dt = self.config, self.X.dtype
-        run_serial, run_parallel, _ = _softmax_kernels()
+        run_serial, run_parallel, _, run_serial_opt, run_parallel_opt = _softmax_kernels()
         W, b = self.w0.copy(), self.b0.copy()  # C-contiguous copies: the kernel updates them in place
         losses = np.empty(cfg.n_records, dt)
         args = (self.X, self.y, W, b, dt.type(cfg.lr), dt.type(cfg.l2), cfg.n_iters, cfg.record_every,
                 cfg.formulation == "logits", self._idx, self._offsets, self.schedule is None, losses)
+        opt = () if cfg.optimizer == "gd" else self._opt_args(W, b)
         if self.parallel:
             import numba
 
-            run_parallel(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts, self._loss_parts,
-                         numba.get_num_threads())
+            (run_parallel_opt if opt else run_parallel)(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts,
+                                                        self._loss_parts, numba.get_num_threads(), *opt)
         else:
-            run_serial(*args)
+            (run_serial_opt if opt else run_serial)(*args, *opt)
         self._out = W, b, losses
 
     def _run(self):
         if self.k >= 3:
             return self._run_softmax()
         cfg, dt = self.config, self.X.dtype
-        run_serial, run_parallel, _ = _kernels()
+        run_serial, run_parallel, _, run_serial_opt, run_parallel_opt = _kernels()
         w = self.w0.copy()
         losses = np.empty(cfg.n_records, dt)
         args = (self.X, self.y, w, self.b0, dt.type(cfg.lr), dt.type(cfg.l2), cfg.n_iters, cfg.record_every,
                 cfg.formulation == "logits", self._idx, self._offsets, self.schedule is None, losses)
+        opt = () if cfg.optimizer == "gd" else self._opt_args(w, self.b0)
         if self.parallel:
             import numba
 
-            b = run_parallel(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts, self._loss_parts,
-                             numba.get_num_threads())
+            b = (run_parallel_opt if opt else run_parallel)(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts,
+                                                            self._loss_parts, numba.get_num_threads(), *opt)
         else:
-            b = run_serial(*args)
+            b = (run_serial_opt if opt else run_serial)(*args, *opt)
         self._out = w, b, losses
 
     def _result(self):

@@ -119,6 +119,7 @@ class NumpyTrainer(Trainer):
     style = "the seed's loop"
     supports_multiclass = True
     optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update on xp arrays
+    optimizers += ("lbfgs",)  # scipy.optimize's L-BFGS-B on the hand-derived gradient (implementations._lbfgs)
 
     def __init__(self, config, xp=None):
         super().__init__(config)
@@ -206,6 +207,8 @@ class NumpyTrainer(Trainer):
 
     def _run(self):
         xp, cfg = self.xp, self.config
+        if cfg.optimizer == "lbfgs":
+            return self._run_lbfgs()
         with self._on_device(), self._errstate():
             losses = xp.zeros((cfg.n_records,), dtype=self.dt)
             # this step's rows S_t, gathered inside the loop: part of the timed cost
@@ -215,6 +218,32 @@ class NumpyTrainer(Trainer):
                     stepper(cfg, self._step, xp.zeros_like, xp.sqrt))
             w, b = gradient_descent(cfg, step, self.w0, self.b0, losses, (self.X, self.y), batch)
             self._w, self._b, self._losses = w, b, losses
+            self.synchronize()
+
+    def _run_lbfgs(self):
+        """``scipy.optimize.minimize(method="L-BFGS-B")`` with this backend's hand-derived loss and
+        gradient (:func:`implementations._lbfgs.scipy_lbfgs`; scipy's own line search). Parameters are one
+        flat float64 vector ``[w.ravel(), b]`` for scipy, cast to the run's dtype for each evaluation."""
+        from ._lbfgs import scipy_lbfgs
+
+        xp, cfg = self.xp, self.config
+        shape_w, shape_b, size_w = self.w0.shape, self.b0.shape, int(np.prod(self.w0.shape))
+
+        def unflat(x):
+            return (xp.asarray(x[:size_w].reshape(shape_w).astype(cfg.dtype)),
+                    xp.asarray(x[size_w:].reshape(shape_b).astype(cfg.dtype)))
+
+        def loss_grad(x):
+            loss, gw, gb = self._step(self.X, self.y, *unflat(x), record=True)
+            grad = np.concatenate([to_host(gw).reshape(-1), to_host(gb).reshape(-1)]).astype(np.float64)
+            return float(to_host(loss)), grad
+
+        x0 = np.concatenate([to_host(self.w0).reshape(-1), to_host(self.b0).reshape(-1)]).astype(np.float64)
+        with self._on_device(), self._errstate():
+            x, trace = scipy_lbfgs(loss_grad, x0, cfg)
+            self._w, self._b = unflat(x)
+            losses, self.point_times_s = trace.finish()
+            self._losses, self.evaluations, self.run_s = losses, trace.evaluations, trace.run_s
             self.synchronize()
 
     def synchronize(self):

@@ -54,6 +54,7 @@ import numpy as np
 
 from ._distributed import GroupTrainer, Pool, local_schedule, shard_bounds
 from ._loop import gradient_descent
+from ._optim import HAND_WRITTEN, stepper
 from ._reduce import (numpy_loss_sum, numpy_sigmoid, numpy_softmax, numpy_softmax_loss_sum, partial_sums,
                       softmax_partial_sums)
 from .base import BackendUnavailableError, DeviceUnavailableError
@@ -215,6 +216,7 @@ class NumpyDaskTrainer(GroupTrainer):
     engine = "dask"
     style = "Dask chunks"
     supports_multiclass = True  # K >= 3: chunks hold one-hot Y, the sums grow to (d + 1) K + 1 values
+    optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update on the client
 
     def __init__(self, config, scheduler: str | None = None):
         super().__init__(config)
@@ -292,10 +294,28 @@ class NumpyDaskTrainer(GroupTrainer):
             gw = gw + dt.type(l2) * w
         return w - dt.type(cfg.lr) * gw, b - dt.type(cfg.lr) * (s[d] / m), loss
 
+    def _gradient(self, t, w, b, record):
+        """``(loss, g_w, g_b)`` of step ``t`` from the chunks' sums, for :func:`implementations._optim.stepper`
+        (``momentum``, ``nesterov``, ``adam``: the client holds the state and applies the update)."""
+        cfg, d, l2 = self.config, self.d, self.config.l2
+        dt = np.dtype(cfg.dtype)
+        s = self._sums(w, b, t, record, f"step {t} of run")
+        m = dt.type(self.n if self.sizes is None else self.sizes[t])
+        if self.k >= 3:
+            dk = d * self.k
+            loss = s[-1] / m + (dt.type(0.5 * l2) * np.sum(w * w) if l2 else 0) if record else None
+            gw = s[:dk].reshape(d, self.k) / m
+            return loss, (gw + dt.type(l2) * w if l2 else gw), s[dk:-1] / m
+        loss = s[d + 1] / m + (dt.type(0.5 * l2) * (w @ w) if l2 else 0) if record else None
+        gw = s[:d] / m
+        return loss, (gw + dt.type(l2) * w if l2 else gw), s[d] / m
+
     def _run(self):
         cfg = self.config
         losses = np.zeros(cfg.n_records, dtype=cfg.dtype)
-        w, b = gradient_descent(cfg, self._update, self.w0.copy(), self.b0, losses, batch=lambda t: (t,))
+        step = (self._update if cfg.optimizer == "gd" else  # other optimizers: fresh state every run
+                stepper(cfg, self._gradient, np.zeros_like, np.sqrt))
+        w, b = gradient_descent(cfg, step, self.w0.copy(), self.b0, losses, batch=lambda t: (t,))
         self._out = w, b, losses
 
     def _result(self):

@@ -51,6 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._loop import gradient_descent
+from ._optim import HAND_WRITTEN, stepper
 from ._reduce import BlockPool, mean_penalised
 from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
 
@@ -84,6 +85,7 @@ class NumpyFusedTrainer(Trainer):
     engine = "eager"
     style = "hand-blocked, threaded"
     supports_multiclass = True
+    optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update of the fused gradient
 
     def __init__(self, config, block_bytes: int = BLOCK_BYTES, threads: int | None = None):
         super().__init__(config)
@@ -231,6 +233,19 @@ class NumpyFusedTrainer(Trainer):
         w -= gw
         return w, dt.type(b - self._lr * dt.type(gb * inv_m)), loss
 
+    def _gradient(self, X, y, m, w, b, record):
+        """``(loss, g_w, g_b)`` on the ``m`` rows (the step's mean gradient, ``λ w`` included) for
+        :func:`implementations._optim.stepper`: ``momentum``, ``nesterov``, ``adam``."""
+        dt = self.X.dtype
+        gw, gb, loss = self._grad(X, y, m, w, b, record, self._threads)
+        inv_m = dt.type(1) / dt.type(m)
+        if record:
+            loss = loss * inv_m + (self._half_l2 * np.sum(w * w) if self.config.l2 else 0)
+        gw *= inv_m
+        if self.config.l2:
+            gw += self._l2 * w
+        return loss, gw, gb * inv_m
+
     def _gather(self, t):
         """Step ``t``'s rows, ``np.take`` into the preallocated buffers (timed, as a user pays it)."""
         idx = self.schedule[t]
@@ -247,7 +262,9 @@ class NumpyFusedTrainer(Trainer):
         self._pool.ensure(self._threads)
         losses = np.empty(cfg.n_records, self.X.dtype)
         with _controller().limit(limits=1, user_api="blas"):
-            w, b = gradient_descent(cfg, self._update, self.w0.copy(), self.b0, losses, (self.X, self.y, self.n),
+            step = (self._update if cfg.optimizer == "gd" else  # other optimizers: fresh state every run
+                    stepper(cfg, self._gradient, np.zeros_like, np.sqrt))
+            w, b = gradient_descent(cfg, step, self.w0.copy(), self.b0, losses, (self.X, self.y, self.n),
                                     None if self.schedule is None else self._gather)
         self._w, self._b, self._losses = w, b, losses
 

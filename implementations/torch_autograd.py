@@ -48,6 +48,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import _optim
 from ._loop import gradient_descent
 from ._torch_common import TorchTrainerBase, softmax_loss, synchronize, to_host
 
@@ -60,6 +61,8 @@ class TorchTrainer(TorchTrainerBase):
     style = "the seed's loop"
     seed_shapes = True
     supports_multiclass = True
+    optimizers = _optim.HAND_WRITTEN  # the update by hand under no_grad, as the seed's, from autograd's grads
+    optimizers += ("lbfgs",)  # torch.optim.LBFGS(line_search_fn="strong_wolfe"), implementations._lbfgs
 
     def _loss(self, w, b, X, y):
         if self.k >= 3:
@@ -86,13 +89,51 @@ class TorchTrainer(TorchTrainerBase):
             b.grad.zero_()
         return w, b, loss.detach()  # stays on the device: no per-step sync
 
+    def _optimizer_update(self):
+        """The step of ``momentum``, ``nesterov`` or ``adam``: ``backward()``, then
+        :func:`implementations._optim.update` of ``w.grad``, ``b.grad`` by hand under ``no_grad``, written
+        into ``w`` and ``b`` in place (the seed's shape of update). A new closure (zero state) per run."""
+        cfg, state, t = self.config, None, 0
+
+        def update(X, y, w, b, record):
+            nonlocal state, t
+            loss = self._loss(w, b, X, y)
+            loss.backward()
+            with torch.no_grad():
+                if state is None:
+                    state = _optim.init_state(cfg.optimizer, w, b, torch.zeros_like)
+                t += 1
+                coeffs = _optim.adam_coefficients(cfg.lr, t) if cfg.optimizer == "adam" else None
+                new_w, new_b, state = _optim.update(cfg.optimizer, cfg.lr, w, b, w.grad, b.grad, state, coeffs,
+                                                    torch.sqrt)
+                w.copy_(new_w)
+                w.grad.zero_()
+                b.copy_(new_b)
+                b.grad.zero_()
+            return w, b, loss.detach()
+
+        return update
+
     def _run(self):
         w, b, losses = self._start()
         w.requires_grad_(True)
         b.requires_grad_(True)
+        if self.config.optimizer == "lbfgs":
+            return self._run_lbfgs(w, b)
         batch = self._batches(lambda A, rows: A[rows])  # a device gather
-        w, b = gradient_descent(self.config, self._update, w, b, losses, (self.X, self.y), batch)
+        step = self._update if self.config.optimizer == "gd" else self._optimizer_update()
+        w, b = gradient_descent(self.config, step, w, b, losses, (self.X, self.y), batch)
         self._w, self._b, self._losses = w.detach(), b.detach(), losses
+        synchronize(self.dev)
+
+    def _run_lbfgs(self, w, b):
+        """One ``torch.optim.LBFGS([w, b], ...).step(closure)`` on the same autograd loss (penalty included)."""
+        from ._lbfgs import torch_lbfgs
+
+        trace = torch_lbfgs([w, b], lambda: self._loss(w, b, self.X, self.y), self.config)
+        losses, self.point_times_s = trace.finish()
+        self.evaluations, self.run_s = trace.evaluations, trace.run_s
+        self._w, self._b, self._losses = w.detach(), b.detach(), torch.from_numpy(losses)
         synchronize(self.dev)
 
     def _loss_and_grad(self, w, b):

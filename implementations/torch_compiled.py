@@ -28,6 +28,11 @@ the default ``make bench`` needed a graph per data set, dtype, formulation and v
 specialises a size of 0 or 1 (a batch of one row): one more graph, compiled like the others before
 the timed rounds.
 
+**momentum, nesterov, adam**: one compiled call per step (full batch, or the mini-batch step with its
+gather), the plain gradient of ``torch-fused`` then :func:`implementations._optim.update`, the state
+(buffers, Adam's moments) passed in and returned, Adam's per-step scalars a row of a table made in
+``prepare``; one graph per (formulation or none, full or mini-batch, K, optimizer).
+
 **Softmax** (``n_classes = K >= 3``): the traced step is ``torch-fused``'s plain K-class step
 (``Z = addmm(b, X, W)``, ``P = softmax(Z)``, ``R = P - one_hot(y)``, ``G = X^T R / m + λ W``; the loss by
 :func:`implementations._torch_common.softmax_loss`), in the same K-step and mini-batch graphs; ``K``
@@ -58,12 +63,14 @@ import os
 import shutil
 import time
 
+import numpy as np
 import torch
 
 from ._loop import gradient_descent
 from ._torch_common import TorchTrainerBase, synchronize
 from .base import BackendUnavailableError
-from .torch_fused import TorchFusedTrainer, _step, _step_softmax
+from . import _optim
+from .torch_fused import TorchFusedTrainer, _grad, _grad_softmax, _step, _step_softmax
 
 STEPS_PER_CALL = 5  # K: steps traced into one full-batch call (compile time grows with it)
 RECOMPILE_LIMIT = 512  # graphs per code object while these calls run (dynamo's default is 8)
@@ -100,6 +107,33 @@ def _compiled(device_type: str, formulation: str | None, k: int | None, classes:
     return torch.compile(fn, mode=mode, dynamic=True, fullgraph=True)
 
 
+def _opt_step(X, y, w, b, state, coeffs, lr, l2, formulation: str | None, classes: int, optimizer: str):
+    """One ``momentum``/``nesterov``/``adam`` step: ``torch-fused``'s plain gradient, then
+    :func:`implementations._optim.update` (``coeffs``: Adam's ``[lr / bc1, sqrt(bc2)]`` of this step, else None)."""
+    if classes >= 3:
+        g, gb, loss = _grad_softmax(X, y, w, b, l2, formulation, classes)
+    else:
+        g, gb, loss = _grad(X, y, w, b, l2, formulation)
+    w, b, state = _optim.update(optimizer, lr, w, b, g, gb, state, None if coeffs is None else (coeffs[0], coeffs[1]),
+                                torch.sqrt)
+    return w, b, state, loss
+
+
+def _opt_batch_step(X, y, idx, w, b, state, coeffs, lr, l2, formulation: str | None, classes: int, optimizer: str):
+    return _opt_step(X.index_select(0, idx), y.index_select(0, idx), w, b, state, coeffs, lr, l2, formulation,
+                     classes, optimizer)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_opt(device_type: str, formulation: str | None, batched: bool, classes: int, optimizer: str):
+    """The compiled ``momentum``/``nesterov``/``adam`` step: one step per call (full batch, or with the
+    mini-batch gather), its state in and out."""
+    fn = functools.partial(_opt_batch_step if batched else _opt_step, formulation=formulation, classes=classes,
+                           optimizer=optimizer)
+    mode = "reduce-overhead" if device_type == "cuda" else None
+    return torch.compile(fn, mode=mode, dynamic=True, fullgraph=True)
+
+
 def _dynamo_limits():
     """``recompile_limit`` raised, and failing loudly when hit, for these calls only (the names of
     torch >= 2.6; ``cache_size_limit`` and ``fail_on_cache_limit_hit`` before)."""
@@ -131,6 +165,7 @@ class TorchCompiledTrainer(TorchTrainerBase):
     compiled = True
     style = "torch.compile"
     supports_multiclass = True
+    optimizers = _optim.HAND_WRITTEN  # momentum, nesterov, adam: one compiled call per step, state in and out
 
     def __init__(self, config):
         super().__init__(config)
@@ -146,6 +181,9 @@ class TorchCompiledTrainer(TorchTrainerBase):
         self._lr = torch.tensor(self.config.lr, dtype=dt, device=self.dev)
         self._l2 = torch.tensor(self.config.l2, dtype=dt, device=self.dev)
         self._cuda = self.dev.type == "cuda"
+        if self.config.optimizer == "adam":  # Adam's per-step host scalars, one row per step, on the device once
+            sizes, bc2s = _optim.adam_coefficient_table(self.config.lr, self.config.n_iters, self.config.dtype)
+            self._adam = torch.from_numpy(np.stack([sizes, bc2s], axis=1)).to(self.dev)
 
     # -- the graphs this configuration can need, compiled before the first timed call -----------
 
@@ -153,6 +191,12 @@ class TorchCompiledTrainer(TorchTrainerBase):
         """``(formulation or None, k or None, rows)``: every compiled call ``run()`` may make."""
         cfg, form, K = self.config, self.config.formulation, STEPS_PER_CALL
         records = [form] if cfg.record_every == 1 else [form, None]
+        if cfg.optimizer != "gd":  # one compiled call per step, full batch or mini-batch
+            opt = ("opt", cfg.optimizer)
+            if self.schedule is None:
+                return [(f, opt, self.n) for f in records]
+            bs = self.schedule.batch_size
+            return [(f, opt, m) for f in records for m in [bs] + ([self.n % bs] if self.n % bs else [])]
         if self.schedule is not None:
             bs = self.schedule.batch_size
             sizes = [bs] + ([self.n % bs] if self.n % bs else [])
@@ -183,7 +227,12 @@ class TorchCompiledTrainer(TorchTrainerBase):
             form, k, m = variant
             before, t0 = unique_graphs(), time.perf_counter()
             w, b = self.w0.clone(), self.b0.clone()
-            if k is None:
+            if isinstance(k, tuple):  # ("opt", optimizer)
+                state = _optim.init_state(k[1], w, b, torch.zeros_like)
+                data = () if self.schedule is None else (self.batch_idx[:m],)
+                _compiled_opt(self.dev.type, form, bool(data), self.k, k[1])(
+                    self.X, self.y, *data, w, b, state, self._adam[0] if k[1] == "adam" else None, self._lr, self._l2)
+            elif k is None:
                 _compiled(self.dev.type, form, None, self.k)(self.X, self.y, self.batch_idx[:m], w, b, self._lr,
                                                              self._l2)
             else:
@@ -202,13 +251,37 @@ class TorchCompiledTrainer(TorchTrainerBase):
         w, b, losses = self._start()
         with _dynamo_limits():
             self._ensure_compiled()
-            if self.schedule is None:
+            if cfg.optimizer != "gd":
+                batch = None if self.schedule is None else (
+                    lambda t: (self.batch_idx[self.batch_offsets[t]:self.batch_offsets[t + 1]],))
+                w, b = gradient_descent(cfg, self._opt_update(), w, b, losses, (), batch)
+            elif self.schedule is None:
                 w, b = self._run_full(w, b, losses)
             else:
                 batch = lambda t: (self.batch_idx[self.batch_offsets[t]:self.batch_offsets[t + 1]],)  # noqa: E731
                 w, b = gradient_descent(cfg, self._batch_update, w, b, losses, batch=batch)
         self._w, self._b, self._losses = w, b, losses
         synchronize(self.dev)
+
+    def _opt_update(self):
+        """The step of ``momentum``, ``nesterov`` or ``adam`` for :func:`implementations._loop.gradient_descent`:
+        one compiled call (``(idx,)`` or full batch), the state in a closure made fresh for every run."""
+        cfg, state, t = self.config, None, 0
+
+        def step(*args):
+            nonlocal state, t
+            *data, w, b, record = args
+            if state is None:
+                state = _optim.init_state(cfg.optimizer, w, b, torch.zeros_like)
+            coeffs = self._adam[t] if cfg.optimizer == "adam" else None
+            t += 1
+            fn = _compiled_opt(self.dev.type, cfg.formulation if record else None, bool(data), self.k, cfg.optimizer)
+            w, b, state, loss = fn(self.X, self.y, *data, w, b, state, coeffs, self._lr, self._l2)
+            if self._cuda:  # CUDA-graph outputs get overwritten by the next replay
+                w, b, state = w.clone(), b.clone(), tuple(x.clone() for x in state)
+            return w, b, loss
+
+        return step
 
     def _batch_update(self, idx, w, b, record):
         fn = _compiled(self.dev.type, self.config.formulation if record else None, None, self.k)

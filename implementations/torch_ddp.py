@@ -72,6 +72,7 @@ import torch.nn.functional as F
 
 from ._distributed import GroupTrainer, Pool, local_schedule, shard_bounds
 from ._loop import gradient_descent
+from ._optim import HAND_WRITTEN, stepper
 from ._reduce import partial_sums, softmax_partial_sums
 from ._torch_common import synchronize, to_device, to_host, torch_device
 from .base import LOG_CLAMP
@@ -196,12 +197,34 @@ class Shard:
         b.sub_(s[d:d + 1] / m, alpha=cfg.lr)
         return w, b, loss
 
+    def _gradient(self, t, w, b, record):
+        """``(loss, g_w, g_b)`` of step ``t`` from the all-reduced sums, for
+        :func:`implementations._optim.stepper` (``momentum``, ``nesterov``, ``adam``): every rank holds the
+        same state and applies the same update."""
+        d, l2 = self.d, self.cfg.l2
+        s = self._sums(w, b, t, record)
+        m = self.n if self.idx is None else int(self.sizes[t])
+        if self.k >= 3:
+            dk = d * self.k
+            loss = (s[-1] / m + (0.5 * l2) * (w * w).sum() if l2 else s[-1] / m) if record else None
+            gw = s[:dk].reshape(d, self.k) / m
+            if l2:
+                gw.add_(w, alpha=l2)
+            return loss, gw, s[dk:-1] / m
+        loss = (s[d + 1] / m + (0.5 * l2) * torch.dot(w, w) if l2 else s[d + 1] / m) if record else None
+        gw = s[:d] / m
+        if l2:
+            gw.add_(w, alpha=l2)
+        return loss, gw, s[d:d + 1] / m
+
     @torch.no_grad()
     def run(self):
         cfg = self.cfg
         w, b = self.w0.clone(), self.b0.clone()
         losses = torch.empty(cfg.n_records, dtype=w.dtype, device=self.dev)
-        w, b = gradient_descent(cfg, self._update, w, b, losses, batch=lambda t: (t,))
+        step = (self._update if cfg.optimizer == "gd" else  # other optimizers: fresh state every run
+                stepper(cfg, self._gradient, torch.zeros_like, torch.sqrt))
+        w, b = gradient_descent(cfg, step, w, b, losses, batch=lambda t: (t,))
         synchronize(self.dev)
         return to_host(w), to_host(b), to_host(losses)
 
@@ -463,6 +486,7 @@ class TorchDDPTrainer(GroupTrainer):
     engine = "gloo"
     style = "torch.distributed all_reduce"
     supports_multiclass = True
+    optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update, the same on every rank
 
     def __init__(self, config):
         super().__init__(config)

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ._loop import gradient_descent
+from ._optim import HAND_WRITTEN, stepper
 from ._reduce import BlockPool
 from ._torch_common import TorchTrainerBase, softmax_loss, synchronize, to_host
 
@@ -65,6 +66,12 @@ def _loss(z, p, y, formulation: str):
 def _step(X, y, w, b, lr, l2, formulation: str | None):
     """The plain step on rows ``X, y``: ``(w, b)`` updated, and the penalised loss at ``(w, b)`` if
     ``formulation`` is not None. ``l2=None`` for λ = 0: no op more than ``torch-manual``."""
+    g, gb, loss = _grad(X, y, w, b, l2, formulation)
+    return w - lr * g, b - lr * gb, loss
+
+
+def _grad(X, y, w, b, l2, formulation: str | None):
+    """``(g_w, g_b, loss)`` of :func:`_step` (its gradient, before the update)."""
     z = torch.addmv(b, X, w)
     p = torch.sigmoid(z)
     loss = None if formulation is None else _loss(z, p, y, formulation)
@@ -74,12 +81,18 @@ def _step(X, y, w, b, lr, l2, formulation: str | None):
     g = torch.mv(X.T, r) / X.shape[0]
     if l2 is not None:
         g = g + l2 * w
-    return w - lr * g, b - lr * r.mean(), loss
+    return g, r.mean(), loss
 
 
 def _step_softmax(X, y, w, b, lr, l2, formulation: str | None, k: int):
     """The plain K-class step on rows ``X, y`` (int64 labels): ``(W, b)`` updated, and the penalised
     loss at ``(W, b)`` if ``formulation`` is not None."""
+    g, gb, loss = _grad_softmax(X, y, w, b, l2, formulation, k)
+    return w - lr * g, b - lr * gb, loss
+
+
+def _grad_softmax(X, y, w, b, l2, formulation: str | None, k: int):
+    """``(g_W, g_b, loss)`` of :func:`_step_softmax` (its gradient, before the update)."""
     Z = torch.addmm(b, X, w)
     loss = None if formulation is None else softmax_loss(Z, y, formulation)
     if loss is not None and l2 is not None:
@@ -88,7 +101,7 @@ def _step_softmax(X, y, w, b, lr, l2, formulation: str | None, k: int):
     g = torch.mm(X.T, R) / X.shape[0]
     if l2 is not None:
         g = g + l2 * w
-    return w - lr * g, b - lr * R.mean(0), loss
+    return g, R.mean(0), loss
 
 
 class TorchFusedTrainer(TorchTrainerBase):
@@ -99,6 +112,7 @@ class TorchFusedTrainer(TorchTrainerBase):
     compiled = False
     style = "hand-blocked, threaded"
     supports_multiclass = True
+    optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update of the blocked gradient
 
     def __init__(self, config, block_bytes: int | None = None):
         super().__init__(config)
@@ -133,7 +147,7 @@ class TorchFusedTrainer(TorchTrainerBase):
 
     # -- the blocked steps --------------------------------------------------------------------
 
-    def _blocked_step(self, X, y, w, b, formulation):
+    def _blocked_step(self, X, y, w, b, formulation, grad_only=False):
         """One thread: both products per cache-sized block of rows, sums accumulated in block order."""
         g, s, ls, zbuf = self._g, self._s, self._ls, self._z
         g.zero_()
@@ -150,7 +164,8 @@ class TorchFusedTrainer(TorchTrainerBase):
             s.add_(r.sum())
             g.addmv_(Xb.T, r)
         loss = None if formulation is None else ls / m + (0.5 * self._l2) * torch.dot(w, w)
-        return w - self._lr * (g / m + self._l2 * w), b - self._lr * (s / m), loss
+        gw, gb = g / m + self._l2 * w, s / m
+        return (gw, gb, loss) if grad_only else (w - self._lr * gw, b - self._lr * gb, loss)
 
     def _thread_blocks(self, k, first, last, X, y, w, b, formulation):
         """Blocks ``first:last`` on thread ``k``'s buffer; block ``B`` writes ``G[B]``, ``s[B]``, ``l[B]``."""
@@ -184,16 +199,17 @@ class TorchFusedTrainer(TorchTrainerBase):
             torch.sum(R, 0, out=ps[:K])
             torch.mm(Xb.T, R, out=parts[blk])  # d x K GEMM for X_B^T R_B
 
-    def _threaded_step_softmax(self, X, y, w, b, formulation):
+    def _threaded_step_softmax(self, X, y, w, b, formulation, grad_only=False):
         m, K = X.shape[0], self.k
         nb = -(-m // self.trows)
         self._pool.run(self._thread_blocks_softmax, nb, self._threads, X, y, w, b, formulation)
         g = self._parts[:nb].sum(0)
         sums = self._psums[:nb].sum(0)
         loss = None if formulation is None else sums[K] / m + (0.5 * self._l2) * (w * w).sum()
-        return w - self._lr * (g / m + self._l2 * w), b - self._lr * (sums[:K] / m), loss
+        gw, gb = g / m + self._l2 * w, sums[:K] / m
+        return (gw, gb, loss) if grad_only else (w - self._lr * gw, b - self._lr * gb, loss)
 
-    def _threaded_step(self, X, y, w, b, formulation):
+    def _threaded_step(self, X, y, w, b, formulation, grad_only=False):
         """The one-pass step over fixed row blocks split between the threads; per-block partials
         summed in block order (same bits whatever the thread count)."""
         m = X.shape[0]
@@ -202,7 +218,8 @@ class TorchFusedTrainer(TorchTrainerBase):
         g = self._parts[:nb].sum(0)
         sums = self._psums[:nb].sum(0)
         loss = None if formulation is None else sums[1] / m + (0.5 * self._l2) * torch.dot(w, w)
-        return w - self._lr * (g / m + self._l2 * w), b - self._lr * (sums[0] / m), loss
+        gw, gb = g / m + self._l2 * w, sums[0] / m
+        return (gw, gb, loss) if grad_only else (w - self._lr * gw, b - self._lr * gb, loss)
 
     def _update(self, X, y, w, b, record):
         """One step of :func:`implementations._loop.gradient_descent`."""
@@ -216,6 +233,22 @@ class TorchFusedTrainer(TorchTrainerBase):
         if self.blocked:
             return self._blocked_step(X, y, w, b, form)
         return _step(X, y, w, b, self._lr, self._l2 if self.config.l2 else None, form)
+
+    def _gradient(self, X, y, w, b, record):
+        """``(loss, g_w, g_b)`` of the step :meth:`_update` would take (same path, same blocks), for
+        :func:`implementations._optim.stepper`: ``momentum``, ``nesterov``, ``adam``."""
+        form = self.config.formulation if record else None
+        l2 = self._l2 if self.config.l2 else None
+        if self.k >= 3:
+            gw, gb, loss = (self._threaded_step_softmax(X, y, w, b, form, grad_only=True) if self.blocked
+                            else _grad_softmax(X, y, w, b, l2, form, self.k))
+        elif self.blocked and self._threads > 1:
+            gw, gb, loss = self._threaded_step(X, y, w, b, form, grad_only=True)
+        elif self.blocked:
+            gw, gb, loss = self._blocked_step(X, y, w, b, form, grad_only=True)
+        else:
+            gw, gb, loss = _grad(X, y, w, b, l2, form)
+        return loss, gw, gb
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -231,7 +264,9 @@ class TorchFusedTrainer(TorchTrainerBase):
             self._pool.ensure(self._threads)
             torch.set_num_threads(1)
         try:
-            w, b = gradient_descent(self.config, self._update, w, b, losses, (self.X, self.y), batch)
+            step = (self._update if self.config.optimizer == "gd" else  # other optimizers: fresh state every run
+                    stepper(self.config, self._gradient, torch.zeros_like, torch.sqrt))
+            w, b = gradient_descent(self.config, step, w, b, losses, (self.X, self.y), batch)
         finally:
             if self.blocked:
                 torch.set_num_threads(saved)

@@ -20,7 +20,11 @@ biases from decay)::
     SGD([{"params": [model.weight], "weight_decay": λ},
          {"params": [model.bias], "weight_decay": 0.0}], lr=lr)
 
-so ``w ← w - lr (∇_w BCE + λ w)`` and ``b ← b - lr ∇_b BCE``: the contract's update exactly. The ``nn``
+so ``w ← w - lr (∇_w BCE + λ w)`` and ``b ← b - lr ∇_b BCE``: the contract's update exactly.
+``momentum``/``nesterov`` are the same groups in ``SGD(..., momentum=0.9, nesterov=...)``; ``adam`` is
+``torch.optim.Adam(groups, lr=lr)`` (betas, eps by default; ``weight_decay=λ`` on ``w`` adds ``λ w`` to
+the gradient before the moments: L2 in the loss, not AdamW's decoupled decay). ``run()`` clears the
+optimizer's state (``optimizer.state.clear()``) before its first step. The ``nn``
 loss does not contain the penalty, so the *recorded* loss adds ``(λ/2) ||w||^2`` under ``no_grad`` at the
 step's parameters (before ``step()``): the optimizer path stays as a user writes it.
 
@@ -91,6 +95,8 @@ class TorchNNTrainer(TorchTrainerBase):
     style = "nn.Module + optim + DataLoader"
     seed_shapes = True  # y as (n, 1) to match model(x)'s (m, 1); w0 (1, d) as nn.Linear's weight
     supports_multiclass = True  # K >= 3: nn.Linear(d, K), weight = W^T, nn.CrossEntropyLoss / nn.NLLLoss
+    optimizers = ("gd", "momentum", "nesterov", "adam")  # the real torch.optim.SGD(momentum=0.9, nesterov=...), Adam
+    optimizers += ("lbfgs",)  # torch.optim.LBFGS(model.parameters(), line_search_fn="strong_wolfe"), one .step(closure)
 
     def _prepare(self, X, y, w0, b0):
         super()._prepare(X, y, w0, b0)
@@ -100,8 +106,14 @@ class TorchNNTrainer(TorchTrainerBase):
             self.criterion = nn.NLLLoss() if cfg.formulation == "probs" else nn.CrossEntropyLoss()
         else:
             self.criterion = nn.BCELoss() if cfg.formulation == "probs" else nn.BCEWithLogitsLoss()
-        self.optimizer = torch.optim.SGD([{"params": [self.model.weight], "weight_decay": cfg.l2},
-                                          {"params": [self.model.bias], "weight_decay": 0.0}], lr=cfg.lr)
+        groups = [{"params": [self.model.weight], "weight_decay": cfg.l2},
+                  {"params": [self.model.bias], "weight_decay": 0.0}]
+        if cfg.optimizer == "adam":  # betas (0.9, 0.999), eps 1e-8: the defaults; weight_decay = L2 in the loss
+            self.optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+        elif cfg.optimizer in ("momentum", "nesterov"):  # dampening 0: the default
+            self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=cfg.optimizer == "nesterov")
+        else:
+            self.optimizer = torch.optim.SGD(groups, lr=cfg.lr)
         self.loader = self.sampler = None
         if self.schedule is not None:
             self.sampler = ScheduleSampler(self.schedule)
@@ -136,6 +148,9 @@ class TorchNNTrainer(TorchTrainerBase):
         with torch.no_grad():  # run() restarts from (w0, b0)
             model.weight.copy_(self._weight(self.w0))
             model.bias.copy_(self.b0)
+        if cfg.optimizer == "lbfgs":
+            return self._run_lbfgs(model)
+        opt.state.clear()  # fresh optimizer state every run: momentum buffers, Adam's moments and step
         losses, step = [], 0
         for xb, yb in self._batches():
             opt.zero_grad()
@@ -150,6 +165,25 @@ class TorchNNTrainer(TorchTrainerBase):
         assert step == cfg.n_iters, (step, cfg.n_iters)
         self._w, self._b = self._weight(model.weight.detach()), model.bias.detach()  # copied to the host by result()
         self._losses = torch.stack(losses)
+        synchronize(self.dev)
+
+    def _run_lbfgs(self, model):
+        """As a user writes it: ``opt = torch.optim.LBFGS(model.parameters(), lr=1, history_size=10,
+        line_search_fn="strong_wolfe", ...)`` and one ``opt.step(closure)``; LBFGS has no per-group
+        weight decay, so the closure adds ``(λ/2) ||weight||^2`` to the ``nn`` loss (the bias not penalised)."""
+        from ._lbfgs import torch_lbfgs
+
+        l2 = self.config.l2
+
+        def loss_fn():
+            loss = self._loss(model, self.X, self.y)
+            return loss + 0.5 * l2 * (model.weight * model.weight).sum() if l2 else loss
+
+        trace = torch_lbfgs(list(model.parameters()), loss_fn, self.config)
+        losses, self.point_times_s = trace.finish()
+        self.evaluations, self.run_s = trace.evaluations, trace.run_s
+        self._w, self._b = self._weight(model.weight.detach()), model.bias.detach()
+        self._losses = torch.from_numpy(losses)
         synchronize(self.dev)
 
     def _loss_and_grad(self, w, b):

@@ -139,6 +139,8 @@ def test_time_to_target_is_empty_exactly_when_never_reached(rows, losses):
         r = df[df.case_id == t.case_id].iloc[0]
         if r.status == "diverged" or r.verdict == "fail":
             continue  # their curves are off the fabricated law
+        if t.target < 1e-5 and r.dtype == "float32":
+            continue  # the fabricated float32 losses carry 3e-7 relative noise: 1e-6 is within it
         want = expected_step(r.dataset, float(r.optimum_loss), t.target, int(r.n_iters))
         if math.isnan(want):
             assert math.isnan(t.step) and math.isnan(t.time_s), t.case_id

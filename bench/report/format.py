@@ -97,6 +97,9 @@ def _config(r) -> str:
         parts.append(f"l2={_f(r['l2']):g}")
     if pd.notna(r["batch_size"]):
         parts.append(f"batch {int(r['batch_size'])}")
+    opt = r.get("optimizer") if hasattr(r, "get") else None
+    if opt is not None and pd.notna(opt) and str(opt) != "gd":  # the seed's optimizer goes unsaid
+        parts.append(str(opt))
     return ", ".join(parts)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..records import TARGETS, normalize_losses, normalize_rows, write_atomic
+from ..records import JUDGED_BY_OPTIMUM, TARGETS, normalize_losses, normalize_rows, write_atomic
 from .format import _agrees, _f, backend_order
 from .stats import baseline_backend, speed_vs_numpy_frame, suboptimality_curves
 
@@ -197,7 +197,9 @@ def plot_suboptimality(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pat
                     continue
                 st = look[backend]
                 every = max(1, len(c) // 8)
-                label = f"{backend} ({r['device']})" + ("" if _agrees(r) else " ✗ disagrees")
+                opt = "" if pd.isna(r["optimizer"]) or r["optimizer"] == "gd" else f", {r['optimizer']}"
+                judged = str(r["verdict"]).startswith("n/a") or (r["optimizer"] in JUDGED_BY_OPTIMUM)
+                label = f"{backend} ({r['device']}{opt})" + ("" if _agrees(r) or judged else " ✗ disagrees")
                 ax.plot(c["time_s"], c["subopt"], lw=1.2, ms=4, markevery=every, label=label,
                         alpha=0.85 if r["loop"] == "full-batch" else 0.6, **st)
         opt = _f(sub["optimum_loss"].iloc[0]) if len(sub) else math.nan
@@ -208,7 +210,7 @@ def plot_suboptimality(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pat
                         color="0.4", va="bottom", ha="left")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("wall time (s) = step × median time per step")
+        ax.set_xlabel("wall time (s): step × median time per step, or the point's measured time (L-BFGS, sklearn)")
         ax.set_ylabel("L(θ_t) − L* (loss above optimum)")
         note = " (full-data objective along the oracle's path)" if key[0] == "mini-batch" else ""
         ax.set_title(f"{dataset}: {_panel_title(key)}{note}", fontsize=9)
@@ -275,7 +277,8 @@ def plot_speed_vs_numpy(df: pd.DataFrame, path: Path, env: dict | None = None) -
     s["panel"] = s["dtype"].astype(str) + ", " + s["formulation"].astype(str) + \
         np.where(s["l2"].astype(float) > 0, ", l2=" + s["l2"].astype(float).map("{:g}".format), "")
     s["group"] = s["dataset"].astype(str) + np.where(
-        s["loop"] == "mini-batch", "\nmini-batch " + s["batch_size"].astype("string").fillna(""), "")
+        s["loop"] == "mini-batch", "\nmini-batch " + s["batch_size"].astype("string").fillna(""), "") + \
+        np.where(s["optimizer"].astype(str) != "gd", "\n" + s["optimizer"].astype(str), "")  # part of the identity
     panels = list(dict.fromkeys(s["panel"]))
     fig, axes = _grid(len(panels), ncols=2, w=6.0, h=3.8)
     for ax, panel in zip(axes.ravel(), panels):

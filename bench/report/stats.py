@@ -18,14 +18,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..records import TARGETS, first_step_to_target, normalize_losses, normalize_rows, relative_suboptimality
+from ..records import (JUDGED_BY_OPTIMUM, TARGETS, first_step_to_target, normalize_losses, normalize_rows, point_times,
+                       relative_suboptimality)
 from .format import _f
 
 # The reference of "vs numpy": the seed's loop written in NumPy (found by its attributes), else the
 # backend registered under the seed's name.
 BASELINE_ATTRIBUTES = {"library": "numpy", "style": "the seed's loop"}
 BASELINE_NAME = "numpy"
-SETTING = ["dataset", "loop", "batch_size", "l2", "dtype", "formulation"]
+SETTING = ["dataset", "loop", "batch_size", "l2", "dtype", "formulation", "optimizer"]
 
 
 def round_times_per_step(row) -> np.ndarray | None:
@@ -62,7 +63,25 @@ def ratio_with_range(a, b) -> tuple[float, float, float]:
 
 def correct_mask(df: pd.DataFrame) -> pd.Series:
     """Rows that ran (``ok``), agree with the oracle and have a time: the only candidates for fastest."""
-    return ((df["status"] == "ok") & (df["verdict"] == "pass") & df["time_per_iter_s"].notna()).fillna(False)
+    return ((df["status"] == "ok") & (df["verdict"] == "pass") & df["time_per_iter_s"].notna()).fillna(False) \
+        & ~judged_by_optimum(df)  # an L-BFGS iteration or a solver's fit is not a step: judged by time to target
+
+
+def judged_by_optimum(df: pd.DataFrame) -> pd.Series:
+    """``lbfgs`` and ``solver`` rows: no lockstep path (each library's own line search, a library's own
+    solver), judged by the optimum they reach; their "time per step" is not comparable with a gradient
+    step's, so the per-step views (fastest, NumPy vs PyTorch, the speed plot) leave them out."""
+    if "optimizer" not in df:
+        return pd.Series(False, index=df.index)
+    return df["optimizer"].isin(JUDGED_BY_OPTIMUM).fillna(False).astype(bool)
+
+
+def judged_ok(df: pd.DataFrame) -> pd.Series:
+    """Rows whose time to target counts: ``ok`` and agreeing with the oracle, or — for rows judged by
+    the optimum — ``ok`` and not failing (their ``n/a`` verdict means "not converged", not "wrong")."""
+    ok = (df["status"] == "ok").fillna(False)
+    agrees = (df["verdict"] == "pass").fillna(False)
+    return (ok & (agrees | (judged_by_optimum(df) & (df["verdict"] != "fail").fillna(True)))).astype(bool)
 
 
 def failing_mask(df: pd.DataFrame) -> pd.Series:
@@ -106,7 +125,7 @@ def speed_vs_numpy_frame(df: pd.DataFrame) -> pd.DataFrame:
     the seed's NumPy loop) on cpu in the same setting, with the crosswise quartile range."""
     df = normalize_rows(df)
     name = baseline_backend(df)
-    ok = df[(df["status"] == "ok") & df["time_per_iter_s"].notna()]
+    ok = df[(df["status"] == "ok") & df["time_per_iter_s"].notna() & ~judged_by_optimum(df)]
     if name is None:
         return pd.DataFrame()
     out = []
@@ -131,9 +150,11 @@ def suboptimality_curves(rows: pd.DataFrame, losses: pd.DataFrame) -> pd.DataFra
     loss on full batch and ``full_loss`` (the full-data objective along the oracle's path) on
     mini-batch, whose recorded loss is the batch's; ``time_s = step × time_per_iter_s``."""
     cols = ["case_id", "backend", "library", "device", "dtype", "formulation", "dataset", "loop", "batch_size", "l2",
-            "time_per_iter_s", "optimum_loss", "verdict", "status"]
+            "optimizer", "time_per_iter_s", "optimum_loss", "verdict", "status"]
     cur = losses.merge(rows[cols], on="case_id", how="inner")
-    cur["time_s"] = cur["step"] * cur["time_per_iter_s"].astype("float64")
+    # the one definition (bench.records.point_times): a measured time where the row recorded one, else step × per step
+    measured = cur["time_s"] if "time_s" in cur else None
+    cur["time_s"] = point_times(cur["step"], cur["time_per_iter_s"].astype("float64").to_numpy(), measured)
     opt = cur["optimum_loss"].astype("float64")
     cur["objective"] = cur["full_loss"].fillna(cur["loss"])
     cur["subopt"] = cur["objective"] - opt
@@ -148,8 +169,8 @@ def time_to_target(rows: pd.DataFrame, losses: pd.DataFrame | None, targets=TARG
     (unknown, not "never")."""
     rows = normalize_rows(rows)
     losses = normalize_losses(losses, rows)
-    id_cols = ["case_id", "backend", "device", "dtype", "formulation", "dataset", "loop", "batch_size", "l2",
-               "verdict", "status"]
+    id_cols = ["case_id", "backend", "library", "device", "dtype", "formulation", "dataset", "loop", "batch_size", "l2",
+               "optimizer", "verdict", "status"]
     out_cols = id_cols + ["target", "step", "time_s", "optimum_loss", "time_per_iter_s"]
     if losses.empty:
         return pd.DataFrame(columns=out_cols)
@@ -164,10 +185,11 @@ def time_to_target(rows: pd.DataFrame, losses: pd.DataFrame | None, targets=TARG
         first = c.iloc[0]
         opt, tpi = _f(first["optimum_loss"]), _f(first["time_per_iter_s"])
         for target in targets:
-            step = first_step_to_target(c["step"].to_numpy(dtype=float), c["objective"].to_numpy(dtype=float),
-                                        opt, target)
+            steps = c["step"].to_numpy(dtype=float)
+            step = first_step_to_target(steps, c["objective"].to_numpy(dtype=float), opt, target)
+            at = c["time_s"].to_numpy(dtype=float)[steps == step] if not math.isnan(step) else ()
             parts.append({**{k: first[k] for k in id_cols}, "target": target, "step": step,
-                          "time_s": step * tpi if not math.isnan(step) else math.nan,
+                          "time_s": float(at[0]) if len(at) else math.nan,
                           "optimum_loss": opt, "time_per_iter_s": tpi})
     out = pd.DataFrame(parts, columns=out_cols)
     return out.astype({"step": "float64", "time_s": "float64", "target": "float64"})
@@ -178,7 +200,7 @@ def first_to_target(ttt: pd.DataFrame) -> pd.DataFrame:
     (``backend`` empty when none did), and how many of the group's rows got there."""
     out = []
     for (ds, loop, target), g in ttt.groupby(["dataset", "loop", "target"], sort=False):
-        ok = g[(g["verdict"] == "pass").fillna(False) & (g["status"] == "ok").fillna(False)]
+        ok = g[judged_ok(g)]
         reached = ok[ok["time_s"].notna()].sort_values("time_s", kind="stable")
         best = reached.iloc[0] if len(reached) else None
         out.append({"dataset": ds, "loop": loop, "target": target,
@@ -186,6 +208,7 @@ def first_to_target(ttt: pd.DataFrame) -> pd.DataFrame:
                     "device": None if best is None else best["device"],
                     "dtype": None if best is None else best["dtype"],
                     "formulation": None if best is None else best["formulation"],
+                    "optimizer": None if best is None else best["optimizer"],
                     "time_s": math.nan if best is None else best["time_s"],
                     "step": math.nan if best is None else best["step"],
                     "reached": int(g["time_s"].notna().sum()), "cases": len(g)})

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..records import normalize_losses, normalize_rows, write_text
-from .format import (_agrees, _dataset_title, _failing_metric, _fmt_time, _loop_title, _md, _num, backend_order)
-from .stats import baseline_backend, failing_mask, first_to_target, speed_vs_baseline, time_to_target
+from .format import (_agrees, _dataset_title, _f, _failing_metric, _fmt_time, _loop_title, _md, _num, backend_order)
+from .stats import baseline_backend, failing_mask, first_to_target, judged_by_optimum, speed_vs_baseline, time_to_target
 from .verdict import crossovers, verdict
 
 HOW_TO_READ = (
@@ -42,6 +42,8 @@ def _col_label(r, vary: dict[str, bool]) -> str:
         parts.append(str(r["formulation"]))
     if vary["l2"]:
         parts.append(f"l2={float(r['l2']):g}")
+    if vary.get("optimizer"):  # part of a row's identity: gd and adam rows of one backend are two cells
+        parts.append(str(r["optimizer"]))
     return " · ".join(parts)
 
 
@@ -53,11 +55,12 @@ def pivot_times(df: pd.DataFrame, dtype: str) -> pd.DataFrame:
     ran_devices = set(df.loc[df["status"] != "skipped", "device"].dropna())
     if ran_devices:  # a device where nothing ran is in the verdict's "Not measured", not the pivot
         df = df[df["device"].isin(ran_devices)]
-    g = df[df["dtype"] == dtype]
+    g = df[(df["dtype"] == dtype) & ~judged_by_optimum(df)]  # an L-BFGS iteration or a solver's fit is not a step
     if g.empty:
         return pd.DataFrame()
     vary = {"loop": df["loop"].nunique() > 1 or df["batch_size"].nunique() > 1,
-            "formulation": df["formulation"].nunique() > 1, "l2": df["l2"].nunique() > 1}
+            "formulation": df["formulation"].nunique() > 1, "l2": df["l2"].nunique() > 1,
+            "optimizer": df["optimizer"].nunique() > 1}
     multi_dev = df["device"].nunique() > 1
     cells: dict[str, dict[str, str]] = {}
     cols: list[str] = []
@@ -96,7 +99,9 @@ def failing_table(df: pd.DataFrame) -> pd.DataFrame:
 def target_table(firsts: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, loop and target: the first correct row to get there."""
     return _table([[f["dataset"], f["loop"], f"{f['target']:.0e}",
-                    "—" if pd.isna(f["backend"]) else f"{f['backend']} ({f['device']}, {f['dtype']}, {f['formulation']})",
+                    "—" if pd.isna(f["backend"]) else f"{f['backend']} ({f['device']}, {f['dtype']}, {f['formulation']}"
+                    + ("" if pd.isna(f.get("optimizer")) or f.get("optimizer") in (None, "gd") else f", {f['optimizer']}")
+                    + ")",
                     _fmt_time(f["time_s"]), _num(f["step"], "{:.0f}"), f"{f['reached']} of {f['cases']}"]
                    for _, f in firsts.iterrows()],
                   ["dataset", "loop", "target", "first", "time", "step", "rows reaching it"], title="Time to target")
@@ -105,19 +110,22 @@ def target_table(firsts: pd.DataFrame) -> pd.DataFrame:
 def rows_table(g: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     """Every row of one group (``g`` from :func:`speed_vs_baseline`), one line each."""
     cells = []
-    for _, r in g.sort_values(["formulation", "l2", "device", "backend"]).iterrows():
+    for _, r in g.sort_values(["formulation", "l2", "optimizer", "device", "backend"]).iterrows():
         frac = r["compute_fraction"] if pd.notna(r["compute_fraction"]) else r["roofline_fraction"]
         frac_kind = " (compute)" if pd.notna(r["compute_fraction"]) else ""
-        cells.append([r["backend"], r["device"], r["formulation"], _num(r["l2"], "{:g}"),
+        if _f(r.get("n_classes")) >= 3 and pd.notna(r["roofline_fraction"]):  # softmax: the larger floor
+            frac, frac_kind = r["roofline_fraction"], f" ({r['bound']})" if pd.notna(r.get("bound")) else ""
+        cells.append([r["backend"], r["device"], r["formulation"], _num(r["l2"], "{:g}"), str(r["optimizer"]),
                       _fmt_time(r["time_per_iter_s"]) + (" ~" if str(r["noisy"]) == "True" else ""),
                       _fmt_time(r["iqr_per_iter_s"]), _num(r["vs_baseline"], "{:.2f}×"),
                       _num(r["achieved_gbps"], "{:.2f}"), _num(frac, "{:.1%}") + (frac_kind if pd.notna(frac) else ""),
                       _num(r["rel_dparam"], "{:.1e}"), _num(r["rel_dloss"], "{:.1e}"), _num(r["tolerance"], "{:.1e}"),
-                      "yes" if _agrees(r) else ("no" if pd.notna(r["verdict"]) else "—"),
+                      "yes" if _agrees(r) else (str(r["verdict"]) if str(r["verdict"]).startswith("n/a") else
+                                                "no" if pd.notna(r["verdict"]) else "—"),
                       _num(r["threads"], "{:.0f}"),
                       str(r["status"]) if r["status"] == "ok" else f"{r['status']}: {r['reason']}"])
     vs = f"vs {baseline or 'numpy'}"
-    return _table(cells, ["backend", "device", "formulation", "l2", "time/step", "IQR", vs, "GB/s", "of floor",
+    return _table(cells, ["backend", "device", "formulation", "l2", "optimizer", "time/step", "IQR", vs, "GB/s", "of floor",
                           "rel Δparam", "rel Δloss", "tol", "agrees with oracle", "threads", "status"],
                   right=("time/step", "IQR", vs, "GB/s", "of floor", "rel Δparam", "rel Δloss", "tol", "threads"))
 

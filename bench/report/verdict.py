@@ -19,8 +19,8 @@ import pandas as pd
 from ..records import normalize_losses, normalize_rows
 from .format import (_cause, _config, _dataset_title, _f, _failing_metric, _fmt_time, _groups, _loop_title, _md,
                      _who, backend_order, library_label, named, what)
-from .stats import (baseline_backend, correct_mask, failing_mask, first_to_target, quartiles, ratio_with_range,
-                    time_to_target)
+from .stats import (baseline_backend, correct_mask, failing_mask, first_to_target, judged_by_optimum, quartiles,
+                    ratio_with_range, time_to_target)
 
 MINI_BATCH_NOTE = ("Mini-batch rows record the loss of each step's batch (noisy); their suboptimality and time to "
                    "target use the full-data objective along the float64 oracle's path over the same batches, "
@@ -37,7 +37,7 @@ def verdict(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = None) -> lis
     out = []
     for ds, loop, g in _groups(df):
         title = f"{_dataset_title(g)}, {_loop_title(g)}"
-        lines = [_agreement_sentence(g)]
+        lines = [_agreement_sentence(g[~judged_by_optimum(g)]) + _judged_note(g)]
         not_run = g[~g["status"].isin(["ok", "diverged", "failed"])]
         if len(not_run):
             parts = []
@@ -60,7 +60,24 @@ def verdict(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = None) -> lis
         if loop == "mini-batch":
             lines.append(MINI_BATCH_NOTE)
         out.append((title, lines))
+    soft = softmax_verdict(df)
+    if soft:
+        out.append((SOFTMAX_TITLE, soft))
+    from .time_to_model import time_to_model_verdict  # issue 20: a block wherever L-BFGS / solver rows ran
+
+    out += time_to_model_verdict(df, losses)
     return out
+
+
+def _judged_note(g: pd.DataFrame) -> str:
+    """L-BFGS and solver rows have no lockstep path to agree with: say how they were judged instead."""
+    j = g[judged_by_optimum(g) & g["status"].isin(["ok", "diverged", "failed"])]
+    if j.empty:
+        return ""
+    passed = int((j["verdict"] == "pass").fillna(False).sum())
+    return (f" {len(j)} L-BFGS/solver row{'s' if len(j) > 1 else ''} ({', '.join(f'`{b}`' for b in backend_order(j))}) "
+            f"follow{'' if len(j) > 1 else 's'} no lockstep path and {'are' if len(j) > 1 else 'is'} judged by the optimum "
+            f"reached instead: {passed} of {len(j)} within the dtype's relative suboptimality (1e-6 in float64).")
 
 
 def _agreement_sentence(g: pd.DataFrame) -> str:
@@ -86,6 +103,9 @@ def _agreement_sentence(g: pd.DataFrame) -> str:
 
 def _fraction_phrase(r) -> str:
     cf, rf = _f(r["compute_fraction"]), _f(r["roofline_fraction"])
+    if _f(r.get("n_classes")) >= 3 and not math.isnan(rf):  # softmax out of cache: the larger floor (bound)
+        which = "compute" if str(r.get("bound")) == "compute" else "memory-bandwidth"
+        return f"{rf:.1%} of its floor (the {which} floor: a K-class step does 4·m·d·K flops per read of X)"
     if not math.isnan(cf):
         return f"{cf:.1%} of the compute floor (its data fit in cache)"
     if not math.isnan(rf):
@@ -95,6 +115,7 @@ def _fraction_phrase(r) -> str:
 
 def _same_setting(df: pd.DataFrame, r) -> pd.Series:
     return ((df["formulation"] == r["formulation"]) & (df["l2"] == r["l2"])
+            & (df["optimizer"].fillna("gd") == (r["optimizer"] if pd.notna(r["optimizer"]) else "gd"))
             & (df["batch_size"].fillna(-1) == (-1 if pd.isna(r["batch_size"]) else r["batch_size"]))).fillna(False)
 
 
@@ -149,7 +170,8 @@ def _target_sentence(firsts: pd.DataFrame, g: pd.DataFrame) -> str | None:
         if f["backend"] is None or pd.isna(f["backend"]):
             never.append(f"{f['target']:.0e}")
         else:
-            parts.append(f"{f['target']:.0e} first by **{f['backend']}** ({f['dtype']}, {f['formulation']}) in "
+            opt = "" if pd.isna(f.get("optimizer")) or f.get("optimizer") in (None, "gd") else f", {f['optimizer']}"
+            parts.append(f"{f['target']:.0e} first by **{f['backend']}** ({f['dtype']}, {f['formulation']}{opt}) in "
                          f"{_fmt_time(f['time_s'])} (step {int(f['step'])}; {f['reached']} of {f['cases']} rows get there)")
     text = "Time to relative suboptimality (L−L*)/L*: " + "; ".join(parts) if parts else \
         "Time to relative suboptimality (L−L*)/L*: no row agreeing with the oracle reaches any target"
@@ -157,6 +179,90 @@ def _target_sentence(firsts: pd.DataFrame, g: pd.DataFrame) -> str | None:
         steps = sorted({int(x) for x in g["n_iters"].dropna()})
         text += f"; {', '.join(never)} not reached by any correct row in {'/'.join(map(str, steps))} steps"
     return text + "."
+
+
+SOFTMAX_TITLE = "Softmax (K classes): NumPy or PyTorch, and does the answer change from the binary model?"
+
+
+def _answer(a, b) -> tuple[str, float, tuple[float, float], bool]:
+    """Best NumPy row ``a`` against best PyTorch row ``b``: the faster library's label, how many times
+    faster, the crosswise quartile range of that ratio, and whether the range contains 1 (a tie)."""
+    r, lo, hi = ratio_with_range(a, b)  # NumPy time / PyTorch time: > 1 means PyTorch is faster
+    if r >= 1:
+        return library_label("torch"), r, (lo, hi), lo <= 1
+    rng = (1 / hi if hi else math.nan, 1 / lo if lo else math.inf)
+    return library_label("numpy"), 1 / r, rng, rng[0] <= 1
+
+
+def _best_pair(rows: pd.DataFrame):
+    """The fastest correct NumPy row and the fastest correct PyTorch row of ``rows`` (None if missing)."""
+    good = rows[correct_mask(rows)]
+    npy = good[(good["library"] == "numpy").fillna(False)].sort_values("time_per_iter_s", kind="stable")
+    pt = good[(good["library"] == "torch").fillna(False)].sort_values("time_per_iter_s", kind="stable")
+    return (npy.iloc[0] if len(npy) else None), (pt.iloc[0] if len(pt) else None)
+
+
+def _binary_twin(df: pd.DataFrame, g: pd.DataFrame) -> pd.DataFrame:
+    """The binary full-batch rows of the run with the same shape (n, d) as the K-class rows ``g``;
+    for ``iris-3class`` (150 rows) with none, the seed's binary ``iris`` (100 of those rows, 2 classes)."""
+    binary = df[(df["n_classes"].fillna(2) < 3) & (df["loop"] == "full-batch")]
+    r = g.iloc[0]
+    twin = binary[(binary["n"] == r["n"]) & (binary["d"] == r["d"])]
+    if twin.empty and str(r["dataset"]).startswith("iris-3class"):
+        twin = binary[binary["dataset"] == str(r["dataset"]).replace("iris-3class", "iris", 1)]
+    return twin
+
+
+def softmax_verdict(df: pd.DataFrame) -> list[str]:
+    """The softmax block's verdict (issue 19): per K-class dataset (full batch), device, dtype and
+    formulation, NumPy's best correct row against PyTorch's best, and whether that answer is the one
+    the binary model gives on the same shape in the same run (same device, dtype, formulation, l2)."""
+    df = normalize_rows(df)
+    k_rows = df[(df["n_classes"].fillna(2) >= 3) & (df["loop"] == "full-batch") & df["status"].isin(["ok"])]
+    if "optimizer" in k_rows:  # plain gradient descent, the seed's: the block's rows
+        k_rows = k_rows[k_rows["optimizer"].fillna("gd") == "gd"]
+    NP, PT = library_label("numpy"), library_label("torch")
+    lines = []
+    for ds in dict.fromkeys(k_rows["dataset"]):
+        g = k_rows[k_rows["dataset"] == ds]
+        twin = _binary_twin(df, g)
+        if "optimizer" in twin:
+            twin = twin[twin["optimizer"].fillna("gd") == "gd"]
+        k = int(_f(g["n_classes"].iloc[0]))
+        for (device, dtype, form, l2), h in g.groupby(["device", "dtype", "formulation", "l2"], sort=False, dropna=False):
+            setting = f"{dtype}, {form}" + (f", l2={_f(l2):g}" if _f(l2) else "")
+            head = f"{_dataset_title(h)}, K={k}, on {device} ({setting})"
+            a, b = _best_pair(h)
+            if a is None or b is None:
+                missing = NP if a is None else PT
+                lines.append(f"{head}: no correct {missing} row to compare.")
+                continue
+            winner, ratio, rng, tie = _answer(a, b)
+            text = (f"{head}: best {NP} {named(a)} {_fmt_time(a['time_per_iter_s'])}, best {PT} {named(b)} "
+                    f"{_fmt_time(b['time_per_iter_s'])} per step: **{winner} {ratio:.2f}× faster** "
+                    f"(quartile range {rng[0]:.2f}–{rng[1]:.2f}×{', not told apart' if tie else ''})")
+            frac = _fraction_phrase(b if winner == PT else a)
+            if frac:
+                text += f"; the winner runs at {frac}"
+            t = twin[(twin["device"] == device) & (twin["dtype"] == dtype) & (twin["formulation"] == form)
+                     & (twin["l2"].fillna(0) == (_f(l2) if not math.isnan(_f(l2)) else 0))]
+            if t.empty:
+                lines.append(text + ". Binary model on the same shape: no such row in this run.")
+                continue
+            ba, bb = _best_pair(t)
+            bname = f"`{t['dataset'].iloc[0]}`"
+            if ba is None or bb is None:
+                lines.append(text + f". Binary {bname} ({setting}): no correct "
+                                    f"{NP if ba is None else PT} row to compare.")
+                continue
+            bwinner, bratio, _, btie = _answer(ba, bb)
+            if bwinner == winner:
+                same = "the same answer"
+            else:
+                same = "**the answer flips**" + (" (one of the two is within noise)" if tie or btie else "")
+            lines.append(text + f". Binary {bname} ({setting}): {NP if bwinner == NP else PT} {bratio:.2f}× faster"
+                                f"{' (not told apart)' if btie else ''}; K={k}: {winner} {ratio:.2f}× faster — {same}.")
+    return lines
 
 
 def crossovers(df: pd.DataFrame) -> list[str]:
