@@ -293,7 +293,13 @@ def device_floor(device: str, read_bytes: int = DEVICE_READ_BYTES, gemm_n: int =
 def measure_roofline(devices=("cpu",), threads: int | None = None, host_bytes: int | None = None) -> dict:
     """Every figure of the module docstring in one dict (GB/s, GFLOP/s); on a CUDA device also
     :func:`device_floor`'s (``device_read`` is the device's memory floor, ``device_copy`` kept for
-    reference). ``host_bytes``: the host read array's size (default :func:`array_bytes`)."""
+    reference). ``host_bytes``: the host read array's size (default :func:`array_bytes`).
+
+    ``LOGREG_BENCH_FLOOR=skip`` in the environment measures nothing and returns ``{}`` (rows then
+    have no roofline or compute fraction): the test suite sets it, since the measurement takes
+    seconds on every command it starts and most tests are about something else."""
+    if os.environ.get("LOGREG_BENCH_FLOOR", "").strip().lower() == "skip":
+        return {}
     out = host_bandwidth(threads, host_bytes)
     out.update(host_gflops(threads))
     gpu = next((d for d in devices if d != "cpu"), None)

@@ -53,7 +53,7 @@ from .base import DTYPES, FORMULATIONS, BackendUnavailableError, Trainer, TrainC
 AGREEMENT_STEPS = 300  # full-batch steps of each agreement run (Iris, lr = 0.01)
 MINIBATCH_STEPS, MINIBATCH_SIZE = 60, 32  # ~19 epochs of Iris' 100 rows in batches of 32 (the last one 4)
 L2 = 0.05
-GRADIENTS = ("hand-derived", "autograd")
+GRADIENTS = ("hand-derived", "autograd", "solver")  # solver: a library computes its own (scikit-learn)
 
 
 class CheckSkipped(Exception):

@@ -5,6 +5,7 @@ several tests look at is computed once per session."""
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 
@@ -24,6 +25,18 @@ from implementations import (BACKENDS, BackendUnavailableError, DeviceUnavailabl
 # default action by exec, so every child started without `preexec_fn` gets what it needs.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# The hardware floor (bench.roofline.measure_roofline: a 1 GiB parallel read and an in-cache matrix
+# product) takes 4-15 s on this kind of machine, on every command a test starts, in this process and
+# in its subprocesses (they inherit the environment). The tests of the floor itself call its parts
+# directly (test_performance_backends.py) or delete the variable (the `floor` fixture below).
+os.environ.setdefault("LOGREG_BENCH_FLOOR", "skip")
+
+
+@pytest.fixture
+def floor(monkeypatch):
+    """The real floor measurement for a test that is about it."""
+    monkeypatch.delenv("LOGREG_BENCH_FLOOR", raising=False)
 
 
 # torch on one intra-op thread in this process, once it is imported. The tests' data are tiny (Iris, a few

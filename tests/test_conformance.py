@@ -23,7 +23,7 @@ from implementations import (DTYPES, FORMULATIONS, BackendUnavailableError, Devi
 from .conftest import TRAINERS, backend_class, dataset, train, trained
 
 NAMES = list(TRAINERS)
-GRADIENTS = ("hand-derived", "autograd")
+GRADIENTS = ("hand-derived", "autograd", "solver")  # solver: scikit-learn's rows
 
 
 def _cls(name):

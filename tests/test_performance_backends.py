@@ -174,3 +174,14 @@ def test_roofline_figures():
     assert frac == pytest.approx(1600 / 1e-6 / (figures["host_gflops_float32"] * 1e9))
     assert roofline.compute_fraction(1e-6, 100, 4, "float16", figures) is None
     assert roofline.fits_in_cache(1600, {"llc_mib": 32}) and not roofline.fits_in_cache(2**30, {"llc_mib": 32})
+
+
+def test_floor_is_measured_unless_skipped(floor, monkeypatch):
+    """``measure_roofline`` measures the host floor and roof; ``LOGREG_BENCH_FLOOR=skip`` (what the
+    test suite sets for the commands it starts) measures nothing."""
+    from bench import roofline
+
+    figures = roofline.measure_roofline(("cpu",), threads=1, host_bytes=64 * 2**20)
+    assert figures["host_read"] > 0 and figures["host_gflops_float32"] > 0
+    monkeypatch.setenv("LOGREG_BENCH_FLOOR", "skip")
+    assert roofline.measure_roofline(("cpu",), threads=1) == {}
