@@ -195,7 +195,9 @@ def plot_suboptimality(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pat
                 c = c[(c["subopt"] > 0) & (c["time_s"] > 0)]
                 if c.empty:
                     continue
-                st = look[backend]
+                st = dict(look[backend])
+                if r["optimizer"] in OPTIMIZER_MARKERS:  # one backend's loops told apart by marker
+                    st["marker"] = OPTIMIZER_MARKERS[r["optimizer"]]
                 every = max(1, len(c) // 8)
                 opt = "" if pd.isna(r["optimizer"]) or r["optimizer"] == "gd" else f", {r['optimizer']}"
                 judged = str(r["verdict"]).startswith("n/a") or (r["optimizer"] in JUDGED_BY_OPTIMUM)
@@ -210,7 +212,7 @@ def plot_suboptimality(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pat
                         color="0.4", va="bottom", ha="left")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("wall time (s): step × median time per step, or the point's measured time (L-BFGS, sklearn)")
+        ax.set_xlabel("wall time (s): step × time per step, or as measured (L-BFGS, sklearn)")
         ax.set_ylabel("L(θ_t) − L* (loss above optimum)")
         note = " (full-data objective along the oracle's path)" if key[0] == "mini-batch" else ""
         ax.set_title(f"{dataset}: {_panel_title(key)}{note}", fontsize=9)
@@ -222,6 +224,7 @@ def plot_suboptimality(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pat
 
 
 ORACLE_ZERO = 1e-18
+OPTIMIZER_MARKERS = {"momentum": "^", "nesterov": "v", "adam": "x", "lbfgs": "D", "solver": "s"}  # gd: the backend's
 
 
 def plot_loss_vs_oracle(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Path, env: dict | None = None) -> bool:
