@@ -10,6 +10,8 @@ comma := ,
 KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-12)
 STAMP := $(VENV)/.installed-$(KEY)-$(subst $(comma),_,$(EXTRAS))
 PYTEST_ARGS ?=
+# one pytest-xdist worker per core: the suite is mostly single-threaded (torch at 1 thread in tests)
+XDIST ?= -n auto
 
 .PHONY: bench test setup clean gpu
 
@@ -27,7 +29,7 @@ bench: $(STAMP)
 # Benchmarks run once each with timing disabled; `pytest --benchmark-only` times them for real.
 # pytest's exit 5 (no test collected) is reported and fails the target like any other failure.
 test: $(STAMP)
-	@$(BIN)/python -m pytest --benchmark-disable $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest --benchmark-disable $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 # The GPU half (docs/gpu.md): on a CUDA machine whose Python already has the dependencies, from the

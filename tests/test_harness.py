@@ -114,9 +114,9 @@ def test_noisy_flag():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backends", "tensorflow"], "--backends must be among ["),
+    (["--backends", "tensorflow"], "--backends: backend must be one of ["),
     (["--devices", "tpu"], "--devices must be among cpu, cuda, cuda:N, mps, got 'tpu'"),
-    (["--datasets", "mnist"], "--datasets: dataset must be 'iris' or 'synthetic-<n>x<d>"),
+    (["--datasets", "mnist"], "--datasets: dataset must be 'iris', 'breast-cancer'"),
     (["--dtypes", "float16"], "--dtypes must be among ['float32', 'float64'], got 'float16'"),
     (["--iters", "0"], "argument --iters: expected a positive integer, got '0'"),
     (["--out", "/proc/version/x"], "--out must be a folder that can be written"),

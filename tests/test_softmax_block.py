@@ -172,3 +172,13 @@ def test_iris_3class_is_compared_with_the_binary_iris():
 def test_bound_column_is_read_from_older_files():
     df = normalize_rows(fabricate_rows().drop(columns=[c for c in ("bound",) if c in fabricate_rows()]))
     assert "bound" in df and df["bound"].isna().all()
+
+
+def test_optimum_guard_spares_the_small_k_class_sets_only():
+    from bench.pipeline import OPTIMUM_MAX_NEWTON_FLOPS
+
+    def newton(n, d, k):
+        return n * ((d + 1) * k) ** 2
+
+    assert newton(150, 4, 3) < newton(1797, 64, 10) < OPTIMUM_MAX_NEWTON_FLOPS  # iris-3class, digits: fitted
+    assert newton(100_000, 100, 10) > OPTIMUM_MAX_NEWTON_FLOPS  # the block's 100k x 100 K = 10 set: not

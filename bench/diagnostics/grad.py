@@ -162,17 +162,27 @@ def _note(formulation, dtype, sat, passed, a, b, k: int = 2) -> str:
             + "; the hand-derived p - y is the exact loss's derivative; use logits")
 
 
+def _has_gradient(name: str) -> bool:
+    try:
+        return get_backend(name).gradient != "solver"
+    except ValueError:  # cannot be imported here: keep it, its rows say why it is skipped
+        return True
+
+
 def compare_gradients(ds: Dataset, backends=None, dtypes=DTYPES, formulations=FORMULATIONS,
                       device: str = "cpu", seed: int = 0, pts: list[Point] | None = None, l2: float = 0.0) -> list[dict]:
     """One row per (point, formulation, dtype, pair of methods); a backend that cannot run on
     ``device`` gets one ``skipped`` row per dtype and formulation, with the reason in ``note``.
-    ``backends``: registered names (default: every one registered now). Every trainer is closed."""
+    ``backends``: registered names (default: every one registered now that computes a gradient —
+    the scikit-learn solvers, declared ``gradient = "solver"``, expose none). Every trainer is closed."""
     rows = []
     pts = pts or points(ds, seed)
+    if backends is None:
+        backends = [name for name in BACKENDS if _has_gradient(name)]
     for dtype, form in itertools.product(dtypes, formulations):
         with contextlib.ExitStack() as stack:
             trainers = {}
-            for name in (list(BACKENDS) if backends is None else backends):
+            for name in backends:
                 try:
                     K = getattr(ds, "n_classes", 2)
                     trainer = stack.enter_context(create_trainer(
