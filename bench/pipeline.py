@@ -131,7 +131,7 @@ class RunOptions:
     budget_s: float | None = 1.0  # per row: stop repeating (after 3 rounds) past this many seconds
     threads: int | None = None
     seed: int = 0
-    target: float = 1e-3  # suboptimality defining time_to_target_s
+    target: float = 1e-3  # relative suboptimality (L - L*)/|L*| defining time_to_target_s
     optimum: bool = True  # fit scikit-learn's optimum per dataset and penalty
     row_timeout: float | None = None  # seconds per row (construction to result) before it is a `failed` row
 
