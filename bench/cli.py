@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                           f"softmax block: full batch on {' and '.join(SOFTMAX_DATASETS)}, float32)")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=_positive_float, default=1e-3,
-                     help="suboptimality that defines time_to_target_s (default: 1e-3)")
+                     help="relative suboptimality (L - L*)/|L*| that defines time_to_target_s (default: 1e-3)")
     run.add_argument("--time-to-model", action="store_true",
                      help="run only the time-to-a-trained-model block (part of the default run): gd, adam and lbfgs "
                           "of each backend (default: numpy torch torch-nn jax) and scikit-learn's solvers "
