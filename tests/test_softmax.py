@@ -394,3 +394,18 @@ def test_trajectory_k_classes():
 
     tr = lockstep(_tiny_dataset(), "numpy", "torch-manual", "float32", "logits", 10, lr=0.5)
     assert tr.first_divergence is None and tr.max_rel_dev < 1e-5
+
+
+def test_lockstep_stops_where_a_backend_goes_non_finite():
+    """`bench trajectory` on digits at a step too large for float32 probs: torch's autograd through
+    log(softmax) turns non-finite after the label probabilities underflow; the lockstep ends there
+    and says so (it used to stop with a ValueError from the next prepare), while logits runs on."""
+    from bench.data import load
+    from bench.diagnostics.trajectory import lockstep
+
+    ds = load("digits", 0)
+    probs = lockstep(ds, "numpy", "torch", "float32", "probs", 6, lr=0.05)
+    assert "torch non-finite at step" in probs.diverged and len(probs.deviations) < 6
+    assert probs.as_row()["diverged"] == probs.diverged
+    logits = lockstep(ds, "numpy", "torch", "float32", "logits", 6, lr=0.05)
+    assert logits.diverged == "" and len(logits.deviations) == 6

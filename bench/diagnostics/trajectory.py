@@ -41,7 +41,8 @@ class Trajectory:
     max_rel_dev: float
     max_dev_step: int
     saturated: int  # saturated samples (backend a's parameters) at the first divergence, else at the largest deviation
-    deviations: np.ndarray  # relative parameter deviation after each step
+    deviations: np.ndarray  # relative parameter deviation after each step (up to the divergence)
+    diverged: str = ""  # "" or which backend's loss or parameters became non-finite, at which step
 
     def as_row(self) -> dict:
         return {
@@ -49,7 +50,7 @@ class Trajectory:
             "backend_b": self.b, "n_iters": self.n_iters,
             "first_divergence_step": self.first_divergence if self.first_divergence is not None else "never",
             "max_rel_deviation": self.max_rel_dev, "max_deviation_step": self.max_dev_step,
-            "saturated_at_step": self.saturated,
+            "saturated_at_step": self.saturated, "diverged": self.diverged,
         }
 
 
@@ -68,13 +69,23 @@ def _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0) -> Trajecto
     theta = {a: (w0, b0), b: (w0, b0)}
     k_classes = getattr(ds, "n_classes", 2)
     devs = np.empty(n_iters)
-    first, sat_first, sat_worst = None, None, 0
+    first, sat_first, sat_worst, diverged = None, None, 0, []
     for k in range(1, n_iters + 1):
         for name, tr in ((a, ta), (b, tb)):
             tr.prepare(ds.X, ds.y, *theta[name])
             tr.run()
             res = tr.result()
             theta[name] = (res.w, res.b)
+            if res.diverged or not np.all(np.isfinite(np.append(res.w, res.b))):
+                diverged.append(name)
+        if diverged:  # the step cannot go on from non-finite parameters: the lockstep ends here
+            devs = devs[: k - 1]
+            if devs.size == 0:
+                devs = np.array([np.inf])
+            worst = int(np.argmax(devs)) + 1
+            return Trajectory(a, b, ds.name, dtype, formulation, n_iters, first, float(devs.max()), worst,
+                              sat_first if first is not None else sat_worst, devs,
+                              diverged=f"{' and '.join(diverged)} non-finite at step {k} (lr too large for this data?)")
         pa, pb = np.append(*theta[a]), np.append(*theta[b])
         scale = max(np.abs(pa).max(), np.finfo(float).tiny)
         devs[k - 1] = np.abs(pa - pb).max() / scale if np.all(np.isfinite(pa - pb)) else np.inf
@@ -111,7 +122,7 @@ def run(datasets, a: str, b: str, devices, dtypes, formulations, l2s=(0.0,), n_i
                                          "reason": str(exc)})
                             continue
                         rows.append({**tr.as_row(), "device": device, "l2": l2, "status": "ok", "reason": ""})
-                        curves.append(pd.DataFrame({**where, "step": range(1, tr.n_iters + 1),
+                        curves.append(pd.DataFrame({**where, "step": range(1, len(tr.deviations) + 1),
                                                     "rel_deviation": tr.deviations}))
     df = pd.DataFrame(rows)
     records.write_csv(df, out / "trajectory.csv")
