@@ -65,8 +65,8 @@ def test_both_data_parallel_backends_are_registered():
 
 
 @pytest.mark.parametrize("config", [
-    TrainConfig(lr=0.1, n_iters=1000, dtype="float64", formulation="probs", workers=2),
-    TrainConfig(lr=0.1, n_iters=1000, dtype="float64", formulation="logits", workers=2, batch_size=16, l2=0.01),
+    TrainConfig(lr=0.1, n_iters=200, dtype="float64", formulation="probs", workers=2),
+    TrainConfig(lr=0.1, n_iters=200, dtype="float64", formulation="logits", workers=2, batch_size=16, l2=0.01),
 ], ids=["full-batch", "minibatch-l2"])
 @pytest.mark.parametrize("name", DP_PARAMS)
 def test_two_workers_match_the_float64_oracle(name, config, data101):

@@ -127,7 +127,7 @@ def test_well_conditioned_gd_with_lr_1_over_L_reaches_sklearn_optimum():
     assert opt.converged
     w0, b0 = np.zeros(5), 0.0
     for name in TRAINERS:
-        res = train(TRAINERS[name], TrainConfig(lr=1 / L, n_iters=3000, dtype="float64", formulation="logits",
+        res = train(TRAINERS[name], TrainConfig(lr=1 / L, n_iters=500, dtype="float64", formulation="logits",
                                                 record_every=100), X, y, w0, b0)
         assert opt.rel_distance(res.w, res.b) <= 1e-6, name
         assert oracle_loss(X, y, res.w, res.b) - opt.loss <= 1e-12
