@@ -135,7 +135,8 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
                    help="a table file's label column (default: the column named target, label, y or class, else "
                         "the last); two distinct values of any kind are mapped to 0/1 in sorted order")
     p.add_argument("--positive", default=None, metavar="VALUE",
-                   help="one-vs-rest on a data file with more than two classes: VALUE -> 1, the rest -> 0")
+                   help="one-vs-rest on a data file with more than two classes: VALUE -> 1, the rest -> 0 "
+                        "(without it, K > 2 label values train the softmax model)")
     p.add_argument("--standardize", action="store_true",
                    help="each feature to zero mean and unit variance (constant columns left alone), the same "
                         "arrays for the oracle and every backend")

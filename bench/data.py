@@ -216,11 +216,12 @@ def parse_name(name: str) -> tuple[int, int, float] | None:
 
 
 def n_classes(name: str) -> int:
-    """The class count of a dataset name, without building it: ``K`` of ``synthetic-<n>x<d>-k<K>``,
-    3 for ``iris-3class``, 10 for ``digits``, else 2 (files are binary until the data files carry K labels)."""
+    """The class count of a dataset name: ``K`` of ``synthetic-<n>x<d>-k<K>``, 3 for ``iris-3class``,
+    10 for ``digits``, else 2, without building it; a file's is its label's distinct values (2 with
+    ``positive``), read once (:func:`load` keeps the last two files)."""
     src = source(name)
     if src.is_file:
-        return 2
+        return load(name).n_classes
     if src.base in NAMED:
         return CLASSES.get(src.base, 2)
     m = _SIZE.match(src.base)
@@ -638,8 +639,10 @@ def _matches(v, positive: str) -> bool:
 
 
 def binary_labels(path: str, raw, what: str, positive: str | None = None) -> tuple[np.ndarray, dict]:
-    """Labels of any kind -> float64 0/1 and the mapping (value shown -> 0/1). Two distinct values
-    map in sorted order; ``positive`` maps that value to 1 and every other to 0 (one-vs-rest)."""
+    """Labels of any kind -> float64 class indices and the mapping (value shown -> index). Two
+    distinct values map to 0/1 in sorted order (the sigmoid model); ``K >= 3`` values to ``0 .. K-1``
+    in sorted order (the softmax model, ``info["n_classes"] = K``); ``positive`` maps that value to 1
+    and every other to 0 (one-vs-rest, binary)."""
     import pandas as pd
 
     s = pd.Series(np.asarray(raw).ravel() if not isinstance(raw, pd.Series) else raw)
@@ -666,9 +669,11 @@ def binary_labels(path: str, raw, what: str, positive: str | None = None) -> tup
         return y, {"positive": _text(pos), "mapping": {**{r: 0 for r in rest}, _text(pos): 1}}
     if len(values) == 1:
         raise DataFileError(f"{path}: one class only: all {len(s)} rows have {_show(values[0])} in {what}")
-    if len(values) > 2:
-        raise DataFileError(f"{path}: {what} has {len(values)} classes ({_counts(values, cnt)}); this model is binary: "
-                            "pick the positive class with --positive VALUE (one-vs-rest: VALUE -> 1, the rest -> 0)")
+    if len(values) > 2:  # K classes: softmax regression (or --positive VALUE for one-vs-rest)
+        index = {v: i for i, v in enumerate(values)}
+        y = s.map(index).to_numpy(np.float64)
+        return y, {"mapping": {_text(v): i for i, v in enumerate(values)}, "n_classes": len(values),
+                   "class_counts": {_text(v): c for v, c in zip(values, cnt)}}
     y = (s == values[1]).to_numpy(np.float64)
     return y, {"mapping": {_text(values[0]): 0, _text(values[1]): 1}}
 
@@ -803,7 +808,7 @@ def _finish(name: str, X, y, origin: str, density, info: dict, std: bool, init_s
         info = {**info, "standardized": True, "constant_columns": const}
         origin += ", standardized"
     scale = rms_init_scale(X) if init_scale is None else init_scale
-    return Dataset(name, X, y, scale, origin, density, info)
+    return Dataset(name, X, y, scale, origin, density, info, n_classes=int(info.get("n_classes", 2)))
 
 
 def _name(src: Source) -> str:
