@@ -16,10 +16,33 @@ def _interrupted() -> int:
     return 130
 
 
+_SIGINT_SEEN: list[int] = []
+
+
+def _note_sigint(signum, frame):
+    _SIGINT_SEEN.append(signum)
+    raise KeyboardInterrupt
+
+
 def _main() -> int:
+    # While the imports run, a Ctrl-C is remembered as well as raised: one that lands inside a C
+    # extension's initialisation surfaces as that module's ImportError (NumPy's "PyCapsule_Import could
+    # not import module 'datetime'"), not as a KeyboardInterrupt.
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _note_sigint)
     try:
         from .cli import main
-
+    except KeyboardInterrupt:
+        return _interrupted()
+    except Exception:
+        if _SIGINT_SEEN:
+            return _interrupted()
+        raise
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
+    try:
         code = main()
     except KeyboardInterrupt:
         return _interrupted()

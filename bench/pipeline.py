@@ -288,7 +288,7 @@ class Evaluator:
         except (ValueError, MemoryError) as exc:
             return Outcome(self.base_row(case, status="failed", reason=f"dataset {case.dataset!r} cannot be built: "
                                                                      f"{type(exc).__name__}: {exc}"))
-        if _engine(case.backend) == "numba" and self.threads and self.threads.numba_error:
+        if _declared(case.backend, "engine") == "numba" and self.threads and self.threads.numba_error:
             return Outcome(self.base_row(case, status="skipped", reason=self.threads.numba_error))
         trainer = None
         try:
@@ -545,16 +545,10 @@ def _compile_fields(outcome: Outcome, trainer, warm) -> Outcome:
                    outcome.curve)
 
 
-def _engine(backend: str) -> str | None:
+def _declared(backend: str, attribute: str) -> str | None:
+    """What a backend's class declares (``engine``, ``gradient``), None if it cannot be imported here."""
     try:
-        return get_backend(backend).engine
-    except ValueError:
-        return None
-
-
-def _gradient(backend: str) -> str | None:
-    try:
-        return get_backend(backend).gradient
+        return getattr(get_backend(backend), attribute)
     except ValueError:
         return None
 
@@ -595,26 +589,26 @@ def explain(agreement, saturated: int, case: Case) -> str:
     """Why a row is outside tolerance, as far as the run can tell."""
     parts = [f"differs from the float64 oracle: rel Δparam {agreement.rel_dparam:.2e}, "
              f"rel Δloss {agreement.rel_dloss:.2e} (tolerance {agreement.tolerance:.2e})"]
-    if saturated and case.config.formulation == "probs" and case.config.n_classes >= 3:
+    if saturated and case.config.formulation == "probs":
+        softmax = case.config.n_classes >= 3
         if agreement.rel_dloss > agreement.tolerance:
             parts.append(f"{saturated} samples' label probability underflows (log P[i, y_i] < -100 in "
                          f"{case.config.dtype}): the probs loss clamps that log at -100 while the oracle computes it "
-                         "in float64")
-        if agreement.rel_dparam > agreement.tolerance:
-            autograd = _gradient(case.backend) == "autograd"
-            parts.append("autograd through the clamped log(softmax) gives those samples a zero gradient while P - Y "
-                         "does not" if autograd else "those samples also move the parameters apart")
-        parts.append("the logits formulation (log-softmax) has neither problem")
-    elif saturated and case.config.formulation == "probs":
-        if agreement.rel_dloss > agreement.tolerance:
-            parts.append(f"{saturated} samples saturate (p(1-p) < 1e-12): where p rounds to 0 or 1 in "
+                         "in float64" if softmax else
+                         f"{saturated} samples saturate (p(1-p) < 1e-12): where p rounds to 0 or 1 in "
                          f"{case.config.dtype} the probs loss clamps log at -100 while the oracle still computes "
                          "the exact log")
         if agreement.rel_dparam > agreement.tolerance:
-            autograd = _gradient(case.backend) == "autograd"
-            parts.append("autograd through sigmoid->BCE shrinks or zeroes those samples' gradient while p - y does not"
-                         if autograd else "saturated samples also move the parameters apart")
-        parts.append("the logits formulation has neither problem")
+            if _declared(case.backend, "gradient") == "autograd":
+                parts.append("autograd through the clamped log(softmax) gives those samples a zero gradient while "
+                             "P - Y does not" if softmax else
+                             "autograd through sigmoid->BCE shrinks or zeroes those samples' gradient while p - y "
+                             "does not")
+            else:
+                parts.append("those samples also move the parameters apart" if softmax else
+                             "saturated samples also move the parameters apart")
+        parts.append("the logits formulation (log-softmax) has neither problem" if softmax else
+                     "the logits formulation has neither problem")
     elif saturated:
         parts.append(f"{saturated} saturated samples")
     else:

@@ -69,7 +69,7 @@ def _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0) -> Trajecto
     theta = {a: (w0, b0), b: (w0, b0)}
     k_classes = getattr(ds, "n_classes", 2)
     devs = np.empty(n_iters)
-    first, sat_first, sat_worst, diverged = None, None, 0, []
+    first, sat_first, sat_worst, diverged, why = None, None, 0, [], ""
     for k in range(1, n_iters + 1):
         for name, tr in ((a, ta), (b, tb)):
             tr.prepare(ds.X, ds.y, *theta[name])
@@ -79,13 +79,9 @@ def _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0) -> Trajecto
             if res.diverged or not np.all(np.isfinite(np.append(res.w, res.b))):
                 diverged.append(name)
         if diverged:  # the step cannot go on from non-finite parameters: the lockstep ends here
-            devs = devs[: k - 1]
-            if devs.size == 0:
-                devs = np.array([np.inf])
-            worst = int(np.argmax(devs)) + 1
-            return Trajectory(a, b, ds.name, dtype, formulation, n_iters, first, float(devs.max()), worst,
-                              sat_first if first is not None else sat_worst, devs,
-                              diverged=f"{' and '.join(diverged)} non-finite at step {k} (lr too large for this data?)")
+            devs = devs[: k - 1] if k > 1 else np.array([np.inf])
+            why = f"{' and '.join(diverged)} non-finite at step {k} (lr too large for this data?)"
+            break
         pa, pb = np.append(*theta[a]), np.append(*theta[b])
         scale = max(np.abs(pa).max(), np.finfo(float).tiny)
         devs[k - 1] = np.abs(pa - pb).max() / scale if np.all(np.isfinite(pa - pb)) else np.inf
@@ -95,8 +91,8 @@ def _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0) -> Trajecto
             sat_worst = saturated_count(ds.X, *theta[a], dtype, y=ds.y)
     worst = int(np.argmax(devs)) + 1
     sat = sat_first if first is not None else sat_worst
-    return Trajectory(a, b, ds.name, dtype, formulation, n_iters, first, float(devs.max()), worst, sat, devs)
-
+    return Trajectory(a, b, ds.name, dtype, formulation, n_iters, first, float(devs.max()), worst, sat, devs,
+                      diverged=why)
 
 def run(datasets, a: str, b: str, devices, dtypes, formulations, l2s=(0.0,), n_iters: int = 1000, lr: float = 0.01,
         seed: int = 0, out=None) -> int:
