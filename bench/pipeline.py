@@ -32,7 +32,8 @@ import pandas as pd
 from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
 
 from . import data as datasets
-from . import oracle, roofline
+from . import interrupts, oracle, roofline
+from .interrupts import Terminated  # noqa: F401  (re-exported: the run's SIGTERM)
 from .memory import PeakMemory
 from .records import JUDGED_BY_OPTIMUM, Case, Row
 from .timing import CpuSample, Measurement, Threads, measure, thread_parity, timed
@@ -618,10 +619,6 @@ def explain(agreement, saturated: int, case: Case) -> str:
 
 # -- the run ------------------------------------------------------------------------------------
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that the run ends through its ``finally``."""
-
-
 EXIT_CODES = {"complete": 0, "interrupted": 130, "terminated": 143, "failed": 1}
 
 
@@ -662,10 +659,6 @@ class Sink:
     def end(self, result: RunResult) -> None:
         """Called once after every sink's ``finish``, with the run's final ending (a signal that came
         while the sinks finished included): bring what ``finish`` recorded up to date, let go."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -752,7 +745,7 @@ def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = RunOpti
 
     result = RunResult(run_id or new_run_id())
     main_thread = _in_main_thread()
-    old_term = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    old_handlers = interrupts.install()  # SIGINT, SIGTERM raise here, and again if a finalizer drops them
     try:
         with thread_parity(options.threads) as threads:
             result.threads = threads
@@ -785,7 +778,7 @@ def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = RunOpti
         # handler comes back only on leaving the block); one that comes meanwhile turns the ending
         # into `interrupted` at once, so that what the sinks record (env.json) matches the exit
         defer = _Deferred(on_signal=lambda signum: _deferred_signal(result, signum),
-                          restore={signal.SIGTERM: old_term}) if main_thread else _NoDefer()
+                          restore=old_handlers) if main_thread else _NoDefer()
         with defer as deferred:
             _settle(result)
             for sink in sinks:

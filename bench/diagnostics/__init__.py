@@ -14,11 +14,9 @@ import signal
 import sys
 import threading
 
-from ..pipeline import NOTHING_RAN_EXIT, RunResult, Terminated
-
-
-def _terminate(signum, frame):
-    raise Terminated()
+from .. import interrupts
+from ..interrupts import Terminated
+from ..pipeline import NOTHING_RAN_EXIT, RunResult
 
 
 def run_owned(command: str, folder, run_id: str, body) -> int:
@@ -26,7 +24,7 @@ def run_owned(command: str, folder, run_id: str, body) -> int:
     as :func:`bench.pipeline.run` does; returns the exit code, which ``env.json`` records."""
     result = RunResult(run_id)
     main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _terminate) if main else None
+    old_handlers = interrupts.install()  # SIGINT, SIGTERM raise here, and again if a finalizer drops them
     try:
         folder.start(result, 0)
         result.exit_code = int(body(result))
@@ -45,16 +43,14 @@ def run_owned(command: str, folder, run_id: str, body) -> int:
                 result.reason = f"signal {signum} while writing the reports (they were finished first)"
 
         old = {s: signal.signal(s, noted) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
-        if main:
-            old[signal.SIGTERM] = old_term
+        old.update(old_handlers)
         try:
             folder.finish(result)
         finally:
             try:
                 folder.end(result)  # rewrites env.json if the ending changed meanwhile; lets go of the lock
             finally:
-                for s, h in old.items():
-                    signal.signal(s, h)
+                interrupts.restore(old)
     if result.status == "failed":
         print(f"python -m bench {command}: error: {result.reason}", file=sys.stderr)
     elif result.status == "interrupted":
