@@ -10,8 +10,10 @@ comma := ,
 KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-12)
 STAMP := $(VENV)/.installed-$(KEY)-$(subst $(comma),_,$(EXTRAS))
 PYTEST_ARGS ?=
-# one pytest-xdist worker per core: the suite is mostly single-threaded (torch at 1 thread in tests)
-XDIST ?= -n auto
+# one pytest-xdist worker per core: the suite is mostly single-threaded (torch at 1 thread in tests);
+# worksteal: a worker that runs out takes tests queued on the other (the slow CLI tests otherwise
+# end the run on one worker while the other waits)
+XDIST ?= -n auto --dist worksteal
 
 .PHONY: bench test setup clean gpu
 

@@ -32,6 +32,9 @@ SOFTMAX_DATASETS, SOFTMAX_DTYPES = ("iris-3class", "synthetic-100kx100-k10"), ("
 # n from 1e2 to 1e6 at d = 100, and d = 10 and 1000 at n = 1e4
 SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", "synthetic-100kx100",
                   "synthetic-1Mx100", "synthetic-10kx10", "synthetic-10kx1000")
+# the default run's blocks (--blocks): `make bench` runs the first two; `--blocks all` is the reference run
+BLOCKS = ("main", "minibatch", "softmax", "time-to-model")
+DEFAULT_BLOCKS = ("main", "minibatch")
 SEED_MAX = 2**32 - 1
 ROW_TIMEOUT = 600.0  # seconds per row, generous: a user backend that hangs costs its row, not the run
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
@@ -179,15 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_matrix_args(run, DEFAULT_DATASETS,
                      iters_help="steps per run (default: 5000 on iris, fewer on big data, see README)")
     run.add_argument("--batch-sizes", nargs="+", type=_batch_size, default=None, metavar="B",
-                     help="'full' and/or mini-batch sizes (default: full; and when neither --datasets nor "
-                          f"--batch-sizes is given, a mini-batch block too: the same backends at batch "
-                          f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, float32, probs, {MINIBATCH_ITERS} steps; and a "
-                          f"softmax block: full batch on {' and '.join(SOFTMAX_DATASETS)}, float32)")
+                     help="'full' and/or mini-batch sizes (default: full, plus the mini-batch block of --blocks)")
+    run.add_argument("--blocks", nargs="+", default=None, metavar="BLOCK",
+                     help="the default run's blocks, when neither --datasets nor --batch-sizes is given: main (full "
+                          "batch, binary, on the default datasets), minibatch (the same backends at batch "
+                          f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, float32, probs, {MINIBATCH_ITERS} steps), softmax "
+                          f"(full batch on {' and '.join(SOFTMAX_DATASETS)}, float32), time-to-model (see "
+                          f"--time-to-model), or all (the reference run) (default: {' '.join(DEFAULT_BLOCKS)})")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=_positive_float, default=1e-3,
                      help="relative suboptimality (L - L*)/|L*| that defines time_to_target_s (default: 1e-3)")
     run.add_argument("--time-to-model", action="store_true",
-                     help="run only the time-to-a-trained-model block (part of the default run): gd, adam and lbfgs "
+                     help="run only the time-to-a-trained-model block (--blocks time-to-model): gd, adam and lbfgs "
                           "of each backend (default: numpy torch torch-nn jax) and scikit-learn's solvers "
                           "(sklearn-lbfgs, sklearn-newton-cholesky) to 1e-4 and 1e-6 relative suboptimality on "
                           "breast-cancer[standardize], float64, logits, l2=1e-3 (see bench/time_to_model.py); "
@@ -324,23 +330,45 @@ def _cases(args, lr=None):
     common = dict(backends=args.backends, devices=args.devices, dtypes=args.dtypes, formulations=args.formulations,
                   l2s=args.l2, iters=args.iters, lr=args.lr or lr or SEED_LR, record_every=args.record_every)
     sizes = tuple(dict.fromkeys(args.batch_sizes)) if args.batch_sizes else (None,)
+    blocks = _blocks(args)
     try:
-        cases = matrix(datasets_=args.datasets, batch_sizes=sizes, **common)
-        if args.kind == "runs" and args.batch_sizes is None and not args.datasets_given:
+        if blocks is None:  # a matrix of the user's: --datasets or --batch-sizes given, or a sweep
+            cases = matrix(datasets_=args.datasets, batch_sizes=sizes, **common)
+        else:
             from .data import with_options
 
-            cases += matrix(datasets_=(with_options(MINIBATCH_DATASET, standardize=args.standardize),),
-                            batch_sizes=(MINIBATCH_SIZE,),
-                            **{**common, "dtypes": ("float32",), "formulations": ("probs",),
-                               "iters": args.iters or MINIBATCH_ITERS})
-            cases += matrix(datasets_=tuple(with_options(ds, standardize=args.standardize) for ds in SOFTMAX_DATASETS),
-                            **{**common, "dtypes": SOFTMAX_DTYPES})
-            cases += _time_to_model_cases(args, given=False)
+            cases = matrix(datasets_=args.datasets, **common) if "main" in blocks else []
+            if "minibatch" in blocks:
+                cases += matrix(datasets_=(with_options(MINIBATCH_DATASET, standardize=args.standardize),),
+                                batch_sizes=(MINIBATCH_SIZE,),
+                                **{**common, "dtypes": ("float32",), "formulations": ("probs",),
+                                   "iters": args.iters or MINIBATCH_ITERS})
+            if "softmax" in blocks:
+                cases += matrix(datasets_=tuple(with_options(ds, standardize=args.standardize)
+                                                for ds in SOFTMAX_DATASETS), **{**common, "dtypes": SOFTMAX_DTYPES})
+            if "time-to-model" in blocks:
+                cases += _time_to_model_cases(args, given=False)
         if getattr(args, "time_to_model", False):
             cases = _time_to_model_cases(args, given=True)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return cases
+
+
+def _blocks(args) -> tuple[str, ...] | None:
+    """The default run's blocks picked by ``--blocks`` (``all``: every one); None where the run is the
+    user's own matrix (``--datasets`` or ``--batch-sizes`` given, or not ``run``)."""
+    given = getattr(args, "blocks", None)
+    if args.kind != "runs" or args.batch_sizes is not None or args.datasets_given:
+        if given:
+            raise UsageError("--blocks picks among the default run's blocks; with --datasets or --batch-sizes "
+                             "the run is that matrix alone")
+        return None
+    if not given:
+        return DEFAULT_BLOCKS
+    if "all" in given:
+        return BLOCKS
+    return _choices("--blocks", given, BLOCKS)
 
 
 def _time_to_model_cases(args, given: bool):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import functools
 import math
 import os
 import platform
@@ -285,11 +286,26 @@ def _git_sha() -> str:
     return "unknown"
 
 
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict:
+    import importlib.metadata
+
+    return importlib.metadata.packages_distributions()
+
+
 def _version(module: str) -> str | None:
-    try:
-        mod = __import__(module)
+    """The module's ``__version__`` if it is imported; else its installed distribution's version, read
+    from the package metadata without importing it (JAX, numba, Dask, CuPy cost seconds to import, and
+    CuPy without CUDA fails); None when not installed."""
+    mod = sys.modules.get(module)
+    if mod is not None:
         return getattr(mod, "__version__", "unknown")
-    except Exception:  # not installed, or fails to import (e.g. CuPy without CUDA, numba with a bad env)
+    try:
+        import importlib.metadata
+
+        names = _distributions().get(module)
+        return importlib.metadata.version(names[0]) if names else None
+    except Exception:
         return None
 
 

@@ -58,6 +58,7 @@ next replay overwrites them). MPS: not supported here (``skipped``). Figures: ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -136,14 +137,23 @@ def _compiled_opt(device_type: str, formulation: str | None, batched: bool, clas
 
 def _dynamo_limits():
     """``recompile_limit`` raised, and failing loudly when hit, for these calls only (the names of
-    torch >= 2.6; ``cache_size_limit`` and ``fail_on_cache_limit_hit`` before)."""
+    torch >= 2.6; ``cache_size_limit`` and ``fail_on_cache_limit_hit`` before); and Inductor compiling
+    in this process (``compile_threads=1``) unless ``TORCHINDUCTOR_COMPILE_THREADS`` says otherwise:
+    its default on a small machine starts a pool of compile subprocesses once per process, which cost
+    more than the graphs here (docs/performance.md). Only ``compile_s`` changes, never the code."""
     cfg, patch = torch._dynamo.config, {}
     for names, value in ((("recompile_limit", "cache_size_limit"), RECOMPILE_LIMIT),
                          (("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit"), True)):
         name = next((n for n in names if hasattr(cfg, n)), None)
         if name is not None:
             patch[name] = value
-    return cfg.patch(**patch)
+    limits = cfg.patch(**patch)
+    if os.environ.get("TORCHINDUCTOR_COMPILE_THREADS"):  # the user's choice stands
+        return limits
+    stack = contextlib.ExitStack()
+    stack.enter_context(limits)
+    stack.enter_context(torch._inductor.config.patch(compile_threads=1))
+    return stack
 
 
 def unique_graphs() -> int:

@@ -16,17 +16,12 @@ import pytest
 from bench.cli import build_parser, main
 from bench.data import parse_name
 from bench.output import claim_folder
+from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_GRAD = ["--backends", "numpy", "--random-points", "1", "--dtypes", "float64", "--formulations", "logits"]
 QUICK_TRAJ = ["--datasets", "iris", "--iters", "3", "--dtypes", "float64", "--formulations", "logits",
               "--a", "numpy", "--b", "torch-manual"]
-
-
-def _cli(*args, cwd=ROOT, timeout=180):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=env)
 
 
 def _one_error_line(proc, *fragments):
@@ -42,7 +37,7 @@ def _one_error_line(proc, *fragments):
 
 def test_scale_over_an_earlier_scale_run_is_refused(tmp_path):
     (tmp_path / "scale.csv").write_text("library,world_size\ntorch-ddp,1\n")  # what an earlier scale run left
-    proc = _cli("scale", "--datasets", "iris", "--iters", "2", "--rounds", "1", "--out", str(tmp_path))
+    proc = run_cli("scale", "--datasets", "iris", "--iters", "2", "--rounds", "1", "--out", str(tmp_path))
     _one_error_line(proc, "already holds a run", "scale.csv", "--overwrite")
     assert (tmp_path / "scale.csv").read_text() == "library,world_size\ntorch-ddp,1\n"
 
@@ -53,11 +48,11 @@ def test_scale_over_an_earlier_scale_run_is_refused(tmp_path):
 ], ids=["grad", "trajectory"])
 def test_diagnostics_respect_a_lock_and_refuse_their_earlier_output(command, args, owned, tmp_path):
     with claim_folder(tmp_path):  # as `run` holds it while it runs
-        held = _cli(command, *args, "--out", str(tmp_path))
+        held = run_cli(command, *args, "--out", str(tmp_path))
     _one_error_line(held, "is in use by another run")
     assert not (tmp_path / owned).exists()
     (tmp_path / owned).write_text("an earlier result\n")
-    again = _cli(command, *args, "--out", str(tmp_path))
+    again = run_cli(command, *args, "--out", str(tmp_path))
     _one_error_line(again, "already holds a run", owned)
     assert (tmp_path / owned).read_text() == "an earlier result\n"
     assert main([command, *args, "--out", str(tmp_path), "--overwrite"]) == 0
@@ -74,14 +69,16 @@ def test_scale_out_that_cannot_be_a_folder_is_one_line(where, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     out = {"file": blocker, "under-a-file": blocker / "sub", "proc": Path("/proc/x")}[where]
-    _one_error_line(_cli("scale", "--datasets", "iris", "--out", str(out)), "--out must be a folder that can be written")
+    _one_error_line(run_cli("scale", "--datasets", "iris", "--out", str(out)),
+                    "--out must be a folder that can be written")
     assert blocker.read_text() == "not a folder"
 
 
 @pytest.mark.parametrize("command", ["scale", "grad", "trajectory"])
 def test_a_default_results_that_is_a_file_is_one_line(command, tmp_path):
     (tmp_path / "results").write_text("not a folder")
-    _one_error_line(_cli(command, "--datasets", "iris", cwd=tmp_path), "--out must be a folder that can be written")
+    _one_error_line(run_cli(command, "--datasets", "iris", cwd=tmp_path),
+                    "--out must be a folder that can be written")
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -94,7 +91,7 @@ def test_a_default_results_that_is_a_file_is_one_line(command, tmp_path):
 ], ids=["batch-1_000-on-iris", "batch-64-on-50-rows", "workers-beyond-rows"])
 def test_sizes_beyond_the_dataset_are_refused_before_any_work(args, fragment, tmp_path):
     out = tmp_path / "out"
-    proc = _cli(*args, "--out", str(out))
+    proc = run_cli(*args, "--out", str(out))
     _one_error_line(proc, fragment)
     assert not out.exists(), "refused before any work: no folder, no bandwidth measurement, no row"
 
@@ -108,7 +105,7 @@ def test_sizes_beyond_the_dataset_are_refused_before_any_work(args, fragment, tm
 def test_dataset_names_that_cannot_be_built_are_refused_by_the_parser(name, fragment):
     with pytest.raises(ValueError, match="must"):
         parse_name(name)
-    proc = _cli("run", "--datasets", name)
+    proc = run_cli("run", "--datasets", name)
     _one_error_line(proc, fragment)
     assert "Exceeds the limit" not in proc.stderr
     assert len(proc.stderr) < 400, "the name is shortened, not echoed in full"
@@ -117,8 +114,8 @@ def test_dataset_names_that_cannot_be_built_are_refused_by_the_parser(name, frag
 # -- nothing ran: non-zero everywhere --------------------------------------------------------------
 
 def test_run_where_nothing_ran_exits_1_and_says_so(tmp_path):
-    proc = _cli("run", "--datasets", "iris", "--iters", "5", "--repeats", "1", "--backends", "numpy",
-                "--dtypes", "float64", "--formulations", "logits", "--devices", "cuda:7", "--out", str(tmp_path))
+    proc = run_cli("run", "--datasets", "iris", "--iters", "5", "--repeats", "1", "--backends", "numpy",
+                   "--dtypes", "float64", "--formulations", "logits", "--devices", "cuda:7", "--out", str(tmp_path))
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "nothing ran" in proc.stderr
     env = json.loads((tmp_path / "env.json").read_text())
@@ -126,7 +123,7 @@ def test_run_where_nothing_ran_exits_1_and_says_so(tmp_path):
 
 
 def test_grad_where_nothing_ran_exits_the_same(tmp_path):
-    proc = _cli("grad", *QUICK_GRAD, "--devices", "mps", "--out", str(tmp_path))
+    proc = run_cli("grad", *QUICK_GRAD, "--devices", "mps", "--out", str(tmp_path))
     assert proc.returncode == 1 and "no comparison ran" in proc.stderr and "Traceback" not in proc.stderr
     assert json.loads((tmp_path / "env.json").read_text())["exit_code"] == 1
 
@@ -166,6 +163,7 @@ def test_a_backend_registered_after_import_is_accepted(tmp_path, capsys):
 # -- one run owner, no import circle, no private names ---------------------------------------------
 
 def test_scale_imports_no_cli_and_no_module_imports_a_private_name():
+    # a subprocess: what a fresh interpreter imports (sys.modules) is the subject
     code = "import sys, bench.scale, bench.diagnostics.grad; assert 'bench.cli' not in sys.modules"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -208,6 +206,7 @@ def test_grad_and_trajectory_close_every_trainer(monkeypatch):
 @pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_diagnostic_interrupted_ends_like_a_run(sig, code, tmp_path):
     """One line, the pipeline's exit code, env.json saying so, the lock let go."""
+    # a subprocess: the test sends the signal to the process
     import signal
     import time
 

@@ -15,16 +15,11 @@ import pytest
 from bench import records
 from bench.cli import main
 from bench.output import RunFolder
+from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--datasets", "iris", "--iters", "20", "--repeats", "3", "--budget", "0.2", "--devices", "cpu",
         "--formulations", "logits"]
-
-
-def _cli(*args, env=None, timeout=120):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env=env)
 
 
 def _env(folder):
@@ -36,6 +31,7 @@ def _no_temp_files(folder):
 
 
 def _start(folder, *extra):
+    """A run in a subprocess, for a test that signals it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "bench", "run", "--datasets", "iris", "--iters", "3000", "--repeats", "3",
@@ -51,6 +47,7 @@ def _wait_for_rows(proc, csv):
 
 
 def test_sigterm_writes_what_it_has(tmp_path):
+    # a subprocess: the test sends SIGTERM to the process
     proc = _start(tmp_path)
     _wait_for_rows(proc, tmp_path / "runs.csv")
     proc.send_signal(signal.SIGTERM)
@@ -128,7 +125,7 @@ def test_a_folder_holding_a_run_is_refused_then_overwritten(tmp_path):
     mine = tmp_path / "holiday.png"  # the user's, beside the run: never the run's to remove
     mine.write_bytes(b"\x89PNG holiday")
     first = _env(tmp_path)["run_id"]
-    proc = _cli(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 2 and "already holds a run" in proc.stderr and "--overwrite" in proc.stderr
     assert "holiday.png" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and _env(tmp_path)["run_id"] == first
@@ -140,7 +137,8 @@ def test_a_folder_holding_a_run_is_refused_then_overwritten(tmp_path):
 def test_a_second_process_is_kept_out_by_the_lock(tmp_path):
     holder = RunFolder(tmp_path).open()  # this process holds the folder, as a running `bench run` would
     try:
-        proc = _cli("run", *TINY, "--backends", "numpy", "--out", str(tmp_path))
+        # a subprocess: the lock must keep out another process (this one holds it)
+        proc = run_cli("run", *TINY, "--backends", "numpy", "--out", str(tmp_path), isolated=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert f"in use by another run (pid {os.getpid()})" in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "runs.csv").exists()
@@ -164,7 +162,7 @@ def test_leftovers_of_a_kill_9_are_removed_by_the_next_run(tmp_path):
 ])
 def test_checked_before_any_work(tmp_path, args, message):
     out = tmp_path / "out"
-    proc = _cli("run", "--backends", "numpy", *args, "--out", str(out))
+    proc = run_cli("run", "--backends", "numpy", *args, "--out", str(out))
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (out / "runs.csv").exists() and not (out / "env.json").exists()
@@ -184,8 +182,9 @@ def test_a_dataset_that_overflows_the_dtype_fails_alone(tmp_path):
 
 
 def test_threads_are_recorded_as_used(tmp_path):
-    proc = _cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
-                env={"NUMBA_NUM_THREADS": "1"})
+    # a subprocess: numba reads NUMBA_NUM_THREADS once, when it is imported
+    proc = run_cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
+                   env={"NUMBA_NUM_THREADS": "1"}, isolated=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     df = records.read_runs(tmp_path / "runs.csv")
     assert (df.threads_torch == df.threads).all() and df.threads_numba.eq(1).all()
@@ -200,8 +199,9 @@ def test_oversubscription_is_flagged(tmp_path):
 
 
 def test_an_environment_that_breaks_numba_skips_its_rows(tmp_path):
-    proc = _cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
-                env={"NUMBA_NUM_THREADS": "0"})
+    # a subprocess: numba reads NUMBA_NUM_THREADS once, when it is imported
+    proc = run_cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
+                   env={"NUMBA_NUM_THREADS": "0"}, isolated=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     df = records.read_runs(tmp_path / "runs.csv").set_index("backend")
     assert df.loc["numpy", "status"] == "ok"
@@ -209,19 +209,19 @@ def test_an_environment_that_breaks_numba_skips_its_rows(tmp_path):
 
 
 def test_grad_on_a_missing_device_is_skipped_and_fails(tmp_path):
-    proc = _cli("grad", "--backends", "numpy", "torch", "--devices", "cuda:7", "--random-points", "1",
-                "--out", str(tmp_path))
+    proc = run_cli("grad", "--backends", "numpy", "torch", "--devices", "cuda:7", "--random-points", "1",
+                   "--out", str(tmp_path))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "skipped: torch on cuda:7" in proc.stderr and "no comparison ran" in proc.stderr
 
 
 def test_trajectory_on_a_missing_device_is_skipped_and_fails(tmp_path):
-    proc = _cli("trajectory", "--devices", "cuda:7", "--iters", "5", "--out", str(tmp_path))
+    proc = run_cli("trajectory", "--devices", "cuda:7", "--iters", "5", "--out", str(tmp_path))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "skipped: cuda:7" in proc.stderr
 
 
 def test_trajectory_against_itself_is_refused():
-    proc = _cli("trajectory", "--a", "numpy", "--b", "numpy")
+    proc = run_cli("trajectory", "--a", "numpy", "--b", "numpy")
     assert proc.returncode == 2 and "two different backends" in proc.stderr and "Traceback" not in proc.stderr
 
 

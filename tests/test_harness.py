@@ -16,15 +16,10 @@ from bench import records
 from bench.cli import main
 from bench.report import summary_markdown
 from bench.timing import Measurement
+from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--datasets", "iris", "--iters", "30", "--repeats", "3", "--budget", "1"]
-
-
-def _cli(*args, timeout=120):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +117,7 @@ def test_noisy_flag():
     (["--out", "/proc/version/x"], "--out must be a folder that can be written"),
 ])
 def test_cli_errors_are_one_line_exit_2(args, message):
-    proc = _cli("run", *args)
+    proc = run_cli("run", *args)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert message in proc.stderr
@@ -132,7 +127,7 @@ def test_cli_errors_are_one_line_exit_2(args, message):
 def test_unwritable_out_is_refused_before_work(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    proc = _cli("run", "--out", str(blocker / "sub"))
+    proc = run_cli("run", "--out", str(blocker / "sub"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--out must be a folder that can be written" in proc.stderr
     assert proc.stdout == ""  # no summary table: no row was run
@@ -140,6 +135,7 @@ def test_unwritable_out_is_refused_before_work(tmp_path):
 
 
 def test_interrupt_keeps_finished_rows(tmp_path):
+    # a subprocess: the test sends SIGINT to the process
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "run", "--datasets", "iris", "--iters", "2000", "--repeats", "3",
@@ -182,7 +178,7 @@ def test_trajectory_command(tmp_path):
 
 
 def test_trajectory_unknown_backend_is_exit_2():
-    proc = _cli("trajectory", "--a", "tensorflow")
+    proc = run_cli("trajectory", "--a", "tensorflow")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "got 'tensorflow'" in proc.stderr
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from bench.cli import main
 from bench.output import RUN_OWNED, FolderError, RunFolder, claim_folder
+from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["run", "--datasets", "iris", "--iters", "20", "--repeats", "1", "--budget", "0.1", "--devices", "cpu",
@@ -32,11 +33,6 @@ def _no_roofline(monkeypatch):
     from bench import roofline
 
     monkeypatch.setattr(roofline, "measure_roofline", lambda *args, **kwargs: {})
-
-
-def _cli(*args, cwd=ROOT, timeout=SLOW):
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=ENV)
 
 
 def _one_error_line(proc, *needles):
@@ -73,7 +69,7 @@ def test_a_folder_of_foreign_files_is_not_a_run(tmp_path):
     _user_files(tmp_path)
     assert main([*TINY, "--out", str(tmp_path)]) == 0  # written beside them, no --overwrite needed
     assert _user_files_intact(tmp_path) and (tmp_path / "runs.csv").exists()
-    proc = _cli(*TINY, "--out", str(tmp_path))  # now it holds a run: named by the run's own files
+    proc = run_cli(*TINY, "--out", str(tmp_path))  # now it holds a run: named by the run's own files
     _one_error_line(proc, "already holds a run (", "env.json", "--overwrite")
     assert "holiday.png" not in proc.stderr and "notes.txt" not in proc.stderr
     assert main([*TINY, "--out", str(tmp_path), "--overwrite"]) == 0
@@ -92,7 +88,7 @@ def test_only_the_runs_own_leftovers_are_cleaned(tmp_path):
 def test_a_folder_where_a_run_file_should_be_is_refused_not_removed(tmp_path):
     (tmp_path / "runs.csv").mkdir()
     (tmp_path / "runs.csv" / "precious.txt").write_text("keep")
-    proc = _cli(*TINY, "--out", str(tmp_path), "--overwrite")
+    proc = run_cli(*TINY, "--out", str(tmp_path), "--overwrite")
     _one_error_line(proc, "'runs.csv', a folder where this command writes a file")
     assert (tmp_path / "runs.csv" / "precious.txt").read_text() == "keep"
 
@@ -115,7 +111,7 @@ def test_a_lock_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / ".lock").symlink_to(victim)
-    proc = _cli(*TINY, "--out", str(out))
+    proc = run_cli(*TINY, "--out", str(out))
     _one_error_line(proc, ".lock", "symbolic link")
     assert victim.read_text() == "the victim's text\n" and (out / ".lock").is_symlink()
     assert not (out / "runs.csv").exists()
@@ -132,7 +128,7 @@ def test_a_dangling_lock_symlink_creates_nothing(tmp_path):
 
 def test_a_lock_that_is_a_directory_is_refused(tmp_path):
     (tmp_path / ".lock").mkdir()
-    proc = _cli(*TINY, "--out", str(tmp_path))
+    proc = run_cli(*TINY, "--out", str(tmp_path))
     _one_error_line(proc, ".lock", "is a directory")
     assert (tmp_path / ".lock").is_dir() and not (tmp_path / "runs.csv").exists()
 
@@ -143,7 +139,7 @@ def test_a_hard_linked_lock_is_refused_and_its_other_name_untouched(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     os.link(victim, out / ".lock")
-    proc = _cli(*TINY, "--out", str(out))
+    proc = run_cli(*TINY, "--out", str(out))
     _one_error_line(proc, ".lock", "hard links")
     assert victim.read_text() == "the victim's text\n"
 
@@ -174,13 +170,13 @@ def test_claim_folder_is_one_set_of_rules_for_every_command(tmp_path):
 
 @pytest.mark.parametrize("out", ["", "   "])
 def test_an_empty_out_is_refused(tmp_path, out):
-    proc = _cli(*TINY, "--out", out, cwd=tmp_path)
+    proc = run_cli(*TINY, "--out", out, cwd=tmp_path)
     _one_error_line(proc, "argument --out: expected a folder")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_empty_out_is_refused_by_every_command_and_the_api(tmp_path):
-    proc = _cli("grad", "--backends", "numpy", "--out", "", cwd=tmp_path)
+    proc = run_cli("grad", "--backends", "numpy", "--out", "", cwd=tmp_path)
     _one_error_line(proc, "argument --out: expected a folder")
     assert list(tmp_path.iterdir()) == []
     for bad in ("", None):
@@ -217,6 +213,7 @@ _SIGNAL_AFTER = textwrap.dedent("""
 @pytest.mark.parametrize("after, signum", [("env.json", signal.SIGTERM), ("summary.md", signal.SIGTERM),
                                            ("summary.md", signal.SIGINT)])
 def test_a_signal_while_the_reports_are_written(tmp_path, after, signum):
+    # a subprocess: the program signals its own process, and its exit status is the test's subject
     proc = subprocess.run([sys.executable, "-c", _SIGNAL_AFTER, after, str(int(signum)), *TINY,
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=SLOW, cwd=ROOT, env=ENV)
     code = 128 + signum
@@ -256,6 +253,7 @@ def _wait_for_mapping(proc, needle, timeout=SLOW):
 @pytest.mark.parametrize("command", [TINY + ["--out", "OUT"], ["grad", "--backends", "numpy", "--out", "OUT"]])
 def test_ctrl_c_during_the_imports_is_one_line(tmp_path, command):
     command = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    # a subprocess: the test sends SIGINT to a fresh interpreter while it imports NumPy
     proc = subprocess.Popen([sys.executable, "-m", "bench", *command], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -273,6 +271,7 @@ def test_ctrl_c_during_the_imports_is_one_line(tmp_path, command):
 def test_a_torch_ddp_rank_interrupted_while_starting_prints_no_keyboard_interrupt():
     from implementations import torch_ddp
 
+    # a subprocess: SIGINT to a fresh rank program (python -c) while it imports torch
     # the rank's own program, with arguments it will refuse once started (so that it ends at once)
     proc = subprocess.Popen([sys.executable, "-c", torch_ddp._RANK_PROGRAM, "x"], cwd=ROOT, env=ENV,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -83,8 +83,31 @@ def _default_cases(argv):
     return cli._cases(args)
 
 
-def test_default_run_has_the_softmax_block():
-    cases = _default_cases([])
+def test_default_run_is_main_and_minibatch_and_all_adds_softmax_and_time_to_model():
+    default = _default_cases([])
+    assert {c.config.batch_size for c in default} == {None, cli.MINIBATCH_SIZE}
+    assert not any(c.config.n_classes >= 3 or c.config.optimizer != "gd" for c in default)
+    assert {c.dataset for c in default} == {*cli.DEFAULT_DATASETS, cli.MINIBATCH_DATASET}
+    every = _default_cases(["--blocks", "all"])
+    assert {c.case_id for c in default} < {c.case_id for c in every}
+    assert [c.case_id for c in _default_cases(["--blocks", "softmax"])] == \
+        [c.case_id for c in every if c.config.n_classes >= 3]
+    assert {c.case_id for c in _default_cases(["--blocks", "main"])} == \
+        {c.case_id for c in default if c.config.batch_size is None}
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--blocks", "nope"], "--blocks must be among"),
+    (["--blocks", "softmax", "--datasets", "iris"], "with --datasets or --batch-sizes the run is that matrix"),
+    (["--blocks", "main", "--batch-sizes", "8"], "with --datasets or --batch-sizes the run is that matrix"),
+], ids=["unknown", "with-datasets", "with-batch-sizes"])
+def test_blocks_refused_with_one_message(argv, fragment):
+    with pytest.raises(cli.UsageError, match=fragment):
+        _default_cases(argv)
+
+
+def test_the_softmax_block():
+    cases = _default_cases(["--blocks", "all"])
     soft = [c for c in cases if c.config.n_classes >= 3]
     assert {c.dataset for c in soft} == set(cli.SOFTMAX_DATASETS) == {"iris-3class", "synthetic-100kx100-k10"}
     assert {c.config.dtype for c in soft} == {"float32"}

@@ -21,8 +21,8 @@ def _args(argv):
     return args
 
 
-def test_default_run_has_the_block_and_time_to_model_alone():
-    cases = cli._cases(_args(["run"]))
+def test_the_block_in_the_reference_run_and_time_to_model_alone():
+    cases = cli._cases(_args(["run", "--blocks", "all"]))
     block = [c for c in cases if c.dataset == ttm.DATASET]
     got = {(c.backend, c.config.optimizer) for c in block}
     for b in ttm.BACKENDS:

@@ -16,6 +16,7 @@ import pytest
 
 from implementations import Trainer, TrainConfig, get_backend, origin, register, resolve, unregister
 from implementations.testing import check_trainer, checks, parametrize_with_checks, run_checks
+from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOP = ROOT / "examples" / "my_loop.py"
@@ -33,11 +34,6 @@ def _load_example():
 
 MyLoop = _load_example()
 BUG = ("        gb = r.sum() / m\n", "        gb = r.sum() / (m + 1)  # the bug: one row too many\n")
-
-
-def _cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def _buggy_copy(tmp_path) -> Path:
@@ -114,10 +110,10 @@ def test_a_late_bug_is_found_at_its_step():
 @pytest.mark.slow
 def test_file_spec_is_listed_and_checked(tmp_path, resolved):
     assert origin(resolved("examples/my_loop.py:MyLoop")) == "file examples/my_loop.py"
-    proc = _cli("backends", "examples/my_loop.py:MyLoop")
+    proc = run_cli("backends", "examples/my_loop.py:MyLoop")
     assert proc.returncode == 0, proc.stderr
     assert "examples/my_loop.py" in proc.stdout and "a user's loop" in proc.stdout and "numpy" in proc.stdout
-    proc = _cli("check", "examples/my_loop.py:MyLoop", *QUICK, "--out", str(tmp_path / "ok"))
+    proc = run_cli("check", "examples/my_loop.py:MyLoop", *QUICK, "--out", str(tmp_path / "ok"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: MyLoop is right" in proc.stdout
     assert {"runs.csv", "check.csv", "env.json", "summary.md"} <= {p.name for p in (tmp_path / "ok").iterdir()}
@@ -128,7 +124,7 @@ def test_file_spec_is_listed_and_checked(tmp_path, resolved):
 
 @pytest.mark.slow
 def test_a_buggy_copy_exits_1_naming_the_first_divergent_step(tmp_path):
-    proc = _cli("check", f"{_buggy_copy(tmp_path)}:MyLoop", *QUICK, "--out", str(tmp_path / "bug"))
+    proc = run_cli("check", f"{_buggy_copy(tmp_path)}:MyLoop", *QUICK, "--out", str(tmp_path / "bug"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "verdict: MyLoop is wrong from step 1 by" in proc.stdout and "most in b" in proc.stdout
 
@@ -137,7 +133,7 @@ def test_a_buggy_copy_exits_1_naming_the_first_divergent_step(tmp_path):
                                             ("examples/my_loop.py:Nope", "defines no 'Nope'"),
                                             ("no_such_module_xyz:Trainer", "no_such_module_xyz")])
 def test_a_spec_that_cannot_load_exits_2(spec, fragment, tmp_path):
-    proc = _cli("check", spec, "--out", str(tmp_path / "x"))
+    proc = run_cli("check", spec, "--out", str(tmp_path / "x"))
     assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "x").exists()
 
@@ -153,11 +149,12 @@ def test_entry_point_plugin_is_listed_and_checked(tmp_path):
                            "--quiet", "--target", str(site), str(src)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
-    proc = _cli("backends", env=env)
+    # a subprocess: the plugin's entry point must be found on a PYTHONPATH set before the interpreter starts
+    proc = run_cli("backends", env=env, isolated=True)
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if "example-torch-loop" in x)
     assert "entry point" in line and "torch" in line
-    proc = _cli("check", "example-torch-loop", *QUICK, "--out", str(tmp_path / "out"), env=env)
+    proc = run_cli("check", "example-torch-loop", *QUICK, "--out", str(tmp_path / "out"), env=env, isolated=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: TorchLoop is right" in proc.stdout and "1 skipped (unsupported)" in proc.stdout
     assert "supports_minibatch = False" in proc.stdout
