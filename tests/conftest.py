@@ -26,7 +26,7 @@ from implementations import (BACKENDS, BackendUnavailableError, DeviceUnavailabl
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-# The hardware floor (bench.roofline.measure_roofline: a 1 GiB parallel read and an in-cache matrix
+# The hardware floor (bench.roofline.measure_roofline: a parallel read of at least 256 MiB and an in-cache matrix
 # product) takes 4-15 s on this kind of machine, on every command a test starts, in this process and
 # in its subprocesses (they inherit the environment). The tests of the floor itself call its parts
 # directly (test_performance_backends.py) or delete the variable (the `floor` fixture below).
