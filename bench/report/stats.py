@@ -128,14 +128,18 @@ def speed_vs_numpy_frame(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[(df["status"] == "ok") & df["time_per_iter_s"].notna() & ~judged_by_optimum(df)]
     if name is None:
         return pd.DataFrame()
+    def key(r):  # the setting, a missing value matching only a missing value
+        return tuple(None if pd.isna(r[k]) else r[k] for k in SETTING)
+
+    bases = {}
+    for _, b in ok[(ok["backend"] == name) & (ok["device"] == "cpu")].iterrows():
+        bases.setdefault(key(b), b)  # the first baseline row of each setting
     out = []
     for _, r in ok.iterrows():
-        base = ok[(ok["backend"] == name) & (ok["device"] == "cpu")]
-        for k in SETTING:
-            base = base[base[k].isna()] if pd.isna(r[k]) else base[base[k] == r[k]]
-        if base.empty:
+        base = bases.get(key(r))
+        if base is None:
             continue
-        ratio, lo, hi = ratio_with_range(r, base.iloc[0])
+        ratio, lo, hi = ratio_with_range(r, base)
         out.append({**{k: r[k] for k in ["case_id", "backend", "library", "device", *SETTING]},
                     "ratio": ratio, "lo": lo, "hi": hi, "agrees": str(r["verdict"]) == "pass"})
     return pd.DataFrame(out)
