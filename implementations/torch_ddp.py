@@ -325,6 +325,7 @@ class LocalGroup:
     def __init__(self, workers: int, device: str, timeout: float):
         self.workers, self.device, self.timeout = workers, device, timeout
         self.closed = self.broken = False
+        self.busy = True  # a command sent and not yet answered by every rank (the start, until ready)
         self.procs, self.conns = [], []
         t0 = time.perf_counter()
         # the rendezvous store, served by this process on loopback at a port the OS picks
@@ -345,6 +346,7 @@ class LocalGroup:
                 self.conns.append(Connection(parent.detach()))
             # spawning imports torch afresh in every rank: allow for that on top of the rendezvous
             self.pids = self._collect("start", "ready", deadline=time.monotonic() + timeout + 120)
+            self.busy = False
         except BaseException:
             self.close()
             raise
@@ -358,13 +360,16 @@ class LocalGroup:
         if not self.healthy():
             raise RankError(f"torch-ddp: the process group of {self.workers} rank(s) is closed or failed; "
                             "prepare() a new trainer")
+        self.busy = True
         try:
             for conn, args in zip(self.conns, per_rank_args):
                 conn.send((cmd, args))
         except (BrokenPipeError, OSError):
             self.broken = True
             raise RankError(self._deaths(cmd) or f"torch-ddp: a rank stopped listening during {cmd}") from None
-        return self._collect(cmd, "ok")[0]
+        out = self._collect(cmd, "ok")[0]
+        self.busy = False
+        return out
 
     def _collect(self, cmd, expected, deadline=None):
         outs, errors = [None] * self.workers, []
@@ -405,7 +410,9 @@ class LocalGroup:
         self.call("reset", [()] * self.workers)
 
     def close(self) -> None:
-        """Ranks told to exit, joined (terminated, then killed, if they do not); store released."""
+        """Ranks told to exit, joined (terminated, then killed, if they do not); store released. Ranks
+        left inside a command (a Ctrl-C while they run) would read ``close`` only once it ends: they
+        are terminated at once instead of after the 5 s an idle rank gets to exit."""
         if self.closed:
             return
         self.closed = True
@@ -414,7 +421,7 @@ class LocalGroup:
                 conn.send(("close", ()))
             except Exception:
                 pass
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + (0.0 if self.busy else 5.0)
         for proc in self.procs:
             try:
                 proc.wait(max(0.01, deadline - time.monotonic()))
