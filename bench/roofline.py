@@ -13,7 +13,8 @@ host read bandwidth is the best of three parallel reads of one array, each metho
 * ``host_read_gemv``           ``A @ v`` through the BLAS under NumPy on all threads.
 
 The array is at least 256 MiB and at least four times the last-level cache (so it streams from DRAM
-and not from cache; on this project's 2-core VMs, 32 MiB L3, 256 MiB and 1 GiB read within the noise), capped to a quarter of the memory available. ``host_read`` = the best = the floor.
+and not from cache; on this project's 2-core AMD EPYC VM, 32 MiB L3, idle, two runs each: ``host_read``
+30.3 and 31.9 GB/s on 256 MiB in 0.4-1.6 s, 27.4 and 30.9 GB/s on 1 GiB in 1.3-4.1 s), capped to a quarter of the memory available. ``host_read`` = the best = the floor.
 ``host_copy`` (read + write, a 256 MiB slice) is kept for reference. On a GPU: a device-to-device copy.
 
 **The compute roof (data that fits in cache).** When ``X`` fits in cache the bandwidth floor is
