@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "batch, binary, on the default datasets), minibatch (the same backends at batch "
                           f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, float32, probs, {MINIBATCH_ITERS} steps), softmax "
                           f"(full batch on {' and '.join(SOFTMAX_DATASETS)}, float32), time-to-model (see "
-                          f"--time-to-model), or all (the reference run) (default: {' '.join(DEFAULT_BLOCKS)})")
+                          f"--time-to-model; --backends picks its loops and solvers there too), or all (the reference run) (default: {' '.join(DEFAULT_BLOCKS)})")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=_positive_float, default=1e-3,
                      help="relative suboptimality (L - L*)/|L*| that defines time_to_target_s (default: 1e-3)")
@@ -346,8 +346,8 @@ def _cases(args, lr=None):
             if "softmax" in blocks:
                 cases += matrix(datasets_=tuple(with_options(ds, standardize=args.standardize)
                                                 for ds in SOFTMAX_DATASETS), **{**common, "dtypes": SOFTMAX_DTYPES})
-            if "time-to-model" in blocks:
-                cases += _time_to_model_cases(args, given=False)
+            if "time-to-model" in blocks:  # --backends picks its loops and solvers, as with --time-to-model
+                cases += _time_to_model_cases(args, given=True)
         if getattr(args, "time_to_model", False):
             cases = _time_to_model_cases(args, given=True)
     except ValueError as exc:
