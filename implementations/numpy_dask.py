@@ -276,23 +276,10 @@ class NumpyDaskTrainer(GroupTrainer):
         return total
 
     def _update(self, t, w, b, record):
-        """One step of :func:`implementations._loop.gradient_descent`: the chunks' sums, then the client's update."""
-        cfg, d, l2 = self.config, self.d, self.config.l2
-        dt = np.dtype(cfg.dtype)
-        s = self._sums(w, b, t, record, f"step {t} of run")
-        m = dt.type(self.n if self.sizes is None else self.sizes[t])
-        if self.k >= 3:
-            dk = d * self.k
-            loss = s[-1] / m + (dt.type(0.5 * l2) * np.sum(w * w) if l2 else 0) if record else None
-            gw = s[:dk].reshape(d, self.k) / m
-            if l2:
-                gw = gw + dt.type(l2) * w
-            return w - dt.type(cfg.lr) * gw, b - dt.type(cfg.lr) * (s[dk:-1] / m), loss
-        loss = s[d + 1] / m + (dt.type(0.5 * l2) * (w @ w) if l2 else 0) if record else None
-        gw = s[:d] / m
-        if l2:
-            gw = gw + dt.type(l2) * w
-        return w - dt.type(cfg.lr) * gw, b - dt.type(cfg.lr) * (s[d] / m), loss
+        """One step of :func:`implementations._loop.gradient_descent`: :meth:`_gradient`, then the client's update."""
+        loss, gw, gb = self._gradient(t, w, b, record)
+        lr = np.dtype(self.config.dtype).type(self.config.lr)
+        return w - lr * gw, b - lr * gb, loss
 
     def _gradient(self, t, w, b, record):
         """``(loss, g_w, g_b)`` of step ``t`` from the chunks' sums, for :func:`implementations._optim.stepper`

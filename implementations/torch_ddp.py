@@ -177,24 +177,9 @@ class Shard:
 
     def _update(self, t, w, b, record):
         """One step of :func:`implementations._loop.gradient_descent`, identical on every rank; in place."""
-        cfg, d, l2 = self.cfg, self.d, self.cfg.l2
-        s = self._sums(w, b, t, record)
-        m = self.n if self.idx is None else int(self.sizes[t])
-        if self.k >= 3:
-            dk = d * self.k
-            loss = (s[-1] / m + (0.5 * l2) * (w * w).sum() if l2 else s[-1] / m) if record else None
-            gw = s[:dk].reshape(d, self.k) / m
-            if l2:
-                gw.add_(w, alpha=l2)
-            w.sub_(gw, alpha=cfg.lr)
-            b.sub_(s[dk:-1] / m, alpha=cfg.lr)
-            return w, b, loss
-        loss = (s[d + 1] / m + (0.5 * l2) * torch.dot(w, w) if l2 else s[d + 1] / m) if record else None
-        gw = s[:d] / m
-        if l2:
-            gw.add_(w, alpha=l2)
-        w.sub_(gw, alpha=cfg.lr)
-        b.sub_(s[d:d + 1] / m, alpha=cfg.lr)
+        loss, gw, gb = self._gradient(t, w, b, record)
+        w.sub_(gw, alpha=self.cfg.lr)
+        b.sub_(gb, alpha=self.cfg.lr)
         return w, b, loss
 
     def _gradient(self, t, w, b, record):
