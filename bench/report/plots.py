@@ -82,9 +82,24 @@ def _corner(fig, df: pd.DataFrame | None, env: dict | None) -> None:
              fontsize=7, color="0.4")
 
 
+def _log_axes(ax, x: bool = True, y: bool = True) -> None:
+    """Log scale with at most about eight labelled decades and minor ticks at 2 and 5 only, labels in
+    plain text ("1e-05"): the defaults (a tick at every integer multiple, mathtext labels) made
+    tick layout most of a report's time on axes that span many decades."""
+    from matplotlib.ticker import LogFormatter, LogLocator
+
+    for on, axis, scale in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+        if on:
+            scale("log")
+            axis.set_major_locator(LogLocator(base=10, numticks=9))
+            axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=9))
+            axis.set_major_formatter(LogFormatter())
+            axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
+
+
 def _save(fig, path: Path) -> bool:
     plt = _plt()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return True
 
@@ -143,8 +158,7 @@ def plot_time_vs_n(df: pd.DataFrame, path: Path, floor_gbps: float | None = None
             bpsn = g.groupby("n")["bytes_per_step"].first().sort_index().astype(float)
             ax.plot(bpsn.index.astype(float), bpsn.values / (floor_gbps * 1e9), color="k", ls="--", lw=1,
                     label=f"floor: X read once at {floor_gbps:.0f} GB/s")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_axes(ax)
         ax.set_xlabel("n (samples)")
         ax.set_title(f"{dtype}, {form}, d = {int(d)}, full batch")
         ax.grid(True, which="major", alpha=0.3)
@@ -210,8 +224,7 @@ def plot_suboptimality(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pat
                 ax.axhline(t * abs(opt), color="0.6", lw=0.6, ls=":")
                 ax.text(0.01, t * abs(opt), f"{t:.0e}", transform=ax.get_yaxis_transform(), fontsize=6,
                         color="0.4", va="bottom", ha="left")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_axes(ax)
         ax.set_xlabel("wall time (s): step × time per step, or as measured (L-BFGS, sklearn)")
         ax.set_ylabel("L(θ_t) − L* (loss above optimum)")
         note = " (full-data objective along the oracle's path)" if key[0] == "mini-batch" else ""
@@ -255,7 +268,7 @@ def plot_loss_vs_oracle(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pa
                 diff = (c["loss"] - c["ref_loss"]).abs().clip(lower=ORACLE_ZERO)
                 ax.plot(c["step"], diff, lw=0.8, ms=3, alpha=0.8, markevery=max(1, len(c) // 6),
                         label=f"{backend} ({r['device']})", **look[backend])
-        ax.set_yscale("log")
+        _log_axes(ax, x=False)
         ax.set_ylim(ORACLE_ZERO / 3, None)
         ax.set_xlabel("step")
         ax.set_ylabel("|loss − oracle loss|")
