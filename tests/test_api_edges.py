@@ -37,7 +37,9 @@ XB, YB = rng.normal(size=(9, 3)), np.array([0, 1, 1] * 3)  # d = 3
 def _trainer(name: str, **config) -> object:
     """``create_trainer(name, ...)``, or skip a backend that cannot run here (not installed, or
     not written yet, as torch-fused may be while the backends are refactored)."""
-    config = TrainConfig(n_iters=3, **config)
+    # 5 steps = torch-compiled's K: its K-step graph, which other tests compile too (a 3-step run
+    # would compile a graph of its own, seconds on a small machine, for nothing these tests check)
+    config = TrainConfig(n_iters=5, **config)
     try:
         return create_trainer(name, config)
     except DeviceUnavailableError:

@@ -176,8 +176,8 @@ def test_well_conditioned_gd_with_lr_1_over_L_reaches_sklearn_optimum():
     # rounding (4e-16) from 150 on, so 200 steps still ask every backend for 1e-6 with room to spare
     # (each later step only repeats the converged update; numpy-dask pays ~2 ms a step)
     for name in TRAINERS:
-        res = train(TRAINERS[name], TrainConfig(lr=1 / L, n_iters=200, dtype="float64", formulation="logits",
-                                                record_every=100), X, y, w0, b0)
+        res = train(TRAINERS[name], TrainConfig(lr=1 / L, n_iters=200, dtype="float64", formulation="logits"),
+                    X, y, w0, b0)
         assert opt.rel_distance(res.w, res.b) <= 1e-6, name
         assert oracle_loss(X, y, res.w, res.b) - opt.loss <= 1e-12
 

@@ -61,7 +61,9 @@ def test_mini_batches_go_through_inductor_and_the_timed_run_compiles_nothing():
 
 def test_full_batch_with_sparse_records_compiles_every_call(iris_data):
     X, y, w0, b0 = iris_data
-    config = TrainConfig(n_iters=23, dtype="float32", record_every=7)  # records at 0, 7, 14, 21
+    # records at 0, 7, 14, 21; float64: the sparse-record graphs of test_conformance's record_every
+    # case, compiled once for both
+    config = TrainConfig(n_iters=23, dtype="float64", record_every=7)
     trainer, res = _train("torch-compiled", config, X, y, w0, b0)
     # three compiled functions: the recorded step, K unrecorded steps, 1 unrecorded step
     assert len({trainer._family(v) for v in trainer._variants()}) == 3 and trainer.compiled_graphs >= 3
