@@ -184,7 +184,7 @@ def test_full_batch_gd_with_lr_1_over_L_reaches_the_penalised_optimum(name, l2):
     gw, gb = grad(X, y, opt.w, opt.b, l2)
     assert max(np.abs(gw).max(), abs(gb)) < 1e-10, "scikit-learn's point is the penalised stationary point"
     res = train(TRAINERS[name], TrainConfig(lr=1 / L, n_iters=GD_STEPS[l2], dtype="float64", formulation="logits",
-                                            record_every=100, l2=l2), X, y, np.zeros(X.shape[1]), 0.0)
+                                            l2=l2), X, y, np.zeros(X.shape[1]), 0.0)
     assert opt.rel_distance(res.w, res.b) <= 1e-6
     assert abs(opt.suboptimality(X, y, res.w, res.b)) <= 1e-12  # >= 0 up to rounding
 
