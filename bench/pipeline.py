@@ -313,16 +313,18 @@ class Evaluator:
         o, ds = self.options, problem.dataset
         try:
             _, transfer_s = timed(trainer.prepare, ds.X, ds.y, problem.w0, problem.b0)
+            transfer_s -= _compile_s(trainer)  # an ahead-of-time compile in prepare (jax) is not the transfer
         except BackendUnavailableError as exc:
             return Outcome(self.base_row(case, status="skipped", reason=str(exc)))
         except Exception as exc:  # input this backend cannot take (e.g. values beyond its dtype)
             return Outcome(self.base_row(case, status="failed", reason=f"{type(exc).__name__}: {exc}"))
-        warm = None
+        warm, warm_aot = None, 0.0
         try:
             # a short twin for the warm-up, except on data-parallel backends (a second process group / cluster)
             if case.config.n_iters > WARMUP_STEPS and o.warmup and not trainer.data_parallel:
                 warm = create_trainer(case.backend, replace(case.config, n_iters=WARMUP_STEPS))
                 warm.prepare(ds.X, ds.y, problem.w0, problem.b0)
+                warm_aot = _compile_s(warm)  # the twin's own program (jax: its shorter scan), not this row's
             before = CpuSample.now()
             with PeakMemory(case.device) as peak:
                 m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
@@ -334,7 +336,7 @@ class Evaluator:
         finally:
             _close(warm)
         outcome = self.evaluate(case, trainer, m, transfer_s=transfer_s, peak_mem_mb=peak.mb, load=load)
-        return self.scale_fields(case, trainer, _compile_fields(outcome, trainer, warm))
+        return self.scale_fields(case, trainer, _compile_fields(outcome, trainer, warm, warm_aot))
 
     def scale_fields(self, case: Case, trainer, outcome: Outcome) -> Outcome:
         """A timed ``ok`` row's scale-out figures, from what the trainer declares and offers (never
@@ -535,13 +537,20 @@ def _k_class_floor(row: Row, case: Case, figs: dict, time_per_iter_s: float) -> 
     return out
 
 
-def _compile_fields(outcome: Outcome, trainer, warm) -> Outcome:
-    """What a compiling trainer offers (``compiled_graphs``, ``compile_s``: torch-compiled) into the
-    row: the graphs its calls went through, and the seconds spent compiling them — in the warm-up
-    trainer, or in the timed trainer's own untimed warm-up round when the run is too short for a twin)."""
+def _compile_s(trainer) -> float:
+    return float(getattr(trainer, "compile_s", 0.0) or 0.0)
+
+
+def _compile_fields(outcome: Outcome, trainer, warm, warm_aot: float = 0.0) -> Outcome:
+    """What a compiling trainer offers (``compiled_graphs``, ``compile_s``) into the row: the graphs or
+    programs its calls went through, and the seconds spent compiling them. torch-compiled compiles
+    at its first calls, in the warm-up twin (or the timed trainer's own untimed warm-up round when
+    the run is too short for a twin), and the timed trainer reuses those graphs; jax compiles ahead
+    of time in ``prepare`` (taken out of ``transfer_s``), each trainer its own program, so the
+    twin's ``prepare``-time compile (``warm_aot``) is not this row's."""
     if not hasattr(trainer, "compiled_graphs"):
         return outcome
-    seconds = sum(getattr(t, "compile_s", 0.0) or 0.0 for t in (warm, trainer) if t is not None)
+    seconds = _compile_s(trainer) + (_compile_s(warm) - warm_aot if warm is not None else 0.0)
     return Outcome(outcome.row.replace(compiled_graphs=int(trainer.compiled_graphs), compile_s=seconds),
                    outcome.curve)
 

@@ -264,3 +264,48 @@ def test_unsupported_dtype_and_device_are_refused_at_construction():
     with pytest.raises(BackendUnavailableError, match="declares devices"):
         Only64(TrainConfig(dtype="float64", device="cuda:1"))
     Only64(TrainConfig(dtype="float64"))
+
+
+class CompilesInPrepare(MyLoop):
+    """A loop that compiles ahead of time in ``prepare`` (as ``jax`` does) and says so."""
+    compiled = True
+    SECONDS = 0.3
+
+    def _prepare(self, X, y, w0, b0):
+        import time
+
+        super()._prepare(X, y, w0, b0)
+        time.sleep(self.SECONDS)  # the "compilation"
+        self.compile_s = self.SECONDS
+
+    @property
+    def compiled_graphs(self) -> int:
+        return 1
+
+
+def test_a_compile_in_prepare_is_compile_s_not_transfer_time():
+    """``prepare`` is timed as the transfer; the seconds a trainer reports compiling there are taken out
+    and recorded as ``compile_s``, the warm-up twin's own compile not counted (a different program)."""
+    from bench.pipeline import RunOptions, matrix, run
+
+    register("u-aot", CompilesInPrepare, replace=True)
+    try:
+        cases = matrix(["u-aot"], ["cpu"], ["iris"], ["float64"], ["logits"], iters=50)  # > the twin's 10 steps
+        result = run(cases, [], RunOptions(repeats=3, budget_s=None, optimum=False))
+    finally:
+        unregister("u-aot")
+    (row,) = result.rows
+    assert row.status == "ok" and row.compiled_graphs == 1
+    assert row.compile_s == pytest.approx(CompilesInPrepare.SECONDS)  # the timed trainer's, not also the twin's
+    assert row.transfer_s < CompilesInPrepare.SECONDS / 2  # a 100 x 4 copy, the sleep taken out
+
+
+def test_jax_reports_its_ahead_of_time_compile():
+    pytest.importorskip("jax")
+    from implementations import create_trainer
+
+    trainer = create_trainer("jax", TrainConfig(n_iters=5, dtype="float64"))
+    assert trainer.compiled_graphs == 0
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.array([0, 1] * 10)
+    trainer.prepare(X, y, np.zeros(3), 0.0)
+    assert trainer.compiled_graphs == 1 and trainer.compile_s > 0
