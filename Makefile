@@ -20,7 +20,7 @@ XDIST ?= -n auto --dist worksteal
 setup: $(STAMP)
 
 # The install: uv (put into the venv by pip) when INSTALLER=uv, the default; pip otherwise, or when
-# uv cannot be had or fails. uv installs and byte-compiles in parallel: 46-59 s against pip's 98 s for
+# uv cannot be had or fails. uv installs and byte-compiles in parallel: 38-59 s against pip's 98 s for
 # the same versions on a 2-core VM. It reads no pip configuration, so pip's find-links (local wheels,
 # such as a CPU build of torch on disk) are handed to it.
 INSTALLER ?= uv
