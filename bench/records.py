@@ -118,7 +118,7 @@ class Row:
     other_load: float | None = None  # cores busy with other processes (or stolen by the hypervisor) while timing
     times_s: str | None = None  # every timed round, space-separated seconds (for bench compare)
     transfer_s: float | None = None
-    compiled_graphs: int | None = None  # graphs (torch-compiled) or XLA programs (jax) compiled for this row's calls
+    compiled_graphs: int | None = None  # graphs (torch-compiled), XLA programs (jax), kernels (numba) this row's calls used
     compile_s: float | None = None  # seconds spent compiling them (warm-up or jax's prepare; never timed, never transfer)
     # cuda rows (bench.timing): CUDA-event time of the same rounds as the wall times above, and the device
     event_time_median_s: float | None = None

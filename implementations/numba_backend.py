@@ -64,6 +64,8 @@ Python loop would cost more than a step on small data); the result tail is
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ._reduce import mean_penalised
@@ -114,6 +116,27 @@ class NumbaTrainer(Trainer):
             import numba  # noqa: F401
         except ImportError:
             raise BackendUnavailableError("the numba backend needs numba, which is not installed (pip install '.[numba]')") from None
+        self.compile_s = 0.0  # seconds this trainer's runs spent compiling kernels (or loading them from numba's cache)
+        self._kernels_called: set = set()
+
+    @property
+    def compiled_graphs(self) -> int:
+        """Kernel specialisations this trainer's runs called (one whole-run kernel per run; 0 before it)."""
+        return len(self._kernels_called)
+
+    def _call(self, kernel, *args):
+        """``kernel(*args)``, compiled first for these argument types if this process has not yet (from
+        numba's on-disk cache when it holds them): that compilation is timed into ``compile_s``, apart
+        from the run, as torch-compiled's and jax's are."""
+        import numba
+
+        sig = tuple(numba.typeof(a) for a in args)
+        if sig not in kernel.overloads:
+            t0 = time.perf_counter()
+            kernel.compile(sig)
+            self.compile_s += time.perf_counter() - t0
+        self._kernels_called.add((kernel.py_func.__name__, sig))
+        return kernel(*args)
 
     def _prepare(self, X, y, w0, b0):
         dt = np.dtype(self.config.dtype)
@@ -141,10 +164,10 @@ class NumbaTrainer(Trainer):
         if self.parallel:
             import numba
 
-            (run_parallel_opt if opt else run_parallel)(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts,
-                                                        self._loss_parts, numba.get_num_threads(), *opt)
+            self._call(run_parallel_opt if opt else run_parallel, *args, ROWS_PER_BLOCK, self._gw_parts,
+                       self._gb_parts, self._loss_parts, numba.get_num_threads(), *opt)
         else:
-            (run_serial_opt if opt else run_serial)(*args, *opt)
+            self._call(run_serial_opt if opt else run_serial, *args, *opt)
         self._out = W, b, losses
 
     def _run(self):
@@ -160,10 +183,10 @@ class NumbaTrainer(Trainer):
         if self.parallel:
             import numba
 
-            b = (run_parallel_opt if opt else run_parallel)(*args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts,
-                                                            self._loss_parts, numba.get_num_threads(), *opt)
+            b = self._call(run_parallel_opt if opt else run_parallel, *args, ROWS_PER_BLOCK, self._gw_parts,
+                           self._gb_parts, self._loss_parts, numba.get_num_threads(), *opt)
         else:
-            b = (run_serial_opt if opt else run_serial)(*args, *opt)
+            b = self._call(run_serial_opt if opt else run_serial, *args, *opt)
         self._out = w, b, losses
 
     def _result(self):

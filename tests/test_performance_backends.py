@@ -188,3 +188,24 @@ def test_floor_is_measured_unless_skipped(floor, monkeypatch):
     assert figures["host_read"] > 0 and figures["host_gflops_float32"] > 0
     monkeypatch.setenv("LOGREG_BENCH_FLOOR", "skip")
     assert roofline.measure_roofline(("cpu",), threads=1) == {}
+
+
+def test_numba_times_its_compilation_apart_and_once(mid_data):
+    """The first run of a kernel specialisation in a process compiles it (or loads it from numba's disk
+    cache), timed into ``compile_s`` as torch-compiled's and jax's compilations are; a second trainer
+    of the same types reuses it: 0 s, the same one kernel."""
+    pytest.importorskip("numba")
+    from implementations import _numba_kernels as k
+
+    X, y, w0, b0 = mid_data
+    config = TrainConfig(n_iters=3, dtype="float32", formulation="probs", record_every=3, l2=0.25)
+    first = create_trainer("numba", config)
+    assert first.compiled_graphs == 0
+    before = {f: len(getattr(k, f).overloads) for f in ("run_serial", "run_parallel")}
+    _train(first, X, y, w0, b0)
+    added = sum(len(getattr(k, f).overloads) - n for f, n in before.items())
+    assert added <= 1, "the call compiled other types than the ones _call compiled (twice the compile time)"
+    second = create_trainer("numba", config)
+    _train(second, X, y, w0, b0)
+    assert first.compiled_graphs == second.compiled_graphs == 1
+    assert first.compile_s >= 0 and second.compile_s == 0  # first: 0 when an earlier test of this process compiled them
