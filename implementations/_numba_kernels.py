@@ -20,11 +20,14 @@ from .base import LOG_CLAMP
 FM = {"reassoc", "contract"}  # the only floating-point licence taken: reassociation, contraction
 
 
-# One entry of one parameter under ``momentum`` (``kind`` 1), ``nesterov`` (2) or ``adam`` (3):
-# :mod:`implementations._optim`'s update, element by element, state ``s[0, j]`` (the buffer, or
-# Adam's ``m``) and ``s[1, j]`` (Adam's ``v``) updated in place; returns the new value of the entry.
+# One entry of one parameter under plain gradient descent (``kind`` 0: ``p - lr g``, no state),
+# ``momentum`` (1), ``nesterov`` (2) or ``adam`` (3): :mod:`implementations._optim`'s update, element
+# by element, state ``s[0, j]`` (the buffer, or Adam's ``m``) and ``s[1, j]`` (Adam's ``v``) updated in
+# place; returns the new value of the entry.
 @numba.njit(fastmath=FM, inline="always")
 def opt_param(kind, lr, p, g, s, j, size, bc2):
+    if kind == 0:
+        return p - lr * g
     dt = s.dtype.type
     if kind == 3:
         m = s[0, j] + dt(0.1) * (g - s[0, j])  # torch's lerp_(g, 1 - β1)
@@ -107,74 +110,13 @@ def accumulate(X, y, w, b, idx, full, lo, hi, logits, record, acc):
         q += c
     return gb, ls
 
-@numba.njit(fastmath=FM, inline="always")
-def update(w, b, acc, gb, ls, m, lr, l2, record):
-    """Penalised loss at ``(w, b)`` (if ``record``) and the step ``w -= lr (acc/m + l2 w)``."""
-    dt = w.dtype.type
-    inv_m = dt(1) / dt(m)
-    half_l2 = dt(0.5) * l2
-    loss = dt(0)
-    if record:
-        sq = dt(0)
-        for j in range(w.shape[0]):
-            sq += w[j] * w[j]
-        loss = ls * inv_m + half_l2 * sq
-    for j in range(w.shape[0]):
-        w[j] -= lr * (acc[j] * inv_m + l2 * w[j])
-    return b - lr * (gb * inv_m), loss
-
-@numba.njit(fastmath=FM, cache=True)
-def run_serial(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses):
-    n, d = X.shape
-    acc = np.empty(d, X.dtype)
-    for t in range(n_iters):
-        lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
-        record = t % record_every == 0
-        acc[:] = 0
-        gb, ls = accumulate(X, y, w, b, idx, full, lo, hi, logits, record, acc)
-        b, loss = update(w, b, acc, gb, ls, hi - lo, lr, l2, record)
-        if record:
-            losses[t // record_every] = loss
-    return b
-
-@numba.njit(fastmath=FM, cache=True, parallel=True)
-def run_parallel(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
-                 rows, gw_parts, gb_parts, loss_parts, threads):
-    n, d = X.shape
-    total = np.empty(d, X.dtype)
-    for t in range(n_iters):
-        lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
-        record = t % record_every == 0
-        nblocks = (hi - lo + rows - 1) // rows
-        nthr = max(1, min(threads, nblocks))  # numba's thread count, passed in (cache=True refuses its global)
-        for c in numba.prange(nthr):  # one static range of whole blocks per thread
-            acc = np.empty(d, X.dtype)  # thread-private: provably unaliased, so the axpy vectorises
-            for k in range(nblocks * c // nthr, nblocks * (c + 1) // nthr):
-                acc[:] = 0
-                s = lo + k * rows
-                gb_parts[k], loss_parts[k] = accumulate(X, y, w, b, idx, full, s, min(hi, s + rows),
-                                                        logits, record, acc)
-                gw_parts[k] = acc
-        total[:] = 0
-        gb = X.dtype.type(0)
-        ls = X.dtype.type(0)
-        for k in range(nblocks):  # fixed order: same bits whatever the threads did
-            for j in range(d):
-                total[j] += gw_parts[k, j]
-            gb += gb_parts[k]
-            ls += loss_parts[k]
-        b, loss = update(w, b, total, gb, ls, hi - lo, lr, l2, record)
-        if record:
-            losses[t // record_every] = loss
-    return b
-
 @numba.njit(fastmath=FM, cache=True)
 def loss_grad(X, y, w, b, logits, gw):
     idx = np.empty(0, np.int64)
     gw[:] = 0
     return accumulate(X, y, w, b, idx, True, 0, X.shape[0], logits, True, gw)
 
-# -- momentum, nesterov, adam: the same loops, the update of implementations._optim -------------
+# -- the whole runs: gd (kind 0), momentum, nesterov, adam through opt_param -------------------
 
 @numba.njit(fastmath=FM, inline="always")
 def opt_update(w, b, acc, gb, ls, m, lr, l2, record, kind, size, bc2, sw, sb):
@@ -191,7 +133,7 @@ def opt_update(w, b, acc, gb, ls, m, lr, l2, record, kind, size, bc2, sw, sb):
     return opt_param(kind, lr, b, gb * inv_m, sb, 0, size, bc2), loss
 
 @numba.njit(fastmath=FM, cache=True)
-def run_serial_opt(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
+def run_serial(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
                    kind, sizes, bc2s, sw, sb):
     n, d = X.shape
     acc = np.empty(d, X.dtype)
@@ -206,7 +148,7 @@ def run_serial_opt(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offse
     return b
 
 @numba.njit(fastmath=FM, cache=True, parallel=True)
-def run_parallel_opt(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
+def run_parallel(X, y, w, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
                      rows, gw_parts, gb_parts, loss_parts, threads, kind, sizes, bc2s, sw, sb):
     n, d = X.shape
     total = np.empty(d, X.dtype)
@@ -280,72 +222,6 @@ def softmax_accumulate(X, y, W, b, idx, full, lo, hi, logits, record, acc, gb, z
                 acc[j, k] += xij * z[k]
     return ls
 
-@numba.njit(fastmath=FM, inline="always")
-def softmax_update(W, b, acc, gb, ls, m, lr, l2, record):
-    dt = W.dtype.type
-    inv_m = dt(1) / dt(m)
-    loss = dt(0)
-    if record:
-        sq = dt(0)
-        for j in range(W.shape[0]):
-            for k in range(W.shape[1]):
-                sq += W[j, k] * W[j, k]
-        loss = ls * inv_m + dt(0.5) * l2 * sq
-    for j in range(W.shape[0]):
-        for k in range(W.shape[1]):
-            W[j, k] -= lr * (acc[j, k] * inv_m + l2 * W[j, k])
-    for k in range(W.shape[1]):
-        b[k] -= lr * (gb[k] * inv_m)
-    return loss
-
-@numba.njit(fastmath=FM, cache=True)
-def softmax_run_serial(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses):
-    n = X.shape[0]
-    d, K = W.shape
-    acc = np.empty((d, K), X.dtype)
-    gb = np.empty(K, X.dtype)
-    z = np.empty(K, X.dtype)
-    for t in range(n_iters):
-        lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
-        record = t % record_every == 0
-        acc[:] = 0
-        gb[:] = 0
-        ls = softmax_accumulate(X, y, W, b, idx, full, lo, hi, logits, record, acc, gb, z)
-        loss = softmax_update(W, b, acc, gb, ls, hi - lo, lr, l2, record)
-        if record:
-            losses[t // record_every] = loss
-
-@numba.njit(fastmath=FM, cache=True, parallel=True)
-def softmax_run_parallel(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
-                 rows, gw_parts, gb_parts, loss_parts, threads):
-    n = X.shape[0]
-    d, K = W.shape
-    total = np.empty((d, K), X.dtype)
-    gb = np.empty(K, X.dtype)
-    for t in range(n_iters):
-        lo, hi = (0, n) if full else (offsets[t], offsets[t + 1])
-        record = t % record_every == 0
-        nblocks = (hi - lo + rows - 1) // rows
-        nthr = max(1, min(threads, nblocks))
-        for c in numba.prange(nthr):
-            z = np.empty(K, X.dtype)
-            for k in range(nblocks * c // nthr, nblocks * (c + 1) // nthr):
-                gw_parts[k] = 0
-                gb_parts[k] = 0
-                s = lo + k * rows
-                loss_parts[k] = softmax_accumulate(X, y, W, b, idx, full, s, min(hi, s + rows), logits, record,
-                                           gw_parts[k], gb_parts[k], z)
-        total[:] = 0
-        gb[:] = 0
-        ls = X.dtype.type(0)
-        for k in range(nblocks):  # fixed order: same bits whatever the threads did
-            total += gw_parts[k]
-            gb += gb_parts[k]
-            ls += loss_parts[k]
-        loss = softmax_update(W, b, total, gb, ls, hi - lo, lr, l2, record)
-        if record:
-            losses[t // record_every] = loss
-
 @numba.njit(fastmath=FM, cache=True)
 def softmax_loss_grad(X, y, W, b, logits, gw, gb):
     idx = np.empty(0, np.int64)
@@ -354,7 +230,7 @@ def softmax_loss_grad(X, y, W, b, logits, gw, gb):
     z = np.empty(W.shape[1], X.dtype)
     return softmax_accumulate(X, y, W, b, idx, True, 0, X.shape[0], logits, True, gw, gb, z)
 
-# -- momentum, nesterov, adam: the same loops, the softmax_update of implementations._optim -------------
+# -- the whole runs: gd (kind 0), momentum, nesterov, adam through opt_param -------------------
 
 @numba.njit(fastmath=FM, inline="always")
 def softmax_opt_update(W, b, acc, gb, ls, m, lr, l2, record, kind, size, bc2, sW, sb):
@@ -376,7 +252,7 @@ def softmax_opt_update(W, b, acc, gb, ls, m, lr, l2, record, kind, size, bc2, sW
     return loss
 
 @numba.njit(fastmath=FM, cache=True)
-def softmax_run_serial_opt(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
+def softmax_run_serial(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
                    kind, sizes, bc2s, sW, sb):
     n = X.shape[0]
     d, K = W.shape
@@ -394,7 +270,7 @@ def softmax_run_serial_opt(X, y, W, b, lr, l2, n_iters, record_every, logits, id
             losses[t // record_every] = loss
 
 @numba.njit(fastmath=FM, cache=True, parallel=True)
-def softmax_run_parallel_opt(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
+def softmax_run_parallel(X, y, W, b, lr, l2, n_iters, record_every, logits, idx, offsets, full, losses,
                      rows, gw_parts, gb_parts, loss_parts, threads, kind, sizes, bc2s, sW, sb):
     n = X.shape[0]
     d, K = W.shape

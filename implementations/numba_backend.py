@@ -77,14 +77,13 @@ PARALLEL_MIN_ELEMENTS = 2**22  # m d below this: the serial kernel (see the modu
 def _softmax_kernels():
     from . import _numba_kernels as k
 
-    return k.softmax_run_serial, k.softmax_run_parallel, k.softmax_loss_grad, k.softmax_run_serial_opt, \
-        k.softmax_run_parallel_opt
+    return k.softmax_run_serial, k.softmax_run_parallel, k.softmax_loss_grad
 
 
 def _kernels():
     from . import _numba_kernels as k
 
-    return k.run_serial, k.run_parallel, k.loss_grad, k.run_serial_opt, k.run_parallel_opt
+    return k.run_serial, k.run_parallel, k.loss_grad
 
 
 class NumbaTrainer(Trainer):
@@ -95,15 +94,18 @@ class NumbaTrainer(Trainer):
     compiled = True
     style = "whole run in one compiled call"
     supports_multiclass = True
-    optimizers = ("gd", "momentum", "nesterov", "adam")  # the non-gd ones in their own whole-run kernels
+    optimizers = ("gd", "momentum", "nesterov", "adam")  # one whole-run kernel for all: _numba_kernels.opt_param's kind
 
     def _opt_args(self, W, b):
-        """The extra kernel arguments of ``momentum`` (1), ``nesterov`` (2), ``adam`` (3): ``kind``, Adam's
-        per-step host scalars (:func:`implementations._optim.adam_coefficient_table`) and zero state
-        ``(2, size of W)``, ``(2, size of b)`` made here, so every run starts from zero buffers."""
+        """The kernels' optimizer arguments: ``kind`` (``gd`` 0, ``momentum`` 1, ``nesterov`` 2, ``adam``
+        3), Adam's per-step host scalars (:func:`implementations._optim.adam_coefficient_table`) and
+        zero state ``(2, size of W)``, ``(2, size of b)`` made here, so every run starts from zero
+        buffers. ``gd`` reads none of them: zeros made once in ``prepare``, and empty state."""
         from ._optim import adam_coefficient_table
 
         cfg, dt = self.config, self.X.dtype
+        if cfg.optimizer == "gd":
+            return (0, self._no_table, self._no_table, np.empty((2, 0), dt), np.empty((2, 0), dt))
         kind = {"momentum": 1, "nesterov": 2, "adam": 3}[cfg.optimizer]
         sizes, bc2s = adam_coefficient_table(cfg.lr, cfg.n_iters, dt)
         return (kind, sizes, bc2s, np.zeros((2, W.size), dt), np.zeros((2, np.size(b)), dt))
@@ -152,41 +154,42 @@ class NumbaTrainer(Trainer):
         self._gw_parts = np.empty((nblocks, self.d) + ((self.k,) if self.k >= 3 else ()), dt)
         self._gb_parts = np.empty((nblocks, self.k) if self.k >= 3 else nblocks, dt)
         self._loss_parts = np.empty(nblocks, dt)
+        self._no_table = np.zeros(self.config.n_iters, dt)  # gd's per-step optimizer scalars (unread)
 
     def _run_softmax(self):
         cfg, dt = self.config, self.X.dtype
-        run_serial, run_parallel, _, run_serial_opt, run_parallel_opt = _softmax_kernels()
+        run_serial, run_parallel, _ = _softmax_kernels()
         W, b = self.w0.copy(), self.b0.copy()  # C-contiguous copies: the kernel updates them in place
         losses = np.empty(cfg.n_records, dt)
         args = (self.X, self.y, W, b, dt.type(cfg.lr), dt.type(cfg.l2), cfg.n_iters, cfg.record_every,
                 cfg.formulation == "logits", self._idx, self._offsets, self.schedule is None, losses)
-        opt = () if cfg.optimizer == "gd" else self._opt_args(W, b)
+        opt = self._opt_args(W, b)
         if self.parallel:
             import numba
 
-            self._call(run_parallel_opt if opt else run_parallel, *args, ROWS_PER_BLOCK, self._gw_parts,
-                       self._gb_parts, self._loss_parts, numba.get_num_threads(), *opt)
+            self._call(run_parallel, *args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts, self._loss_parts,
+                       numba.get_num_threads(), *opt)
         else:
-            self._call(run_serial_opt if opt else run_serial, *args, *opt)
+            self._call(run_serial, *args, *opt)
         self._out = W, b, losses
 
     def _run(self):
         if self.k >= 3:
             return self._run_softmax()
         cfg, dt = self.config, self.X.dtype
-        run_serial, run_parallel, _, run_serial_opt, run_parallel_opt = _kernels()
+        run_serial, run_parallel, _ = _kernels()
         w = self.w0.copy()
         losses = np.empty(cfg.n_records, dt)
         args = (self.X, self.y, w, self.b0, dt.type(cfg.lr), dt.type(cfg.l2), cfg.n_iters, cfg.record_every,
                 cfg.formulation == "logits", self._idx, self._offsets, self.schedule is None, losses)
-        opt = () if cfg.optimizer == "gd" else self._opt_args(w, self.b0)
+        opt = self._opt_args(w, self.b0)
         if self.parallel:
             import numba
 
-            b = self._call(run_parallel_opt if opt else run_parallel, *args, ROWS_PER_BLOCK, self._gw_parts,
-                           self._gb_parts, self._loss_parts, numba.get_num_threads(), *opt)
+            b = self._call(run_parallel, *args, ROWS_PER_BLOCK, self._gw_parts, self._gb_parts, self._loss_parts,
+                           numba.get_num_threads(), *opt)
         else:
-            b = self._call(run_serial_opt if opt else run_serial, *args, *opt)
+            b = self._call(run_serial, *args, *opt)
         self._out = w, b, losses
 
     def _result(self):
