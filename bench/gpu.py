@@ -89,9 +89,9 @@ def sweep_iters(n: int, d: int) -> int:
 
 
 def _name(n: int, d: int) -> str:
-    from .data import _short
+    from .data import short_count
 
-    return f"synthetic-{_short(n)}x{d}"
+    return f"synthetic-{short_count(n)}x{d}"
 
 
 def sweep_chunks(tiny: bool = False) -> list[tuple[str, str, str]]:

@@ -1,4 +1,4 @@
-"""Datasets from files (issue 18, item 1): each format, each label case, each bad file; the
+"""Datasets from files: each format, each label case, each bad file; the
 options in a dataset's name; standardization; breast-cancer; the origin, content hash and density
 each row records; and `bench compare` refusing to match two different files that share a name.
 
@@ -241,7 +241,7 @@ def test_too_large_for_memory_is_refused_before_the_file_is_read(tmp_path, monke
     def never(*a, **k):
         raise AssertionError("the whole file was read before the memory check")
 
-    monkeypatch.setattr(data, "_from_table", never)
+    monkeypatch.setattr(data.files, "from_table", never)
     monkeypatch.setattr("sklearn.datasets.load_svmlight_file", never)
     with pytest.raises(DataFileError, match=r"big.csv: needs about 0.0 GiB to load about 1000 rows x 2 features as "
                                              r"float64, more than the 0.0 GiB of memory available"):
@@ -255,7 +255,7 @@ def test_memory_figures_in_gib_with_a_real_size(tmp_path, monkeypatch):
 
     path = tmp_path / "wide.npz"
     np.savez(path, X=np.zeros((4, 3)), y=np.array([0, 1, 0, 1]))
-    monkeypatch.setattr(data, "_npz_shapes", lambda p: {"X": (10_000_000, 1000), "y": (10_000_000,)})
+    monkeypatch.setattr(data.files, "npz_shapes", lambda p: {"X": (10_000_000, 1000), "y": (10_000_000,)})
     monkeypatch.setattr(roofline, "available_memory_bytes", lambda: 8 * 2**30)
     with pytest.raises(DataFileError, match=r"wide.npz: needs about 223.7 GiB to load 10000000 rows x 1000 features "
                                              r"as float64, more than the 8.0 GiB of memory available"):

@@ -1,0 +1,82 @@
+"""Datasets and the shared initial-parameter draw (the harness's side of the data path).
+
+Every backend of a comparison gets the same host arrays from here and the same ``(w0, b0)``.
+
+A dataset name is one of (:data:`FAMILIES_HELP` lists them for ``--help``):
+
+- a named set: ``iris`` (the seed's task), ``iris-3class``, ``breast-cancer`` (scikit-learn's
+  bundled Wisconsin data, 569 x 30, binary, no download) or ``digits`` (8x8 digits, 10 classes);
+- ``synthetic-<n>x<d>[-k<K>][-x<scale>]`` (``make_classification`` data);
+- a file: CSV/TSV (``.csv``, ``.tsv``, ``.tab``, optionally ``.gz``/``.bz2``/``.xz``/``.zip``),
+  Parquet (``.parquet``, ``.pq``; needs pyarrow), NumPy ``.npz`` (arrays ``X`` and ``y``), or
+  LIBSVM/svmlight (``.svm``, ``.svmlight``, ``.libsvm``, optionally ``.gz``/``.bz2``).
+
+Any of them may carry options in brackets, which the CLI writes from ``--label``, ``--positive``
+and ``--standardize`` (see :func:`with_options`): ``data.csv[label=income,positive=>50K,standardize]``.
+The options are part of the name, so a case id never mixes two different preparations of one file,
+and each row also records the final arrays' content hash (:attr:`Dataset.sha256`).
+
+A file's label is mapped to 0/1: two distinct values of any kind in sorted order (``-1/1``, ``1/2``,
+``no/yes``, ``False/True``), ``K >= 3`` values to ``0 .. K-1`` (softmax), or with ``positive`` one
+value against the rest. Every way a file can be wrong raises one ``ValueError`` naming the file and
+what is wrong (:class:`DataFileError`).
+
+The modules: :mod:`.names` (the grammar), :mod:`.builtin` (the named and synthetic sets),
+:mod:`.files` (the four file readers), :mod:`.labels` (label mapping), :mod:`.dataset` (the
+record and its preparation), :mod:`.loader` (a name -> shape, checks, arrays).
+"""
+
+from .builtin import (
+    NAMED_SETS,
+    breast_cancer,
+    build,
+    digits,
+    init_params,
+    iris,
+    iris_3class,
+    synthetic,
+    synthetic_classes,
+)
+from .dataset import (
+    DataFileError,
+    Dataset,
+    describe,
+    finish,
+    rms_init_scale,
+    standardize,
+    summary,
+)
+from .files import LOAD_COPIES, Peek, check_file, file_shape, load_file
+from .labels import binary_labels
+from .loader import check, load, n_classes, shape
+from .names import (
+    CLASSES,
+    COMPRESSED,
+    EXTENSIONS_SHOWN,
+    FAMILIES_HELP,
+    FORMATS,
+    LABEL_NAMES,
+    MAX_CLASSES,
+    MAX_DIGITS,
+    NAMED,
+    TABLES,
+    Source,
+    file_format,
+    is_file,
+    is_seed,
+    name_classes,
+    parse_name,
+    short_count,
+    source,
+    with_options,
+)
+
+__all__ = [
+    "CLASSES", "COMPRESSED", "EXTENSIONS_SHOWN", "FAMILIES_HELP", "FORMATS", "LABEL_NAMES", "LOAD_COPIES",
+    "MAX_CLASSES", "MAX_DIGITS", "NAMED", "NAMED_SETS", "TABLES",
+    "DataFileError", "Dataset", "Peek", "Source",
+    "binary_labels", "breast_cancer", "build", "check", "check_file", "describe", "digits", "file_format",
+    "file_shape", "finish", "init_params", "iris", "iris_3class", "is_file", "is_seed", "load", "load_file",
+    "n_classes", "name_classes", "parse_name", "rms_init_scale", "shape", "short_count", "source",
+    "standardize", "summary", "synthetic", "synthetic_classes", "with_options",
+]

@@ -1,0 +1,101 @@
+"""The dataset record every backend of a comparison receives, the error a bad data file raises,
+and the preparation shared by every source: standardization, the initial-weight scale, and what
+env.json and the console keep of a dataset."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    X: np.ndarray  # (n, d) float64 host array
+    y: np.ndarray  # (n,) float64 in {0, 1}
+    init_scale: float = 1.0  # w0 ~ init_scale * N(0, 1)
+    origin: str = ""  # where the arrays came from (a loader and its arguments, or a file's format and path)
+    density: float | None = None  # fraction of non-zero entries of X (files only)
+    info: dict = field(default_factory=dict, compare=False)  # label column, label mapping, standardization
+    n_classes: int = 2  # 2: y in {0, 1} (the sigmoid model); K >= 3: y in 0 .. K-1 as float64 (softmax)
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.X.shape[1]
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """The content hash of the final arrays (shape, then ``X`` and ``y`` as C-ordered float64)."""
+        h = hashlib.sha256(f"{self.X.shape[0]}x{self.X.shape[1]}".encode())
+        h.update(memoryview(np.ascontiguousarray(self.X, dtype=np.float64)).cast("B"))
+        h.update(memoryview(np.ascontiguousarray(self.y, dtype=np.float64)).cast("B"))
+        return h.hexdigest()
+
+
+class DataFileError(ValueError):
+    """A dataset file that cannot be used: the message names the file and what is wrong."""
+
+
+def rms_init_scale(X: np.ndarray) -> float:
+    """``1/sqrt(mean ||x_i||²)``: with ``w0 ~ s N(0, I)`` the logits ``z = X w0`` start with unit
+    root-mean-square whatever the features' scale (``1/sqrt(d)`` on standardized data, as synthetic)."""
+    ms = float(np.mean(np.einsum("ij,ij->i", X, X))) if X.size else 0.0
+    return 1.0 / math.sqrt(ms) if ms > 0 and math.isfinite(ms) else 1.0
+
+
+def standardize(X: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Each feature to zero mean and unit variance; constant columns left as they are. Returns the
+    new array and the constant columns' indices."""
+    const = np.ptp(X, axis=0) == 0 if len(X) else np.ones(X.shape[1], bool)
+    out = X.copy()
+    keep = ~const
+    if keep.any():
+        mu, sd = X[:, keep].mean(axis=0), X[:, keep].std(axis=0)
+        out[:, keep] = (X[:, keep] - mu) / sd
+    return out, [int(j) for j in np.flatnonzero(const)]
+
+
+def finish(name: str, X, y, origin: str, density, info: dict, std: bool, init_scale=None) -> Dataset:
+    """The final :class:`Dataset`: contiguous float64 arrays, standardized if ``std`` (the constant
+    columns recorded in ``info``), ``init_scale`` from :func:`rms_init_scale` unless given."""
+    X, y = np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64)
+    if std:
+        X, const = standardize(X)
+        info = {**info, "standardized": True, "constant_columns": const}
+        origin += ", standardized"
+    scale = rms_init_scale(X) if init_scale is None else init_scale
+    return Dataset(name, X, y, scale, origin, density, info, n_classes=int(info.get("n_classes", 2)))
+
+
+def describe(ds: Dataset) -> dict:
+    """What env.json keeps of a dataset: origin, shape, content hash, labels, preparation."""
+    return {"origin": ds.origin, "n": ds.n, "d": ds.d, "sha256": ds.sha256, "density": ds.density, **ds.info}
+
+
+def summary(ds: Dataset) -> str:
+    """One line for the console: shape, density, label mapping."""
+    info = ds.info
+    parts = [f"{ds.n} rows x {ds.d} features"]
+    if ds.density is not None and info.get("format") == "svmlight":
+        parts.append(f"density {ds.density:.3g}")
+    if "label_column" in info:
+        parts.append(f"label column {info['label_column']!r}")
+    if "mapping" in info:
+        mapping = info["mapping"]
+        if "positive" in info:
+            rest = [k for k, v in mapping.items() if v == 0]
+            parts.append(f"labels {info['positive']} -> 1, the rest ({', '.join(rest)}) -> 0")
+        else:
+            parts.append("labels " + ", ".join(f"{k} -> {v}" for k, v in mapping.items()))
+    if info.get("standardized"):
+        const = info.get("constant_columns") or []
+        parts.append("standardized" + (f" ({len(const)} constant column(s) left as they are)" if const else ""))
+    return f"dataset {ds.name}: " + "; ".join(parts)
