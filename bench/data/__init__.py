@@ -41,12 +41,11 @@ from .dataset import (
     DataFileError,
     Dataset,
     describe,
-    finish,
     rms_init_scale,
     standardize,
     summary,
 )
-from .files import LOAD_COPIES, Peek, check_file, file_shape, load_file
+from .files import LOAD_COPIES
 from .labels import binary_labels
 from .loader import check, load, n_classes, shape
 from .names import (
@@ -74,9 +73,9 @@ from .names import (
 __all__ = [
     "CLASSES", "COMPRESSED", "EXTENSIONS_SHOWN", "FAMILIES_HELP", "FORMATS", "LABEL_NAMES", "LOAD_COPIES",
     "MAX_CLASSES", "MAX_DIGITS", "NAMED", "NAMED_SETS", "TABLES",
-    "DataFileError", "Dataset", "Peek", "Source",
-    "binary_labels", "breast_cancer", "build", "check", "check_file", "describe", "digits", "file_format",
-    "file_shape", "finish", "init_params", "iris", "iris_3class", "is_file", "is_seed", "load", "load_file",
+    "DataFileError", "Dataset", "Source",
+    "binary_labels", "breast_cancer", "build", "check", "describe", "digits", "file_format",
+    "init_params", "iris", "iris_3class", "is_file", "is_seed", "load",
     "n_classes", "name_classes", "parse_name", "rms_init_scale", "shape", "short_count", "source",
     "standardize", "summary", "synthetic", "synthetic_classes", "with_options",
 ]
