@@ -78,7 +78,8 @@ def _corner(fig, df: pd.DataFrame | None, env: dict | None) -> None:
     run_ids = list(dict.fromkeys(df["run_id"].dropna())) if df is not None and "run_id" in df else []
     run_id = run_ids[0] if run_ids else (env or {}).get("run_id", "?")
     machine = ((env or {}).get("cpu") or {}).get("model", "machine unknown")
-    gpu = ((env or {}).get("gpu") or {}).get("name")
+    gpu = (env or {}).get("gpu")
+    gpu = gpu.get("name") if isinstance(gpu, dict) else None  # a string: the GPU could not be read
     fig.text(0.995, 0.003, f"{machine}{' + ' + gpu if gpu else ''} · run {run_id}", ha="right", va="bottom",
              fontsize=7, color="0.4")
 

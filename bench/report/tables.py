@@ -172,9 +172,10 @@ def _env_line(df: pd.DataFrame, env: dict | None) -> str:
     gpu = env.get("gpu") or {}
     v = env.get("versions") or {}
     libs = ", ".join(f"{k} {v[k]}" for k in ("numpy", "torch", "numba", "jax") if v.get(k))
+    # env.json's gpu: a dict, None, or a string saying why it could not be read
+    gpu_text = ", no GPU" if not gpu else f", GPU {gpu.get('name') if isinstance(gpu, dict) else gpu}"
     return (f"Run `{run_id}` on {cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} logical cores)"
-            f"{', GPU ' + str(gpu.get('name')) if gpu else ', no GPU'}; {libs}; "
-            f"{env.get('threads', '?')} threads per library.")
+            f"{gpu_text}; {libs}; {env.get('threads', '?')} threads per library.")
 
 
 PIVOT_NOTE = "Median time per training step (`✗` = does not agree with the oracle, `~` = noisy: IQR > 10 % of the median)."
