@@ -29,7 +29,15 @@ import contextlib
 import sys
 import textwrap
 
-from .pipeline import Sink
+import pandas as pd
+
+from implementations import backend_spec, get_backend, origin
+from implementations.testing import checks, run_checks
+
+from .atomic import write_csv
+from .pipeline import NothingRan, RowTimeout, Sink, row_timer
+from .pipeline import run as run_cases
+from .report.format import format_time
 
 OWNED = ("check.csv",)  # what `check` writes beside a run's files
 ALONGSIDE = ("numpy", "torch")  # the backends it is timed beside
@@ -48,8 +56,6 @@ def supports(cls) -> str:
 
 def backend_table(names) -> list[dict]:
     """One dict per backend: name, origin, the declared attributes and supports, or why it cannot load."""
-    from implementations import backend_spec, get_backend, origin
-
     rows = []
     for name in names:
         row = {"backend": name, "origin": origin(name), "spec": backend_spec(name)}
@@ -90,8 +96,6 @@ def print_backends(names) -> None:
 
 def _guard(seconds):
     """Each check under the row timeout: past it, the check fails with the reason (TimeoutError)."""
-    from .pipeline import RowTimeout, row_timer
-
     @contextlib.contextmanager
     def guard():
         try:
@@ -112,16 +116,10 @@ class Checks(Sink):
         self.results = []
 
     def start(self, result, n_cases):
-        import pandas as pd
-
-        from implementations.testing import checks, run_checks
-
-        from . import records
-
         print(f"{len(checks())} checks (Iris as the seed takes it, lr 0.01, against the float64 oracle):", flush=True)
         self.results = run_checks(self.cls, on_result=self._said, guard=_guard(self.timeout))
         print(f"timing {n_cases} rows through the pipeline ...", flush=True)
-        records.write_csv(pd.DataFrame([r.as_dict() for r in self.results]), self.folder.folder / "check.csv")
+        write_csv(pd.DataFrame([r.as_dict() for r in self.results]), self.folder.folder / "check.csv")
         self.folder.written.append("check.csv")
         self.folder.extra_env["check"] = {"passed": sum(r.status == "pass" for r in self.results),
                                           "failed": [r.check for r in self.results if r.status == "fail"],
@@ -134,15 +132,6 @@ class Checks(Sink):
         if r.message:
             for line in textwrap.wrap(r.message, 110, initial_indent="         ", subsequent_indent="         "):
                 print(line)
-
-
-def _fmt_step(seconds) -> str:
-    if seconds is None or seconds != seconds:
-        return "—"
-    for unit, f in (("s", 1), ("ms", 1e3), ("µs", 1e6), ("ns", 1e9)):
-        if seconds * f >= 1:
-            return f"{seconds * f:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
 
 
 def timing_lines(rows, name: str) -> tuple[list[str], list[str], dict]:
@@ -162,7 +151,7 @@ def timing_lines(rows, name: str) -> tuple[list[str], list[str], dict]:
             if r is None:
                 continue
             if r.status == "ok" and r.time_per_iter_s:
-                parts.append(f"{label} {_fmt_step(r.time_per_iter_s)}/step")
+                parts.append(f"{label} {format_time(r.time_per_iter_s)}/step")
             else:
                 parts.append(f"{label} {r.status}")
         if mine is not None and mine.status == "ok" and mine.time_per_iter_s:
@@ -185,11 +174,6 @@ def timing_lines(rows, name: str) -> tuple[list[str], list[str], dict]:
 def run(spec: str, name: str, cls, cases, folder, options, run_id: str) -> int:
     """``python -m bench check``: the checks (first sink of the run), then ``cases`` (the backend beside
     numpy and torch) through :func:`bench.pipeline.run` into ``folder``; print the verdict; 0 right, 1 wrong."""
-    from implementations import origin
-
-    from .pipeline import NothingRan
-    from .pipeline import run as run_cases
-
     print(f"check {spec} — {cls.__name__} from {origin(name)}: {cls.library}, {cls.describe()}")
     print(f"  supports: {supports(cls)}")
     checks = Checks(cls, folder, options.row_timeout)

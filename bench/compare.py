@@ -41,8 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .records import normalize_rows, write_atomic
-from .report.format import _fmt_time
+from .atomic import write_atomic
+from .records import as_run, read_run
+from .report.format import as_float, format_time
 from .report.stats import round_times_per_step
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -102,22 +103,18 @@ def load_run(path) -> tuple[pd.DataFrame, dict, bool]:
         runs = path / "runs.csv"
         if not runs.is_file():
             raise CompareError(f"{path}: not a run folder (no runs.csv in it)")
-        _check_csv_shape(runs)
+        records = _check_csv_shape(runs)
         try:
-            raw = pd.read_csv(runs)
+            run = read_run(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise CompareError(f"{runs}: not a readable CSV ({exc})") from None
-        if raw.empty or "backend" not in raw:
+        header = records[0]
+        if run.rows.empty or "backend" not in header:
             raise CompareError(f"{runs}: no rows with a backend column")
-        _check_rows(raw, runs)
-        env = {}
-        if (path / "env.json").is_file():
-            try:
-                env = json.loads((path / "env.json").read_text())
-            except json.JSONDecodeError:
-                env = {}
-        has_id = "case_id" in raw and raw["case_id"].notna().all()
-        return normalize_rows(raw), env, has_id
+        _check_rows(run.rows, runs, header)
+        has_id = "case_id" in header and all(len(r) > header.index("case_id") and r[header.index("case_id")]
+                                             for r in records[1:])
+        return run.rows, run.env, has_id
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -129,9 +126,9 @@ def load_run(path) -> tuple[pd.DataFrame, dict, bool]:
     return rows, env, has_id
 
 
-def _check_csv_shape(path: Path) -> None:
-    """A ``runs.csv`` cut short (mid-line, or a row with fewer fields than the header) is refused:
-    pandas would silently fill the missing cells."""
+def _check_csv_shape(path: Path) -> list[list[str]]:
+    """The CSV records of a ``runs.csv`` (header first); one cut short (mid-line, or a row with fewer
+    fields than the header) is refused: pandas would silently fill the missing cells."""
     try:
         text = path.read_text()
     except UnicodeDecodeError as exc:
@@ -140,17 +137,20 @@ def _check_csv_shape(path: Path) -> None:
         raise CompareError(f"{path}: ends mid-line (the file is cut short)")
     records = [r for r in csv.reader(text.splitlines(keepends=True)) if r]
     if not records:
-        return
+        return [[]]
     width = len(records[0])
     for i, rec in enumerate(records[1:], start=1):
         if len(rec) != width:
             raise CompareError(f"{path}: row {i} has {len(rec)} fields where the header has {width} "
                                f"(the file is cut short or damaged)")
+    return records
 
 
-def _check_rows(df: pd.DataFrame, source) -> None:
-    """Every row names what ran and how it ended; a row that ran has a time per step."""
-    missing = [c for c in REQUIRED if c not in df]
+def _check_rows(df: pd.DataFrame, source, columns=None) -> None:
+    """Every row names what ran and how it ended; a row that ran has a time per step. ``columns``:
+    the ones the file itself has (reading fills in the others), default ``df``'s."""
+    columns = df.columns if columns is None else columns
+    missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise CompareError(f"{source}: no {', '.join(missing)} column{'s' if len(missing) > 1 else ''} "
                            f"(every row needs {', '.join(REQUIRED)})")
@@ -183,7 +183,7 @@ def _from_benchmark_json(data: dict, path: Path) -> tuple[pd.DataFrame, dict, bo
             row.update(nested)
         has_id = has_id and bool(row.get("case_id"))
         row.setdefault("case_id", name)
-        n_iters = _f(row.get("n_iters"))
+        n_iters = as_float(row.get("n_iters"))
         times = stats.get("data")
         if stats.get("median") is not None or times:
             if not n_iters > 0:
@@ -208,7 +208,7 @@ def _from_benchmark_json(data: dict, path: Path) -> tuple[pd.DataFrame, dict, bo
            "git_sha": ci.get("id"), "versions": {"pytest-benchmark": data.get("version")}}
     if rows and "threads" in rows[0]:
         env["threads"] = rows[0]["threads"]
-    return normalize_rows(pd.DataFrame(rows)), env, has_id
+    return as_run(pd.DataFrame(rows)).rows, env, has_id
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,9 +250,10 @@ def _key_frame(df: pd.DataFrame, by_case_id: bool) -> pd.DataFrame:
 
 def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alpha: float = 0.05,
                  by_case_id: bool = True) -> pd.DataFrame:
-    """One row per matching case: times, ratio B/A, p-value, call, agreement change, threads."""
-    a = _key_frame(normalize_rows(a), by_case_id)
-    b = _key_frame(normalize_rows(b), by_case_id)
+    """One row per matching case: times, ratio B/A, p-value, call, agreement change, threads. ``a``
+    and ``b`` as :func:`bench.records.read_run` gives them."""
+    a = _key_frame(a, by_case_id)
+    b = _key_frame(b, by_case_id)
     keep = ["_key", "case_id", *MATCH_KEYS, "loop"]
     m = a.merge(b, on="_key", suffixes=("_a", "_b"))
     # the same case id on different data (two files sharing a name, another --standardize) is no match
@@ -262,7 +263,7 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alph
     for _, r in m.iterrows():
         ra = {c[:-2]: r[c] for c in r.index if c.endswith("_a")}
         rb = {c[:-2]: r[c] for c in r.index if c.endswith("_b")}
-        ta, tb = _f(ra["time_per_iter_s"]), _f(rb["time_per_iter_s"])
+        ta, tb = as_float(ra["time_per_iter_s"]), as_float(rb["time_per_iter_s"])
         ratio = tb / ta if ta > 0 and not math.isnan(tb) else math.nan
         rounds_a, rounds_b = round_times_per_step(ra), round_times_per_step(rb)
         both_ok = str(ra["status"]) == "ok" and str(rb["status"]) == "ok" and not math.isnan(ratio)
@@ -297,13 +298,6 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alph
             "rounds_a", "rounds_b", "p_value", "test", "significant", "call", "verdict_a", "verdict_b", "agreement_change",
             "status_a", "status_b", "threads_a", "threads_b"]
     return pd.DataFrame(out, columns=cols)
-
-
-def _f(x) -> float:
-    try:
-        return math.nan if x is None or pd.isna(x) else float(x)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _flatten(obj, prefix: str = "") -> dict[str, object]:
@@ -411,7 +405,7 @@ def _print(cmp: pd.DataFrame, envd: pd.DataFrame, args, n_a: int, n_b: int) -> N
             note = "" if r["test"] == "mann-whitney" else (" (no rounds)" if r["test"] == "none" else " (separation)")
         threads = f"{_i(r['threads_a'])}" if str(r["threads_a"]) == str(r["threads_b"]) else \
             f"[yellow]{_i(r['threads_a'])} -> {_i(r['threads_b'])}[/yellow]"
-        t.add_row(str(r["case_id"]), _fmt_time(r["time_per_iter_a_s"]), _fmt_time(r["time_per_iter_b_s"]),
+        t.add_row(str(r["case_id"]), format_time(r["time_per_iter_a_s"]), format_time(r["time_per_iter_b_s"]),
                   "—" if pd.isna(r["ratio"]) else f"{r['ratio']:.3f}",
                   "—" if pd.isna(r["p_value"]) else f"{r['p_value']:.3g}",
                   f"[{colour.get(call, 'white')}]{call}[/{colour.get(call, 'white')}]{note}",

@@ -225,7 +225,7 @@ def plot_crossover(rows: pd.DataFrame, figures: dict | None, path, d: int = 100,
 def write(rows: pd.DataFrame, figures: dict | None, folder, title_note: str = "") -> tuple[pd.DataFrame, list[str]]:
     """``crossover.csv`` (every ``d`` measured) and ``crossover.png`` (at ``d = 100``) into ``folder``;
     returns the table and the verdict lines at ``d = 100``."""
-    from .records import write_csv
+    from .atomic import write_csv
 
     folder = Path(folder)
     table = crossover_table(rows)

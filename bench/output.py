@@ -24,7 +24,8 @@ import stat
 import sys
 from pathlib import Path
 
-from . import records
+from . import atomic
+from .env import environment
 from .pipeline import Outcome, RunResult, Sink, env_status
 
 # what `run` (and `sweep`) write into --out: only these are "a run", only these may be removed
@@ -153,7 +154,7 @@ class FolderClaim:
         if self._fd is not None:
             return self
         try:
-            records.check_writable(self.folder)
+            atomic.check_writable(self.folder)
         except ValueError as exc:
             raise FolderError(str(exc).replace("--out", self.option, 1)) from None
         self._fd = self._lock()
@@ -166,8 +167,8 @@ class FolderClaim:
 
     def _claim(self) -> None:
         for name in os.listdir(self.folder):  # what a kill -9 left behind: our own temporary files only
-            if name.startswith(".") and name.endswith(records.TMP_SUFFIX) and \
-                    _owned(name[1:-len(records.TMP_SUFFIX)].rsplit(".", 1)[0], self.owned):
+            if name.startswith(".") and name.endswith(atomic.TMP_SUFFIX) and \
+                    _owned(name[1:-len(atomic.TMP_SUFFIX)].rsplit(".", 1)[0], self.owned):
                 try:
                     if not stat.S_ISDIR(os.lstat(self.folder / name).st_mode):
                         os.unlink(self.folder / name)
@@ -259,10 +260,10 @@ class RunFolder(Sink):
     def start(self, result: RunResult, n_cases: int) -> None:
         if self._lock_fd is None:
             self.open()
-        self.env = {**records.environment(result.run_id), **self.extra_env}
+        self.env = {**environment(result.run_id), **self.extra_env}
 
     def row(self, outcome: Outcome, result: RunResult) -> None:
-        records.write_csv(result.frame(), self.folder / "runs.csv")  # every finished row on disk at once
+        atomic.write_csv(result.frame(), self.folder / "runs.csv")  # every finished row on disk at once
 
     def _update_env(self, result: RunResult) -> dict:
         """The run's facts into ``self.env`` (before the report reads it, and again at the end)."""
@@ -275,7 +276,7 @@ class RunFolder(Sink):
     def _write_env(self, result: RunResult) -> None:
         env, status = self.env, self._update_env(result)
         self._recorded = None  # unknown until the file is on disk: end() rewrites it then
-        records.write_json(env, self.folder / "env.json")
+        atomic.write_json(env, self.folder / "env.json")
         self._recorded = status  # what the file says (a signal may change the ending while it is written)
         if "env.json" not in self.written:
             self.written.append("env.json")
@@ -285,13 +286,13 @@ class RunFolder(Sink):
         stands once everything else is on disk). The folder stays claimed until :meth:`end` (or
         :meth:`close`): ``bench.pipeline.run`` calls ``end`` after every sink has finished."""
         if getattr(self, "env", None) is None:
-            self.env = {**records.environment(result.run_id), **self.extra_env}
+            self.env = {**environment(result.run_id), **self.extra_env}
         try:
             self._update_env(result)  # the report quotes threads and the floor from env
             if result.rows:
                 df = result.frame()
-                records.write_csv(df, self.folder / "runs.csv")
-                records.write_csv(result.losses(), self.folder / "losses.csv")
+                atomic.write_csv(df, self.folder / "runs.csv")
+                atomic.write_csv(result.losses(), self.folder / "losses.csv")
                 self.written += ["runs.csv", "losses.csv"]
                 if self.report:
                     from . import report

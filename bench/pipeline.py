@@ -35,7 +35,8 @@ from . import data as datasets
 from . import interrupts, oracle, roofline
 from .interrupts import Terminated  # noqa: F401  (re-exported: the run's SIGTERM)
 from .memory import PeakMemory
-from .records import JUDGED_BY_OPTIMUM, Case, Row
+from .records import Case, Row
+from .targets import JUDGED_BY_OPTIMUM
 from .timing import CpuSample, Measurement, Threads, measure, thread_parity, timed
 
 WARMUP_STEPS = 10  # warm-up run length (same backend, shapes, dtype, device; >= 2 compiled chunks)
@@ -455,7 +456,7 @@ class Evaluator:
             fields.update(optimum_loss=opt.loss, suboptimality=opt.suboptimality(ds.X, ds.y, res.w, res.b),
                           rel_dist_opt=opt.rel_distance(res.w, res.b))
             if m is not None:  # on the full-data objective (a mini-batch row's own losses are its batches')
-                from .records import first_step_to_target  # relative: (L − L*)/|L*| <= target, as the report
+                from .targets import first_step_to_target  # relative: (L − L*)/|L*| <= target, as the report
 
                 objective = curve.full_loss.fillna(curve.loss).to_numpy()
                 step_hit = first_step_to_target(steps, objective, opt.loss, self.options.target)
@@ -474,7 +475,7 @@ class Evaluator:
         ``n/a (line search)`` — not converged in ``n_iters``, which is not a fault; ``fail`` only when it
         diverged. Its points' times are the ones it measured (``point_times_s``: an L-BFGS iteration's
         end, a scikit-learn fit's own time), scaled so that its run takes the median round's time."""
-        from .records import first_step_to_target, point_times
+        from .targets import first_step_to_target, point_times
 
         ds = self.problem(case.dataset).dataset
         cfg = case.config

@@ -1,14 +1,15 @@
 """What runs and what came out: the typed :class:`Case` and :class:`Row`, the CSV schema derived
-from ``Row``'s fields, atomic writes and the environment record.
+from ``Row``'s fields, and :func:`read_run`, the one reader of a run folder.
 
 One source of truth: a column exists because ``Row`` has a field of that name; its pandas dtype
 follows from the field's type (``int`` -> ``Int64``, ``float`` -> ``Float64``, ``bool`` ->
 ``boolean``, ``str`` -> ``string``, all nullable so a skipped row leaves timings empty). Adding a
 column is one edit here; a frame with a missing or extra column is refused by :func:`to_frame`.
 
-Also here, next to the schema: the one definition of time to target (:func:`first_step_to_target`,
-relative suboptimality ``(L − L*)/|L*| <= target``) and the reading of older files
-(:func:`normalize_rows`, :func:`normalize_losses`: legacy columns, case ids and backend attributes).
+Reading: :func:`read_run` (a folder: ``runs.csv``, ``losses.csv``, ``env.json``) and :func:`as_run`
+(frames held in memory: a live run's, a pytest-benchmark file's) return a :class:`Run` whose frames
+have every column the report and ``compare`` read, in usable dtypes, older files included (legacy
+columns, case ids and backend attributes are filled in here and nowhere else).
 """
 
 from __future__ import annotations
@@ -16,17 +17,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import functools
-import math
-import os
-import platform
-import subprocess
-import sys
-import tempfile
 import typing
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -215,178 +210,8 @@ def new_run_id() -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-TMP_SUFFIX = ".tmp"
-
-
-def write_atomic(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename over ``path``: a reader (or a Ctrl-C) never sees half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
-
-
-def write_text(text: str, path: Path) -> None:
-    def _w(tmp):
-        with open(tmp, "w") as fh:
-            fh.write(text)
-
-    write_atomic(path, _w)
-
-
-def write_json(obj: dict, path: Path) -> None:
-    write_text(json.dumps(obj, indent=2, default=str) + "\n", path)
-
-
-def check_writable(folder: Path) -> Path:
-    """Create ``folder`` and prove a file can be written there; ValueError naming it if not."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"--out must be a folder that can be written, got {str(folder)!r} ({exc.strerror or exc})") from None
-    return folder
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_sha() -> str:
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=here).stdout.strip()
-        if sha:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                   text=True, timeout=5, cwd=here).stdout.strip()
-            return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown"
-
-
-@functools.lru_cache(maxsize=1)
-def _distributions() -> dict:
-    import importlib.metadata
-
-    return importlib.metadata.packages_distributions()
-
-
-def _version(module: str) -> str | None:
-    """The module's ``__version__`` if it is imported; else its installed distribution's version, read
-    from the package metadata without importing it (JAX, numba, Dask, CuPy cost seconds to import, and
-    CuPy without CUDA fails); None when not installed."""
-    mod = sys.modules.get(module)
-    if mod is not None:
-        return getattr(mod, "__version__", "unknown")
-    try:
-        import importlib.metadata
-
-        names = _distributions().get(module)
-        return importlib.metadata.version(names[0]) if names else None
-    except Exception:
-        return None
-
-
-VERSIONED = ("numpy", "torch", "sklearn", "scipy", "pandas", "cupy", "numba", "jax", "dask", "distributed",
-             "threadpoolctl")
-
-
-def environment(run_id: str) -> dict:
-    """Versions, BLAS pools, CPU, GPU and git sha: written once per run beside the CSV."""
-    import torch
-    from threadpoolctl import threadpool_info
-
-    env = {
-        "run_id": run_id,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "versions": {m: _version(m) for m in VERSIONED},
-        "blas": [
-            {k: info.get(k) for k in ("user_api", "internal_api", "version", "num_threads", "architecture", "filepath")}
-            for info in threadpool_info()
-        ],
-        "cpu": {"model": _cpu_model(), "logical_cores": os.cpu_count(), "machine": platform.machine()},
-        "gpu": None,
-        "git_sha": _git_sha(),
-    }
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        driver = None
-        try:
-            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                    capture_output=True, text=True, timeout=10).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            pass
-        env["gpu"] = {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
-                      "cuda": torch.version.cuda, "driver": driver, "count": torch.cuda.device_count()}
-    elif torch.backends.mps.is_available():
-        env["gpu"] = {"name": "Apple MPS", "cuda": None, "driver": None}
-    return env
-
-
 # ----------------------------------------------------------------------------------------------
-# time to target: the one definition (Row.time_to_target_s, time_to_target.csv, the summary)
-
-TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6)
-# optimizers whose rows are judged by the optimum they reach, not by a lockstep path against the
-# float64 oracle: L-BFGS (each library's own line search) and a library's own solver (scikit-learn)
-JUDGED_BY_OPTIMUM = ("lbfgs", "solver")
-
-
-def point_times(steps, time_per_iter_s, measured=None) -> np.ndarray:
-    """The wall time of each recorded point: ``measured`` (losses.csv ``time_s``) where the row
-    recorded it — an L-BFGS iteration's end (line searches make iterations unequal), a scikit-learn
-    fit with ``max_iter = 2^i`` (each fit timed on its own, as benchopt does) — else
-    ``step × time_per_iter_s`` (equal steps)."""
-    steps = np.asarray(steps, dtype=float)
-    tpi = np.asarray(pd.to_numeric(pd.Series(np.atleast_1d(np.asarray(time_per_iter_s, dtype=object))),
-                                   errors="coerce"), dtype=float)  # one per point, or one for all
-    out = steps * (tpi if tpi.size != 1 else tpi[0])  # (empty curves: empty out)
-    if measured is not None:
-        m = np.asarray(pd.to_numeric(pd.Series(measured), errors="coerce"), dtype=float)
-        out = np.where(np.isnan(m), out, m)
-    return out
-
-
-def relative_suboptimality(objective, optimum: float):
-    """``(L − L*) / |L*|``: how far above scikit-learn's optimum ``L*`` a loss is, relative to it."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (np.asarray(objective, dtype=float) - float(optimum)) / abs(float(optimum))
-
-
-def first_step_to_target(steps, objective, optimum: float, target: float) -> float:
-    """The first recorded step whose relative suboptimality ``(L − L*)/|L*|`` is ``<= target``;
-    NaN when none is (a NaN loss compares False: a diverged curve never gets there). Its time is
-    ``step × time_per_iter_s`` (the loss of step ``t`` is computed in step ``t``'s forward pass)."""
-    hit = np.flatnonzero(relative_suboptimality(objective, optimum) <= target)
-    return float(np.asarray(steps)[hit[0]]) if hit.size else math.nan
-
-
-# ----------------------------------------------------------------------------------------------
-# reading older files: the legacy schema, normalised to today's columns (for the report and compare)
+# reading a run: older files normalised to today's columns (for the report and compare)
 
 # The columns a reader relies on, with their pandas dtypes; older files lacking them are filled in.
 _READ_STRINGS = ("run_id", "backend", "device", "dtype", "formulation", "dataset", "verdict", "status", "reason")
@@ -426,7 +251,7 @@ LEGACY_ATTRIBUTES: dict[str, tuple[str, str, str, bool, str]] = {
 }
 
 
-def legacy_case_id(r) -> str:
+def _legacy_case_id(r) -> str:
     """A case id for a row written before rows carried one, in :attr:`Case.case_id`'s format."""
     bs, l2, workers = r["batch_size"], r["l2"], r["workers"]
     loop = "full" if pd.isna(bs) else f"b{int(bs)}"
@@ -436,7 +261,7 @@ def legacy_case_id(r) -> str:
                      f"{r['backend']}@{r['device']}"])
 
 
-def normalize_rows(df: pd.DataFrame) -> pd.DataFrame:
+def _normalize_rows(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of a ``runs.csv`` table (today's or an older one) with every column the report and
     ``compare`` read, in usable dtypes. Older files: ``batch_size`` empty (full batch), ``loop``
     from it, ``l2`` 0, ``workers`` 1, ``case_id`` built as :attr:`Case.case_id` would, and — where
@@ -476,11 +301,11 @@ def normalize_rows(df: pd.DataFrame) -> pd.DataFrame:
     df["loop"] = df["loop"].fillna(pd.Series(loop, index=df.index, dtype="string"))
     missing = df["case_id"].isna()
     if missing.any():
-        df.loc[missing, "case_id"] = df[missing].apply(legacy_case_id, axis=1).astype("string")
+        df.loc[missing, "case_id"] = df[missing].apply(_legacy_case_id, axis=1).astype("string")
     return df
 
 
-def normalize_losses(losses: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
+def _normalize_losses(losses: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
     """Tidy curves ``case_id, step, loss, ref_loss, full_loss`` (``rows`` normalised). An older
     ``losses.csv`` (keyed by backend, device, dtype, formulation, dataset; no ``ref_loss``) is
     joined to the rows' ``case_id``."""
@@ -499,3 +324,33 @@ def normalize_losses(losses: pd.DataFrame | None, rows: pd.DataFrame) -> pd.Data
     for c in ("step", "loss", "ref_loss", "full_loss", "time_s"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
     return out.sort_values(["case_id", "step"], kind="stable").reset_index(drop=True)
+
+
+class Run(NamedTuple):
+    """A run as the report and ``compare`` read it: rows (:func:`_normalize_rows`), curves in
+    :data:`LOSS_COLUMNS` (empty when none were recorded) and the ``env.json`` dict (empty if none)."""
+
+    rows: pd.DataFrame
+    losses: pd.DataFrame
+    env: dict
+
+
+def as_run(rows: pd.DataFrame, losses: pd.DataFrame | None = None, env: dict | None = None) -> Run:
+    """Frames held in memory (a live run's, a pytest-benchmark file's, an older file's) as a :class:`Run`."""
+    rows = _normalize_rows(rows)
+    return Run(rows, _normalize_losses(losses, rows), dict(env or {}))
+
+
+def read_run(folder) -> Run:
+    """The run saved in ``folder``: ``runs.csv`` (required), ``losses.csv`` and ``env.json`` (each
+    optional; an ``env.json`` that is not JSON reads as empty), today's format or an older one."""
+    folder = Path(folder)
+    rows = pd.read_csv(folder / "runs.csv")
+    losses = pd.read_csv(folder / "losses.csv") if (folder / "losses.csv").is_file() else None
+    env = {}
+    if (folder / "env.json").is_file():
+        try:
+            env = json.loads((folder / "env.json").read_text())
+        except json.JSONDecodeError:
+            env = {}
+    return as_run(rows, losses, env)

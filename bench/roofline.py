@@ -4,7 +4,7 @@
 (``n d`` elements), so at a read bandwidth ``B`` no implementation can beat
 ``t_floor = bytes_per_step / B``; ``roofline_fraction = t_floor / t_measured`` (1.0 = at the floor).
 ``B`` must be what *all* the cores can pull from memory, or every fraction flatters: on the 2-core
-machine of issue 11, one thread reading a 1 GiB array got 16.7 GB/s and two got 33 GB/s. So the
+machine this was measured on, one thread reading a 1 GiB array got 16.7 GB/s and two got 33 GB/s. So the
 host read bandwidth is the best of three parallel reads of one array, each method recorded:
 
 * ``host_read_torch_sum``      ``torch.sum`` on all the harness's threads (ATen's OpenMP pool);
@@ -22,7 +22,7 @@ meaningless (Iris is 1.6 KB): such a row is bound by per-call overhead or arithm
 The figure chosen is the cores' measured fused-multiply-add rate, ``host_gflops_<dtype>``: the best
 flops/s of an in-cache square matrix product (``N = 256``: three matrices of 256 KiB in float32 fit
 in any L2) through NumPy's BLAS and through torch, on all the harness's threads. Why this and not a
-whole-run compiled kernel's time per step (the other option issue 11 offers): it is a property of
+whole-run compiled kernel's time per step: it is a property of
 the hardware, not of one contender (a numba or Inductor kernel measured at start would be a
 competitor judging itself, would be missing where numba or a compiler is, and would need one
 measurement per ``(n, d)``); it is per dtype; and it is one number per run, like ``B``. A step's
@@ -47,7 +47,7 @@ Public API (what rows use)::
     fits_in_cache(bytes_per_step, figures)                           # bool: which fraction to report
     step_floor(bytes_per_step, m, d, dtype, figures, n_classes, device)    # StepFloor: seconds, bound
 
-**K classes (softmax, issue 19).** A K-class step still reads ``X`` once, but its products are
+**K classes (softmax).** A K-class step still reads ``X`` once, but its products are
 matrix-matrix (``X W`` and ``X^T (P - Y)`` with ``W`` of shape ``(d, K)``): ``4 m d K`` flops for
 about the same bytes, ``K`` times the binary step's arithmetic intensity. Its floor is therefore the
 larger of the two: ``t_floor = max(bytes_per_step / B, flops_per_step / gflops)`` (:func:`step_floor`),
@@ -188,8 +188,8 @@ def host_gflops(threads: int | None = None, n: int = GEMM_N) -> dict:
                 a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
                 c = np.empty_like(a)
                 ta, tc = torch.from_numpy(a), torch.from_numpy(c)
-                t = min(_best(lambda: np.matmul(a, a, out=c), reps=10),
-                        _best(lambda: torch.mm(ta, ta, out=tc), reps=10))
+                t = min(_best(lambda a=a, c=c: np.matmul(a, a, out=c), reps=10),
+                        _best(lambda ta=ta, tc=tc: torch.mm(ta, ta, out=tc), reps=10))
                 out[f"host_gflops_{dtype}"] = round(2 * n**3 / t / 1e9, 1)
     finally:
         torch.set_num_threads(before)
@@ -274,15 +274,15 @@ def device_floor(device: str, read_bytes: int = DEVICE_READ_BYTES, gemm_n: int =
             half = x[: x.numel() // 2]
             dst = torch.empty_like(half)
             out["device_copy"] = round(2 * half.numel() * 4 / best(lambda: dst.copy_(half)) / 1e9, 1)
-            del x, half, dst
+            x = half = dst = None  # free the device memory (the lambdas above are done with them)
             tf32 = torch.backends.cuda.matmul.allow_tf32
             torch.backends.cuda.matmul.allow_tf32 = False
             try:
                 for dtype in ("float32", "float64"):
                     a = torch.randn(gemm_n, gemm_n, dtype=getattr(torch, dtype), device=dev)
                     c = torch.empty_like(a)
-                    out[f"device_gflops_{dtype}"] = round(2 * gemm_n**3 / best(lambda: torch.mm(a, a, out=c)) / 1e9, 1)
-                    del a, c
+                    out[f"device_gflops_{dtype}"] = round(2 * gemm_n**3 / best(lambda a=a, c=c: torch.mm(a, a, out=c)) / 1e9, 1)
+                    a = c = None
             finally:
                 torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.cuda.empty_cache()

@@ -33,7 +33,8 @@ import pandas as pd
 from implementations import BACKENDS, BackendUnavailableError, get_backend
 
 from .pipeline import Sink, matrix
-from .records import Case, write_atomic, write_csv
+from .atomic import write_atomic, write_csv
+from .records import Case
 from .timing import available_cores
 
 DEFAULT_DATASETS = ("synthetic-1Mx100",)

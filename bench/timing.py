@@ -161,7 +161,7 @@ def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None
 
 
 class _CudaEvents:
-    """CUDA-event time of each timed round, beside its wall time (issue 21).
+    """CUDA-event time of each timed round, beside its wall time.
 
     A pair of events brackets each round on the device's current (default) stream: the start is
     recorded just before ``run()`` is called, the stop just after it returns. ``run()`` has

@@ -75,11 +75,9 @@ def test_unavailable_device_is_a_skipped_row(small_run):
 
 def test_summary_table(small_run):
     _, out = small_run
-    df = records.read_runs(out / "runs.csv")
+    run = records.read_run(out)
     md = (out / "summary.md").read_text()
-    losses = pd.read_csv(out / "losses.csv")
-    env = pd.read_json(out / "env.json", typ="series").to_dict()
-    assert md.startswith(summary_markdown(df, losses, env))
+    assert md.startswith(summary_markdown(run.rows, run.losses, run.env))
     assert md.index("## Verdict") < md.index("| backend |")
     assert "GPU/CPU crossover" in md
     assert "iris (n=100, d=4), full batch, float32, 30 steps" in md

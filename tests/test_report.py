@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from bench import report
-from bench.records import LEGACY_ATTRIBUTES
+from bench.records import LEGACY_ATTRIBUTES, as_run, read_run
+from bench.targets import first_step_to_target
 from tests.fabricate import (FASTEST_IRIS, ROOT, WRONG_REASON, environment, expected_step, fabricate_losses,
                              fabricate_rows)
 
@@ -23,18 +24,24 @@ NUMBA = "numba (numba, hand-derived, whole run in one compiled call)"
 
 
 @pytest.fixture(scope="module")
-def rows():
-    return fabricate_rows()
+def run():
+    rows = fabricate_rows()
+    return as_run(rows, fabricate_losses(rows), environment())
 
 
 @pytest.fixture(scope="module")
-def losses(rows):
-    return fabricate_losses(rows)
+def rows(run):
+    return run.rows
 
 
 @pytest.fixture(scope="module")
-def env():
-    return environment()
+def losses(run):
+    return run.losses
+
+
+@pytest.fixture(scope="module")
+def env(run):
+    return run.env
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +74,7 @@ def test_verdict_names_the_fastest_correct_backend_not_the_fastest_wrong_one(row
     assert "**numba** (numba, hand-derived, whole run in one compiled call) in float64, logits" in line
     assert "torch-compiled" not in line
     t = rows.loc[rows.case_id == "iris|float64|logits|full|l2=0|w1|numba@cpu", "time_per_iter_s"].iloc[0]
-    assert t == pytest.approx(FASTEST_IRIS, rel=0.1) and f"at {report._fmt_time(t)} per step" in line
+    assert t == pytest.approx(FASTEST_IRIS, rel=0.1) and f"at {report.format_time(t)} per step" in line
     assert "of the compute floor" in line  # Iris rows carry compute_fraction (in cache)
     big = _group(md, "synthetic-100kx100")
     assert "of the memory-bandwidth floor" in big
@@ -84,7 +91,7 @@ def test_verdict_lists_the_failing_row_with_its_reason(md):
 
 
 def test_library_ratio_matches_the_rows_and_its_quartile_range(rows, md):
-    df = report.normalize_rows(rows)
+    df = rows
     iris64 = df[(df.dataset == "iris") & (df.loop == "full-batch") & (df.dtype == "float64")
                 & (df.formulation == "logits") & report.correct_mask(df)]
     npy = iris64[iris64.library == "numpy"].sort_values("time_per_iter_s").iloc[0]
@@ -113,7 +120,7 @@ def test_mini_batch_group_has_its_own_verdict_and_the_noise_caveat(md):
 def test_pivot_has_one_row_per_backend_and_marks_disagreement(rows):
     p = report.pivot_times(rows, "float32")
     backends = set(rows[rows.dtype == "float32"].backend)
-    assert list(p.index) == report.backend_order(report.normalize_rows(rows[rows.dtype == "float32"]))
+    assert list(p.index) == report.backend_order(rows[rows.dtype == "float32"])
     libs = [rows[rows.backend == b].library.iloc[0] for b in p.index]
     assert libs == sorted(libs, key=lambda lib: {"numpy": 0, "torch": 1}.get(lib, 2)), "NumPy's, PyTorch's, the rest"
     assert len(p) == len(backends) == len(set(p.index))
@@ -134,7 +141,7 @@ def test_time_to_target_is_empty_exactly_when_never_reached(rows, losses):
     ttt = report.time_to_target(rows, losses)
     assert set(ttt.columns) >= {"case_id", "backend", "target", "step", "time_s"}
     assert set(ttt.target) == set(report.TARGETS)
-    df = report.normalize_rows(rows)
+    df = rows
     for _, t in ttt[ttt.loop == "full-batch"].iterrows():
         r = df[df.case_id == t.case_id].iloc[0]
         if r.status == "diverged" or r.verdict == "fail":
@@ -169,21 +176,20 @@ def test_old_files_without_the_new_columns_still_report():
     """Today's reference run: no case_id, loop, times_s, ref_loss; losses keyed by backend etc."""
     from tests.fabricate import REFERENCE
 
-    rows = pd.read_csv(REFERENCE / "runs.csv")
-    losses = pd.read_csv(REFERENCE / "losses.csv")
-    df = report.normalize_rows(rows)
+    old = read_run(REFERENCE)
+    df, cur = old.rows, old.losses
     assert (df.loop == "full-batch").all() and df.case_id.is_unique
     assert df.case_id.iloc[0] == "iris|float32|probs|full|l2=0|w1|numpy@cpu"  # Case.case_id's format
     # the backends' attributes come from the table for old runs; old torch-compiled rows were mostly eager
     assert df.library.notna().all() and set(df.library) == {"numpy", "torch", "numba"}
     tc = df[df.backend == "torch-compiled"]
     assert (tc.engine == "eager/inductor (mixed)").all() and not tc.compiled.any()
-    cur = report.normalize_losses(losses, df)
+    losses = pd.read_csv(REFERENCE / "losses.csv")
     assert list(cur.columns) == report.LOSS_COLUMNS and cur.ref_loss.isna().all() and len(cur) == len(losses)
-    md = report.summary_markdown(rows, losses)
+    md = report.summary_markdown(df, cur)
     assert "All 24 rows that ran agree" in md and "Fastest correct on cpu" in md
     assert "`torch-compiled` (eager/inductor (mixed), hand-derived," in md or "`torch-compiled`" not in md
-    ttt = report.time_to_target(rows, losses)
+    ttt = report.time_to_target(df, cur)
     assert ttt.time_s.isna().all(), "5000 steps at lr 0.01 never come within 10% of the optimum"
 
 
@@ -272,7 +278,7 @@ def test_speed_vs_numpy_is_relative_to_numpy_in_the_same_setting(rows):
     base = s[s.backend == "numpy"]
     assert np.allclose(base.ratio.astype(float), 1.0)
     assert (s.lo <= s.ratio).all() and (s.ratio <= s.hi).all()
-    df = report.normalize_rows(rows)
+    df = rows
     r = s[s.case_id == "iris|float64|logits|full|l2=0|w1|numba@cpu"].iloc[0]
     numpy_t = df[df.case_id == "iris|float64|logits|full|l2=0|w1|numpy@cpu"].time_per_iter_s.iloc[0]
     assert r.ratio == pytest.approx(FASTEST_IRIS / numpy_t, rel=0.1)
@@ -286,7 +292,7 @@ def test_mini_batch_suboptimality_uses_the_full_data_objective():
     # the batch loss dips below the optimum by chance at step 1; the full objective never gets within 10 %
     losses = pd.DataFrame({"case_id": ["c"] * 3, "step": [0, 1, 2], "loss": [0.9, 0.3, 0.8],
                            "ref_loss": [0.9, 0.3, 0.8], "full_loss": [0.9, 0.7, 0.6]})
-    ttt = report.time_to_target(rows, losses, targets=(0.25, 0.1))
+    ttt = report.time_to_target(*as_run(rows, losses)[:2], targets=(0.25, 0.1))
     assert ttt.set_index("target").loc[0.25, "step"] == 2 and np.isnan(ttt.set_index("target").loc[0.1, "step"])
 
 
@@ -318,7 +324,7 @@ def test_a_new_backend_is_named_by_its_attributes(rows, losses):
     assert "Fastest correct on cpu: **my-trial** (eager, hand-derived, hand-blocked, threaded) in float32, probs" in big
     assert "best PyTorch `my-trial` (eager, hand-derived, hand-blocked, threaded)" in big
     assert "my-trial" in report.pivot_times(ours, "float32").index
-    assert "my-trial" in report.looks(report.normalize_rows(ours))
+    assert "my-trial" in report.looks(ours)
 
 
 def test_the_baseline_is_found_by_its_attributes_and_may_be_absent(rows, tmp_path):
@@ -327,14 +333,14 @@ def test_the_baseline_is_found_by_its_attributes_and_may_be_absent(rows, tmp_pat
     # summary and the per-row speed frame cost a third as much)
     rows = rows[rows.dataset == "iris"]
     seed = _renamed(rows, "numpy", "seed-numpy")
-    assert report.baseline_backend(report.normalize_rows(seed)) == "seed-numpy"
+    assert report.baseline_backend(seed) == "seed-numpy"
     md = report.summary_markdown(seed, None, None)
     assert "faster than `seed-numpy` in the same setting" in md and "| vs seed-numpy |" in md
     s = report.speed_vs_numpy_frame(seed)
     assert np.allclose(s[s.backend == "seed-numpy"].ratio.astype(float), 1.0)
     # nothing declares the seed's NumPy loop and no backend is named numpy: no ratio, no plot, no crash
     none = _renamed(rows, "numpy", "other-numpy", style="something else")
-    assert report.baseline_backend(report.normalize_rows(none)) is None
+    assert report.baseline_backend(none) is None
     md = report.summary_markdown(none, None, None)
     assert "faster than `" not in md and "Fastest correct on cpu" in md
     written = {p.name for p in report.write_report(none[none.dataset == "iris"], None, None, tmp_path)}
@@ -345,7 +351,7 @@ def test_legacy_attributes_are_for_old_runs_only(rows):
     """A row that records its attributes keeps them, whatever its name."""
     ours = _renamed(rows, "numba", "torch-compiled-2", library="torch", engine="inductor", compiled=True)
     ours = ours.assign(library=ours.library.where(ours.backend != "torch-compiled", "torch"))
-    df = report.normalize_rows(ours)
+    df = as_run(ours).rows
     tc = df[df.backend == "torch-compiled"]
     assert (tc.engine == "inductor").all() and tc.compiled.all(), "today's torch-compiled is compiled"
     assert "torch-fused" not in LEGACY_ATTRIBUTES, "the legacy table names only backends of old runs"
@@ -355,8 +361,6 @@ def test_legacy_attributes_are_for_old_runs_only(rows):
 # one definition of time to target (issue 17, item 2)
 
 def test_time_to_target_is_relative_suboptimality():
-    from bench.records import first_step_to_target
-
     steps = np.array([0, 10, 20])
     loss = np.array([0.2, 0.1005, 0.10001])  # L* = 0.1: 5e-3 then 1e-4 relative (5e-4 and 1e-5 absolute)
     assert first_step_to_target(steps, loss, 0.1, 1e-3) == 20  # absolute L − L* < 1e-3 would say 10
@@ -371,7 +375,7 @@ def test_row_and_time_to_target_csv_agree(tmp_path):
     target = 1e-2
     cases = matrix(["numpy"], ["cpu"], ["synthetic-2000x10"], ["float64"], ["logits"], iters=500, lr=1.0)
     result = run(cases, options=RunOptions(repeats=3, budget_s=0.05, warmup=0, target=target), figures={})
-    rows, losses = result.frame(), result.losses()
+    rows, losses, _ = as_run(result.frame(), result.losses())
     ttt = report.time_to_target(rows, losses, targets=(target,))
     csv_t = float(ttt.time_s.iloc[0])
     assert not math.isnan(csv_t), "the run reaches the target (else the test says nothing)"

@@ -191,13 +191,13 @@ def test_an_empty_out_is_refused_by_every_command_and_the_api(tmp_path):
 # SIGTERM to itself right after a given report file is written, as a `kill` from outside would land
 _SIGNAL_AFTER = textwrap.dedent("""
     import os, signal, sys
-    from bench import records, report, roofline
+    from bench import atomic, report, roofline
     from bench.cli import main
 
     roofline.measure_roofline = lambda *args, **kwargs: {}  # seconds of measuring, beside the point here
 
     target, signum = sys.argv[1], int(sys.argv[2])
-    for mod, name in ((records, "write_json"), (report, "write_summary")):
+    for mod, name in ((atomic, "write_json"), (report, "write_summary")):
         real = getattr(mod, name)
         def wrapped(*a, _real=real, **k):
             out = _real(*a, **k)

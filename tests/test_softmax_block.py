@@ -11,7 +11,7 @@ import pytest
 
 from bench import cli, roofline
 from bench.pipeline import SEED_LR, _k_class_floor, bytes_per_step, default_iters, default_lr
-from bench.records import Case, Row, normalize_rows
+from bench.records import Case, Row, as_run
 from bench.report import summary_markdown
 from bench.report.verdict import SOFTMAX_TITLE, softmax_verdict
 from implementations import TrainConfig
@@ -144,7 +144,7 @@ def _with_softmax(torch_factor: float, numpy_factor: float = 1.0) -> pd.DataFram
     big["roofline_fraction"], big["compute_fraction"], big["bound"] = 0.4, 0.4, "compute"
     out = pd.concat([df.assign(n_classes=2), big], ignore_index=True)
     assert out["case_id"].is_unique
-    return out
+    return as_run(out).rows
 
 
 def _binary_answer(df, dtype, form):
@@ -179,7 +179,7 @@ def test_softmax_verdict_is_its_own_section_and_absent_without_k_class_rows():
     text = summary_markdown(_with_softmax(1.0))  # the verdict's sections, the softmax one last
     assert f"**{SOFTMAX_TITLE}**" in text
     assert text.index(f"**{SOFTMAX_TITLE}**") > text.index("**synthetic-100kx100-k10 (n=100000, d=100), full batch**")
-    assert softmax_verdict(fabricate_rows()) == []
+    assert softmax_verdict(as_run(fabricate_rows()).rows) == []
 
 
 def test_iris_3class_is_compared_with_the_binary_iris():
@@ -187,13 +187,13 @@ def test_iris_3class_is_compared_with_the_binary_iris():
     tri = df[(df["dataset"] == "iris") & (df["loop"] == "full-batch")].copy()
     tri["dataset"], tri["n_classes"], tri["n"] = "iris-3class", 3, 150
     tri["case_id"] = tri["case_id"].str.replace("iris|", "iris-3class|", regex=False)
-    lines = softmax_verdict(pd.concat([df.assign(n_classes=2), tri], ignore_index=True))
+    lines = softmax_verdict(as_run(pd.concat([df.assign(n_classes=2), tri], ignore_index=True)).rows)
     assert lines and all(x.startswith("iris-3class (n=150, d=4), K=3") for x in lines)
     assert any("Binary `iris`" in x for x in lines)
 
 
 def test_bound_column_is_read_from_older_files():
-    df = normalize_rows(fabricate_rows().drop(columns=[c for c in ("bound",) if c in fabricate_rows()]))
+    df = as_run(fabricate_rows().drop(columns=[c for c in ("bound",) if c in fabricate_rows()])).rows
     assert "bound" in df and df["bound"].isna().all()
 
 

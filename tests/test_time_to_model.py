@@ -10,9 +10,10 @@ import pytest
 from bench import cli, pipeline
 from bench import time_to_model as ttm
 from bench.compare import compare_runs
-from bench.records import point_times
+from bench.records import as_run
 from bench.report import pivot_times, time_to_target
 from bench.report.time_to_model import time_to_model_verdict
+from bench.targets import point_times
 
 
 def _args(argv):
@@ -51,7 +52,7 @@ def run():
 
 
 def test_block_verdict(run):
-    rows, losses = run.frame(), run.losses()
+    rows, losses, _ = as_run(run.frame(), run.losses())
     assert set(rows["status"]) == {"ok"}, rows[["backend", "optimizer", "status", "reason"]]
     ttt = time_to_target(rows, losses, targets=(1e-6,))
     lb = ttt[ttt["optimizer"] == "lbfgs"].iloc[0]
@@ -67,12 +68,13 @@ def test_block_verdict(run):
 
 
 def test_optimizer_is_identity(run):
-    rows = run.frame()
+    rows = as_run(run.frame()).rows
     gd = rows[rows["optimizer"] == "gd"].copy()
     adam = gd.assign(optimizer="adam", case_id=gd["case_id"].str.replace("|w1|", "|adam|w1|", regex=False))
     both = pd.concat([gd, adam], ignore_index=True)
     pivot = pivot_times(both, "float64")
     assert pivot.shape[1] == 2 and any("adam" in c for c in pivot.columns)
     # matched on the keys (no case_id): a gd row is never compared with an adam row
-    cmp = compare_runs(gd.drop(columns=["case_id"]), adam.drop(columns=["case_id"]), by_case_id=False)
+    cmp = compare_runs(as_run(gd.drop(columns=["case_id"])).rows, as_run(adam.drop(columns=["case_id"])).rows,
+                       by_case_id=False)
     assert cmp.empty or not len(cmp.dropna(subset=["time_per_iter_b_s"]))

@@ -232,7 +232,7 @@ def run(datasets, backends, devices, dtypes, formulations, l2s=(0.0,), seed: int
     ``NOTHING_RAN_EXIT`` when every backend was skipped."""
     import pandas as pd
 
-    from .. import records
+    from .. import atomic
 
     frames = []
     for name in datasets:
@@ -244,7 +244,7 @@ def run(datasets, backends, devices, dtypes, formulations, l2s=(0.0,), seed: int
                 frames.append(pd.DataFrame(rows, columns=COLUMNS))
     df = pd.concat(frames, ignore_index=True)
     csv = out / "gradients.csv"
-    records.write_csv(df, csv)
+    atomic.write_csv(df, csv)
     ran = df[df.status == "ok"]
     for _, r in df[df.status == "skipped"].drop_duplicates(["method_a", "device"]).iterrows():
         print(f"skipped: {r.method_a} on {r.device}: {r.note}", file=sys.stderr)

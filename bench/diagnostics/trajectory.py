@@ -100,7 +100,7 @@ def run(datasets, a: str, b: str, devices, dtypes, formulations, l2s=(0.0,), n_i
     print the cases that ran; exit 0, or ``NOTHING_RAN_EXIT`` when every case was skipped."""
     import pandas as pd
 
-    from .. import records
+    from .. import atomic
 
     rows, curves, skipped = [], [], []
     for name in datasets:
@@ -121,9 +121,9 @@ def run(datasets, a: str, b: str, devices, dtypes, formulations, l2s=(0.0,), n_i
                         curves.append(pd.DataFrame({**where, "step": range(1, len(tr.deviations) + 1),
                                                     "rel_deviation": tr.deviations}))
     df = pd.DataFrame(rows)
-    records.write_csv(df, out / "trajectory.csv")
+    atomic.write_csv(df, out / "trajectory.csv")
     if curves:
-        records.write_csv(pd.concat(curves, ignore_index=True), out / "trajectory_steps.csv")
+        atomic.write_csv(pd.concat(curves, ignore_index=True), out / "trajectory_steps.csv")
     for line in dict.fromkeys(skipped):
         print(f"skipped: {line}", file=sys.stderr)
     ok = df[df.status == "ok"]

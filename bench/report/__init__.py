@@ -2,9 +2,12 @@
 time to accuracy, and the plots. :func:`write_report` is the one entry point.
 
 Everything here takes pandas DataFrames and the ``env.json`` dict, never the harness's objects, so
-the harness can change underneath; older files are read through :func:`bench.records.normalize_rows`
-and :func:`bench.records.normalize_losses`. What a backend is comes from its row's declared
-attributes (``library``, ``gradient``, ``engine``, ``compiled``, ``style``), never from its name.
+the harness can change underneath. The frames are a :class:`bench.records.Run`'s, as
+:func:`bench.records.read_run` (a saved folder, older formats included) or
+:func:`bench.records.as_run` (frames in memory) give them; only :func:`write_report` and
+:func:`print_summary`, which the harness calls with a live run's frames, read them through
+``as_run`` themselves. What a backend is comes from its row's declared attributes (``library``,
+``gradient``, ``engine``, ``compiled``, ``style``), never from its name.
 
 - :mod:`.stats` — quartiles, ratios with their crosswise range, correct rows, the baseline, time to target;
 - :mod:`.verdict` — the verdict's sentences;
@@ -19,10 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..records import LOSS_COLUMNS, TARGETS, normalize_losses, normalize_rows, write_atomic
-from .format import _fmt_time, backend_order, what  # noqa: F401 (_fmt_time: re-exported for callers)
-from .plots import (looks, plot_loss_vs_oracle, plot_speed_vs_numpy, plot_suboptimality, plot_time_vs_n, style,
-                    _slug)
+from ..atomic import write_atomic
+from ..records import LOSS_COLUMNS, as_run
+from ..targets import TARGETS
+from .format import backend_order, format_time, what
+from .plots import (looks, plot_loss_vs_oracle, plot_speed_vs_numpy, plot_suboptimality, plot_time_vs_n, slug,
+                    style)
 from .stats import (baseline_backend, correct_mask, failing_mask, first_to_target, quartiles, ratio_with_range,
                     round_times_per_step, speed_vs_baseline, speed_vs_numpy_frame, suboptimality_curves,
                     time_to_target)
@@ -34,11 +39,10 @@ from .verdict import crossovers, verdict
 def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dict | None, out_folder) -> list[Path]:
     """Write ``summary.md``, ``time_to_target.csv`` and every plot into ``out_folder``; return the
     paths written (a plot with nothing to show is not written). ``runs.csv``/``losses.csv`` are the
-    caller's."""
+    caller's; the frames may be a live run's (they are read through :func:`bench.records.as_run`)."""
     out = Path(out_folder)
     out.mkdir(parents=True, exist_ok=True)
-    rows = normalize_rows(rows_df)
-    losses = normalize_losses(losses_df, rows)
+    rows, losses, _ = as_run(rows_df, losses_df)
     written: list[Path] = []
     write_summary(rows, out / "summary.md", losses, env)
     written.append(out / "summary.md")
@@ -53,7 +57,7 @@ def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dic
     if plot_speed_vs_numpy(rows, out / "speed_vs_numpy.png", env=env):
         written.append(out / "speed_vs_numpy.png")
     for ds in dict.fromkeys(rows["dataset"].dropna()):
-        path = out / f"suboptimality_{_slug(ds)}.png"
+        path = out / f"suboptimality_{slug(ds)}.png"
         if plot_suboptimality(rows, losses, path, ds, env=env):
             written.append(path)
     if plot_loss_vs_oracle(rows, losses, out / "loss_vs_oracle.png", env=env):
@@ -63,7 +67,7 @@ def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dic
 
 __all__ = [
     "LOSS_COLUMNS", "TARGETS", "backend_order", "baseline_backend", "correct_mask", "crossovers", "failing_mask",
-    "failing_table", "first_to_target", "looks", "normalize_losses", "normalize_rows", "pivot_times",
+    "failing_table", "first_to_target", "format_time", "looks", "pivot_times",
     "plot_loss_vs_oracle", "plot_speed_vs_numpy", "plot_suboptimality", "plot_time_vs_n", "print_summary",
     "quartiles", "ratio_with_range", "round_times_per_step", "rows_table", "speed_vs_baseline",
     "speed_vs_numpy_frame", "style", "suboptimality_curves", "summary_markdown", "target_table", "time_to_target",

@@ -14,15 +14,18 @@ LIBRARY_LABELS: dict[str, str] = {"numpy": "NumPy", "torch": "PyTorch", "jax": "
 LIBRARY_ORDER = ("numpy", "torch")
 
 
-def _f(x) -> float:
+def as_float(x) -> float:
+    """``x`` as a float; NaN for None, NA and anything that is not a number."""
     try:
         return math.nan if x is None or pd.isna(x) else float(x)
     except (TypeError, ValueError):
         return math.nan
 
 
-def _fmt_time(s) -> str:
-    s = _f(s)
+def format_time(s) -> str:
+    """Seconds in the largest unit that keeps the number >= 1 (``s``, ``ms``, ``µs``, ``ns``), three
+    significant digits: ``12.3 µs``; ``—`` where there is no time."""
+    s = as_float(s)
     if math.isnan(s):
         return "—"
     for unit, k in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
@@ -31,12 +34,14 @@ def _fmt_time(s) -> str:
     return f"{s:.3g} s"
 
 
-def _num(x, fmt) -> str:
-    x = _f(x)
+def format_number(x, fmt) -> str:
+    """``fmt.format(x)``; ``—`` where ``x`` is missing, not a number or infinite."""
+    x = as_float(x)
     return "—" if math.isnan(x) or math.isinf(x) else fmt.format(x)
 
 
-def _md(text) -> str:
+def md_cell(text) -> str:
+    """Text for one markdown table cell: pipes escaped, newlines flattened, ``—`` for nothing."""
     return "—" if text is None or pd.isna(text) else str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -44,7 +49,8 @@ def _text(x) -> str:
     return "" if x is None or pd.isna(x) else str(x)
 
 
-def _agrees(r) -> bool:
+def agrees(r) -> bool:
+    """Whether a row agrees with the float64 oracle (its ``verdict`` is ``pass``)."""
     return str(r["verdict"]) == "pass" if pd.notna(r["verdict"]) else False
 
 
@@ -85,16 +91,17 @@ def backend_order(df: pd.DataFrame) -> list[str]:
     return sorted(names, key=rank)  # stable: appearance order within a library
 
 
-def _who(r, with_device: bool = False) -> str:
+def backend_at(r, with_device: bool = False) -> str:
+    """``backend`` or ``backend@device``."""
     dev = f"@{r['device']}" if with_device else ""
     return f"{r['backend']}{dev}"
 
 
-def _config(r) -> str:
+def row_setting(r) -> str:
     """dtype, formulation (and l2, batch size where they vary) of one row."""
     parts = [str(r["dtype"]), str(r["formulation"])]
-    if _f(r["l2"]) not in (0.0,) and not math.isnan(_f(r["l2"])):
-        parts.append(f"l2={_f(r['l2']):g}")
+    if as_float(r["l2"]) not in (0.0,) and not math.isnan(as_float(r["l2"])):
+        parts.append(f"l2={as_float(r['l2']):g}")
     if pd.notna(r["batch_size"]):
         parts.append(f"batch {int(r['batch_size'])}")
     opt = r.get("optimizer") if hasattr(r, "get") else None
@@ -103,22 +110,23 @@ def _config(r) -> str:
     return ", ".join(parts)
 
 
-def _failing_metric(r) -> str:
+def failing_metric(r) -> str:
+    """Why a row fails, in numbers: the metric over tolerance, the first non-finite step, or an exception."""
     parts = []
-    tol = _f(r["tolerance"])
+    tol = as_float(r["tolerance"])
     for name, col in (("rel Δparam", "rel_dparam"), ("rel Δloss", "rel_dloss")):
-        v = _f(r[col])
+        v = as_float(r[col])
         if not math.isnan(v) and not math.isnan(tol) and v > tol:
             parts.append(f"{name} {v:.2e} > tolerance {tol:.1e}")
     if str(r["status"]) == "diverged":
-        step = _f(r["first_nonfinite_step"])
+        step = as_float(r["first_nonfinite_step"])
         parts.append("non-finite loss" + ("" if math.isnan(step) else f" from step {int(step)}"))
     elif str(r["status"]) == "failed":
         parts.append("raised an exception")
     return "; ".join(parts) or "verdict fail"
 
 
-def _cause(reason) -> str:
+def cause_of(reason) -> str:
     """The explanatory part of a reason: what follows the first '; ' (the numbers are elsewhere)."""
     if reason is None or pd.isna(reason):
         return "no reason recorded"
@@ -127,21 +135,23 @@ def _cause(reason) -> str:
     return tail if sep and head.startswith("differs from") else text
 
 
-def _dataset_title(g: pd.DataFrame) -> str:
+def dataset_title(g: pd.DataFrame) -> str:
+    """``dataset (n=…, d=…)`` of a group's first row."""
     r = g.iloc[0]
-    n, d = _f(r["n"]), _f(r["d"])
+    n, d = as_float(r["n"]), as_float(r["d"])
     shape = f" (n={int(n)}, d={int(d)})" if not (math.isnan(n) or math.isnan(d)) else ""
     return f"{r['dataset']}{shape}"
 
 
-def _loop_title(g: pd.DataFrame) -> str:
+def loop_title(g: pd.DataFrame) -> str:
+    """``full batch`` or ``mini-batch SGD (batch …)`` of a group."""
     if (g["loop"] == "mini-batch").any():
         sizes = sorted({int(b) for b in g["batch_size"].dropna()})
         return "mini-batch SGD" + (f" (batch {', '.join(map(str, sizes))})" if sizes else "")
     return "full batch"
 
 
-def _groups(df: pd.DataFrame):
+def groups(df: pd.DataFrame):
     """(dataset, loop) groups in the order they appear, full batch before mini-batch."""
     for ds in dict.fromkeys(df["dataset"]):
         for loop in ("full-batch", "mini-batch"):

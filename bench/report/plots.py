@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..records import JUDGED_BY_OPTIMUM, TARGETS, normalize_losses, normalize_rows, write_atomic
-from .format import _agrees, _f, backend_order
+from ..atomic import write_atomic
+from ..targets import JUDGED_BY_OPTIMUM, TARGETS
+from .format import agrees, as_float, backend_order
 from .stats import baseline_backend, speed_vs_numpy_frame, suboptimality_curves
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -77,7 +78,8 @@ def _corner(fig, df: pd.DataFrame | None, env: dict | None) -> None:
     run_ids = list(dict.fromkeys(df["run_id"].dropna())) if df is not None and "run_id" in df else []
     run_id = run_ids[0] if run_ids else (env or {}).get("run_id", "?")
     machine = ((env or {}).get("cpu") or {}).get("model", "machine unknown")
-    gpu = ((env or {}).get("gpu") or {}).get("name")
+    gpu = (env or {}).get("gpu")
+    gpu = gpu.get("name") if isinstance(gpu, dict) else None  # a string: the GPU could not be read
     fig.text(0.995, 0.003, f"{machine}{' + ' + gpu if gpu else ''} · run {run_id}", ha="right", va="bottom",
              fontsize=7, color="0.4")
 
@@ -130,7 +132,6 @@ def plot_time_vs_n(df: pd.DataFrame, path: Path, floor_gbps: float | None = None
     one with the most sizes n: a sweep also varies d at fixed n, and Iris (d = 4) is never joined to
     d = 100 points); full batch, ``probs`` where present, no L2. False when nothing to plot.
     (``write_report`` draws it only when some d has two sizes or more.)"""
-    df = normalize_rows(df)
     look = looks(df)
     ok = df[(df["status"] == "ok") & df["time_per_iter_s"].notna() & (df["loop"] == "full-batch")
             & (df["l2"] == 0)]
@@ -187,13 +188,11 @@ def _panel_rows(g: pd.DataFrame, key) -> pd.DataFrame:
     return g[m.fillna(False)]
 
 
-def plot_suboptimality(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Path, dataset: str,
+def plot_suboptimality(rows: pd.DataFrame, losses: pd.DataFrame, path: Path, dataset: str,
                        env: dict | None = None, targets=TARGETS) -> bool:
     """benchopt-style: ``L(θ_t) − L*`` (log) against wall time ``step × time per step`` (log), one
     line per backend@device, one panel per loop/dtype/formulation/l2 of one dataset. Points at or
     below the optimum (possible for mini-batch losses and rounding) are not drawn."""
-    rows = normalize_rows(rows_df)
-    losses = normalize_losses(losses_df, rows)
     look = looks(rows)
     g = rows[(rows["dataset"] == dataset) & rows["optimum_loss"].notna() & rows["time_per_iter_s"].notna()]
     cur = suboptimality_curves(g, losses) if len(g) else pd.DataFrame()
@@ -215,10 +214,10 @@ def plot_suboptimality(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pat
                 every = max(1, len(c) // 8)
                 opt = "" if pd.isna(r["optimizer"]) or r["optimizer"] == "gd" else f", {r['optimizer']}"
                 judged = str(r["verdict"]).startswith("n/a") or (r["optimizer"] in JUDGED_BY_OPTIMUM)
-                label = f"{backend} ({r['device']}{opt})" + ("" if _agrees(r) or judged else " ✗ disagrees")
+                label = f"{backend} ({r['device']}{opt})" + ("" if agrees(r) or judged else " ✗ disagrees")
                 ax.plot(c["time_s"], c["subopt"], lw=1.2, ms=4, markevery=every, label=label,
                         alpha=0.85 if r["loop"] == "full-batch" else 0.6, **st)
-        opt = _f(sub["optimum_loss"].iloc[0]) if len(sub) else math.nan
+        opt = as_float(sub["optimum_loss"].iloc[0]) if len(sub) else math.nan
         if not math.isnan(opt) and opt > 0:
             for t in targets:
                 ax.axhline(t * abs(opt), color="0.6", lw=0.6, ls=":")
@@ -240,12 +239,10 @@ ORACLE_ZERO = 1e-18
 OPTIMIZER_MARKERS = {"momentum": "^", "nesterov": "v", "adam": "x", "lbfgs": "D", "solver": "s"}  # gd: the backend's
 
 
-def plot_loss_vs_oracle(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Path, env: dict | None = None) -> bool:
+def plot_loss_vs_oracle(rows: pd.DataFrame, losses: pd.DataFrame, path: Path, env: dict | None = None) -> bool:
     """|loss − ref_loss| per recorded step (log), one panel per dataset × dtype, one line per
     backend@device: float32 sits near 1e-7, float64 near 1e-16. Exact zeros are drawn at 1e-18.
     Full batch, first formulation/l2 of each dataset. False when no ``ref_loss`` was recorded."""
-    rows = normalize_rows(rows_df)
-    losses = normalize_losses(losses_df, rows)
     losses = losses[losses["ref_loss"].notna()]
     if losses.empty:
         return False
@@ -280,11 +277,10 @@ def plot_loss_vs_oracle(rows_df: pd.DataFrame, losses_df: pd.DataFrame, path: Pa
     return _save(fig, path)
 
 
-def plot_speed_vs_numpy(df: pd.DataFrame, path: Path, env: dict | None = None) -> bool:
+def plot_speed_vs_numpy(rows: pd.DataFrame, path: Path, env: dict | None = None) -> bool:
     """Bars: time per step / numpy's (log scale; below 1 = faster than numpy), grouped by dataset
     (and loop), one bar per backend@device, whiskers = crosswise quartile range; hatched bars do
     not agree with the oracle. One panel per dtype × formulation (and l2 where it varies)."""
-    rows = normalize_rows(df)
     s = speed_vs_numpy_frame(rows)
     if s.empty:
         return False
@@ -342,5 +338,5 @@ def plot_speed_vs_numpy(df: pd.DataFrame, path: Path, env: dict | None = None) -
     return _save(fig, path)
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))

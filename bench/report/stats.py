@@ -7,7 +7,7 @@ crosswise, ``[Q1(a)/Q3(b), Q3(a)/Q1(b)]`` (quartiles of the timed rounds, from `
 interval: when it contains 1 the two are not told apart.
 
 *Time to target*: the first recorded step whose relative suboptimality ``(L − L*)/|L*|`` is
-``<= target`` (:func:`bench.records.first_step_to_target`, the one definition, also behind
+``<= target`` (:func:`bench.targets.first_step_to_target`, the one definition, also behind
 ``Row.time_to_target_s``), times ``time_per_iter_s``.
 """
 
@@ -18,9 +18,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..records import (JUDGED_BY_OPTIMUM, TARGETS, first_step_to_target, normalize_losses, normalize_rows, point_times,
-                       relative_suboptimality)
-from .format import _f
+from ..targets import JUDGED_BY_OPTIMUM, TARGETS, first_step_to_target, point_times, relative_suboptimality
+from .format import as_float
 
 # The reference of "vs numpy": the seed's loop written in NumPy (found by its attributes), else the
 # backend registered under the seed's name.
@@ -42,12 +41,12 @@ def round_times_per_step(row) -> np.ndarray | None:
 def quartiles(row) -> tuple[float, float, float]:
     """(Q1, median, Q3) of the time per step: the median is the row's ``time_per_iter_s``; the
     quartiles come from the stored rounds, else from ``median ± IQR/2``."""
-    med = _f(row.get("time_per_iter_s"))
+    med = as_float(row.get("time_per_iter_s"))
     t = round_times_per_step(row)
     if t is not None and len(t) >= 2:
         q1, q3 = np.percentile(t, [25, 75])
         return float(q1), med, float(q3)
-    iqr = _f(row.get("iqr_per_iter_s"))
+    iqr = as_float(row.get("iqr_per_iter_s"))
     iqr = 0.0 if math.isnan(iqr) else iqr
     return med - iqr / 2, med, med + iqr / 2
 
@@ -110,7 +109,6 @@ def speed_vs_baseline(df: pd.DataFrame) -> pd.DataFrame:
     """Every row with ``baseline_s`` (the baseline backend's time per step on cpu in the same
     dataset, loop, batch size, l2, dtype and formulation; NA where it has none) and ``vs_baseline``
     = baseline_s / time_per_iter_s (> 1: faster than the baseline)."""
-    df = normalize_rows(df)
     name = baseline_backend(df)
     base = df[(df["backend"] == name) & (df["device"] == "cpu") & (df["status"] == "ok")] if name else df.iloc[:0]
     base = _setting_key(base).drop_duplicates(SETTING).set_index(SETTING)["time_per_iter_s"].rename("baseline_s")
@@ -123,7 +121,6 @@ def speed_vs_baseline(df: pd.DataFrame) -> pd.DataFrame:
 def speed_vs_numpy_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Time per step of every timed row relative to the baseline backend (:func:`baseline_backend`,
     the seed's NumPy loop) on cpu in the same setting, with the crosswise quartile range."""
-    df = normalize_rows(df)
     name = baseline_backend(df)
     ok = df[(df["status"] == "ok") & df["time_per_iter_s"].notna() & ~judged_by_optimum(df)]
     if name is None:
@@ -156,7 +153,7 @@ def suboptimality_curves(rows: pd.DataFrame, losses: pd.DataFrame) -> pd.DataFra
     cols = ["case_id", "backend", "library", "device", "dtype", "formulation", "dataset", "loop", "batch_size", "l2",
             "optimizer", "time_per_iter_s", "optimum_loss", "verdict", "status"]
     cur = losses.merge(rows[cols], on="case_id", how="inner")
-    # the one definition (bench.records.point_times): a measured time where the row recorded one, else step × per step
+    # the one definition (bench.targets.point_times): a measured time where the row recorded one, else step × per step
     measured = cur["time_s"] if "time_s" in cur else None
     cur["time_s"] = point_times(cur["step"], cur["time_per_iter_s"].astype("float64").to_numpy(), measured)
     opt = cur["optimum_loss"].astype("float64")
@@ -170,13 +167,11 @@ def time_to_target(rows: pd.DataFrame, losses: pd.DataFrame | None, targets=TARG
     """Tidy: one row per (case, target): the first recorded ``step`` whose relative suboptimality
     ``(L − L*)/|L*|`` is ``<= target`` and ``time_s = step × time_per_iter_s``; NaN exactly when the
     run never got there. Cases without a loss curve or without ``optimum_loss`` are left out
-    (unknown, not "never")."""
-    rows = normalize_rows(rows)
-    losses = normalize_losses(losses, rows)
+    (unknown, not "never"). ``losses`` may be None (no curves: an empty table)."""
     id_cols = ["case_id", "backend", "library", "device", "dtype", "formulation", "dataset", "loop", "batch_size", "l2",
                "optimizer", "verdict", "status"]
     out_cols = id_cols + ["target", "step", "time_s", "optimum_loss", "time_per_iter_s"]
-    if losses.empty:
+    if losses is None or losses.empty:
         return pd.DataFrame(columns=out_cols)
     cur = suboptimality_curves(rows, losses)
     cur = cur[cur["optimum_loss"].notna()]
@@ -187,7 +182,7 @@ def time_to_target(rows: pd.DataFrame, losses: pd.DataFrame | None, targets=TARG
             continue
         c = by_case[cid].sort_values("step")
         first = c.iloc[0]
-        opt, tpi = _f(first["optimum_loss"]), _f(first["time_per_iter_s"])
+        opt, tpi = as_float(first["optimum_loss"]), as_float(first["time_per_iter_s"])
         for target in targets:
             steps = c["step"].to_numpy(dtype=float)
             step = first_step_to_target(steps, c["objective"].to_numpy(dtype=float), opt, target)

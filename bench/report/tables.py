@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..records import normalize_losses, normalize_rows, write_text
-from .format import (_agrees, _dataset_title, _f, _failing_metric, _fmt_time, _loop_title, _md, _num, backend_order)
+from ..atomic import write_text
+from ..records import as_run
+from .format import (agrees, as_float, backend_order, dataset_title, failing_metric, format_number, format_time,
+                     loop_title, md_cell)
 from .stats import baseline_backend, failing_mask, first_to_target, judged_by_optimum, speed_vs_baseline, time_to_target
 from .verdict import crossovers, verdict
 
@@ -51,7 +53,6 @@ def pivot_times(df: pd.DataFrame, dtype: str) -> pd.DataFrame:
     """Backend (× device when more than one) by dataset/loop/formulation: median time per step
     as text; ``✗`` marks a row that does not agree with the oracle, ``~`` a noisy one. The index
     is the backend; the first column of the rendered table."""
-    df = normalize_rows(df)
     ran_devices = set(df.loc[df["status"] != "skipped", "device"].dropna())
     if ran_devices:  # a device where nothing ran is in the verdict's "Not measured", not the pivot
         df = df[df["device"].isin(ran_devices)]
@@ -70,10 +71,10 @@ def pivot_times(df: pd.DataFrame, dtype: str) -> pd.DataFrame:
             cols.append(col)
         row = f"{r['backend']} ({r['device']})" if multi_dev else str(r["backend"])
         if r["status"] == "ok":
-            text = _fmt_time(r["time_per_iter_s"])
+            text = format_time(r["time_per_iter_s"])
             if r["noisy"] is True or str(r["noisy"]) == "True":
                 text += " ~"
-            if not _agrees(r):
+            if not agrees(r):
                 text += " ✗"
         else:
             text = str(r["status"])
@@ -90,8 +91,8 @@ def pivot_times(df: pd.DataFrame, dtype: str) -> pd.DataFrame:
 def failing_table(df: pd.DataFrame) -> pd.DataFrame:
     """Rows that do not agree with the oracle (or diverged, or failed), with the failing metric."""
     bad = df[failing_mask(df)]
-    return _table([[r["backend"], r["device"], r["dataset"], _loop_title(pd.DataFrame([r])), r["dtype"],
-                    r["formulation"], _failing_metric(r), r["status"], r["reason"]] for _, r in bad.iterrows()],
+    return _table([[r["backend"], r["device"], r["dataset"], loop_title(pd.DataFrame([r])), r["dtype"],
+                    r["formulation"], failing_metric(r), r["status"], r["reason"]] for _, r in bad.iterrows()],
                   ["backend", "device", "dataset", "loop", "dtype", "formulation", "failing metric", "status",
                    "reason"], title="Rows that do not agree with the oracle")
 
@@ -102,7 +103,7 @@ def target_table(firsts: pd.DataFrame) -> pd.DataFrame:
                     "—" if pd.isna(f["backend"]) else f"{f['backend']} ({f['device']}, {f['dtype']}, {f['formulation']}"
                     + ("" if pd.isna(f.get("optimizer")) or f.get("optimizer") in (None, "gd") else f", {f['optimizer']}")
                     + ")",
-                    _fmt_time(f["time_s"]), _num(f["step"], "{:.0f}"), f"{f['reached']} of {f['cases']}"]
+                    format_time(f["time_s"]), format_number(f["step"], "{:.0f}"), f"{f['reached']} of {f['cases']}"]
                    for _, f in firsts.iterrows()],
                   ["dataset", "loop", "target", "first", "time", "step", "rows reaching it"], title="Time to target")
 
@@ -113,16 +114,16 @@ def rows_table(g: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     for _, r in g.sort_values(["formulation", "l2", "optimizer", "device", "backend"]).iterrows():
         frac = r["compute_fraction"] if pd.notna(r["compute_fraction"]) else r["roofline_fraction"]
         frac_kind = " (compute)" if pd.notna(r["compute_fraction"]) else ""
-        if _f(r.get("n_classes")) >= 3 and pd.notna(r["roofline_fraction"]):  # softmax: the larger floor
+        if as_float(r.get("n_classes")) >= 3 and pd.notna(r["roofline_fraction"]):  # softmax: the larger floor
             frac, frac_kind = r["roofline_fraction"], f" ({r['bound']})" if pd.notna(r.get("bound")) else ""
-        cells.append([r["backend"], r["device"], r["formulation"], _num(r["l2"], "{:g}"), str(r["optimizer"]),
-                      _fmt_time(r["time_per_iter_s"]) + (" ~" if str(r["noisy"]) == "True" else ""),
-                      _fmt_time(r["iqr_per_iter_s"]), _num(r["vs_baseline"], "{:.2f}×"),
-                      _num(r["achieved_gbps"], "{:.2f}"), _num(frac, "{:.1%}") + (frac_kind if pd.notna(frac) else ""),
-                      _num(r["rel_dparam"], "{:.1e}"), _num(r["rel_dloss"], "{:.1e}"), _num(r["tolerance"], "{:.1e}"),
-                      "yes" if _agrees(r) else (str(r["verdict"]) if str(r["verdict"]).startswith("n/a") else
+        cells.append([r["backend"], r["device"], r["formulation"], format_number(r["l2"], "{:g}"), str(r["optimizer"]),
+                      format_time(r["time_per_iter_s"]) + (" ~" if str(r["noisy"]) == "True" else ""),
+                      format_time(r["iqr_per_iter_s"]), format_number(r["vs_baseline"], "{:.2f}×"),
+                      format_number(r["achieved_gbps"], "{:.2f}"), format_number(frac, "{:.1%}") + (frac_kind if pd.notna(frac) else ""),
+                      format_number(r["rel_dparam"], "{:.1e}"), format_number(r["rel_dloss"], "{:.1e}"), format_number(r["tolerance"], "{:.1e}"),
+                      "yes" if agrees(r) else (str(r["verdict"]) if str(r["verdict"]).startswith("n/a") else
                                                 "no" if pd.notna(r["verdict"]) else "—"),
-                      _num(r["threads"], "{:.0f}"),
+                      format_number(r["threads"], "{:.0f}"),
                       str(r["status"]) if r["status"] == "ok" else f"{r['status']}: {r['reason']}"])
     vs = f"vs {baseline or 'numpy'}"
     return _table(cells, ["backend", "device", "formulation", "l2", "optimizer", "time/step", "IQR", vs, "GB/s", "of floor",
@@ -139,7 +140,7 @@ def to_markdown(table: pd.DataFrame) -> list[str]:
     right = set(table.attrs.get("right", ()))
     header = [str(c) for c in t.columns]
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if c in right else "---" for c in t.columns) + "|"]
-    out += ["| " + " | ".join(_md(c) if c != "—" else c for c in row) + " |" for row in t.itertuples(index=False)]
+    out += ["| " + " | ".join(md_cell(c) if c != "—" else c for c in row) + " |" for row in t.itertuples(index=False)]
     return out
 
 
@@ -171,18 +172,17 @@ def _env_line(df: pd.DataFrame, env: dict | None) -> str:
     gpu = env.get("gpu") or {}
     v = env.get("versions") or {}
     libs = ", ".join(f"{k} {v[k]}" for k in ("numpy", "torch", "numba", "jax") if v.get(k))
+    # env.json's gpu: a dict, None, or a string saying why it could not be read
+    gpu_text = ", no GPU" if not gpu else f", GPU {gpu.get('name') if isinstance(gpu, dict) else gpu}"
     return (f"Run `{run_id}` on {cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} logical cores)"
-            f"{', GPU ' + str(gpu.get('name')) if gpu else ', no GPU'}; {libs}; "
-            f"{env.get('threads', '?')} threads per library.")
+            f"{gpu_text}; {libs}; {env.get('threads', '?')} threads per library.")
 
 
 PIVOT_NOTE = "Median time per training step (`✗` = does not agree with the oracle, `~` = noisy: IQR > 10 % of the median)."
 
 
-def summary_markdown(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = None, env: dict | None = None) -> str:
+def summary_markdown(df: pd.DataFrame, losses: pd.DataFrame | None = None, env: dict | None = None) -> str:
     """Verdict first, then a pivot per dtype, rows that do not agree, time to target, all rows."""
-    df = normalize_rows(rows_df)
-    losses = normalize_losses(losses_df, df)
     lines = ["# NumPy or PyTorch: the answer for this run", "", _env_line(df, env), "", "## Verdict", ""]
     for title, sentences in verdict(df, losses):
         lines += [f"**{title}**", ""] + [f"- {x}" for x in sentences] + [""]
@@ -195,7 +195,7 @@ def summary_markdown(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = Non
     bad = failing_table(df)
     lines += [f"## {bad.attrs['title']}", ""]
     lines += (["None: every row that ran agrees with the float64 oracle."] if bad.empty else to_markdown(bad)) + [""]
-    if not losses.empty:
+    if losses is not None and not losses.empty:
         firsts = first_to_target(time_to_target(df, losses))
         if len(firsts):
             t = target_table(firsts)
@@ -206,21 +206,22 @@ def summary_markdown(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = Non
     lines += ["## All rows", ""]
     s = speed_vs_baseline(df)
     baseline = baseline_backend(df)
-    for (ds, loop, dtype), g in s.groupby(["dataset", "loop", "dtype"], sort=False):
+    for (_ds, _loop, dtype), g in s.groupby(["dataset", "loop", "dtype"], sort=False):
         k = sorted({int(x) for x in g["n_iters"].dropna()})
-        lines += [f"### {_dataset_title(g)}, {_loop_title(g)}, {dtype}, {'/'.join(map(str, k))} steps", ""]
+        lines += [f"### {dataset_title(g)}, {loop_title(g)}, {dtype}, {'/'.join(map(str, k))} steps", ""]
         lines += to_markdown(rows_table(g, baseline)) + [""]
     lines += ["## GPU/CPU crossover", ""] + [f"- {x}" for x in crossovers(df)]
     return "\n".join(lines)
 
 
-def print_summary(df: pd.DataFrame, console=None, losses_df: pd.DataFrame | None = None, env: dict | None = None) -> None:
+def print_summary(df: pd.DataFrame, console=None, losses: pd.DataFrame | None = None, env: dict | None = None) -> None:
     """The console version: the verdict, then one pivot per dtype, then rows that do not agree —
-    the same tables as ``summary.md`` (whose long per-row tables stay in the file)."""
+    the same tables as ``summary.md`` (whose long per-row tables stay in the file). The frames may
+    be a live run's: they are read through :func:`bench.records.as_run` first."""
     from rich.console import Console
 
     console = console or Console()
-    df = normalize_rows(df)
+    df, losses, _ = as_run(df, losses)
 
     def rich(text: str) -> str:
         text = text.replace("[", "\\[")
@@ -228,7 +229,7 @@ def print_summary(df: pd.DataFrame, console=None, losses_df: pd.DataFrame | None
         return re.sub(r"`([^`]+)`", r"[cyan]\1[/cyan]", text)
 
     console.print(f"[bold]Verdict[/bold] — {rich(_env_line(df, env))}")
-    for title, sentences in verdict(df, losses_df):
+    for title, sentences in verdict(df, losses):
         console.print(f"\n[bold underline]{rich(title)}[/bold underline]")
         for x in sentences:
             console.print(f"  • {rich(x)}")
@@ -241,5 +242,5 @@ def print_summary(df: pd.DataFrame, console=None, losses_df: pd.DataFrame | None
         console.print(to_rich(bad, bad.attrs["title"].lower()))
 
 
-def write_summary(df: pd.DataFrame, path: Path, losses_df: pd.DataFrame | None = None, env: dict | None = None) -> None:
-    write_text(summary_markdown(df, losses_df, env) + "\n", path)
+def write_summary(df: pd.DataFrame, path: Path, losses: pd.DataFrame | None = None, env: dict | None = None) -> None:
+    write_text(summary_markdown(df, losses, env) + "\n", path)

@@ -1,4 +1,4 @@
-"""The verdict of the time-to-a-trained-model block (issue 20; the cases: :mod:`bench.time_to_model`).
+"""The verdict of the time-to-a-trained-model block (the cases: :mod:`bench.time_to_model`).
 
 A block is any full-batch dataset × dtype × formulation × l2 of a run where a row is judged by the
 optimum it reaches (``optimizer`` ``lbfgs`` or ``solver``): read from the rows, never from names.
@@ -15,7 +15,7 @@ import math
 
 import pandas as pd
 
-from .format import _dataset_title, _f, _fmt_time, library_label
+from .format import as_float, dataset_title, format_time, library_label
 from .stats import correct_mask, judged_by_optimum, judged_ok, time_to_target
 
 TTM_TARGETS = (1e-4, 1e-6)
@@ -43,13 +43,13 @@ def blocks(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
 def time_to_model_verdict(df: pd.DataFrame, losses: pd.DataFrame) -> list[tuple[str, list[str]]]:
     """One (title, sentences) per block; empty when the run has none."""
     out = []
-    for (ds, dtype, form, l2), g in blocks(df):
+    for (_ds, dtype, form, l2), g in blocks(df):
         ttt = time_to_target(g, losses, targets=TTM_TARGETS)
         if ttt.empty:
             continue
         ttt = ttt[judged_ok(ttt)]
-        title = f"Time to a trained model: {_dataset_title(g)}, full batch, {dtype}, {form}" + \
-            (f", l2={_f(l2):g}" if _f(l2) else "")
+        title = f"Time to a trained model: {dataset_title(g)}, full batch, {dtype}, {form}" + \
+            (f", l2={as_float(l2):g}" if as_float(l2) else "")
         lines = ["Each library's loops run to relative suboptimality (L−L*)/|L*| of 1e-4 and 1e-6 against "
                  "scikit-learn's optimum; L-BFGS and scikit-learn rows are judged by the optimum they reach "
                  "(no lockstep path), their points timed as measured (an L-BFGS iteration's end, a fit with "
@@ -68,13 +68,13 @@ def time_to_model_verdict(df: pd.DataFrame, losses: pd.DataFrame) -> list[tuple[
                 winners.setdefault(target, []).append((r["time_s"], lib, r))
                 unit = "fit" if r["optimizer"] == "solver" else "iteration" if r["optimizer"] == "lbfgs" else "step"
                 point = f"max_iter {2 ** int(r['step'])}" if unit == "fit" else f"{unit} {int(r['step'])}"
-                parts.append(f"{target:.0e} in **{_fmt_time(r['time_s'])}** by {_loop(r)} ({point})")
+                parts.append(f"{target:.0e} in **{format_time(r['time_s'])}** by {_loop(r)} ({point})")
             lines.append(f"{_label(lib)}: " + "; ".join(parts) + ".")
         lines.append(_gd_sentence(g, ttt))
         for target in TTM_TARGETS:
             if target in winners:
                 t, lib, r = min(winners[target], key=lambda x: x[0])
-                lines.append(f"First to {target:.0e}: **{_label(lib)}**, {_loop(r)} in {_fmt_time(t)}.")
+                lines.append(f"First to {target:.0e}: **{_label(lib)}**, {_loop(r)} in {format_time(t)}.")
         s = _per_step_sentence(g, winners)
         if s:
             lines.append(s)
@@ -87,7 +87,7 @@ def _gd_sentence(g: pd.DataFrame, ttt: pd.DataFrame) -> str:
     if gd.empty:
         return "Fixed-step gradient descent: no row ran in this block."
     steps = "/".join(str(int(k)) for k in sorted(set(gd["n_iters"].dropna())))
-    lr = ", ".join(f"{_f(x):.3g}" for x in dict.fromkeys(gd["lr"].dropna()))
+    lr = ", ".join(f"{as_float(x):.3g}" for x in dict.fromkeys(gd["lr"].dropna()))
     rel = (gd["suboptimality"].astype(float) / gd["optimum_loss"].astype(float).abs())
     best = gd.loc[rel.idxmin()] if rel.notna().any() else None
     reached = ttt[(ttt["optimizer"] == "gd") & ttt["time_s"].notna()]
@@ -116,6 +116,6 @@ def _per_step_sentence(g: pd.DataFrame, winners: dict) -> str | None:
     t, lib, r = min(winners[last], key=lambda x: x[0])
     same = str(step["library"]) == str(lib)
     return (f"Per step, the fastest gradient-descent loop here is `{step['backend']}` ({_label(step['library'])}, "
-            f"{_fmt_time(step['time_per_iter_s'])} per step); to a model at {last:.0e} it is {_label(lib)} "
+            f"{format_time(step['time_per_iter_s'])} per step); to a model at {last:.0e} it is {_label(lib)} "
             f"({_loop(r)}): " + ("the two verdicts agree on the library." if same else
                                  "**the verdicts differ** — the per-step race does not decide time to a model."))

@@ -16,34 +16,32 @@ import math
 
 import pandas as pd
 
-from ..records import normalize_losses, normalize_rows
-from .format import (_cause, _config, _dataset_title, _f, _failing_metric, _fmt_time, _groups, _loop_title, _md,
-                     _who, backend_order, library_label, named, what)
+from .format import (as_float, backend_at, backend_order, cause_of, dataset_title, failing_metric, format_time, groups,
+                     library_label, loop_title, md_cell, named, row_setting, what)
 from .stats import (baseline_backend, correct_mask, failing_mask, first_to_target, judged_by_optimum, quartiles,
                     ratio_with_range, time_to_target)
+from .time_to_model import time_to_model_verdict
 
 MINI_BATCH_NOTE = ("Mini-batch rows record the loss of each step's batch (noisy); their suboptimality and time to "
                    "target use the full-data objective along the float64 oracle's path over the same batches, "
                    "which each row agrees with within its tolerance.")
 
 
-def verdict(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = None) -> list[tuple[str, list[str]]]:
+def verdict(df: pd.DataFrame, losses: pd.DataFrame | None = None) -> list[tuple[str, list[str]]]:
     """Per dataset × loop: a title and the answer in sentences (markdown; ``**`` for bold)."""
-    df = normalize_rows(rows_df)
-    losses = normalize_losses(losses_df, df)
-    ttt = time_to_target(df, losses) if not losses.empty else None
+    ttt = time_to_target(df, losses) if losses is not None and not losses.empty else None
     firsts = first_to_target(ttt) if ttt is not None and len(ttt) else None
     baseline = baseline_backend(df)
     out = []
-    for ds, loop, g in _groups(df):
-        title = f"{_dataset_title(g)}, {_loop_title(g)}"
+    for ds, loop, g in groups(df):
+        title = f"{dataset_title(g)}, {loop_title(g)}"
         lines = [_agreement_sentence(g[~judged_by_optimum(g)]) + _judged_note(g)]
         not_run = g[~g["status"].isin(["ok", "diverged", "failed"])]
         if len(not_run):
             parts = []
-            for (who, status, reason), h in not_run.assign(_who=not_run.apply(_who, axis=1, with_device=True)) \
+            for (who, status, reason), h in not_run.assign(_who=not_run.apply(backend_at, axis=1, with_device=True)) \
                     .groupby(["_who", "status", not_run["reason"].fillna("no reason recorded")], sort=False):
-                parts.append(f"`{who}` ({len(h)} row{'s' if len(h) > 1 else ''}): {status} — {_md(reason)}")
+                parts.append(f"`{who}` ({len(h)} row{'s' if len(h) > 1 else ''}): {status} — {md_cell(reason)}")
             lines.append("Not measured: " + "; ".join(parts) + ".")
         good = g[correct_mask(g)]
         ran = g[g["status"].isin(["ok", "diverged", "failed"])]
@@ -63,9 +61,7 @@ def verdict(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None = None) -> lis
     soft = softmax_verdict(df)
     if soft:
         out.append((SOFTMAX_TITLE, soft))
-    from .time_to_model import time_to_model_verdict  # issue 20: a block wherever L-BFGS / solver rows ran
-
-    out += time_to_model_verdict(df, losses)
+    out += time_to_model_verdict(df, losses)  # a block wherever L-BFGS / solver rows ran
     return out
 
 
@@ -92,18 +88,18 @@ def _agreement_sentence(g: pd.DataFrame) -> str:
     text = (f"{len(agreeing)} of {len(ran)} rows agree with the float64 oracle; "
             f"**{len(bad)} {'does' if len(bad) == 1 else 'do'} not**: ")
     parts = []
-    for (cfg, cause), h in bad.assign(_cfg=bad.apply(_config, axis=1), _cause=bad["reason"].map(_cause)) \
+    for (cfg, cause), h in bad.assign(_cfg=bad.apply(row_setting, axis=1), _cause=bad["reason"].map(cause_of)) \
             .groupby(["_cfg", "_cause"], sort=False):
-        who = ", ".join(f"`{_who(r, True)}`" for _, r in h.iterrows())
-        metric = _failing_metric(h.iloc[0])
+        who = ", ".join(f"`{backend_at(r, True)}`" for _, r in h.iterrows())
+        metric = failing_metric(h.iloc[0])
         same = cause.split(" from ")[0] in metric  # e.g. "non-finite ..." says nothing new
         parts.append(f"{who} ({cfg}: {metric})" + ("" if same else f" — {cause}"))
     return text + "; ".join(parts) + "."
 
 
 def _fraction_phrase(r) -> str:
-    cf, rf = _f(r["compute_fraction"]), _f(r["roofline_fraction"])
-    if _f(r.get("n_classes")) >= 3 and not math.isnan(rf):  # softmax out of cache: the larger floor (bound)
+    cf, rf = as_float(r["compute_fraction"]), as_float(r["roofline_fraction"])
+    if as_float(r.get("n_classes")) >= 3 and not math.isnan(rf):  # softmax out of cache: the larger floor (bound)
         which = "compute" if str(r.get("bound")) == "compute" else "memory-bandwidth"
         return f"{rf:.1%} of its floor (the {which} floor: a K-class step does 4·m·d·K flops per read of X)"
     if not math.isnan(cf):
@@ -125,8 +121,8 @@ def _fastest_sentence(good: pd.DataFrame, device: str, baseline: str | None) -> 
     best = good.sort_values("time_per_iter_s", kind="stable").iloc[0]
     q1, med, q3 = quartiles(best)
     desc = what(best)
-    text = (f"Fastest correct on {device}: **{best['backend']}**{f' ({desc})' if desc else ''} in {_config(best)} at "
-            f"{_fmt_time(med)} per step (IQR {_fmt_time(q3 - q1)})")
+    text = (f"Fastest correct on {device}: **{best['backend']}**{f' ({desc})' if desc else ''} in {row_setting(best)} at "
+            f"{format_time(med)} per step (IQR {format_time(q3 - q1)})")
     base = good[(good["backend"] == baseline) & (good["dtype"] == best["dtype"]) & _same_setting(good, best)]
     if baseline is not None and best["backend"] != baseline and len(base):
         r, lo, hi = ratio_with_range(base.iloc[0], best)
@@ -145,7 +141,7 @@ def _library_sentence(good: pd.DataFrame, device: str, dtype: str) -> str | None
     npy = same[(same["library"] == "numpy").fillna(False)].sort_values("time_per_iter_s", kind="stable")
     pt = same[(same["library"] == "torch").fillna(False)].sort_values("time_per_iter_s", kind="stable")
     NP, PT = library_label("numpy"), library_label("torch")
-    setting = f"{dtype}, {lead['formulation']}" + (f", l2={_f(lead['l2']):g}" if _f(lead["l2"]) else "") \
+    setting = f"{dtype}, {lead['formulation']}" + (f", l2={as_float(lead['l2']):g}" if as_float(lead["l2"]) else "") \
         + (f", batch {int(lead['batch_size'])}" if pd.notna(lead["batch_size"]) else "")
     if npy.empty or pt.empty:
         missing = NP if npy.empty else PT
@@ -157,8 +153,8 @@ def _library_sentence(good: pd.DataFrame, device: str, dtype: str) -> str | None
     else:
         winner, ratio, rng = NP, 1 / r, (1 / hi if hi else math.nan, 1 / lo if lo else math.inf)
     tie = " — the ranges overlap, so not told apart" if rng[0] <= 1 else ""
-    return (f"{NP} vs {PT} on {device} ({setting}): best {NP} {named(a)} {_fmt_time(a['time_per_iter_s'])}, "
-            f"best {PT} {named(b)} {_fmt_time(b['time_per_iter_s'])}: "
+    return (f"{NP} vs {PT} on {device} ({setting}): best {NP} {named(a)} {format_time(a['time_per_iter_s'])}, "
+            f"best {PT} {named(b)} {format_time(b['time_per_iter_s'])}: "
             f"**{winner} {ratio:.2f}× faster** (quartile range {rng[0]:.2f}–{rng[1]:.2f}×){tie}.")
 
 
@@ -172,7 +168,7 @@ def _target_sentence(firsts: pd.DataFrame, g: pd.DataFrame) -> str | None:
         else:
             opt = "" if pd.isna(f.get("optimizer")) or f.get("optimizer") in (None, "gd") else f", {f['optimizer']}"
             parts.append(f"{f['target']:.0e} first by **{f['backend']}** ({f['dtype']}, {f['formulation']}{opt}) in "
-                         f"{_fmt_time(f['time_s'])} (step {int(f['step'])}; {f['reached']} of {f['cases']} rows get there)")
+                         f"{format_time(f['time_s'])} (step {int(f['step'])}; {f['reached']} of {f['cases']} rows get there)")
     text = "Time to relative suboptimality (L−L*)/L*: " + "; ".join(parts) if parts else \
         "Time to relative suboptimality (L−L*)/L*: no row agreeing with the oracle reaches any target"
     if never and parts:
@@ -214,10 +210,9 @@ def _binary_twin(df: pd.DataFrame, g: pd.DataFrame) -> pd.DataFrame:
 
 
 def softmax_verdict(df: pd.DataFrame) -> list[str]:
-    """The softmax block's verdict (issue 19): per K-class dataset (full batch), device, dtype and
+    """The softmax block's verdict: per K-class dataset (full batch), device, dtype and
     formulation, NumPy's best correct row against PyTorch's best, and whether that answer is the one
     the binary model gives on the same shape in the same run (same device, dtype, formulation, l2)."""
-    df = normalize_rows(df)
     k_rows = df[(df["n_classes"].fillna(2) >= 3) & (df["loop"] == "full-batch") & df["status"].isin(["ok"])]
     if "optimizer" in k_rows:  # plain gradient descent, the seed's: the block's rows
         k_rows = k_rows[k_rows["optimizer"].fillna("gd") == "gd"]
@@ -228,24 +223,24 @@ def softmax_verdict(df: pd.DataFrame) -> list[str]:
         twin = _binary_twin(df, g)
         if "optimizer" in twin:
             twin = twin[twin["optimizer"].fillna("gd") == "gd"]
-        k = int(_f(g["n_classes"].iloc[0]))
+        k = int(as_float(g["n_classes"].iloc[0]))
         for (device, dtype, form, l2), h in g.groupby(["device", "dtype", "formulation", "l2"], sort=False, dropna=False):
-            setting = f"{dtype}, {form}" + (f", l2={_f(l2):g}" if _f(l2) else "")
-            head = f"{_dataset_title(h)}, K={k}, on {device} ({setting})"
+            setting = f"{dtype}, {form}" + (f", l2={as_float(l2):g}" if as_float(l2) else "")
+            head = f"{dataset_title(h)}, K={k}, on {device} ({setting})"
             a, b = _best_pair(h)
             if a is None or b is None:
                 missing = NP if a is None else PT
                 lines.append(f"{head}: no correct {missing} row to compare.")
                 continue
             winner, ratio, rng, tie = _answer(a, b)
-            text = (f"{head}: best {NP} {named(a)} {_fmt_time(a['time_per_iter_s'])}, best {PT} {named(b)} "
-                    f"{_fmt_time(b['time_per_iter_s'])} per step: **{winner} {ratio:.2f}× faster** "
+            text = (f"{head}: best {NP} {named(a)} {format_time(a['time_per_iter_s'])}, best {PT} {named(b)} "
+                    f"{format_time(b['time_per_iter_s'])} per step: **{winner} {ratio:.2f}× faster** "
                     f"(quartile range {rng[0]:.2f}–{rng[1]:.2f}×{', not told apart' if tie else ''})")
             frac = _fraction_phrase(b if winner == PT else a)
             if frac:
                 text += f"; the winner runs at {frac}"
             t = twin[(twin["device"] == device) & (twin["dtype"] == dtype) & (twin["formulation"] == form)
-                     & (twin["l2"].fillna(0) == (_f(l2) if not math.isnan(_f(l2)) else 0))]
+                     & (twin["l2"].fillna(0) == (as_float(l2) if not math.isnan(as_float(l2)) else 0))]
             if t.empty:
                 lines.append(text + ". Binary model on the same shape: no such row in this run.")
                 continue
@@ -267,7 +262,6 @@ def softmax_verdict(df: pd.DataFrame) -> list[str]:
 
 def crossovers(df: pd.DataFrame) -> list[str]:
     """Per backend, dtype, formulation and loop: the smallest n at which its GPU row beats its CPU row."""
-    df = normalize_rows(df)
     ok = df[(df["status"] == "ok") & df["time_per_iter_s"].notna()]
     gpus = sorted(set(ok["device"]) - {"cpu"})
     if not gpus:

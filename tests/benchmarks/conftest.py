@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import records
+from bench import atomic, records
+from bench.env import environment
 from bench.pipeline import Evaluator, RunOptions
 
 STAT_FIELDS = ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "rounds", "ops")
@@ -46,9 +47,9 @@ def pytest_sessionfinish(session, exitstatus):
     out = Path(session.config.getoption("bench_out"))
     out.mkdir(parents=True, exist_ok=True)
     df = records.to_frame(rows, extra_ok=True)
-    records.write_csv(df, out / f"{RUN_ID}.csv")
-    records.write_csv(df, out / "latest.csv")
-    records.write_json(records.environment(RUN_ID), out / f"{RUN_ID}.env.json")
+    atomic.write_csv(df, out / f"{RUN_ID}.csv")
+    atomic.write_csv(df, out / "latest.csv")
+    atomic.write_json(environment(RUN_ID), out / f"{RUN_ID}.env.json")
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter:
         reporter.write_line(f"benchmark CSV: {out / (RUN_ID + '.csv')} (and latest.csv), {len(df)} rows")
