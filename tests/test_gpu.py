@@ -1,13 +1,20 @@
-"""The GPU half (issue 21), tested on the CPU: the crossover analysis on a recorded FAKE fixture
-(tests/data/gpu-fixture/, made-up numbers, never a measurement), the budget logic, the CUDA-event
-fields, and a dry run of ``python -m bench gpu --devices cpu --tiny``."""
+"""The GPU half, tested on the CPU: the crossover analysis on a recorded FAKE fixture
+(tests/data/gpu-fixture/, made-up numbers, never a measurement), the plan and the budget logic, the
+hard deadline against blocked calls, the endings, the CUDA skip decisions, the CUDA-event fields,
+and the smoke run ``python -m bench gpu --devices cpu --smoke`` (every stage and backend)."""
 
 from __future__ import annotations
 
 import json
 import math
+import signal
+import socket
 import tarfile
+import threading
 import time
+import types
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +22,9 @@ import pandas as pd
 import pytest
 
 from bench import crossover, gpu
-from bench.records import SCHEMA, Row
+from bench.gpu import command, deadline, environment, plan, stages
+from bench.memory import PeakMemory
+from bench.records import SCHEMA
 from bench.timing import Measurement, _CudaEvents
 
 FIXTURE = Path(__file__).parent / "data" / "gpu-fixture"
@@ -119,8 +128,9 @@ def test_plot_and_write(tmp_path, fixture_rows):
 # -- the plan and the budget ----------------------------------------------------------------------
 
 def test_plan_fits_eight_minutes():
-    assert sum(gpu.PLAN.values()) < gpu.HARD_LIMIT_S <= 450  # packing after the hard deadline: < 480 s
-    chunks = gpu.sweep_chunks()
+    full = plan.FULL
+    assert sum(full["plan"].values()) < full["hard_limit"] <= 450  # packing after the hard deadline: < 480 s
+    chunks = plan.sweep_chunks()
     main = [(ds, dt) for g, ds, dt in chunks if g == "main"]
     # the question first: float32 over n at d = 100, then float64, then d, then the largest n
     assert main[:5] == [(f"synthetic-{n}x100", "float32") for n in ("100", "1k", "10k", "100k", "1M")]
@@ -128,10 +138,35 @@ def test_plan_fits_eight_minutes():
     assert {ds for ds, _ in main[10:14]} == {"synthetic-100kx10", "synthetic-100kx1000"}
     assert main[-2:] == [("synthetic-10Mx100", "float32"), ("synthetic-10Mx100", "float64")]
     assert [(ds, dt) for g, ds, dt in chunks if g == "compiled"] == main  # torch-compiled: a second pass
-    assert gpu.sweep_iters(100, 100) == 1000 and gpu.sweep_iters(10_000_000, 100) == 10
-    assert gpu.sweep_iters(1_000_000, 100) == 20 and gpu.sweep_iters(100_000, 100) == 50
-    assert {g for g, _, _ in gpu.sweep_chunks(tiny=True)} == {"main"}
-    assert len(gpu.OWNED) <= 8
+    assert plan.sweep_iters(100, 100) == 1000 and plan.sweep_iters(10_000_000, 100) == 10
+    assert plan.sweep_iters(1_000_000, 100) == 20 and plan.sweep_iters(100_000, 100) == 50
+    assert len(plan.OWNED) <= 8
+
+
+def test_smoke_plan_takes_every_stage_and_group():
+    full, smoke = plan.sweep_chunks(), plan.sweep_chunks(smoke=True)
+    assert {g for g, _, _ in smoke} == {g for g, _, _ in full} == {"main", "compiled"}
+    assert {dt for _, _, dt in smoke} == {"float32", "float64"}
+    assert set(plan.SMOKE) == set(plan.FULL) and set(plan.SMOKE["plan"]) == set(plan.STAGES)
+    assert plan.SMOKE["iters"] % 5 == 0  # torch-compiled: K-step calls only, one graph per dtype
+    assert plan.SMOKE["largest"] and plan.SMOKE["optimum"] and plan.SMOKE["reports"]
+
+
+def test_budget_scales_stages_not_the_deadline_into_uselessness():
+    ends, hard = plan.deadlines(False, None)
+    assert hard == plan.FULL["hard_limit"] and ends["sweep"] == sum(plan.FULL["plan"].values())
+    ends, hard = plan.deadlines(False, 60)
+    assert ends["sweep"] == pytest.approx(60)
+    assert hard >= plan.MIN_HARD_S  # the first chunk starts every compiler: never 63 s
+    _, hard = plan.deadlines(False, 1000)
+    assert hard == pytest.approx(1000 + plan.HARD_MARGIN_S)
+
+
+def test_estimate_leaves_compilation_out():
+    # 30 s of which 25 s compiling: ten times the data is 5 * 10 + 25 s, not 300 s
+    assert plan.estimate(1.0, 30.0, 25.0, 10.0) == pytest.approx(75.0)
+    assert plan.estimate(1.0, 30.0, 0.0, 10.0) == pytest.approx(300.0)
+    assert plan.estimate(1.0, 3.0, 99.0, 10.0) == pytest.approx(3.0)  # compile_s is capped by the chunk's time
 
 
 class _FakeClock:
@@ -143,36 +178,267 @@ class _FakeClock:
 
 
 class _FakeRunner:
-    """Each chunk 'takes' a time proportional to its cost (no real run)."""
+    """Each chunk 'takes' a time proportional to its cost plus a fixed compile time (no real run)."""
 
-    def __init__(self, per_unit):
-        self.clock, self.per_unit, self.ran = _FakeClock(), per_unit, []
+    def __init__(self, per_unit, compile_s=0.0):
+        self.clock, self.per_unit, self.compile_s, self.ran = _FakeClock(), per_unit, compile_s, []
 
     def run(self, stage, label, cases, options=None):
         _, ds, dt = cases
-        secs = self.per_unit * gpu.chunk_cost(ds, dt)
+        secs = self.per_unit * plan.chunk_cost(ds, dt) + self.compile_s
         self.clock.now += secs
         stage.seconds += secs
         self.ran.append(label)
-        return secs
+        return stages.ChunkTime(secs, self.compile_s)
 
 
 def test_budget_stops_adding_sizes_and_says_so():
-    stage = gpu.Stage("sweep", end=100.0)
-    runner = _FakeRunner(per_unit=10.0 / gpu.chunk_cost("synthetic-1Mx100", "float32"))  # 1e6 x 100 f32: 10 s
-    chunks = [c for c in gpu.sweep_chunks() if c[0] == "main"]
-    gpu._chunked(runner, stage, chunks, lambda g, ds, dt: (g, ds, dt))
+    stage = stages.Stage("sweep", end=100.0)
+    runner = _FakeRunner(per_unit=10.0 / plan.chunk_cost("synthetic-1Mx100", "float32"))  # 1e6 x 100 f32: 10 s
+    chunks = [c for c in plan.sweep_chunks() if c[0] == "main"]
+    stages._chunked(runner, stage, chunks, lambda g, ds, dt: (g, ds, dt))
     assert "synthetic-10Mx100-float32" not in runner.ran  # 100 s estimated, not started
     assert any(w == "synthetic-10Mx100 float32" and "estimated" in why for w, why in stage.not_run)
     assert runner.clock.now <= stage.end
     assert "synthetic-100x100-float32" in runner.ran
 
 
+def test_compile_time_does_not_cut_the_larger_sizes():
+    # a 20 s compile in every chunk: counted as a constant, the 100k chunk (1 s of work) still fits
+    stage = stages.Stage("sweep", end=200.0)
+    runner = _FakeRunner(per_unit=1.0 / plan.chunk_cost("synthetic-100kx100", "float32"), compile_s=20.0)
+    chunks = [("main", f"synthetic-{n}x100", "float32") for n in ("100", "1k", "10k", "100k")]
+    stages._chunked(runner, stage, chunks, lambda g, ds, dt: (g, ds, dt))
+    assert runner.ran[-1] == "synthetic-100kx100-float32" and not stage.not_run
+
+
+def test_smoke_runs_every_chunk_whatever_the_estimate():
+    stage = stages.Stage("sweep", end=0.0)
+    runner = _FakeRunner(per_unit=1.0)
+    chunks = plan.sweep_chunks(smoke=True)
+    stages._chunked(runner, stage, chunks, lambda g, ds, dt: (g, ds, dt), estimated=False)
+    assert len(runner.ran) == len(chunks) and not stage.not_run
+
+
 def test_devices_argument():
-    assert gpu.parse_devices("cpu,cuda") == ("cpu", "cuda")
-    assert gpu.parse_devices("cpu cuda:1 cpu") == ("cpu", "cuda:1")
+    assert command.parse_devices("cpu,cuda") == ("cpu", "cuda")
+    assert command.parse_devices("cpu cuda:1 cpu") == ("cpu", "cuda:1")
     with pytest.raises(Exception, match="expected devices"):
-        gpu.parse_devices("tpu")
+        command.parse_devices("tpu")
+
+
+# -- the hard deadline against blocked calls ---------------------------------------------------------
+
+def test_hard_deadline_interrupts_a_blocked_wait_within_a_second():
+    a, b = socket.socketpair()
+    conn = Connection(a.detach())
+    clock = deadline.Clock()
+    watchdog = deadline.Watchdog(clock, 0.5).start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mp_wait([conn], timeout=10)  # nothing ever comes: only the signal ends it
+            time.sleep(10)
+    finally:
+        watchdog.stop()
+        conn.close()
+        b.close()
+    assert clock.hit and time.monotonic() - t0 < 1.5
+
+
+def _silent_group(timeout=30.0):
+    """A LocalGroup of one 'rank' that never answers (no process is started)."""
+    from implementations.torch_ddp import LocalGroup
+
+    a, b = socket.socketpair()
+    g = LocalGroup.__new__(LocalGroup)
+    g.workers, g.device, g.timeout = 1, "cpu", timeout
+    g.closed = g.broken = g.busy = False
+    g.procs, g.conns = [types.SimpleNamespace(poll=lambda: None, pid=0, returncode=None)], [Connection(a.detach())]
+    return g, b
+
+
+def test_ddp_call_has_a_deadline():
+    from implementations.torch_ddp import RankError
+
+    g, peer = _silent_group()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(RankError, match="did not answer run within 0.3 s"):
+            g.call("run", [()], timeout=0.3)
+    finally:
+        peer.close()
+    assert time.monotonic() - t0 < 1.3 and g.broken and not g.healthy()
+
+
+def test_hard_deadline_stops_a_stalled_rank_wait():
+    g, peer = _silent_group()
+    clock = deadline.Clock()
+    watchdog = deadline.Watchdog(clock, 0.5).start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            g.call("run", [()])  # the default deadline is an hour: the watchdog must end it
+    finally:
+        watchdog.stop()
+        peer.close()
+    assert time.monotonic() - t0 < 1.5 and g.broken  # a group left inside a command is never reused
+
+
+def test_hard_deadline_ends_the_run_and_keeps_finished_rows(tmp_path):
+    from bench.pipeline import RunOptions, matrix
+
+    clock = deadline.Clock()
+    runner = stages.Runner(tmp_path, {}, RunOptions(repeats=3, warmup=0, budget_s=None, optimum=False), clock)
+    stage = stages.Stage("sweep", end=100.0)
+    quick = matrix(("numpy",), ("cpu",), ("synthetic-100x4",), ("float64",), ("probs",), iters=10)
+    endless = matrix(("numpy",), ("cpu",), ("synthetic-1kx100",), ("float64",), ("probs",), iters=10_000_000)
+    watchdog = deadline.Watchdog(clock, 4.0).start()
+    try:
+        with pytest.raises(deadline.Deadline):
+            runner.run(stage, "deadline", quick + endless)
+    finally:
+        watchdog.stop()
+    assert clock.hit and not runner.failed  # a deadline is planned, not a failure
+    assert [r.status for _, r in runner.rows] == ["ok"]  # the quick row is kept, the endless one never finished
+    assert len(pd.read_csv(tmp_path / "sweep" / "runs.csv")) == 1
+
+
+def test_watchdog_stopped_never_fires():
+    clock = deadline.Clock()
+    w = deadline.Watchdog(clock, 0.05).start()
+    w.stop()
+    time.sleep(0.2)
+    assert not clock.hit
+
+
+def test_closed_gate_counts_sigint_instead_of_raising():
+    with deadline.SigintGate() as gate:
+        gate.open = False
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        time.sleep(0.05)
+        assert gate.held == 1
+        gate.open = True
+        with pytest.raises(KeyboardInterrupt):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- the endings: the files are written whatever happens ------------------------------------------------
+
+@pytest.fixture
+def quick_command(monkeypatch):
+    """cmd_gpu with stages that do nothing but say they ran (no pipeline, no floor)."""
+    def ran(runner, stage, devices, smoke):
+        stage.chunks_run = 1
+
+    monkeypatch.setattr(command, "STAGE_FUNCTIONS", {n: ran for n in plan.STAGES[1:]})
+    monkeypatch.setattr(command, "measure_roofline", lambda *a, **k: {"host_read": 1.0})
+    return lambda out: gpu.main(["--out", str(out), "--devices", "cpu"])
+
+
+def test_a_failing_environment_still_packs(quick_command, monkeypatch, tmp_path):
+    def broken(run_id):
+        raise RuntimeError("CUDA error: device properties unreadable")
+
+    monkeypatch.setattr(environment.records, "environment", broken)
+    assert quick_command(tmp_path) == 0
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert "device properties unreadable" in env["environment_error"]
+    assert "could not be read in full" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("watchdog", [True, False])
+def test_an_interrupt_at_the_watchdog_stop_still_packs(quick_command, monkeypatch, tmp_path, watchdog):
+    """The watchdog's signal (or a user's Ctrl-C) arriving just as the watchdog is stopped: packed;
+    the watchdog's is a planned end, the user's gives 130 after the files."""
+    stop = deadline.Watchdog.stop
+
+    def late_stop(self):
+        self.clock.hit = self.clock.hit or watchdog
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        time.sleep(0.05)
+        stop(self)
+
+    monkeypatch.setattr(deadline.Watchdog, "stop", late_stop)
+    code = quick_command(tmp_path)
+    assert code == (0 if watchdog else 130)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(plan.OWNED) - {"crossover.png", "runs.csv"})  # no row, no plot
+
+
+def test_a_stage_that_did_not_run_is_a_failure(quick_command, monkeypatch, tmp_path):
+    monkeypatch.setitem(command.STAGE_FUNCTIONS, "ddp", lambda runner, stage, devices, smoke: None)
+    assert quick_command(tmp_path) == 1
+    assert json.loads((tmp_path / "env.json").read_text())["stages_not_run"] == ["ddp"]
+
+
+def test_ddp_rows_say_what_the_parent_cannot_see():
+    from bench.records import Row
+
+    row = Row(run_id="r", case_id="c", backend="torch-ddp", device="cuda", dtype="float32", formulation="probs",
+              dataset="iris", loop="full", engine="gloo", peak_mem_mb=0.01)
+    fixed = stages._fix_row(row)
+    assert fixed.engine == "nccl" and fixed.peak_mem_mb is None
+    assert stages._fix_row(row.replace(device="cpu")).engine == "gloo"
+    assert stages._fix_row(row.replace(backend="torch")) == row.replace(backend="torch")
+
+
+# -- skip decisions for libraries that fail on the device ----------------------------------------------
+
+def test_torch_compiled_on_cuda_needs_triton_and_a_c_compiler(monkeypatch):
+    import shutil
+    import sys
+
+    from implementations import torch_compiled
+
+    monkeypatch.setitem(sys.modules, "triton", None)  # import fails
+    assert "needs Triton" in torch_compiled.cuda_toolchain_problem()
+    monkeypatch.setitem(sys.modules, "triton", types.ModuleType("triton"))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert "C compiler" in torch_compiled.cuda_toolchain_problem()
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/gcc" if name == "gcc" else None)
+    assert torch_compiled.cuda_toolchain_problem() == ""
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/cc" if name == "mycc" else None)
+    monkeypatch.setenv("CC", "mycc -O2")
+    assert torch_compiled.cuda_toolchain_problem() == ""
+
+
+def test_cupy_that_fails_at_its_first_kernel_is_unavailable(monkeypatch):
+    import contextlib
+    import sys
+
+    from implementations import numpy_backend
+    from implementations.base import DeviceUnavailableError
+
+    def arange(*a, **k):
+        raise RuntimeError("CUDA_ERROR_UNSUPPORTED_PTX_VERSION: the provided PTX was compiled with an "
+                           "unsupported toolchain")
+
+    fake = types.SimpleNamespace(float64="float64", arange=arange, cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=lambda i: contextlib.nullcontext()))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(numpy_backend, "_PROBED", {})
+    with pytest.raises(DeviceUnavailableError, match="CuPy cannot run on it .*UNSUPPORTED_PTX"):
+        numpy_backend._cuda_namespace("cuda")
+
+
+def test_peak_memory_on_an_unusable_cuda_device_is_empty():
+    with PeakMemory("cuda") as pm:
+        pass
+    assert pm.mb is None
+
+
+def test_jax_programs_use_the_highest_matmul_precision():
+    jax = pytest.importorskip("jax")
+    from implementations import TrainConfig
+    from implementations.jax_backend import MATMUL_PRECISION, JaxTrainer
+
+    t = JaxTrainer(TrainConfig(n_iters=2))
+    with t._x64():
+        assert jax.config.jax_default_matmul_precision == MATMUL_PRECISION == "highest"
+    assert environment.environment("r", ("cpu",))["gpu_details"]["jax_matmul_precision"] == "highest"
 
 
 # -- CUDA-event time beside wall time ---------------------------------------------------------------
@@ -195,42 +461,54 @@ def test_device_floor_without_cuda_is_empty():
     assert figs["device_read"] is None and figs["device_gflops_float32"] is None
 
 
-# -- the dry run ----------------------------------------------------------------------------------
+# -- the smoke run on the CPU: every stage and backend of the full run -------------------------------
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gpu-dry")
-    with pytest.MonkeyPatch.context() as mp:  # the dry run measures the (tiny) floors: the suite skips them elsewhere
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu-smoke")
+    t0 = time.monotonic()
+    with pytest.MonkeyPatch.context() as mp:  # the smoke measures the (tiny) floors: the suite skips them elsewhere
         mp.delenv("LOGREG_BENCH_FLOOR", raising=False)
-        code = gpu.main(["--out", str(out), "--devices", "cpu", "--tiny"])
-    return code, out
+        code = gpu.main(["--out", str(out), "--devices", "cpu", "--smoke"])
+    return code, out, time.monotonic() - t0
 
 
-def test_dry_run_writes_at_most_eight_files(dry_run):
-    code, out = dry_run
+@pytest.mark.slow
+def test_smoke_run_reaches_every_stage_and_backend(smoke_run):
+    code, out, seconds = smoke_run
     assert code == 0, (out / "summary.md").read_text() if (out / "summary.md").exists() else "no summary"
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(gpu.OWNED) and len(names) <= 8  # no lock, no work folder left behind
+    assert names == sorted(plan.OWNED) and len(names) <= 8  # no lock, no work folder left behind
     summary = (out / "summary.md").read_text()
-    assert "Dry run" in summary and "it holds no GPU figure" in summary
+    assert "Smoke run" in summary and "it holds no GPU figure" in summary
+    assert "every backend of every stage has a row" in summary
     env = json.loads((out / "env.json").read_text())
-    assert env["status"] == "complete" and env["tiny"] and env["exit_code"] == 0
-    assert [s["name"] for s in env["stages"]] == ["floors", "default", "ddp", "sweep"]
+    assert env["status"] == "complete" and env["smoke"] and env["exit_code"] == 0 and not env["not_reached"]
+    assert [s["name"] for s in env["stages"]] == list(plan.STAGES)
+    assert all(s["chunks_run"] >= 1 and not s["not_run"] and not s["error"] for s in env["stages"])
     assert env["roofline"]["host_read"] > 0
     rows = pd.read_csv(out / "runs.csv")
-    assert set(rows["device"]) == {"cpu"} and set(rows["status"]) == {"ok"}
+    assert set(rows["device"]) == {"cpu"} and set(rows["status"]) <= {"ok", "skipped"}
+    by_stage = rows.groupby("stage")["backend"].agg(set)
+    assert {"jax", "torch-compiled", "numba", "numpy", "torch"} <= by_stage["default"]
+    assert by_stage["ddp"] == {"torch", "torch-ddp"}
+    assert set(plan.SWEEP_BACKENDS) | set(plan.HOST_ONLY_BACKENDS) == by_stage["sweep"]
     assert {"event_time_median_s", "device_name", "transfer_s", "stage"} <= set(rows.columns)
     assert rows["event_time_median_s"].isna().all()  # no CUDA events on CPU rows
     assert set(rows[rows["stage"] == "sweep"]["dtype"]) == {"float32", "float64"}
+    assert rows[rows["stage"] == "default"]["suboptimality"].notna().any()  # the optimum was fitted
     assert list(pd.read_csv(out / "crossover.csv").columns) == crossover.CROSSOVER_COLUMNS
+    assert (out / "crossover.png").stat().st_size > 1000
     with tarfile.open(out / "gpu-run.tar.gz") as tf:
         inside = tf.getnames()
     assert any(n.endswith("sweep/runs.csv") for n in inside) and any(n.endswith("floors.json") for n in inside)
+    assert any("default/report/" in n for n in inside) and any("sweep/report/" in n for n in inside)
 
 
-def test_dry_run_refuses_its_own_folder_without_overwrite(dry_run, capsys):
-    code, out = dry_run
-    assert gpu.main(["--out", str(out), "--devices", "cpu", "--tiny"]) == 2
+@pytest.mark.slow
+def test_smoke_run_refuses_its_own_folder_without_overwrite(smoke_run, capsys):
+    code, out, _ = smoke_run
+    assert gpu.main(["--out", str(out), "--devices", "cpu", "--smoke"]) == 2
     assert "error" in capsys.readouterr().err
 
 
@@ -238,34 +516,8 @@ def test_cli_registers_gpu(capsys):
     from bench.cli import build_parser
 
     args = build_parser().parse_args(["gpu", "--out", "somewhere", "--devices", "cpu", "--tiny"])
-    assert args.devices == ("cpu",) and args.tiny and callable(args.func)
+    assert args.devices == ("cpu",) and args.smoke and callable(args.func)
+    assert build_parser().parse_args(["gpu", "--out", "somewhere", "--smoke"]).smoke
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["gpu", "--out", "somewhere", "--devices", "tpu"])
     assert exc.value.code == 2 and "expected devices" in capsys.readouterr().err
-
-
-def test_hard_deadline_ends_the_run_and_keeps_finished_rows(tmp_path):
-    from bench.pipeline import RunOptions, matrix
-
-    clock = gpu.Clock()
-    runner = gpu.Runner(tmp_path, {}, RunOptions(repeats=3, warmup=0, budget_s=None, optimum=False), clock)
-    stage = gpu.Stage("sweep", end=100.0)
-    quick = matrix(("numpy",), ("cpu",), ("synthetic-100x4",), ("float64",), ("probs",), iters=10)
-    endless = matrix(("numpy",), ("cpu",), ("synthetic-1kx100",), ("float64",), ("probs",), iters=10_000_000)
-    watchdog = gpu.Watchdog(clock, 4.0).start()
-    try:
-        with pytest.raises(gpu.Deadline):
-            runner.run(stage, "deadline", quick + endless)
-    finally:
-        watchdog.stop()
-    assert clock.hit and not runner.failed  # a deadline is planned, not a failure
-    assert [r.status for _, r in runner.rows] == ["ok"]  # the quick row is kept, the endless one never finished
-    assert len(pd.read_csv(tmp_path / "sweep" / "runs.csv")) == 1
-
-
-def test_watchdog_stopped_never_fires():
-    clock = gpu.Clock()
-    w = gpu.Watchdog(clock, 0.05).start()
-    w.stop()
-    time.sleep(0.2)
-    assert not clock.hit
