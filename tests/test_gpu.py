@@ -475,7 +475,7 @@ def smoke_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_smoke_run_reaches_every_stage_and_backend(smoke_run):
-    code, out, seconds = smoke_run
+    code, out, _seconds = smoke_run
     assert code == 0, (out / "summary.md").read_text() if (out / "summary.md").exists() else "no summary"
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(plan.OWNED) and len(names) <= 8  # no lock, no work folder left behind
@@ -507,7 +507,7 @@ def test_smoke_run_reaches_every_stage_and_backend(smoke_run):
 
 @pytest.mark.slow
 def test_smoke_run_refuses_its_own_folder_without_overwrite(smoke_run, capsys):
-    code, out, _ = smoke_run
+    _code, out, _ = smoke_run
     assert gpu.main(["--out", str(out), "--devices", "cpu", "--smoke"]) == 2
     assert "error" in capsys.readouterr().err
 
