@@ -78,9 +78,7 @@ from ._torch_common import synchronize, to_device, to_host, torch_device
 from .base import LOG_CLAMP
 
 LOOPBACK = "127.0.0.1"
-# seconds a command may take before the parent gives up on its ranks (a stalled rank, an NCCL hang):
-# LOGREG_DDP_CALL_TIMEOUT, default an hour (a long run is legitimate; a hang is not)
-CALL_TIMEOUT_S = 3600.0
+CALL_TIMEOUT_S = 3600.0  # a command's limit (LOGREG_DDP_CALL_TIMEOUT): a stalled rank or NCCL hang ends
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _POOL = Pool("torch-ddp")
 
@@ -344,11 +342,9 @@ class LocalGroup:
         return not (self.closed or self.broken) and all(p.poll() is None for p in self.procs)
 
     def call(self, cmd: str, per_rank_args: list[tuple], timeout: float | None = None):
-        """Send ``cmd`` to every rank and wait for all, at most ``timeout`` seconds (default
-        ``LOGREG_DDP_CALL_TIMEOUT`` or :data:`CALL_TIMEOUT_S`); rank 0's output. A rank that does not
-        answer in time breaks the group (:class:`RankError`); so does an interruption of the wait."""
-        if timeout is None:
-            timeout = float(os.environ.get("LOGREG_DDP_CALL_TIMEOUT", CALL_TIMEOUT_S))
+        """Send ``cmd`` to every rank and wait for all, at most ``timeout`` seconds (:data:`CALL_TIMEOUT_S`);
+        rank 0's output. No answer in time (:class:`RankError`) or an interrupted wait breaks the group."""
+        timeout = float(os.environ.get("LOGREG_DDP_CALL_TIMEOUT", CALL_TIMEOUT_S)) if timeout is None else timeout
         if not self.healthy():
             raise RankError(f"torch-ddp: the process group of {self.workers} rank(s) is closed or failed; "
                             "prepare() a new trainer")
