@@ -19,6 +19,8 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_info
 
+from implementations.jax_backend import MATMUL_PRECISION
+
 VERSIONED = ("numpy", "torch", "sklearn", "scipy", "pandas", "cupy", "numba", "jax", "dask", "distributed",
              "threadpoolctl")
 NVIDIA_SMI_FIELDS = "name,driver_version,memory.total,clocks.max.sm,clocks.max.memory,power.limit,pci.bus_id"
@@ -102,8 +104,11 @@ def _gpu_details(torch, devices) -> dict:
         gpu["torch_cuda"] = torch.version.cuda
         gpu["cudnn"] = torch.backends.cudnn.version() if torch.cuda.is_available() else None
         gpu["torch_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        gpu["torch_allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
     except Exception as exc:
         gpu["torch_devices"] = f"{type(exc).__name__}: {exc}"
+    # the jax backend traces and compiles every program under this matmul precision (no TF32 on cuda)
+    gpu["jax_matmul_precision"] = MATMUL_PRECISION
     if any(str(d).startswith("cuda") for d in devices):
         try:
             import cupy  # deferred: seconds to import, and it fails without CUDA

@@ -161,15 +161,16 @@ def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None
 
 
 class _CudaEvents:
-    """CUDA-event time of each timed round, beside its wall time.
+    """CUDA-event time of each timed round, beside its wall time: a cross-check of the wall clock.
 
     A pair of events brackets each round on the device's current (default) stream: the start is
-    recorded just before ``run()`` is called, the stop just after it returns. ``run()`` has
-    synchronized the device by then, so every kernel of the round (torch, CuPy or JAX, whatever
-    stream it ran on) lies between the two; the event time is the device timeline from the first
-    queued work to the end of the round, without the host's clock-reading and Python overhead
-    around the call. Events are read once, after the last round, so that reading them adds no
-    synchronization inside the timed rounds."""
+    recorded just before ``run()`` is called, the stop just after it returns. The previous ``run()``
+    synchronized, so the device is idle when the start is recorded: the interval runs from that
+    moment to the end of the round's last kernel, host time (Python, launch gaps) included. It is
+    therefore close to the wall time by construction; the difference is the clock reading and the
+    synchronisation's return, *not* the launch overhead (that would need events inside ``run()``,
+    around the device work alone). Events are read once, after the last round, so that reading them
+    adds no synchronization inside the timed rounds."""
 
     def __init__(self, torch, device):
         self.torch, self.device = torch, device

@@ -47,6 +47,9 @@ float64: JAX computes in float32 unless x64 mode is on. ``prepare``, ``run`` and
 enter ``jax.enable_x64(dtype == "float64")`` (a thread-local context; ``jax.experimental.enable_x64``
 on older JAX), so the process's global setting, and other JAX code, are left alone.
 
+Precision: every program is traced under ``jax.default_matmul_precision("highest")``
+(:data:`MATMUL_PRECISION`), so that float32 products on a GPU are not run in TF32.
+
 Devices: ``cpu``, and ``cuda[:N]`` as JAX's ``gpu`` devices (a CUDA build of jaxlib). Importing this
 backend sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` unless already set, so that JAX does not grab 75%
 of the GPU's memory ahead of the torch and CuPy backends in the same process.
@@ -65,12 +68,18 @@ prepared data. Where JAX is not installed, constructing the trainer raises
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
 import numpy as np
 
 from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
+
+# every program is traced and compiled under this matrix-product precision: on a GPU JAX's default may
+# run float32 products in TF32 (about 1e-3 relative), far outside the float32 tolerance; on the CPU
+# "highest" is what XLA does anyway. Recorded in `python -m bench gpu`'s env.json.
+MATMUL_PRECISION = "highest"
 
 
 def _import_jax():
@@ -217,7 +226,13 @@ class JaxTrainer(Trainer):
         return int(getattr(self, "_train", None) is not None)
 
     def _x64(self):
-        return x64(self.jax, self.config.dtype == "float64")
+        """x64 mode as the dtype needs, and the benchmark's matmul precision (both traced into programs)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(x64(self.jax, self.config.dtype == "float64"))
+        precision = getattr(self.jax, "default_matmul_precision", None)
+        if precision is not None:
+            stack.enter_context(precision(MATMUL_PRECISION))
+        return stack
 
     def _put(self, a):
         return self.jax.device_put(a, self.device)
@@ -233,6 +248,7 @@ class JaxTrainer(Trainer):
                 idx, mask = self.schedule.padded()
                 args += [self._put(idx.astype(np.int32)), self._put(mask)]  # n < 2^31 rows
             self._args = tuple(args)
+            jax.block_until_ready(self._args)  # device_put returns before the copy ends: the copy is the transfer
             # ahead-of-time compilation: the timed run() never traces or compiles
             if self.config.optimizer == "lbfgs":  # full batch only (Trainer.unsupported refuses mini-batches)
                 from ._lbfgs import import_optax, make_optax_lbfgs

@@ -85,7 +85,27 @@ def _cuda_namespace(device: str):
         raise DeviceUnavailableError(f"device {device!r}: CuPy is installed but found no CUDA device ({exc})") from None
     if index >= count:
         raise DeviceUnavailableError(f"device {device!r}: only {count} CUDA device(s) present")
+    problem = _cupy_probe(cupy, index)
+    if problem:
+        raise DeviceUnavailableError(f"device {device!r}: CuPy cannot run on it ({problem})")
     return cupy, index
+
+
+_PROBED: dict[int, str] = {}  # device index -> "" (CuPy works there) or why not; probed once per process
+
+
+def _cupy_probe(cupy, index: int) -> str:
+    """A tiny kernel run and read back on the device: a CuPy built for another CUDA (or a broken
+    driver, NVRTC, cuBLAS) imports and counts devices fine and fails only at its first kernel. "" if it works."""
+    if index not in _PROBED:
+        try:
+            with cupy.cuda.Device(index):
+                a = cupy.arange(8, dtype=cupy.float64)
+                value = float((a @ a).get())  # an elementwise kernel, cuBLAS and the copy back
+            _PROBED[index] = "" if value == 140.0 else f"a probe computed {value}, not 140"
+        except Exception as exc:
+            _PROBED[index] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return _PROBED[index]
 
 
 def to_host(a) -> np.ndarray:

@@ -74,6 +74,13 @@ from . import _optim
 from .torch_fused import TorchFusedTrainer, _grad, _grad_softmax, _step, _step_softmax
 
 STEPS_PER_CALL = 5  # K: steps traced into one full-batch call (compile time grows with it)
+# CUDA: "static" (default): CUDA graphs (mode="reduce-overhead") with X, y and the other per-trainer
+# tensors marked static (torch._dynamo.mark_static_address), so that a replay reads them in place;
+# "copy": CUDA graphs, every tensor argument copied into the graph's own buffer on each replay (an extra
+# read and write of X per call, and an X-sized buffer per recorded shape kept for the process);
+# "default": no CUDA graphs. Which pays is measured on the device (docs/gpu.md).
+CUDA_MODES = ("static", "copy", "default")
+CUDA_MODE = os.environ.get("LOGREG_COMPILED_CUDA_MODE", "static")
 RECOMPILE_LIMIT = 512  # graphs per code object while these calls run (dynamo's default is 8)
 
 _SEEN: set[tuple] = set()  # (device, dtype, variant, K, shape) already called once in this process
@@ -98,14 +105,17 @@ def _batch_step(X, y, idx, w, b, lr, l2, formulation: str | None, classes: int =
     return _one_step(X.index_select(0, idx), y.index_select(0, idx), w, b, lr, l2, formulation, classes)
 
 
+def _mode(device_type: str) -> str | None:
+    return "reduce-overhead" if device_type == "cuda" and CUDA_MODE in ("static", "copy") else None
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled(device_type: str, formulation: str | None, k: int | None, classes: int = 2):
     """The compiled function: ``k`` full-batch steps per call, or (``k=None``) one mini-batch step;
     ``classes >= 3``: the softmax step."""
     fn = (functools.partial(_batch_step, formulation=formulation, classes=classes) if k is None
           else functools.partial(_k_steps, formulation=formulation, k=k, classes=classes))
-    mode = "reduce-overhead" if device_type == "cuda" else None
-    return torch.compile(fn, mode=mode, dynamic=True, fullgraph=True)
+    return torch.compile(fn, mode=_mode(device_type), dynamic=True, fullgraph=True)
 
 
 def _opt_step(X, y, w, b, state, coeffs, lr, l2, formulation: str | None, classes: int, optimizer: str):
@@ -131,8 +141,7 @@ def _compiled_opt(device_type: str, formulation: str | None, batched: bool, clas
     mini-batch gather), its state in and out."""
     fn = functools.partial(_opt_batch_step if batched else _opt_step, formulation=formulation, classes=classes,
                            optimizer=optimizer)
-    mode = "reduce-overhead" if device_type == "cuda" else None
-    return torch.compile(fn, mode=mode, dynamic=True, fullgraph=True)
+    return torch.compile(fn, mode=_mode(device_type), dynamic=True, fullgraph=True)
 
 
 def _dynamo_limits():
@@ -167,6 +176,23 @@ def _has_cxx() -> bool:
     return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
 
 
+def cuda_toolchain_problem() -> str:
+    """Why Inductor cannot build CUDA kernels here ("" if it can): it generates Triton kernels,
+    so Triton must import, and Triton's launcher is built with a C compiler (``CC``, else gcc or
+    clang on the PATH; none: "Failed to find C compiler" at the first compile)."""
+    try:
+        import triton  # noqa: F401  (deferred on purpose: a heavy import, on CUDA rows only)
+    except Exception as exc:
+        return f"torch-compiled on cuda needs Triton, which does not import here ({type(exc).__name__}: {exc})"
+    cc = os.environ.get("CC", "")
+    if cc and shutil.which(cc.split()[0]):
+        return ""
+    if any(shutil.which(c) for c in ("gcc", "clang", "cc")):
+        return ""
+    return ("torch-compiled on cuda needs a C compiler for Triton's launcher (none of $CC, gcc, clang, cc "
+            "found)")
+
+
 class TorchCompiledTrainer(TorchTrainerBase):
     name = "torch-compiled"
     library = "torch"
@@ -183,6 +209,12 @@ class TorchCompiledTrainer(TorchTrainerBase):
             raise BackendUnavailableError("torch-compiled on cpu needs a C++ compiler (none of g++, c++, clang++ found)")
         if self.dev.type == "mps":
             raise BackendUnavailableError("torch-compiled: torch.compile is not supported on 'mps' here")
+        if self.dev.type == "cuda":
+            problem = cuda_toolchain_problem()
+            if problem:
+                raise BackendUnavailableError(problem)
+        if CUDA_MODE not in CUDA_MODES:
+            raise ValueError(f"LOGREG_COMPILED_CUDA_MODE must be one of {', '.join(CUDA_MODES)}, got {CUDA_MODE!r}")
         self.compile_s = 0.0  # seconds this trainer spent compiling (0 if the process had the graphs)
 
     def _prepare(self, X, y, w0, b0):
@@ -194,6 +226,14 @@ class TorchCompiledTrainer(TorchTrainerBase):
         if self.config.optimizer == "adam":  # Adam's per-step host scalars, one row per step, on the device once
             sizes, bc2s = _optim.adam_coefficient_table(self.config.lr, self.config.n_iters, self.config.dtype)
             self._adam = torch.from_numpy(np.stack([sizes, bc2s], axis=1)).to(self.dev)
+        if self._cuda and CUDA_MODE == "static":
+            # read in place by every replay; a new trainer's tensors (new addresses) make the graphs
+            # re-record, which _prime does here, before any timed call
+            for t in (self.X, self.y, self._lr, self._l2, getattr(self, "batch_idx", None), getattr(self, "_adam", None)):
+                if isinstance(t, torch.Tensor):
+                    torch._dynamo.mark_static_address(t)
+            with torch.no_grad(), _dynamo_limits():  # as in run(): dynamo guards on the grad mode
+                self._ensure_compiled(calls=2)  # CUDA graph trees: a warm-up call, then the recording
 
     # -- the graphs this configuration can need, compiled before the first timed call -----------
 
@@ -229,24 +269,28 @@ class TorchCompiledTrainer(TorchTrainerBase):
         """Graphs Inductor compiled for the functions this configuration calls (0 before the first ``run``)."""
         return sum(_GRAPHS.get(f, 0) for f in {self._family(v) for v in self._variants()})
 
-    def _ensure_compiled(self):
+    def _ensure_compiled(self, calls: int = 0):
+        """Call every variant once whose shape this process has not called yet (compiling it where
+        needed); ``calls > 0``: every variant that many times, seen or not (this trainer's CUDA graphs)."""
         for variant in self._variants():
             key = self._key(variant)
-            if key in _SEEN:
+            if key in _SEEN and not calls:
                 continue
             form, k, m = variant
             before, t0 = unique_graphs(), time.perf_counter()
-            w, b = self.w0.clone(), self.b0.clone()
-            if isinstance(k, tuple):  # ("opt", optimizer)
-                state = _optim.init_state(k[1], w, b, torch.zeros_like)
-                data = () if self.schedule is None else (self.batch_idx[:m],)
-                _compiled_opt(self.dev.type, form, bool(data), self.k, k[1])(
-                    self.X, self.y, *data, w, b, state, self._adam[0] if k[1] == "adam" else None, self._lr, self._l2)
-            elif k is None:
-                _compiled(self.dev.type, form, None, self.k)(self.X, self.y, self.batch_idx[:m], w, b, self._lr,
-                                                             self._l2)
-            else:
-                _compiled(self.dev.type, form, k, self.k)(self.X, self.y, w, b, self._lr, self._l2)
+            for _ in range(max(calls, 1)):
+                w, b = self.w0.clone(), self.b0.clone()
+                if isinstance(k, tuple):  # ("opt", optimizer)
+                    state = _optim.init_state(k[1], w, b, torch.zeros_like)
+                    data = () if self.schedule is None else (self.batch_idx[:m],)
+                    _compiled_opt(self.dev.type, form, bool(data), self.k, k[1])(
+                        self.X, self.y, *data, w, b, state, self._adam[0] if k[1] == "adam" else None, self._lr,
+                        self._l2)
+                elif k is None:
+                    _compiled(self.dev.type, form, None, self.k)(self.X, self.y, self.batch_idx[:m], w, b, self._lr,
+                                                                 self._l2)
+                else:
+                    _compiled(self.dev.type, form, k, self.k)(self.X, self.y, w, b, self._lr, self._l2)
             synchronize(self.dev)
             self.compile_s += time.perf_counter() - t0
             fam = self._family(variant)

@@ -78,6 +78,7 @@ from ._torch_common import synchronize, to_device, to_host, torch_device
 from .base import LOG_CLAMP
 
 LOOPBACK = "127.0.0.1"
+CALL_TIMEOUT_S = 3600.0  # a command's limit (LOGREG_DDP_CALL_TIMEOUT): a stalled rank or NCCL hang ends
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _POOL = Pool("torch-ddp")
 
@@ -340,8 +341,10 @@ class LocalGroup:
     def healthy(self) -> bool:
         return not (self.closed or self.broken) and all(p.poll() is None for p in self.procs)
 
-    def call(self, cmd: str, per_rank_args: list[tuple]):
-        """Send ``cmd`` to every rank and wait for all; rank 0's output."""
+    def call(self, cmd: str, per_rank_args: list[tuple], timeout: float | None = None):
+        """Send ``cmd`` to every rank and wait for all, at most ``timeout`` seconds (:data:`CALL_TIMEOUT_S`);
+        rank 0's output. No answer in time (:class:`RankError`) or an interrupted wait breaks the group."""
+        timeout = float(os.environ.get("LOGREG_DDP_CALL_TIMEOUT", CALL_TIMEOUT_S)) if timeout is None else timeout
         if not self.healthy():
             raise RankError(f"torch-ddp: the process group of {self.workers} rank(s) is closed or failed; "
                             "prepare() a new trainer")
@@ -352,20 +355,24 @@ class LocalGroup:
         except (BrokenPipeError, OSError):
             self.broken = True
             raise RankError(self._deaths(cmd) or f"torch-ddp: a rank stopped listening during {cmd}") from None
-        out = self._collect(cmd, "ok")[0]
+        try:
+            out = self._collect(cmd, "ok", deadline=time.monotonic() + timeout)[0]
+        except BaseException:  # a Ctrl-C or the hard deadline in the wait: answers may still come, never reuse
+            self.broken = True
+            raise
         self.busy = False
         return out
 
     def _collect(self, cmd, expected, deadline=None):
         outs, errors = [None] * self.workers, []
         pending = set(range(self.workers))
+        allowed = None if deadline is None else max(0.0, deadline - time.monotonic())
         while pending:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = mp_wait([self.conns[r] for r in pending], timeout=left)
             if not ready:
                 self.broken = True
-                raise RankError(f"torch-ddp: rank(s) {sorted(pending)} did not answer {cmd} within "
-                                f"{self.timeout + 120:g} s")
+                raise RankError(f"torch-ddp: rank(s) {sorted(pending)} did not answer {cmd} within {allowed:.3g} s")
             for r in [r for r in pending if self.conns[r] in ready]:
                 pending.discard(r)
                 try:

@@ -1,6 +1,7 @@
-"""The GPU half (issue 21), tested on the CPU: the crossover analysis on a recorded FAKE fixture
-(tests/data/gpu-fixture/, made-up numbers, never a measurement), the budget logic, the CUDA-event
-fields, and a dry run of ``python -m bench gpu --devices cpu --tiny``."""
+"""The GPU half, tested on the CPU: the crossover analysis on a recorded FAKE fixture
+(tests/data/gpu-fixture/, made-up numbers, never a measurement), the plan and the budget logic, the
+CUDA-event fields, and the smoke run ``python -m bench gpu --devices cpu --smoke`` (every stage and
+backend). The deadline, the endings and the CUDA skip decisions: tests/test_gpu_endings.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pandas as pd
 import pytest
 
 from bench import crossover, gpu
-from bench.records import SCHEMA, Row
+from bench.gpu import command, plan, stages
+from bench.records import SCHEMA
 from bench.timing import Measurement, _CudaEvents
 
 FIXTURE = Path(__file__).parent / "data" / "gpu-fixture"
@@ -119,8 +121,9 @@ def test_plot_and_write(tmp_path, fixture_rows):
 # -- the plan and the budget ----------------------------------------------------------------------
 
 def test_plan_fits_eight_minutes():
-    assert sum(gpu.PLAN.values()) < gpu.HARD_LIMIT_S <= 450  # packing after the hard deadline: < 480 s
-    chunks = gpu.sweep_chunks()
+    full = plan.FULL
+    assert sum(full["plan"].values()) < full["hard_limit"] <= 450  # packing after the hard deadline: < 480 s
+    chunks = plan.sweep_chunks()
     main = [(ds, dt) for g, ds, dt in chunks if g == "main"]
     # the question first: float32 over n at d = 100, then float64, then d, then the largest n
     assert main[:5] == [(f"synthetic-{n}x100", "float32") for n in ("100", "1k", "10k", "100k", "1M")]
@@ -128,10 +131,35 @@ def test_plan_fits_eight_minutes():
     assert {ds for ds, _ in main[10:14]} == {"synthetic-100kx10", "synthetic-100kx1000"}
     assert main[-2:] == [("synthetic-10Mx100", "float32"), ("synthetic-10Mx100", "float64")]
     assert [(ds, dt) for g, ds, dt in chunks if g == "compiled"] == main  # torch-compiled: a second pass
-    assert gpu.sweep_iters(100, 100) == 1000 and gpu.sweep_iters(10_000_000, 100) == 10
-    assert gpu.sweep_iters(1_000_000, 100) == 20 and gpu.sweep_iters(100_000, 100) == 50
-    assert {g for g, _, _ in gpu.sweep_chunks(tiny=True)} == {"main"}
-    assert len(gpu.OWNED) <= 8
+    assert plan.sweep_iters(100, 100) == 1000 and plan.sweep_iters(10_000_000, 100) == 10
+    assert plan.sweep_iters(1_000_000, 100) == 20 and plan.sweep_iters(100_000, 100) == 50
+    assert len(plan.OWNED) <= 8
+
+
+def test_smoke_plan_takes_every_stage_and_group():
+    full, smoke = plan.sweep_chunks(), plan.sweep_chunks(smoke=True)
+    assert {g for g, _, _ in smoke} == {g for g, _, _ in full} == {"main", "compiled"}
+    assert {dt for _, _, dt in smoke} == {"float32", "float64"}
+    assert set(plan.SMOKE) == set(plan.FULL) and set(plan.SMOKE["plan"]) == set(plan.STAGES)
+    assert plan.SMOKE["iters"] % 5 == 0  # torch-compiled: K-step calls only, one graph per dtype
+    assert plan.SMOKE["largest"] and plan.SMOKE["optimum"] and plan.SMOKE["reports"]
+
+
+def test_budget_scales_stages_not_the_deadline_into_uselessness():
+    ends, hard = plan.deadlines(False, None)
+    assert hard == plan.FULL["hard_limit"] and ends["sweep"] == sum(plan.FULL["plan"].values())
+    ends, hard = plan.deadlines(False, 60)
+    assert ends["sweep"] == pytest.approx(60)
+    assert hard >= plan.MIN_HARD_S  # the first chunk starts every compiler: never 63 s
+    _, hard = plan.deadlines(False, 1000)
+    assert hard == pytest.approx(1000 + plan.HARD_MARGIN_S)
+
+
+def test_estimate_leaves_compilation_out():
+    # 30 s of which 25 s compiling: ten times the data is 5 * 10 + 25 s, not 300 s
+    assert plan.estimate(1.0, 30.0, 25.0, 10.0) == pytest.approx(75.0)
+    assert plan.estimate(1.0, 30.0, 0.0, 10.0) == pytest.approx(300.0)
+    assert plan.estimate(1.0, 3.0, 99.0, 10.0) == pytest.approx(3.0)  # compile_s is capped by the chunk's time
 
 
 class _FakeClock:
@@ -143,36 +171,53 @@ class _FakeClock:
 
 
 class _FakeRunner:
-    """Each chunk 'takes' a time proportional to its cost (no real run)."""
+    """Each chunk 'takes' a time proportional to its cost plus a fixed compile time (no real run)."""
 
-    def __init__(self, per_unit):
-        self.clock, self.per_unit, self.ran = _FakeClock(), per_unit, []
+    def __init__(self, per_unit, compile_s=0.0):
+        self.clock, self.per_unit, self.compile_s, self.ran = _FakeClock(), per_unit, compile_s, []
 
     def run(self, stage, label, cases, options=None):
         _, ds, dt = cases
-        secs = self.per_unit * gpu.chunk_cost(ds, dt)
+        secs = self.per_unit * plan.chunk_cost(ds, dt) + self.compile_s
         self.clock.now += secs
         stage.seconds += secs
         self.ran.append(label)
-        return secs
+        return stages.ChunkTime(secs, self.compile_s)
 
 
 def test_budget_stops_adding_sizes_and_says_so():
-    stage = gpu.Stage("sweep", end=100.0)
-    runner = _FakeRunner(per_unit=10.0 / gpu.chunk_cost("synthetic-1Mx100", "float32"))  # 1e6 x 100 f32: 10 s
-    chunks = [c for c in gpu.sweep_chunks() if c[0] == "main"]
-    gpu._chunked(runner, stage, chunks, lambda g, ds, dt: (g, ds, dt))
+    stage = stages.Stage("sweep", end=100.0)
+    runner = _FakeRunner(per_unit=10.0 / plan.chunk_cost("synthetic-1Mx100", "float32"))  # 1e6 x 100 f32: 10 s
+    chunks = [c for c in plan.sweep_chunks() if c[0] == "main"]
+    stages._chunked(runner, stage, chunks, lambda g, ds, dt: (g, ds, dt))
     assert "synthetic-10Mx100-float32" not in runner.ran  # 100 s estimated, not started
     assert any(w == "synthetic-10Mx100 float32" and "estimated" in why for w, why in stage.not_run)
     assert runner.clock.now <= stage.end
     assert "synthetic-100x100-float32" in runner.ran
 
 
+def test_compile_time_does_not_cut_the_larger_sizes():
+    # a 20 s compile in every chunk: counted as a constant, the 100k chunk (1 s of work) still fits
+    stage = stages.Stage("sweep", end=200.0)
+    runner = _FakeRunner(per_unit=1.0 / plan.chunk_cost("synthetic-100kx100", "float32"), compile_s=20.0)
+    chunks = [("main", f"synthetic-{n}x100", "float32") for n in ("100", "1k", "10k", "100k")]
+    stages._chunked(runner, stage, chunks, lambda g, ds, dt: (g, ds, dt))
+    assert runner.ran[-1] == "synthetic-100kx100-float32" and not stage.not_run
+
+
+def test_smoke_runs_every_chunk_whatever_the_estimate():
+    stage = stages.Stage("sweep", end=0.0)
+    runner = _FakeRunner(per_unit=1.0)
+    chunks = plan.sweep_chunks(smoke=True)
+    stages._chunked(runner, stage, chunks, lambda g, ds, dt: (g, ds, dt), estimated=False)
+    assert len(runner.ran) == len(chunks) and not stage.not_run
+
+
 def test_devices_argument():
-    assert gpu.parse_devices("cpu,cuda") == ("cpu", "cuda")
-    assert gpu.parse_devices("cpu cuda:1 cpu") == ("cpu", "cuda:1")
+    assert command.parse_devices("cpu,cuda") == ("cpu", "cuda")
+    assert command.parse_devices("cpu cuda:1 cpu") == ("cpu", "cuda:1")
     with pytest.raises(Exception, match="expected devices"):
-        gpu.parse_devices("tpu")
+        command.parse_devices("tpu")
 
 
 # -- CUDA-event time beside wall time ---------------------------------------------------------------
@@ -195,42 +240,54 @@ def test_device_floor_without_cuda_is_empty():
     assert figs["device_read"] is None and figs["device_gflops_float32"] is None
 
 
-# -- the dry run ----------------------------------------------------------------------------------
+# -- the smoke run on the CPU: every stage and backend of the full run -------------------------------
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gpu-dry")
-    with pytest.MonkeyPatch.context() as mp:  # the dry run measures the (tiny) floors: the suite skips them elsewhere
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu-smoke")
+    t0 = time.monotonic()
+    with pytest.MonkeyPatch.context() as mp:  # the smoke measures the (tiny) floors: the suite skips them elsewhere
         mp.delenv("LOGREG_BENCH_FLOOR", raising=False)
-        code = gpu.main(["--out", str(out), "--devices", "cpu", "--tiny"])
-    return code, out
+        code = gpu.main(["--out", str(out), "--devices", "cpu", "--smoke"])
+    return code, out, time.monotonic() - t0
 
 
-def test_dry_run_writes_at_most_eight_files(dry_run):
-    code, out = dry_run
+@pytest.mark.slow
+def test_smoke_run_reaches_every_stage_and_backend(smoke_run):
+    code, out, _seconds = smoke_run
     assert code == 0, (out / "summary.md").read_text() if (out / "summary.md").exists() else "no summary"
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(gpu.OWNED) and len(names) <= 8  # no lock, no work folder left behind
+    assert names == sorted(plan.OWNED) and len(names) <= 8  # no lock, no work folder left behind
     summary = (out / "summary.md").read_text()
-    assert "Dry run" in summary and "it holds no GPU figure" in summary
+    assert "Smoke run" in summary and "it holds no GPU figure" in summary
+    assert "every backend of every stage has a row" in summary
     env = json.loads((out / "env.json").read_text())
-    assert env["status"] == "complete" and env["tiny"] and env["exit_code"] == 0
-    assert [s["name"] for s in env["stages"]] == ["floors", "default", "ddp", "sweep"]
+    assert env["status"] == "complete" and env["smoke"] and env["exit_code"] == 0 and not env["not_reached"]
+    assert [s["name"] for s in env["stages"]] == list(plan.STAGES)
+    assert all(s["chunks_run"] >= 1 and not s["not_run"] and not s["error"] for s in env["stages"])
     assert env["roofline"]["host_read"] > 0
     rows = pd.read_csv(out / "runs.csv")
-    assert set(rows["device"]) == {"cpu"} and set(rows["status"]) == {"ok"}
+    assert set(rows["device"]) == {"cpu"} and set(rows["status"]) <= {"ok", "skipped"}
+    by_stage = rows.groupby("stage")["backend"].agg(set)
+    assert {"jax", "torch-compiled", "numba", "numpy", "torch"} <= by_stage["default"]
+    assert by_stage["ddp"] == {"torch", "torch-ddp"}
+    assert set(plan.SWEEP_BACKENDS) | set(plan.HOST_ONLY_BACKENDS) == by_stage["sweep"]
     assert {"event_time_median_s", "device_name", "transfer_s", "stage"} <= set(rows.columns)
     assert rows["event_time_median_s"].isna().all()  # no CUDA events on CPU rows
     assert set(rows[rows["stage"] == "sweep"]["dtype"]) == {"float32", "float64"}
+    assert rows[rows["stage"] == "default"]["suboptimality"].notna().any()  # the optimum was fitted
     assert list(pd.read_csv(out / "crossover.csv").columns) == crossover.CROSSOVER_COLUMNS
+    assert (out / "crossover.png").stat().st_size > 1000
     with tarfile.open(out / "gpu-run.tar.gz") as tf:
         inside = tf.getnames()
     assert any(n.endswith("sweep/runs.csv") for n in inside) and any(n.endswith("floors.json") for n in inside)
+    assert any("default/report/" in n for n in inside) and any("sweep/report/" in n for n in inside)
 
 
-def test_dry_run_refuses_its_own_folder_without_overwrite(dry_run, capsys):
-    code, out = dry_run
-    assert gpu.main(["--out", str(out), "--devices", "cpu", "--tiny"]) == 2
+@pytest.mark.slow
+def test_smoke_run_refuses_its_own_folder_without_overwrite(smoke_run, capsys):
+    _code, out, _ = smoke_run
+    assert gpu.main(["--out", str(out), "--devices", "cpu", "--smoke"]) == 2
     assert "error" in capsys.readouterr().err
 
 
@@ -238,34 +295,8 @@ def test_cli_registers_gpu(capsys):
     from bench.cli import build_parser
 
     args = build_parser().parse_args(["gpu", "--out", "somewhere", "--devices", "cpu", "--tiny"])
-    assert args.devices == ("cpu",) and args.tiny and callable(args.func)
+    assert args.devices == ("cpu",) and args.smoke and callable(args.func)
+    assert build_parser().parse_args(["gpu", "--out", "somewhere", "--smoke"]).smoke
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["gpu", "--out", "somewhere", "--devices", "tpu"])
     assert exc.value.code == 2 and "expected devices" in capsys.readouterr().err
-
-
-def test_hard_deadline_ends_the_run_and_keeps_finished_rows(tmp_path):
-    from bench.pipeline import RunOptions, matrix
-
-    clock = gpu.Clock()
-    runner = gpu.Runner(tmp_path, {}, RunOptions(repeats=3, warmup=0, budget_s=None, optimum=False), clock)
-    stage = gpu.Stage("sweep", end=100.0)
-    quick = matrix(("numpy",), ("cpu",), ("synthetic-100x4",), ("float64",), ("probs",), iters=10)
-    endless = matrix(("numpy",), ("cpu",), ("synthetic-1kx100",), ("float64",), ("probs",), iters=10_000_000)
-    watchdog = gpu.Watchdog(clock, 4.0).start()
-    try:
-        with pytest.raises(gpu.Deadline):
-            runner.run(stage, "deadline", quick + endless)
-    finally:
-        watchdog.stop()
-    assert clock.hit and not runner.failed  # a deadline is planned, not a failure
-    assert [r.status for _, r in runner.rows] == ["ok"]  # the quick row is kept, the endless one never finished
-    assert len(pd.read_csv(tmp_path / "sweep" / "runs.csv")) == 1
-
-
-def test_watchdog_stopped_never_fires():
-    clock = gpu.Clock()
-    w = gpu.Watchdog(clock, 0.05).start()
-    w.stop()
-    time.sleep(0.2)
-    assert not clock.hit
