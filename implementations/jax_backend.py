@@ -70,6 +70,8 @@ import time
 
 import numpy as np
 
+from . import _optim
+from ._lbfgs import import_optax, make_optax_lbfgs
 from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
 
 
@@ -159,8 +161,6 @@ def make_train(jax, config, full_batch: bool):
             w, b = carry
             return (w - lr * gw, b - lr * gb), loss
     else:  # momentum, nesterov, adam: implementations._optim's update in jax.numpy, its state in the carry
-        from . import _optim
-
         jnp, opt = jax.numpy, config.optimizer
         table = (_optim.adam_coefficient_table(lr, config.n_iters, config.dtype) if opt == "adam" else None)
 
@@ -235,8 +235,6 @@ class JaxTrainer(Trainer):
             self._args = tuple(args)
             # ahead-of-time compilation: the timed run() never traces or compiles
             if self.config.optimizer == "lbfgs":  # full batch only (Trainer.unsupported refuses mini-batches)
-                from ._lbfgs import import_optax, make_optax_lbfgs
-
                 train = make_optax_lbfgs(jax, import_optax(), make_loss(jax, self.config.formulation, self.config.l2,
                                                                         self.k), self.config)
             else:

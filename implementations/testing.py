@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import get_backend, reference, resolve
-from .base import DTYPES, FORMULATIONS, BackendUnavailableError, Trainer, TrainConfig, TrainResult
+from .base import DTYPES, FORMULATIONS, BackendUnavailableError, TrainConfig, Trainer, TrainResult
 from .reference import Divergence
 from .schedule import init_params
 
