@@ -1,6 +1,6 @@
-"""One rank of ``torch-ddp``: its shard of the rows and the per-step math of :mod:`implementations.torch_ddp`
-(partial sums, one ``all_reduce``, the same update on every rank). The same code runs in a spawned rank
-and in a torchrun process."""
+"""One rank of ``torch-ddp``: its shard of the rows and the per-step math written out in
+:mod:`implementations.torch_ddp` (partial sums, one ``all_reduce``, the same update on every rank).
+The same code runs in a spawned rank and in a torchrun process."""
 
 from __future__ import annotations
 

@@ -4,9 +4,10 @@ Each backend follows its *own* trajectory in its own dtype: every step is one ca
 ``run()`` (``n_iters=1``) from the parameters its previous step produced (float32 values survive
 the float64 round trip exactly), so the path is the one its ``run()`` would take. After each
 step the two parameter vectors are compared with the equivalence tolerance at that step count,
-``u sqrt(k) (1 + d + log2 n)`` (see :mod:`implementations.reference`; ``+ K`` for a softmax dataset with ``K >= 3``
-classes, whose parameters ``(W, b)`` are compared over all ``(d + 1) K`` entries and whose saturation
-count is the samples with ``log P[i, y_i] < -100``).
+``u sqrt(k) (1 + d + log2 n)`` (see :mod:`implementations.reference`; ``+ K`` for a softmax dataset
+with ``K >= 3`` classes, whose parameters ``(W, b)`` are compared over all ``(d + 1) K`` entries and
+whose saturation count is the samples with ``log P[i, y_i] < -100``). The stepping itself is
+:func:`implementations.testing.in_lockstep`, which the conformance checks use against the oracle.
 
 :func:`run` is ``python -m bench trajectory``: every dataset, device, dtype, formulation and
 penalty, one ``trajectory.csv`` and the per-step deviations in ``trajectory_steps.csv``.
