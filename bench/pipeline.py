@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
+from implementations import reference
+from implementations.schedule import init_params
 
 from . import data as datasets
 from . import interrupts, oracle, roofline
@@ -219,7 +221,7 @@ class Evaluator:
                 self._problems.clear()
                 self._references.clear()
             ds = datasets.load(name, self.options.seed)
-            w0, b0 = datasets.init_params(ds.d, self.options.seed, ds.init_scale, ds.n_classes)
+            w0, b0 = init_params(ds.d, self.options.seed, ds.init_scale, ds.n_classes)
             self._problems[name] = Problem(ds, w0, b0)
         return self._problems[name]
 
@@ -227,7 +229,7 @@ class Evaluator:
         key = (case.dataset, replace(case.config, device="cpu", workers=1))
         if key not in self._references:
             p = self.problem(case.dataset)
-            self._references[key] = oracle.reference_run(p.dataset.X, p.dataset.y, p.w0, p.b0, key[1])
+            self._references[key] = reference.reference_run(p.dataset.X, p.dataset.y, p.w0, p.b0, key[1])
         return self._references[key]
 
     def full_losses(self, case: Case, steps: np.ndarray) -> np.ndarray:
@@ -238,7 +240,7 @@ class Evaluator:
         key = ("full", case.dataset, replace(case.config, device="cpu", workers=1), len(steps))
         if key not in self._references:
             p = self.problem(case.dataset)
-            self._references[key] = oracle.full_losses_along(p.dataset.X, p.dataset.y, p.w0, p.b0, key[2], steps)
+            self._references[key] = reference.full_losses_along(p.dataset.X, p.dataset.y, p.w0, p.b0, key[2], steps)
         return self._references[key]
 
     def optimum(self, name: str, l2: float):
@@ -281,7 +283,7 @@ class Evaluator:
             pass
         return Row.for_case(self.run_id, case, n=n, d=d, epochs=case.config.n_iters * m / n,
                             bytes_per_step=bytes_per_step(m, d, case.config.dtype, case.config.n_classes),
-                            tolerance=oracle.config_tolerance(case.config, m, d), **extra, **fields)
+                            tolerance=reference.config_tolerance(case.config, m, d), **extra, **fields)
 
     def execute(self, case: Case) -> Outcome:
         """Run one case end to end; every exception becomes the row's status, never the run's."""
@@ -442,7 +444,7 @@ class Evaluator:
                    f"above {DIVERGENCE_GROWTH:.0e}x its first value")
             return Outcome(row.replace(**fields, verdict="fail", status="diverged",
                                        reason=f"loss or parameters {why} from step {step}"))
-        agreement = oracle.compare(res, ref, row.tolerance)
+        agreement = reference.compare(res, ref, row.tolerance)
         fields.update(max_abs_dw=agreement.max_abs_dw, abs_db=agreement.abs_db, max_abs_dloss=agreement.max_abs_dloss,
                       rel_dparam=agreement.rel_dparam, rel_dloss=agreement.rel_dloss, verdict=agreement.verdict,
                       saturated=oracle.saturated_count(ds.X, ref.w, ref.b, case.config.dtype, y=ds.y))
@@ -567,7 +569,7 @@ def _declared(backend: str, attribute: str) -> str | None:
 def _largest_logit(X, ref, dtype: str) -> float:
     """The largest |parameter| or |logit| of the oracle's final point, on the data as ``dtype`` sees it."""
     with np.errstate(over="ignore", invalid="ignore"):
-        z = oracle.rounded(X, dtype) @ ref.w + ref.b
+        z = reference.rounded(X, dtype) @ ref.w + ref.b
         return float(np.nanmax(np.abs(np.append(z, np.append(ref.w, ref.b)))))
 
 

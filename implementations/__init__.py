@@ -37,8 +37,17 @@ import os
 import sys
 from collections.abc import Mapping
 
-from .base import (DTYPES, FORMULATIONS, OPTIMIZERS, BackendUnavailableError, BatchSchedule, DeviceUnavailableError, Trainer,
-                   TrainConfig, TrainResult, batch_schedule)
+from .base import (
+    DTYPES,
+    FORMULATIONS,
+    OPTIMIZERS,
+    BackendUnavailableError,
+    DeviceUnavailableError,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+)
+from .schedule import BatchSchedule, batch_schedule
 
 ENTRY_POINT_GROUP = "logreg_bench.backends"
 _SPECS: dict[str, str] = {}  # name -> "module:Class", in registration order (the matrix's order)

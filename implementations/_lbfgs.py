@@ -41,6 +41,8 @@ import time
 
 import numpy as np
 
+from .base import BackendUnavailableError
+
 HISTORY = 10  # pairs of (s, y) kept, every library
 MAX_LS = 25  # torch's strong-Wolfe default evaluations per line search
 
@@ -132,8 +134,6 @@ def scipy_lbfgs(loss_grad, x0: np.ndarray, config):
 
 
 def import_optax():
-    from .base import BackendUnavailableError
-
     try:
         import optax
     except ImportError:

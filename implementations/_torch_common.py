@@ -1,5 +1,6 @@
-"""Device handling shared by the torch backends: resolve, validate, synchronize, convert; and the
-softmax losses (``n_classes >= 3``) every torch backend computes the same way."""
+"""Device handling shared by the torch backends: resolve, validate, synchronize, convert; the
+softmax losses (``n_classes >= 3``) every torch backend computes the same way; and the plain eager
+hand-derived step that ``torch-fused`` runs on small data and ``torch-compiled`` compiles."""
 
 from __future__ import annotations
 
@@ -61,6 +62,71 @@ def softmax_loss(Z: torch.Tensor, y: torch.Tensor, formulation: str) -> torch.Te
     if formulation == "logits":
         return F.cross_entropy(Z, y)
     return F.nll_loss(torch.clamp(torch.log(F.softmax(Z, 1)), min=LOG_CLAMP), y)
+
+
+
+def binary_loss(z, p, y, formulation: str):
+    if formulation == "probs":
+        return F.binary_cross_entropy(p, y)
+    return F.binary_cross_entropy_with_logits(z, y)
+
+
+def plain_step(X, y, w, b, lr, l2, formulation: str | None):
+    """The plain step on rows ``X, y``: ``(w, b)`` updated, and the penalised loss at ``(w, b)`` if
+    ``formulation`` is not None. ``l2=None`` for λ = 0: no op more than ``torch-manual``."""
+    g, gb, loss = plain_grad(X, y, w, b, l2, formulation)
+    return w - lr * g, b - lr * gb, loss
+
+
+def plain_grad(X, y, w, b, l2, formulation: str | None):
+    """``(g_w, g_b, loss)`` of :func:`plain_step` (its gradient, before the update)."""
+    z = torch.addmv(b, X, w)
+    p = torch.sigmoid(z)
+    loss = None if formulation is None else binary_loss(z, p, y, formulation)
+    if loss is not None and l2 is not None:
+        loss = loss + (0.5 * l2) * torch.dot(w, w)
+    r = p - y
+    g = torch.mv(X.T, r) / X.shape[0]
+    if l2 is not None:
+        g = g + l2 * w
+    return g, r.mean(), loss
+
+
+def plain_step_softmax(X, y, w, b, lr, l2, formulation: str | None, k: int):
+    """The plain K-class step on rows ``X, y`` (int64 labels): ``(W, b)`` updated, and the penalised
+    loss at ``(W, b)`` if ``formulation`` is not None."""
+    g, gb, loss = plain_grad_softmax(X, y, w, b, l2, formulation, k)
+    return w - lr * g, b - lr * gb, loss
+
+
+def plain_grad_softmax(X, y, w, b, l2, formulation: str | None, k: int):
+    """``(g_W, g_b, loss)`` of :func:`plain_step_softmax` (its gradient, before the update)."""
+    Z = torch.addmm(b, X, w)
+    loss = None if formulation is None else softmax_loss(Z, y, formulation)
+    if loss is not None and l2 is not None:
+        loss = loss + (0.5 * l2) * (w * w).sum()
+    R = torch.softmax(Z, 1).sub_(torch.zeros_like(Z).scatter_(1, y[:, None], 1.0))  # P - one_hot(y), compilable
+    g = torch.mm(X.T, R) / X.shape[0]
+    if l2 is not None:
+        g = g + l2 * w
+    return g, R.mean(0), loss
+
+@torch.no_grad()
+def exact_loss_and_grad(X, y, w, b, l2: float, formulation: str, k: int):
+    """``(loss, g_w, g_b)`` on the host, float64, of the full data ``X, y`` at ``(w, b)`` (device
+    tensors), penalty included: the hand-derived gradient, ``X^T (p - y) / n + l2 w`` and ``mean(p - y)``
+    (softmax, ``k >= 3``: ``X^T (P - Y) / n + l2 W`` and the column means of ``P - Y``)."""
+    n = X.shape[0]
+    if k >= 3:
+        Z = torch.addmm(b, X, w)
+        loss = softmax_loss(Z, y, formulation) + 0.5 * l2 * (w * w).sum()
+        R = torch.softmax(Z, 1) - F.one_hot(y, k).to(Z.dtype)
+        return to_host(loss), to_host(torch.mm(X.T, R) / n + l2 * w), to_host(R.mean(0))
+    z = torch.addmv(b, X, w)
+    p = torch.sigmoid(z)
+    loss = binary_loss(z, p, y, formulation) + 0.5 * l2 * torch.dot(w, w)
+    r = p - y
+    return to_host(loss), to_host(torch.mv(X.T, r) / n + l2 * w), to_host(r.mean())
 
 
 class TorchTrainerBase(Trainer):

@@ -74,6 +74,8 @@ import time
 
 import numpy as np
 
+from . import _optim
+from ._lbfgs import import_optax, make_optax_lbfgs
 from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
 
 # every program is traced and compiled under this matrix-product precision: on a GPU JAX's default may
@@ -168,8 +170,6 @@ def make_train(jax, config, full_batch: bool):
             w, b = carry
             return (w - lr * gw, b - lr * gb), loss
     else:  # momentum, nesterov, adam: implementations._optim's update in jax.numpy, its state in the carry
-        from . import _optim
-
         jnp, opt = jax.numpy, config.optimizer
         table = (_optim.adam_coefficient_table(lr, config.n_iters, config.dtype) if opt == "adam" else None)
 
@@ -251,8 +251,6 @@ class JaxTrainer(Trainer):
             jax.block_until_ready(self._args)  # device_put returns before the copy ends: the copy is the transfer
             # ahead-of-time compilation: the timed run() never traces or compiles
             if self.config.optimizer == "lbfgs":  # full batch only (Trainer.unsupported refuses mini-batches)
-                from ._lbfgs import import_optax, make_optax_lbfgs
-
                 train = make_optax_lbfgs(jax, import_optax(), make_loss(jax, self.config.formulation, self.config.l2,
                                                                         self.k), self.config)
             else:

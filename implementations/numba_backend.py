@@ -68,20 +68,21 @@ import time
 
 import numpy as np
 
+from ._optim import adam_coefficient_table
 from ._reduce import mean_penalised
-from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
+from .base import BackendUnavailableError, DeviceUnavailableError, Trainer
 
 ROWS_PER_BLOCK = 2048
 PARALLEL_MIN_ELEMENTS = 2**22  # m d below this: the serial kernel (see the module docstring)
 
 def _softmax_kernels():
-    from . import _numba_kernels as k
+    from . import _numba_kernels as k  # imports numba (seconds): only when a kernel is called
 
     return k.softmax_run_serial, k.softmax_run_parallel, k.softmax_loss_grad
 
 
 def _kernels():
-    from . import _numba_kernels as k
+    from . import _numba_kernels as k  # imports numba (seconds): only when a kernel is called
 
     return k.run_serial, k.run_parallel, k.loss_grad
 
@@ -101,8 +102,6 @@ class NumbaTrainer(Trainer):
         3), Adam's per-step host scalars (:func:`implementations._optim.adam_coefficient_table`) and
         zero state ``(2, size of W)``, ``(2, size of b)`` made here, so every run starts from zero
         buffers. ``gd`` reads none of them: zeros made once in ``prepare``, and empty state."""
-        from ._optim import adam_coefficient_table
-
         cfg, dt = self.config, self.X.dtype
         if cfg.optimizer == "gd":
             return (0, self._no_table, self._no_table, np.empty((2, 0), dt), np.empty((2, 0), dt))

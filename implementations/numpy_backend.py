@@ -66,6 +66,7 @@ import contextlib
 
 import numpy as np
 
+from ._lbfgs import scipy_lbfgs
 from ._loop import gather, gradient_descent
 from ._optim import HAND_WRITTEN, stepper
 from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
@@ -244,8 +245,6 @@ class NumpyTrainer(Trainer):
         """``scipy.optimize.minimize(method="L-BFGS-B")`` with this backend's hand-derived loss and
         gradient (:func:`implementations._lbfgs.scipy_lbfgs`; scipy's own line search). Parameters are one
         flat float64 vector ``[w.ravel(), b]`` for scipy, cast to the run's dtype for each evaluation."""
-        from ._lbfgs import scipy_lbfgs
-
         xp, cfg = self.xp, self.config
         shape_w, shape_b, size_w = self.w0.shape, self.b0.shape, int(np.prod(self.w0.shape))
 

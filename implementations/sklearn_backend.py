@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from .base import Trainer
+from .base import BackendUnavailableError, Trainer
 from .numpy_backend import forward_loss
 
 SOLVER_POINTS = 10  # the default number of fits: max_iter = 1, 2, 4, ..., 512
@@ -67,8 +67,6 @@ class SklearnTrainer(Trainer):
         try:
             import sklearn  # noqa: F401
         except ImportError:  # pragma: no cover - a core dependency
-            from .base import BackendUnavailableError
-
             raise BackendUnavailableError(f"backend {self.name!r} needs scikit-learn") from None
 
     def _prepare(self, X, y, w0, b0):

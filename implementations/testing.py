@@ -25,7 +25,7 @@ The checks (:func:`checks` lists them for a class):
   central finite differences (float64, at the init and at a random point).
 * ``check_oracle_agreement[dtype-formulation]`` (float32 and float64, both formulations), plus
   ``[...-batch32]`` (mini-batches) and ``[...-l2]`` where the class supports them — a run's final
-  parameters and whole loss history against the float64 oracle (``bench.oracle.reference_run``)
+  parameters and whole loss history against the float64 oracle (``implementations.reference``)
   within the harness's tolerance. When they differ, the failure names the **first divergent step**:
   the backend is run in lockstep with the oracle (one ``run()`` of one step at a time from the
   parameters its own previous step produced, as ``bench trajectory`` does; for mini-batches, runs of
@@ -48,7 +48,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .base import DTYPES, FORMULATIONS, BackendUnavailableError, Trainer, TrainConfig, TrainResult
+from . import get_backend, reference, resolve
+from .base import DTYPES, FORMULATIONS, BackendUnavailableError, TrainConfig, Trainer, TrainResult
+from .reference import Divergence
+from .schedule import init_params
 
 AGREEMENT_STEPS = 300  # full-batch steps of each agreement run (Iris, lr = 0.01)
 MINIBATCH_STEPS, MINIBATCH_SIZE = 60, 32  # ~19 epochs of Iris' 100 rows in batches of 32 (the last one 4)
@@ -58,24 +61,6 @@ GRADIENTS = ("hand-derived", "autograd", "solver")  # solver: a library computes
 
 class CheckSkipped(Exception):
     """The check does not apply: the case is outside what the trainer declares it supports."""
-
-
-@dataclass(frozen=True)
-class Divergence:
-    """Where a run first leaves the oracle's path: after ``step`` steps its parameters differ by
-    ``rel`` (max |Δθ| / max |θ_oracle|; ``abs`` absolute) while ``tolerance`` allows that many steps."""
-
-    step: int
-    rel: float
-    abs: float
-    tolerance: float
-    what: str = "parameters"
-    worst: str = ""  # the parameter that differs most there: "w[2]" or "b"
-
-    def __str__(self) -> str:
-        most = f", most in {self.worst}" if self.worst else ""
-        return (f"first divergent step {self.step}: {self.what} off the float64 oracle's by {self.rel:.2e} relative "
-                f"({self.abs:.2e} absolute{most}; tolerance {self.tolerance:.2e} at that step)")
 
 
 class CheckFailed(AssertionError):
@@ -90,12 +75,16 @@ class CheckFailed(AssertionError):
 
 @functools.lru_cache(maxsize=1)
 def iris_problem():
-    """Iris as the seed takes it (versicolor = 0, virginica = 1), and the seed's init (float64 host arrays)."""
-    from bench.data import init_params, load
+    """Iris as the seed takes it (versicolor = 0, virginica = 1), and the seed's init (float64 host arrays).
 
-    ds = load("iris", 0)
-    w0, b0 = init_params(ds.d, 0, ds.init_scale)
-    return np.asarray(ds.X, np.float64), np.asarray(ds.y, np.float64), np.asarray(w0, np.float64), float(b0)
+    Rows 50-149 of ``load_iris`` are versicolor then virginica; ``target[:100]`` (fifty 0s, fifty 1s) is
+    reused as their labels on purpose, as the seed does."""
+    from sklearn.datasets import load_iris  # scikit-learn is imported only when a check runs
+
+    data, target = load_iris(return_X_y=True)
+    X, y = data[50:150].astype(np.float64), target[:100].astype(np.float64)
+    w0, b0 = init_params(X.shape[1], 0, 1.0)
+    return X, y, np.asarray(w0, np.float64), float(b0)
 
 
 def _make(cls, config: TrainConfig) -> Trainer:
@@ -241,9 +230,6 @@ def check_loss_and_grad(cls, formulation: str):
     """``loss_and_grad(w, b)`` in float64, at the init and at a random point: the loss equals the float64
     oracle's (rel 1e-10) and the gradient equals central finite differences of it (rel 1e-7) and the
     oracle's exact ``(X^T (p - y) / n, mean(p - y))`` (rel 1e-9)."""
-    from bench import oracle
-    from bench.diagnostics.grad import finite_difference
-
     X, y, w0, b0 = iris_problem()
     if "float64" not in tuple(cls.dtypes):
         raise CheckSkipped(f"{cls.__name__} declares dtypes {tuple(cls.dtypes)}: the gradient is checked in float64")
@@ -257,10 +243,10 @@ def check_loss_and_grad(cls, formulation: str):
             if gw.shape != w.shape:
                 problems.append(f"at {where}: grad_w has shape {gw.shape}, expected {w.shape}")
                 continue
-            ref_loss = oracle.loss(X, y, w, b, formulation)
-            ref_w, ref_b = oracle.grad(X, y, w, b)
+            ref_loss = reference.loss(X, y, w, b, formulation)
+            ref_w, ref_b = reference.grad(X, y, w, b)
             ref, got = np.append(ref_w, ref_b), np.append(gw, gb)
-            fd = finite_difference(X, y, w, b, formulation)
+            fd = reference.finite_difference(X, y, w, b, formulation)
             scale = max(np.abs(ref).max(), np.finfo(float).tiny)
             if not abs(loss - ref_loss) <= 1e-10 * max(abs(ref_loss), 1.0):
                 problems.append(f"at {where}: loss {loss:.12g}, the oracle's {ref_loss:.12g}")
@@ -279,20 +265,18 @@ def check_oracle_agreement(cls, dtype: str, formulation: str, batch_size: int | 
     """A ``dtype`` run (``formulation``; full batch, or mini-batches of ``batch_size``; penalty ``l2``)
     agrees with the float64 oracle — final parameters and the whole loss history within the harness's
     tolerance ``u sqrt(K) (1 + d + log2 m)``; if not, the failure names the first divergent step."""
-    from bench import oracle
-
     X, y, w0, b0 = iris_problem()
     steps = AGREEMENT_STEPS if batch_size is None else MINIBATCH_STEPS
     config = TrainConfig(lr=0.01, n_iters=steps, dtype=dtype, formulation=formulation, batch_size=batch_size, l2=l2)
     _make(cls, config).close()  # skipped here when unsupported
     res = _train(cls, config, X, y, w0, b0)
-    ref = oracle.reference_run(X, y, w0, b0, config)
-    tol = oracle.config_tolerance(config, X.shape[0], X.shape[1])
+    ref = reference.reference_run(X, y, w0, b0, config)
+    tol = reference.config_tolerance(config, X.shape[0], X.shape[1])
     what = _describe(config)
     if res.w.shape != ref.w.shape or res.losses.shape != ref.losses.shape:
         raise CheckFailed(f"{what}: result() has w of shape {res.w.shape} and losses of shape {res.losses.shape}, "
                           f"expected {ref.w.shape} and {ref.losses.shape}")
-    agreement = oracle.compare(res, ref, tol)
+    agreement = reference.compare(res, ref, tol)
     if agreement.ok:
         return agreement
     where = first_divergence(cls, config, X, y, w0, b0)
@@ -316,63 +300,49 @@ def _dtype(cls) -> str:
 
 # -- where a loop leaves the oracle ----------------------------------------------------------------
 
-def oracle_path(X, y, w0, b0, config: TrainConfig):
-    """The float64 oracle's parameters ``θ_k`` after each step ``k = 1 .. n_iters`` (and its loss of
-    each step): one :func:`bench.oracle.reference_run` step at a time, on the data and init rounded to
-    ``config.dtype``, each step on its batch of the shared schedule."""
-    from bench import oracle
-
-    from .base import batch_schedule
-
-    Xr, w, b = oracle.rounded(X, config.dtype), oracle.rounded(w0, config.dtype), float(oracle.rounded(b0, config.dtype))
-    y = np.asarray(y, np.float64)
-    one = replace(config, n_iters=1, record_every=1, batch_size=None, dtype="float64", device="cpu")
-    sched = None if config.batch_size is None else batch_schedule(X.shape[0], config.batch_size, config.n_iters,
-                                                                  config.shuffle_seed)
-    thetas, losses = [], []
-    for t in range(config.n_iters):
-        rows = slice(None) if sched is None else sched[t]
-        res = oracle.reference_run(Xr[rows], y[rows], w, b, one)
-        w, b = res.w, res.b
-        thetas.append(np.append(w, b))
-        losses.append(res.losses[0])
-    return thetas, np.array(losses)
+def in_lockstep(trainers, X, y, w0, b0, n_iters: int):
+    """Step ``trainers`` (each configured with ``n_iters=1``) side by side from ``(w0, b0)``, each on its
+    *own* path: step ``k`` of a trainer is one ``prepare`` + ``run()`` from the parameters its step
+    ``k - 1`` produced (float32 values survive the float64 round trip exactly), so the path is the one
+    its ``run()`` would take. Yields ``(k, results)`` for ``k = 1 .. n_iters``, one ``TrainResult`` a
+    trainer, in order; stop iterating to stop stepping."""
+    theta = [(w0, b0)] * len(trainers)
+    for k in range(1, n_iters + 1):
+        results = []
+        for i, trainer in enumerate(trainers):
+            trainer.prepare(X, y, *theta[i])
+            trainer.run()
+            res = trainer.result()
+            theta[i] = (res.w, res.b)
+            results.append(res)
+        yield k, results
 
 
 def first_divergence(cls, config: TrainConfig, X, y, w0, b0) -> Divergence | None:
     """The first step after which ``cls``'s own path leaves the oracle's by more than the tolerance for
-    that many steps (``bench.oracle.tolerance(dtype, k, m, d)``), or — when every step's parameters
-    agree — the first recorded loss that does not. None when neither does.
+    that many steps (``implementations.reference.tolerance(dtype, k, m, d)``), or — when every step's
+    parameters agree — the first recorded loss that does not. None when neither does.
 
-    Full batch: lockstep, as ``bench trajectory`` — each step is one ``run()`` of ``n_iters=1`` from the
-    parameters the backend's previous step produced (float32 values survive the float64 round trip
-    exactly). Mini-batches: runs of ``k = 1, 2, ...`` steps from ``(w0, b0)``, so that step ``k`` uses
-    batch ``k`` of the shared schedule."""
-    from bench import oracle
-
+    Full batch: :func:`in_lockstep`, as ``bench trajectory``. Mini-batches: runs of ``k = 1, 2, ...``
+    steps from ``(w0, b0)``, so that step ``k`` uses batch ``k`` of the shared schedule."""
     n, d = X.shape
     m = config.batch_size or n
-    thetas, ref_losses = oracle_path(X, y, w0, b0, config)
-    lockstep = config.batch_size is None
-    trainer = _make(cls, replace(config, n_iters=1, record_every=1)) if lockstep else None
-    w, b = np.asarray(w0, np.float64), float(b0)
+    thetas, ref_losses = reference.reference_path(X, y, w0, b0, config)
+    trainer = _make(cls, replace(config, n_iters=1, record_every=1)) if config.batch_size is None else None
+    if trainer is not None:
+        path = ((k, results[0]) for k, results in in_lockstep([trainer], X, y, w0, b0, config.n_iters))
+    else:
+        path = ((k, _train(cls, replace(config, n_iters=k, record_every=1), X, y, w0, b0))
+                for k in range(1, config.n_iters + 1))
     got_losses = []
     try:
-        for k in range(1, config.n_iters + 1):
-            if lockstep:
-                trainer.prepare(X, y, w, b)
-                trainer.run()
-                res = trainer.result()
-                w, b = res.w, res.b
-                got_losses.append(res.losses[0])
-            else:
-                res = _train(cls, replace(config, n_iters=k, record_every=1), X, y, w0, b0)
-                got_losses.append(res.losses[-1])
+        for k, res in path:
+            got_losses.append(res.losses[-1])
             got, ref = np.append(res.w, res.b), thetas[k - 1]
             scale = max(np.abs(ref).max(), np.finfo(float).tiny)
             diff = np.abs(got - ref).max() if got.shape == ref.shape else math.inf
             rel = diff / scale if np.isfinite(diff) else math.inf
-            tol = oracle.tolerance(config.dtype, k, m, d)
+            tol = reference.tolerance(config.dtype, k, m, d)
             if not rel <= tol:
                 j = int(np.nanargmax(np.abs(got - ref))) if got.shape == ref.shape else -1
                 return Divergence(k, float(rel), float(diff), tol, worst="b" if j in (-1, d) else f"w[{j}]")
@@ -382,7 +352,7 @@ def first_divergence(cls, config: TrainConfig, X, y, w0, b0) -> Divergence | Non
     got_losses = np.asarray(got_losses, np.float64)
     lscale = max(np.abs(ref_losses).max(), np.finfo(float).tiny)
     for t, (a, r) in enumerate(zip(got_losses, ref_losses)):
-        tol = oracle.tolerance(config.dtype, t + 1, m, d)
+        tol = reference.tolerance(config.dtype, t + 1, m, d)
         if not abs(a - r) / lscale <= tol:
             return Divergence(t, float(abs(a - r) / lscale), float(abs(a - r)), tol,
                               what=f"parameters agree at every step, but the loss recorded at step {t} (losses[{t}])")
@@ -420,7 +390,7 @@ class Check:
             return self.run(cls)
         except CheckSkipped as exc:
             if "pytest" in sys.modules:
-                import pytest
+                import pytest  # a test dependency: imported only under pytest
 
                 pytest.skip(str(exc))
             raise
@@ -508,7 +478,7 @@ def check_trainer(cls) -> list[CheckResult]:
 def parametrize_with_checks(trainers):
     """A ``pytest.mark.parametrize("trainer, check", ...)`` over every check of every class in
     ``trainers`` (classes, or specs), with ids ``"<Class>-<check id>"``; the test body is ``check(trainer)``."""
-    import pytest
+    import pytest  # a test dependency: imported only when asked for pytest parameters
 
     classes = [_as_class(t) for t in trainers]
     params = [pytest.param(cls, check, id=f"{cls.__name__}-{check.id}") for cls in classes for check in checks(cls)]
@@ -517,8 +487,6 @@ def parametrize_with_checks(trainers):
 
 def _as_class(obj) -> type:
     if isinstance(obj, str):
-        from . import get_backend, resolve
-
         return get_backend(resolve(obj))
     if not (isinstance(obj, type) and issubclass(obj, Trainer)):
         raise ValueError(f"trainer must be a subclass of implementations.Trainer or a backend spec, got {obj!r}")
@@ -527,5 +495,5 @@ def _as_class(obj) -> type:
 
 __all__ = ["Check", "CheckFailed", "CheckResult", "CheckSkipped", "Divergence", "check_bad_input", "check_call_order",
            "check_declared_attributes", "check_loss_and_grad", "check_oracle_agreement", "check_restart_from_w0",
-           "check_result_shapes", "check_trainer", "checks", "first_divergence", "iris_problem", "oracle_path",
+           "check_result_shapes", "check_trainer", "checks", "first_divergence", "in_lockstep", "iris_problem",
            "parametrize_with_checks", "run_checks"]

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _optim
+from ._lbfgs import torch_lbfgs
 from ._loop import gradient_descent
 from ._torch_common import TorchTrainerBase, softmax_loss, synchronize, to_host
 
@@ -128,8 +129,6 @@ class TorchTrainer(TorchTrainerBase):
 
     def _run_lbfgs(self, w, b):
         """One ``torch.optim.LBFGS([w, b], ...).step(closure)`` on the same autograd loss (penalty included)."""
-        from ._lbfgs import torch_lbfgs
-
         trace = torch_lbfgs([w, b], lambda: self._loss(w, b, self.X, self.y), self.config)
         losses, self.point_times_s = trace.finish()
         self.evaluations, self.run_s = trace.evaluations, trace.run_s

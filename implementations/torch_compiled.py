@@ -67,11 +67,11 @@ import time
 import numpy as np
 import torch
 
-from ._loop import gradient_descent
-from ._torch_common import TorchTrainerBase, synchronize
-from .base import BackendUnavailableError
 from . import _optim
-from .torch_fused import TorchFusedTrainer, _grad, _grad_softmax, _step, _step_softmax
+from ._loop import gradient_descent
+from ._torch_common import (TorchTrainerBase, exact_loss_and_grad, plain_grad, plain_grad_softmax, plain_step,
+                            plain_step_softmax, synchronize)
+from .base import BackendUnavailableError
 
 STEPS_PER_CALL = 5  # K: steps traced into one full-batch call (compile time grows with it)
 # CUDA: "static" (default): CUDA graphs (mode="reduce-overhead") with X, y and the other per-trainer
@@ -89,8 +89,8 @@ _GRAPHS: dict[tuple, int] = {}  # (device, dtype, variant, K) -> graphs Inductor
 
 def _one_step(X, y, w, b, lr, l2, formulation: str | None, classes: int):
     if classes >= 3:
-        return _step_softmax(X, y, w, b, lr, l2, formulation, classes)
-    return _step(X, y, w, b, lr, l2, formulation)
+        return plain_step_softmax(X, y, w, b, lr, l2, formulation, classes)
+    return plain_step(X, y, w, b, lr, l2, formulation)
 
 
 def _k_steps(X, y, w, b, lr, l2, formulation: str | None, k: int, classes: int = 2):
@@ -122,9 +122,9 @@ def _opt_step(X, y, w, b, state, coeffs, lr, l2, formulation: str | None, classe
     """One ``momentum``/``nesterov``/``adam`` step: ``torch-fused``'s plain gradient, then
     :func:`implementations._optim.update` (``coeffs``: Adam's ``[lr / bc1, sqrt(bc2)]`` of this step, else None)."""
     if classes >= 3:
-        g, gb, loss = _grad_softmax(X, y, w, b, l2, formulation, classes)
+        g, gb, loss = plain_grad_softmax(X, y, w, b, l2, formulation, classes)
     else:
-        g, gb, loss = _grad(X, y, w, b, l2, formulation)
+        g, gb, loss = plain_grad(X, y, w, b, l2, formulation)
     w, b, state = _optim.update(optimizer, lr, w, b, g, gb, state, None if coeffs is None else (coeffs[0], coeffs[1]),
                                 torch.sqrt)
     return w, b, state, loss
@@ -370,4 +370,6 @@ class TorchCompiledTrainer(TorchTrainerBase):
                 w, b, _unused = self._call(None, 1, w, b)
         return w, b
 
-    _loss_and_grad = TorchFusedTrainer._loss_and_grad  # eager, on the full data: the same math
+    @torch.no_grad()
+    def _loss_and_grad(self, w, b):  # eager, on the full data: torch-fused's math
+        return exact_loss_and_grad(self.X, self.y, *self._params(w, b), self.config.l2, self.config.formulation, self.k)

@@ -50,58 +50,12 @@ import torch.nn.functional as F
 from ._loop import gradient_descent
 from ._optim import HAND_WRITTEN, stepper
 from ._reduce import BlockPool
-from ._torch_common import TorchTrainerBase, softmax_loss, synchronize, to_host
+from ._torch_common import (TorchTrainerBase, binary_loss, exact_loss_and_grad, plain_grad, plain_grad_softmax,
+                            plain_step, plain_step_softmax, softmax_loss, synchronize)
 
 BLOCK_MIN_BYTES = 32 * 2**20  # X of a step below this (a typical last-level cache): the plain step
 THREAD_BLOCK_BYTES = 1536 * 1024  # threaded path: rows per block ~ this
 BLOCK_BYTES = 8 * 2**20  # single-thread blocked path: a quarter of a 32 MiB L3
-
-
-def _loss(z, p, y, formulation: str):
-    if formulation == "probs":
-        return F.binary_cross_entropy(p, y)
-    return F.binary_cross_entropy_with_logits(z, y)
-
-
-def _step(X, y, w, b, lr, l2, formulation: str | None):
-    """The plain step on rows ``X, y``: ``(w, b)`` updated, and the penalised loss at ``(w, b)`` if
-    ``formulation`` is not None. ``l2=None`` for λ = 0: no op more than ``torch-manual``."""
-    g, gb, loss = _grad(X, y, w, b, l2, formulation)
-    return w - lr * g, b - lr * gb, loss
-
-
-def _grad(X, y, w, b, l2, formulation: str | None):
-    """``(g_w, g_b, loss)`` of :func:`_step` (its gradient, before the update)."""
-    z = torch.addmv(b, X, w)
-    p = torch.sigmoid(z)
-    loss = None if formulation is None else _loss(z, p, y, formulation)
-    if loss is not None and l2 is not None:
-        loss = loss + (0.5 * l2) * torch.dot(w, w)
-    r = p - y
-    g = torch.mv(X.T, r) / X.shape[0]
-    if l2 is not None:
-        g = g + l2 * w
-    return g, r.mean(), loss
-
-
-def _step_softmax(X, y, w, b, lr, l2, formulation: str | None, k: int):
-    """The plain K-class step on rows ``X, y`` (int64 labels): ``(W, b)`` updated, and the penalised
-    loss at ``(W, b)`` if ``formulation`` is not None."""
-    g, gb, loss = _grad_softmax(X, y, w, b, l2, formulation, k)
-    return w - lr * g, b - lr * gb, loss
-
-
-def _grad_softmax(X, y, w, b, l2, formulation: str | None, k: int):
-    """``(g_W, g_b, loss)`` of :func:`_step_softmax` (its gradient, before the update)."""
-    Z = torch.addmm(b, X, w)
-    loss = None if formulation is None else softmax_loss(Z, y, formulation)
-    if loss is not None and l2 is not None:
-        loss = loss + (0.5 * l2) * (w * w).sum()
-    R = torch.softmax(Z, 1).sub_(torch.zeros_like(Z).scatter_(1, y[:, None], 1.0))  # P - one_hot(y), compilable
-    g = torch.mm(X.T, R) / X.shape[0]
-    if l2 is not None:
-        g = g + l2 * w
-    return g, R.mean(0), loss
 
 
 class TorchFusedTrainer(TorchTrainerBase):
@@ -159,7 +113,7 @@ class TorchFusedTrainer(TorchTrainerBase):
             z = zbuf[:Xb.shape[0]]
             torch.addmv(b, Xb, w, out=z)
             if formulation is not None:
-                ls.add_(_loss(z, torch.sigmoid(z), yb, formulation), alpha=Xb.shape[0])
+                ls.add_(binary_loss(z, torch.sigmoid(z), yb, formulation), alpha=Xb.shape[0])
             r = z.sigmoid_().sub_(yb)
             s.add_(r.sum())
             g.addmv_(Xb.T, r)
@@ -180,7 +134,7 @@ class TorchFusedTrainer(TorchTrainerBase):
             torch.addmv(b, Xb, w, out=z)
             ps = psums[blk]
             if formulation is not None:
-                ps[1] = _loss(z, torch.sigmoid(z), yb, formulation) * Xb.shape[0]
+                ps[1] = binary_loss(z, torch.sigmoid(z), yb, formulation) * Xb.shape[0]
             r = z.sigmoid_().sub_(yb)
             torch.sum(r, 0, out=ps[0])
             torch.mm(r[None], Xb, out=parts[blk:blk + 1])  # 1 x d GEMM for X_B^T r
@@ -227,12 +181,12 @@ class TorchFusedTrainer(TorchTrainerBase):
         if self.k >= 3:
             if self.blocked:
                 return self._threaded_step_softmax(X, y, w, b, form)
-            return _step_softmax(X, y, w, b, self._lr, self._l2 if self.config.l2 else None, form, self.k)
+            return plain_step_softmax(X, y, w, b, self._lr, self._l2 if self.config.l2 else None, form, self.k)
         if self.blocked and self._threads > 1:
             return self._threaded_step(X, y, w, b, form)
         if self.blocked:
             return self._blocked_step(X, y, w, b, form)
-        return _step(X, y, w, b, self._lr, self._l2 if self.config.l2 else None, form)
+        return plain_step(X, y, w, b, self._lr, self._l2 if self.config.l2 else None, form)
 
     def _gradient(self, X, y, w, b, record):
         """``(loss, g_w, g_b)`` of the step :meth:`_update` would take (same path, same blocks), for
@@ -241,13 +195,13 @@ class TorchFusedTrainer(TorchTrainerBase):
         l2 = self._l2 if self.config.l2 else None
         if self.k >= 3:
             gw, gb, loss = (self._threaded_step_softmax(X, y, w, b, form, grad_only=True) if self.blocked
-                            else _grad_softmax(X, y, w, b, l2, form, self.k))
+                            else plain_grad_softmax(X, y, w, b, l2, form, self.k))
         elif self.blocked and self._threads > 1:
             gw, gb, loss = self._threaded_step(X, y, w, b, form, grad_only=True)
         elif self.blocked:
             gw, gb, loss = self._blocked_step(X, y, w, b, form, grad_only=True)
         else:
-            gw, gb, loss = _grad(X, y, w, b, l2, form)
+            gw, gb, loss = plain_grad(X, y, w, b, l2, form)
         return loss, gw, gb
 
     # -- the run ------------------------------------------------------------------------------
@@ -275,14 +229,4 @@ class TorchFusedTrainer(TorchTrainerBase):
 
     @torch.no_grad()
     def _loss_and_grad(self, w, b):
-        w, b = self._params(w, b)
-        if self.k >= 3:
-            Z = torch.addmm(b, self.X, w)
-            loss = softmax_loss(Z, self.y, self.config.formulation) + 0.5 * self.config.l2 * (w * w).sum()
-            R = torch.softmax(Z, 1) - F.one_hot(self.y, self.k).to(Z.dtype)
-            return to_host(loss), to_host(torch.mm(self.X.T, R) / self.n + self.config.l2 * w), to_host(R.mean(0))
-        z = torch.addmv(b, self.X, w)
-        p = torch.sigmoid(z)
-        loss = _loss(z, p, self.y, self.config.formulation) + 0.5 * self.config.l2 * torch.dot(w, w)
-        r = p - self.y
-        return to_host(loss), to_host(torch.mv(self.X.T, r) / self.n + self.config.l2 * w), to_host(r.mean())
+        return exact_loss_and_grad(self.X, self.y, *self._params(w, b), self.config.l2, self.config.formulation, self.k)

@@ -64,8 +64,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from .base import LOG_CLAMP
+from ._lbfgs import torch_lbfgs
 from ._torch_common import TorchTrainerBase, synchronize, to_host
+from .base import LOG_CLAMP
 
 
 class ScheduleSampler(Sampler[int]):
@@ -171,8 +172,6 @@ class TorchNNTrainer(TorchTrainerBase):
         """As a user writes it: ``opt = torch.optim.LBFGS(model.parameters(), lr=1, history_size=10,
         line_search_fn="strong_wolfe", ...)`` and one ``opt.step(closure)``; LBFGS has no per-group
         weight decay, so the closure adds ``(λ/2) ||weight||^2`` to the ``nn`` loss (the bias not penalised)."""
-        from ._lbfgs import torch_lbfgs
-
         l2 = self.config.l2
 
         def loss_fn():

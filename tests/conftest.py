@@ -12,9 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from bench.data import init_params, iris, load
+from bench.data import iris, load
 from implementations import (BACKENDS, BackendUnavailableError, DeviceUnavailableError, TrainConfig, TrainResult,
                              create_trainer, get_backend)
+from implementations.schedule import init_params
 
 # The tests that send Ctrl-C to a child need the child to start with SIGINT's default action. A
 # background job (`make test &`, some CI runners) starts with SIGINT ignored, and an ignored signal
@@ -143,7 +144,7 @@ def trained(name: str, config: TrainConfig, data: str = "iris") -> TrainResult:
 @functools.lru_cache(maxsize=None)
 def reference(config: TrainConfig, data: str = "iris") -> TrainResult:
     """The float64 oracle's run (``bench.oracle.reference_run``) on ``data``, once per session."""
-    from bench.oracle import reference_run
+    from implementations.reference import reference_run
 
     res = reference_run(*dataset(data), config)
     _frozen(res.w, res.losses)

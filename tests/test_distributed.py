@@ -18,9 +18,10 @@ import time
 import numpy as np
 import pytest
 
-from bench.data import init_params, load
-from bench.oracle import compare, reference_run
+from bench.data import load
 from implementations import BACKENDS, TrainConfig, create_trainer
+from implementations.reference import compare, reference_run
+from implementations.schedule import init_params
 
 from .conftest import backend_class
 

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.oracle import compare, tolerance
+from implementations.reference import compare, tolerance
 from implementations import DTYPES, FORMULATIONS, TrainConfig
 
 from .conftest import TRAINERS, reference, trained

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from bench.data import iris, load
-from bench.diagnostics.grad import COLUMNS, compare_gradients, finite_difference, points
-from bench.oracle import fit_optimum, rounded, rounding_bound
-from bench.oracle import loss as oracle_loss
+from bench.diagnostics.grad import COLUMNS, compare_gradients, points
+from bench.oracle import fit_optimum, rounding_bound
+from implementations.reference import finite_difference, rounded
+from implementations.reference import loss as oracle_loss
 from bench.diagnostics.trajectory import lockstep
 from implementations import BACKENDS, FORMULATIONS, TrainConfig, get_backend
 from implementations._distributed import GroupTrainer
@@ -186,7 +187,7 @@ def test_seed_settings_are_far_from_the_iris_optimum():
     ds = iris()
     opt = fit_optimum(ds.X, ds.y)
     assert opt.loss == pytest.approx(0.0595, abs=5e-4)
-    from bench.data import init_params
+    from implementations.schedule import init_params
 
     res = train(TRAINERS["numpy"], TrainConfig(dtype="float64"), ds.X, ds.y, *init_params(4))
     assert res.losses[-1] == pytest.approx(0.2148, abs=5e-4)

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from bench.oracle import compare, config_tolerance, fit_optimum, grad, loss
+from bench.oracle import fit_optimum
+from implementations.reference import compare, config_tolerance, grad, loss
 from implementations import BackendUnavailableError, TrainConfig, batch_schedule, create_trainer
 
 from .conftest import TRAINERS, dataset, reference, train, trained

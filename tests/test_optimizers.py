@@ -1,6 +1,6 @@
 """``momentum``, ``nesterov`` and ``adam`` (``TrainConfig.optimizer``) in every backend, against bench.oracle.
 
-* the float64 oracle's update (:class:`bench.oracle.OptimizerSteps`) is ``torch.optim``'s own:
+* the float64 oracle's update (:class:`implementations.reference.OptimizerSteps`) is ``torch.optim``'s own:
   ``SGD(momentum=0.9[, nesterov=True])`` and ``Adam()`` with the penalty as ``weight_decay`` on ``w``;
 * each backend's float64 run equals the oracle's to 1e-10 relative (parameters and loss history), full
   batch and batch 64 on 150 rows (a short last batch every epoch), with and without L2, the binary model
@@ -20,7 +20,7 @@ import functools
 import numpy as np
 import pytest
 
-from bench import oracle
+from implementations import reference
 from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
 
 from .conftest import TRAINERS
@@ -87,7 +87,7 @@ def _run(name, config, runs=1):
 
 @functools.lru_cache(maxsize=None)
 def _reference(config):
-    return oracle.reference_run(*problem(config.n_classes), config)
+    return reference.reference_run(*problem(config.n_classes), config)
 
 
 def _check(name, config):
@@ -96,8 +96,8 @@ def _check(name, config):
         pytest.skip(f"{name} has no softmax path")
     res = _run(name, config)
     X = problem(config.n_classes)[0]
-    tol = oracle.config_tolerance(config, *X.shape)
-    agreement = oracle.compare(res, _reference(config), tol)
+    tol = reference.config_tolerance(config, *X.shape)
+    agreement = reference.compare(res, _reference(config), tol)
     assert agreement.ok, agreement
     if config.dtype == "float32":
         assert agreement.rel_dparam > 0, "really computed in float32"
@@ -155,13 +155,13 @@ def test_oracle_gd_is_unchanged_and_lbfgs_has_no_lockstep_reference():
     cfg = TrainConfig(lr=0.1, n_iters=5, dtype="float64", l2=0.1)
     w, b = np.array(w0), b0
     for _ in range(5):
-        gw, gb = oracle.grad(X, y, w, b, 0.1)
+        gw, gb = reference.grad(X, y, w, b, 0.1)
         w, b = w - 0.1 * gw, b - 0.1 * gb
-    ref = oracle.reference_run(X, y, w0, b0, cfg)
+    ref = reference.reference_run(X, y, w0, b0, cfg)
     np.testing.assert_array_equal(ref.w, w)
     assert ref.b == b
     with pytest.raises(ValueError, match="lbfgs"):
-        oracle.OptimizerSteps(TrainConfig(optimizer="lbfgs"))
+        reference.OptimizerSteps(TrainConfig(optimizer="lbfgs"))
 
 
 # -- every backend against the oracle ---------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_fused_backends_blocked_paths(name):
                     trainer._parallel_ok, trainer.threads = True, threads
                 trainer.run()
                 assert trainer.blocked if name == "torch-fused" else trainer.nblocks > 1
-                agreement = oracle.compare(trainer.result(), _reference(cfg), 1e-10)
+                agreement = reference.compare(trainer.result(), _reference(cfg), 1e-10)
                 assert agreement.ok, (threads, optimizer, agreement)
     finally:
         torch.set_num_threads(saved)

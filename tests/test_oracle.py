@@ -13,7 +13,9 @@ import torch
 
 import implementations
 from bench import oracle, records
-from bench.data import init_params, iris, load
+from bench.data import iris, load
+from implementations import reference
+from implementations.schedule import init_params
 from implementations import TrainConfig, batch_schedule
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -57,7 +59,7 @@ def _torch_loop(X, y, w0, b0, lr, n_iters, formulation, l2=0.0, batch_size=None,
 def test_reference_is_the_seed_loop_in_float64(formulation):
     ds = iris()
     w0, b0 = init_params(4)
-    ref = oracle.reference_run(ds.X, ds.y, w0, b0, TrainConfig(dtype="float64", formulation=formulation))
+    ref = reference.reference_run(ds.X, ds.y, w0, b0, TrainConfig(dtype="float64", formulation=formulation))
     w, b, losses = _torch_loop(ds.X, ds.y, w0, b0, 0.01, 5000, formulation)
     assert _rel(np.append(ref.w, ref.b), np.append(w, b)) <= 1e-12
     assert _rel(ref.losses, losses) <= 1e-12
@@ -68,7 +70,7 @@ def test_reference_with_batches_and_penalty_matches_autograd(batch_size, l2):
     ds = load("synthetic-1000x10")
     w0, b0 = init_params(ds.d, 0, ds.init_scale)
     cfg = TrainConfig(dtype="float64", formulation="logits", n_iters=500, lr=0.1, batch_size=batch_size, l2=l2)
-    ref = oracle.reference_run(ds.X, ds.y, w0, b0, cfg)
+    ref = reference.reference_run(ds.X, ds.y, w0, b0, cfg)
     w, b, losses = _torch_loop(ds.X, ds.y, w0, b0, 0.1, 500, "logits", l2, batch_size)
     assert _rel(np.append(ref.w, ref.b), np.append(w, b)) <= 1e-12
     assert _rel(ref.losses, losses) <= 1e-12
@@ -86,15 +88,15 @@ def test_loss_and_grad_match_autograd(formulation, l2, rng):
     lt = (torch.nn.functional.binary_cross_entropy(torch.sigmoid(z), yt) if formulation == "probs"
           else torch.nn.functional.binary_cross_entropy_with_logits(z, yt)) + 0.5 * l2 * (wt * wt).sum()
     lt.backward()
-    assert oracle.loss(X, y, w, b, formulation, l2) == pytest.approx(lt.item(), rel=1e-13)
-    gw, gb = oracle.grad(X, y, w, b, l2)
+    assert reference.loss(X, y, w, b, formulation, l2) == pytest.approx(lt.item(), rel=1e-13)
+    gw, gb = reference.grad(X, y, w, b, l2)
     assert _rel(np.append(gw, gb), np.append(wt.grad.numpy(), bt.grad.item())) <= 1e-12
 
 
 def test_penalised_optimum_is_stationary():
     ds = load("synthetic-1000x10")
     opt = oracle.fit_optimum(ds.X, ds.y, l2=0.05)
-    gw, gb = oracle.grad(ds.X, ds.y, opt.w, opt.b, 0.05)
+    gw, gb = reference.grad(ds.X, ds.y, opt.w, opt.b, 0.05)
     assert opt.converged and np.abs(np.append(gw, gb)).max() < 1e-9
     assert oracle.fit_optimum(ds.X, ds.y).loss < opt.loss  # the penalty costs loss
 
@@ -149,7 +151,7 @@ def test_a_row_with_a_missing_or_unknown_column_is_refused():
 def test_smoothness_bounds_the_hessian():
     ds = load("synthetic-1000x10")
     L = oracle.smoothness(ds.X, l2=0.1)
-    p = oracle.sigmoid(ds.X @ np.ones(10) * 0.1)
+    p = reference.sigmoid(ds.X @ np.ones(10) * 0.1)
     A = np.hstack([ds.X, np.ones((1000, 1))])
     H = A.T @ (A * (p * (1 - p))[:, None]) / 1000 + np.diag([0.1] * 10 + [0.0])
     assert np.linalg.eigvalsh(H)[-1] <= L

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.data import init_params, synthetic
-from bench.oracle import compare, config_tolerance, reference_run
+from bench.data import synthetic
 from implementations import TrainConfig, create_trainer
+from implementations.reference import compare, config_tolerance, reference_run
+from implementations.schedule import init_params
 
 def _train(trainer, X, y, w0, b0):
     trainer.prepare(X, y, w0, b0)

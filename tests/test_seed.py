@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.datasets import load_iris
 
-from bench.oracle import tolerance
+from implementations.reference import tolerance
 from implementations import TrainConfig
 
 from .conftest import TRAINERS, train

@@ -15,6 +15,8 @@ import pytest
 from bench import data as datasets
 from bench import oracle
 from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
+from implementations import reference
+from implementations.schedule import init_params
 
 from .conftest import make_trainer
 
@@ -55,8 +57,8 @@ def test_oracle_loss_and_grad_match_torch_autograd(formulation, l2, k):
     b = torch.tensor(b0, requires_grad=True)
     loss = _torch_loss(X, y, W, b, formulation, l2)
     gW, gb = torch.autograd.grad(loss, (W, b))
-    assert oracle.loss(X, y, W0, b0, formulation, l2) == pytest.approx(loss.item(), rel=1e-13)
-    ow, ob = oracle.grad(X, y, W0, b0, l2)
+    assert reference.loss(X, y, W0, b0, formulation, l2) == pytest.approx(loss.item(), rel=1e-13)
+    ow, ob = reference.grad(X, y, W0, b0, l2)
     assert ow.shape == (4, k) and ob.shape == (k,)
     np.testing.assert_allclose(ow, gW.numpy(), rtol=0, atol=1e-13)
     np.testing.assert_allclose(ob, gb.numpy(), rtol=0, atol=1e-13)
@@ -69,7 +71,7 @@ def test_oracle_reference_run_matches_torch_autograd_loop():
     X, y, W0, b0 = _problem(n=45, d=4, k=4, seed=1)
     cfg = TrainConfig(lr=0.3, n_iters=25, dtype="float64", formulation="logits", batch_size=16, l2=0.05,
                       record_every=3, n_classes=4)
-    ref = oracle.reference_run(X, y, W0, b0, cfg)
+    ref = reference.reference_run(X, y, W0, b0, cfg)
     sched = __import__("implementations").batch_schedule(45, 16, 25, 0)
     W, b = torch.tensor(W0, requires_grad=True), torch.tensor(b0, requires_grad=True)
     losses = []
@@ -111,9 +113,9 @@ def test_softmax_smoothness_bounds_the_hessian():
 
 
 def _descend(X, y, W, b, lr, l2, steps):
-    Y = oracle.one_hot(y, W.shape[1])
+    Y = reference.one_hot(y, W.shape[1])
     for _ in range(steps):
-        R = oracle.softmax(X @ W + b) - Y
+        R = reference.softmax(X @ W + b) - Y
         W, b = W - lr * (X.T @ R / len(y) + l2 * W), b - lr * R.mean(axis=0)
     return W, b
 
@@ -127,12 +129,12 @@ def test_gd_reaches_sklearns_penalised_multinomial_optimum():
     l2 = 0.01
     opt = oracle.fit_optimum(ds.X, ds.y, l2, n_classes=3)
     assert opt.converged and opt.w.shape == (4, 3) and opt.b.shape == (3,)
-    W0, b0 = datasets.init_params(ds.d, 0, ds.init_scale, n_classes=3)
+    W0, b0 = init_params(ds.d, 0, ds.init_scale, n_classes=3)
     lr = 1.0 / oracle.smoothness(ds.X, l2, n_classes=3)
     W, b = _descend(ds.X, ds.y, W0, b0, lr, l2, 4000)
     assert opt.rel_distance(W, b) <= 1e-6
     assert abs(opt.suboptimality(ds.X, ds.y, W, b)) <= 1e-10
-    gw, gb = oracle.grad(ds.X, ds.y, opt.w, opt.b, l2)
+    gw, gb = reference.grad(ds.X, ds.y, opt.w, opt.b, l2)
     assert max(np.abs(gw).max(), np.abs(gb).max()) <= 1e-7  # sklearn minimises *our* objective
 
 
@@ -141,9 +143,9 @@ def test_sklearns_unpenalised_optimum_compared_by_loss():
     sklearn's optimum is a stationary point of our objective and GD's loss approaches it from above."""
     ds = datasets.load("iris-3class")
     opt = oracle.fit_optimum(ds.X, ds.y, 0.0, n_classes=3)
-    gw, gb = oracle.grad(ds.X, ds.y, opt.w, opt.b)
+    gw, gb = reference.grad(ds.X, ds.y, opt.w, opt.b)
     assert max(np.abs(gw).max(), np.abs(gb).max()) <= 1e-6
-    W0, b0 = datasets.init_params(ds.d, 0, ds.init_scale, n_classes=3)
+    W0, b0 = init_params(ds.d, 0, ds.init_scale, n_classes=3)
     lr = 1.0 / oracle.smoothness(ds.X, 0.0, n_classes=3)
     W, b = _descend(ds.X, ds.y, W0, b0, lr, 0.0, 300)
     early = opt.suboptimality(ds.X, ds.y, W, b)
@@ -153,9 +155,9 @@ def test_sklearns_unpenalised_optimum_compared_by_loss():
 
 
 def test_tolerance_counts_the_classes():
-    assert oracle.tolerance("float32", 100, 64, 5, 10) > oracle.tolerance("float32", 100, 64, 5)
-    assert oracle.tolerance("float32", 100, 64, 5, 2) == oracle.tolerance("float32", 100, 64, 5)
-    assert oracle.tolerance("float64", 100, 64, 5, 10) == 1e-10
+    assert reference.tolerance("float32", 100, 64, 5, 10) > reference.tolerance("float32", 100, 64, 5)
+    assert reference.tolerance("float32", 100, 64, 5, 2) == reference.tolerance("float32", 100, 64, 5)
+    assert reference.tolerance("float64", 100, 64, 5, 10) == 1e-10
 
 
 # -- the contract -------------------------------------------------------------------------------
@@ -242,12 +244,12 @@ def test_backend_matches_oracle_float64(name, case, formulation):
     X, y, w0, b0 = _problem(n, d, k, seed=k)
     cfg = TrainConfig(lr=0.5, n_iters=12, dtype="float64", formulation=formulation, n_classes=k, **extra)
     res, (loss, gw, gb) = _train(name, cfg, X, y, w0, b0)
-    ref = oracle.reference_run(X, y, w0, b0, cfg)
+    ref = reference.reference_run(X, y, w0, b0, cfg)
     assert res.w.shape == (d, k) and res.b.shape == (k,) and res.losses.shape == (cfg.n_records,)
-    agreement = oracle.compare(res, ref, 1e-10)
+    agreement = reference.compare(res, ref, 1e-10)
     assert agreement.ok, agreement
-    assert loss == pytest.approx(oracle.loss(X, y, w0, b0, formulation, cfg.l2), rel=1e-12)
-    ow, ob = oracle.grad(X, y, w0, b0, cfg.l2)
+    assert loss == pytest.approx(reference.loss(X, y, w0, b0, formulation, cfg.l2), rel=1e-12)
+    ow, ob = reference.grad(X, y, w0, b0, cfg.l2)
     assert gw.shape == (d, k) and gb.shape == (k,)
     np.testing.assert_allclose(gw, ow, rtol=0, atol=1e-12)
     np.testing.assert_allclose(gb, ob, rtol=0, atol=1e-12)
@@ -262,11 +264,11 @@ def test_data_parallel_two_unequal_shards(name):
     cfg = TrainConfig(lr=0.5, n_iters=6, dtype="float64", formulation="probs", n_classes=4, workers=2,
                       batch_size=16, l2=0.1)
     res, (loss, gw, gb) = _train(name, cfg, X, y, w0, b0)
-    assert oracle.compare(res, oracle.reference_run(X, y, w0, b0, cfg), 1e-10).ok
-    ow, ob = oracle.grad(X, y, w0, b0, cfg.l2)
+    assert reference.compare(res, reference.reference_run(X, y, w0, b0, cfg), 1e-10).ok
+    ow, ob = reference.grad(X, y, w0, b0, cfg.l2)
     np.testing.assert_allclose(gw, ow, rtol=0, atol=1e-12)
     np.testing.assert_allclose(gb, ob, rtol=0, atol=1e-12)
-    assert loss == pytest.approx(oracle.loss(X, y, w0, b0, cfg.formulation, cfg.l2), rel=1e-12)
+    assert loss == pytest.approx(reference.loss(X, y, w0, b0, cfg.formulation, cfg.l2), rel=1e-12)
 
 
 @pytest.mark.parametrize("name", [n for n in SUPPORTED if n == "torch-compiled"])
@@ -276,7 +278,7 @@ def test_compiled_backend_one_tiny_case(name):
     # too; the leftover path is the binary model's tests' subject)
     cfg = TrainConfig(lr=0.5, n_iters=5, dtype="float64", formulation="logits", n_classes=3, l2=0.1)
     res, _ = _train(name, cfg, X, y, w0, b0)
-    assert oracle.compare(res, oracle.reference_run(X, y, w0, b0, cfg), 1e-10).ok
+    assert reference.compare(res, reference.reference_run(X, y, w0, b0, cfg), 1e-10).ok
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -287,7 +289,7 @@ def test_float32_within_the_derived_tolerance(name):
     X, y, w0, b0 = _problem(60, 5, 4, seed=4)
     cfg = TrainConfig(lr=0.5, n_iters=30, dtype="float32", formulation="logits", n_classes=4)
     res, _ = _train(name, cfg, X, y, w0, b0)
-    agreement = oracle.compare(res, oracle.reference_run(X, y, w0, b0, cfg), oracle.config_tolerance(cfg, 60, 5))
+    agreement = reference.compare(res, reference.reference_run(X, y, w0, b0, cfg), reference.config_tolerance(cfg, 60, 5))
     assert agreement.ok, agreement
 
 
@@ -328,10 +330,10 @@ def test_saturated_samples_counted_and_autograd_drops_them():
         t = make_trainer(name, TrainConfig(dtype="float64", formulation="probs", n_classes=3))
         t.prepare(X, y, w0, b0)
         results[name] = t.loss_and_grad(w0, b0)
-    ow, ob = oracle.grad(X, y, w0, b0)
+    ow, ob = reference.grad(X, y, w0, b0)
     np.testing.assert_allclose(results["numpy"][1], ow, atol=1e-12)  # hand-derived: P - Y
     assert np.abs(results["torch"][1] - ow).max() > 1e-3  # autograd through the clamp: the samples dropped
-    assert results["torch"][0] == pytest.approx(oracle.loss(X, y, w0, b0, "probs"), rel=1e-12)
+    assert results["torch"][0] == pytest.approx(reference.loss(X, y, w0, b0, "probs"), rel=1e-12)
 
 
 def test_fused_backends_blocked_paths_k_classes():
@@ -343,13 +345,13 @@ def test_fused_backends_blocked_paths_k_classes():
     for batch in (None, 100):
         cfg = TrainConfig(lr=0.5, n_iters=8, dtype="float64", formulation="probs", n_classes=4, l2=0.05,
                           batch_size=batch)
-        ref = oracle.reference_run(X, y, w0, b0, cfg)
+        ref = reference.reference_run(X, y, w0, b0, cfg)
         for trainer in (NumpyFusedTrainer(cfg, block_bytes=2048, threads=2), TorchFusedTrainer(cfg, block_bytes=2048)):
             trainer.prepare(X, y, w0, b0)
             if isinstance(trainer, TorchFusedTrainer):
                 assert trainer.blocked
             trainer.run()
-            agreement = oracle.compare(trainer.result(), ref, 1e-10)
+            agreement = reference.compare(trainer.result(), ref, 1e-10)
             assert agreement.ok, (type(trainer).__name__, batch, agreement)
 
 
@@ -364,7 +366,7 @@ def test_numba_parallel_softmax_kernel(monkeypatch):
     trainer.prepare(X, y, w0, b0)
     assert trainer.parallel
     trainer.run()
-    assert oracle.compare(trainer.result(), oracle.reference_run(X, y, w0, b0, cfg), 1e-10).ok
+    assert reference.compare(trainer.result(), reference.reference_run(X, y, w0, b0, cfg), 1e-10).ok
 
 
 # -- bench grad / bench trajectory on K classes ---------------------------------------------------

@@ -10,9 +10,10 @@ from dataclasses import replace
 
 import pytest
 
-from bench.data import init_params, synthetic
-from bench.oracle import compare, config_tolerance
+from bench.data import synthetic
 from implementations import BackendUnavailableError, TrainConfig, create_trainer
+from implementations.reference import compare, config_tolerance
+from implementations.schedule import init_params
 
 torch = pytest.importorskip("torch")
 tc = pytest.importorskip("implementations.torch_compiled")

@@ -3,8 +3,8 @@ against central finite differences, at points chosen to exercise the easy and th
 
 Oracles from outside the code under test: torch autograd (the ``torch`` backend) and central
 finite differences of the formulation's loss in float64 (five-point stencil, a step per
-coordinate; see :func:`finite_difference`), computed on the point and data exactly as the
-backend's dtype sees them.
+coordinate; see :func:`implementations.reference.finite_difference`), computed on the point and data
+exactly as the backend's dtype sees them.
 
 Errors are normwise: ``max_j |gA_j - gB_j|`` (abs) and that divided by ``max_j |gB_j|`` (rel),
 over the ``d + 1`` coordinates ``(dL/dw, dL/db)``.
@@ -41,45 +41,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
+from implementations.reference import finite_difference, reference_run, rounded
+from implementations.schedule import init_params
 
-from ..data import Dataset, init_params, load
-from ..oracle import loss, reference_run, rounded, rounding_bound, saturated_count
+from ..data import Dataset, load
+from ..oracle import rounding_bound, saturated_count
 from ..pipeline import NOTHING_RAN_EXIT
 from . import print_table
 
 OWNED = ("gradients.csv", "env.json")  # what `bench grad` writes into its folder
 COLUMNS = ["dataset", "device", "l2", "point", "formulation", "dtype", "method_a", "method_b", "max_abs_err",
            "max_rel_err", "tolerance", "passed", "saturated", "status", "note"]
-
-
-def finite_difference(X, y, w, b, formulation, l2: float = 0.0) -> np.ndarray:
-    """Central differences of the oracle's ``loss`` (penalty included) over ``θ = (w, b)`` in float64, the five-point stencil
-    ``(8 (L(θ+h) - L(θ-h)) - (L(θ+2h) - L(θ-2h))) / 12h`` (truncation O(h^4)), one step per
-    coordinate: ``h_j = eps^(1/5) max(1, |θ_j|) / max(1, rms(x_j))``, so that ``h_j x_j`` — the
-    change it makes to ``z`` — is the same size for every feature whatever its units."""
-    w = np.asarray(w, dtype=np.float64)
-    rms = np.sqrt(np.mean(np.asarray(X, dtype=np.float64) ** 2, axis=0))
-    if w.ndim == 2:  # softmax: θ = (vec W, b), W's entry (j, k) scaled by x_j's size
-        d, k = w.shape
-        theta = np.concatenate([w.ravel(), np.asarray(b, dtype=np.float64).ravel()])
-        scale = np.concatenate([np.repeat(rms, k), np.ones(k)])
-        split = lambda t: (t[:d * k].reshape(d, k), t[d * k:])  # noqa: E731
-    else:
-        theta = np.append(w, b)
-        scale = np.append(rms, 1.0)
-        split = lambda t: (t[:-1], t[-1])  # noqa: E731
-    grad = np.empty_like(theta)
-
-    def at(j, step):
-        t = theta.copy()
-        t[j] += step
-        return loss(X, y, *split(t), formulation, l2)
-
-    for j in range(theta.size):
-        h = np.finfo(np.float64).eps ** 0.2 * max(1.0, abs(theta[j])) / max(1.0, scale[j])
-        h = (theta[j] + h) - theta[j]  # a step that is exact in binary
-        grad[j] = (8 * (at(j, h) - at(j, -h)) - (at(j, 2 * h) - at(j, -2 * h))) / (12 * h)
-    return grad
 
 
 def tolerance(dtype: str, pair_has_fd: bool, bound: np.ndarray, grad: np.ndarray) -> float:

@@ -4,9 +4,10 @@ Each backend follows its *own* trajectory in its own dtype: every step is one ca
 ``run()`` (``n_iters=1``) from the parameters its previous step produced (float32 values survive
 the float64 round trip exactly), so the path is the one its ``run()`` would take. After each
 step the two parameter vectors are compared with the equivalence tolerance at that step count,
-``u sqrt(k) (1 + d + log2 n)`` (see ``bench.oracle``; ``+ K`` for a softmax dataset with ``K >= 3``
-classes, whose parameters ``(W, b)`` are compared over all ``(d + 1) K`` entries and whose saturation
-count is the samples with ``log P[i, y_i] < -100``).
+``u sqrt(k) (1 + d + log2 n)`` (see :mod:`implementations.reference`; ``+ K`` for a softmax dataset
+with ``K >= 3`` classes, whose parameters ``(W, b)`` are compared over all ``(d + 1) K`` entries and
+whose saturation count is the samples with ``log P[i, y_i] < -100``). The stepping itself is
+:func:`implementations.testing.in_lockstep`, which the conformance checks use against the oracle.
 
 :func:`run` is ``python -m bench trajectory``: every dataset, device, dtype, formulation and
 penalty, one ``trajectory.csv`` and the per-step deviations in ``trajectory_steps.csv``.
@@ -20,9 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from implementations import BackendUnavailableError, TrainConfig, create_trainer
+from implementations.reference import tolerance
+from implementations.schedule import init_params
+from implementations.testing import in_lockstep
 
-from ..data import Dataset, init_params, load
-from ..oracle import saturated_count, tolerance
+from ..data import Dataset, load
+from ..oracle import saturated_count
 from ..pipeline import NOTHING_RAN_EXIT
 from . import print_table
 
@@ -62,37 +66,32 @@ def lockstep(ds: Dataset, a: str, b: str, dtype: str, formulation: str, n_iters:
     w0, b0 = init_params(ds.d, seed, ds.init_scale, k)
     cfg = TrainConfig(lr=lr, n_iters=1, dtype=dtype, formulation=formulation, device=device, l2=l2, n_classes=k)
     with create_trainer(a, cfg) as ta, create_trainer(b, cfg) as tb:
-        return _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0)
+        return _compare_paths(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0)
 
 
-def _lockstep(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0) -> Trajectory:
-    theta = {a: (w0, b0), b: (w0, b0)}
+def _compare_paths(ds, a, b, ta, tb, dtype, formulation, n_iters, w0, b0) -> Trajectory:
     k_classes = getattr(ds, "n_classes", 2)
     devs = np.empty(n_iters)
-    first, sat_first, sat_worst, diverged, why = None, None, 0, [], ""
-    for k in range(1, n_iters + 1):
-        for name, tr in ((a, ta), (b, tb)):
-            tr.prepare(ds.X, ds.y, *theta[name])
-            tr.run()
-            res = tr.result()
-            theta[name] = (res.w, res.b)
-            if res.diverged or not np.all(np.isfinite(np.append(res.w, res.b))):
-                diverged.append(name)
+    first, sat_first, sat_worst, why = None, None, 0, ""
+    for k, (ra, rb) in in_lockstep([ta, tb], ds.X, ds.y, w0, b0, n_iters):
+        diverged = [name for name, res in ((a, ra), (b, rb))
+                    if res.diverged or not np.all(np.isfinite(np.append(res.w, res.b)))]
         if diverged:  # the step cannot go on from non-finite parameters: the lockstep ends here
             devs = devs[: k - 1] if k > 1 else np.array([np.inf])
             why = f"{' and '.join(diverged)} non-finite at step {k} (lr too large for this data?)"
             break
-        pa, pb = np.append(*theta[a]), np.append(*theta[b])
+        pa, pb = np.append(ra.w, ra.b), np.append(rb.w, rb.b)
         scale = max(np.abs(pa).max(), np.finfo(float).tiny)
         devs[k - 1] = np.abs(pa - pb).max() / scale if np.all(np.isfinite(pa - pb)) else np.inf
         if first is None and devs[k - 1] > tolerance(dtype, k, ds.n, ds.d, k_classes):
-            first, sat_first = k, saturated_count(ds.X, *theta[a], dtype, y=ds.y)
+            first, sat_first = k, saturated_count(ds.X, ra.w, ra.b, dtype, y=ds.y)
         if devs[k - 1] >= devs[: k - 1].max(initial=-1.0):
-            sat_worst = saturated_count(ds.X, *theta[a], dtype, y=ds.y)
+            sat_worst = saturated_count(ds.X, ra.w, ra.b, dtype, y=ds.y)
     worst = int(np.argmax(devs)) + 1
     sat = sat_first if first is not None else sat_worst
     return Trajectory(a, b, ds.name, dtype, formulation, n_iters, first, float(devs.max()), worst, sat, devs,
                       diverged=why)
+
 
 def run(datasets, a: str, b: str, devices, dtypes, formulations, l2s=(0.0,), n_iters: int = 1000, lr: float = 0.01,
         seed: int = 0, out=None) -> int:
