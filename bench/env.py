@@ -19,7 +19,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_info
 
-from implementations.jax_backend import MATMUL_PRECISION
+from implementations import get_backend
 
 VERSIONED = ("numpy", "torch", "sklearn", "scipy", "pandas", "cupy", "numba", "jax", "dask", "distributed",
              "threadpoolctl")
@@ -108,7 +108,10 @@ def _gpu_details(torch, devices) -> dict:
     except Exception as exc:
         gpu["torch_devices"] = f"{type(exc).__name__}: {exc}"
     # the jax backend traces and compiles every program under this matmul precision (no TF32 on cuda)
-    gpu["jax_matmul_precision"] = MATMUL_PRECISION
+    try:
+        gpu["jax_matmul_precision"] = get_backend("jax").matmul_precision
+    except Exception as exc:
+        gpu["jax_matmul_precision"] = f"unavailable: {type(exc).__name__}: {exc}"
     if any(str(d).startswith("cuda") for d in devices):
         try:
             import cupy  # deferred: seconds to import, and it fails without CUDA

@@ -205,6 +205,7 @@ def make_train(jax, config, full_batch: bool):
 class JaxTrainer(Trainer):
     name = "jax"
     library = "jax"
+    matmul_precision = MATMUL_PRECISION  # recorded in a GPU run's env.json
     gradient = "autograd"
     engine = "xla"
     compiled = True

@@ -21,7 +21,10 @@ from implementations import TrainConfig, batch_schedule
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 # the contract and the registry's public API: whatever `implementations` exports, never a backend module
 CONTRACT_NAMES = set(implementations.__all__)
-PUBLIC_MODULES = ("implementations", "implementations.base", "implementations.testing")
+# the contract's neighbours: the float64 oracle, the batch schedule and initial parameters, the
+# input checks and the conformance checks; none is a backend
+PUBLIC_MODULES = ("implementations", "implementations.base", "implementations.testing", "implementations.reference",
+                  "implementations.schedule", "implementations.validation")
 HARNESS_MODULES = sorted(BENCH.rglob("*.py"))
 
 
@@ -119,13 +122,16 @@ def test_the_harness_modules_are_found():
 def test_no_harness_module_imports_a_backend(path):
     for module, names in _imports(path):
         assert module in PUBLIC_MODULES, f"{path.name} imports {module}"
-        if module != "implementations.testing":  # the contract's checks, for users' backends (bench check)
+        if module in ("implementations", "implementations.base"):
+            names = names - {m.rpartition(".")[2] for m in PUBLIC_MODULES}  # `from implementations import reference`
             assert names <= CONTRACT_NAMES, f"{path.name} imports {names - CONTRACT_NAMES} from {module}"
 
 
-def test_oracle_imports_only_the_contract_types():
-    for module, names in _imports(BENCH / "oracle.py"):
-        assert module == "implementations.base" and names <= {"TrainConfig", "TrainResult", "batch_schedule"}
+def test_reference_imports_only_the_contract():
+    """The float64 oracle is written apart from every backend: it may use the contract's types and
+    the batch schedule, nothing else of the project."""
+    for module, names in _imports(Path(implementations.__file__).parent / "reference.py"):
+        assert module in ("implementations.base", "implementations.schedule"), module
 
 
 def test_schema_is_derived_from_row():

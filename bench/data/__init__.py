@@ -31,7 +31,6 @@ from .builtin import (
     breast_cancer,
     build,
     digits,
-    init_params,
     iris,
     iris_3class,
     synthetic,
@@ -75,7 +74,7 @@ __all__ = [
     "MAX_CLASSES", "MAX_DIGITS", "NAMED", "NAMED_SETS", "TABLES",
     "DataFileError", "Dataset", "Source",
     "binary_labels", "breast_cancer", "build", "check", "describe", "digits", "file_format",
-    "init_params", "iris", "iris_3class", "is_file", "is_seed", "load",
+    "iris", "iris_3class", "is_file", "is_seed", "load",
     "n_classes", "name_classes", "parse_name", "rms_init_scale", "shape", "short_count", "source",
     "standardize", "summary", "synthetic", "synthetic_classes", "with_options",
 ]

@@ -112,14 +112,3 @@ def build(base: str, seed: int = 0) -> Dataset:
     return replace(synthetic(n, d, seed=seed, scale=scale) if k == 2 else
                    synthetic_classes(n, d, k, seed=seed, scale=scale), name=base)
 
-
-def init_params(d: int, seed: int = 0, scale: float = 1.0, n_classes: int = 2):
-    """One host draw ``w0 ~ scale * N(0, I_d)``, ``b0 ~ N(0, 1)``, shared by every backend.
-    ``n_classes = K >= 3`` (softmax): ``W0 (d, K) ~ scale * N(0, 1)`` and ``b0 (K,) ~ N(0, 1)``."""
-    rng = np.random.default_rng(seed)
-    if n_classes >= 3:
-        w0 = scale * rng.standard_normal((d, n_classes))
-        return w0, rng.standard_normal(n_classes)
-    w0 = scale * rng.standard_normal(d)
-    b0 = float(rng.standard_normal())
-    return w0, b0
