@@ -29,7 +29,7 @@ import contextlib
 import sys
 import textwrap
 
-from .pipeline import Sink
+from .results import Sink
 
 OWNED = ("check.csv",)  # what `check` writes beside a run's files
 ALONGSIDE = ("numpy", "torch")  # the backends it is timed beside
@@ -90,7 +90,7 @@ def print_backends(names) -> None:
 
 def _guard(seconds):
     """Each check under the row timeout: past it, the check fails with the reason (TimeoutError)."""
-    from .pipeline import RowTimeout, row_timer
+    from .measure import RowTimeout, row_timer
 
     @contextlib.contextmanager
     def guard():
@@ -187,8 +187,8 @@ def run(spec: str, name: str, cls, cases, folder, options, run_id: str) -> int:
     numpy and torch) through :func:`bench.pipeline.run` into ``folder``; print the verdict; 0 right, 1 wrong."""
     from implementations import origin
 
-    from .pipeline import NothingRan
-    from .pipeline import run as run_cases
+    from .results import NothingRan
+    from .runner import run as run_cases
 
     print(f"check {spec} — {cls.__name__} from {origin(name)}: {cls.library}, {cls.describe()}")
     print(f"  supports: {supports(cls)}")

@@ -263,7 +263,7 @@ class Runner:
     def run(self, stage: Stage, label: str, cases, options=None) -> float:
         """One pipeline run of ``cases``; its rows and curves are added to ``work/<stage>/runs.csv``
         and ``losses.csv`` at once. Returns the chunk's seconds."""
-        from .pipeline import run
+        from .runner import run
 
         t0 = time.monotonic()
         sink = Collect()
@@ -307,13 +307,13 @@ class Runner:
 def _lr(dataset: str, l2: float) -> float:
     """``bench.pipeline.default_lr`` (as ``bench run`` and ``bench sweep``), once per dataset: the
     float32 and float64 chunks of a size share it."""
-    from .pipeline import default_lr
+    from .cases import default_lr
 
     return default_lr(dataset, l2, seed=0)
 
 
 def _cases(backends, devices, dataset, dtype, iters=None, workers=1):
-    from .pipeline import matrix
+    from .cases import matrix
 
     return matrix(backends, devices, (dataset,), (dtype,), (FORMULATION,), iters=iters, workers=workers, lr=_lr)
 
@@ -321,7 +321,7 @@ def _cases(backends, devices, dataset, dtype, iters=None, workers=1):
 # -- the stages ---------------------------------------------------------------------------------
 
 def stage_default(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
-    from .pipeline import default_backends
+    from .cases import default_backends
 
     backends = TINY["default_backends"] if tiny else default_backends()
     datasets = TINY["default_datasets"] if tiny else DEFAULT_DATASETS
@@ -330,7 +330,7 @@ def stage_default(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
 
 
 def stage_ddp(runner: Runner, stage: Stage, devices, tiny: bool) -> None:
-    from .pipeline import RunOptions
+    from .cases import RunOptions
 
     if runner.clock.elapsed() >= stage.end:
         stage.not_run.append(("the whole stage", "the stage's budget was spent before it began"))
@@ -528,8 +528,8 @@ def summary_text(env: dict, figures: dict, stages: list[Stage], df, table, lines
 
 def cmd_gpu(args) -> int:
     from . import records
+    from .cases import RunOptions
     from .output import FolderError, claim_folder
-    from .pipeline import RunOptions
     from .roofline import measure_roofline
 
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX must not take 75 % of the GPU from torch
@@ -670,18 +670,3 @@ def _pack(out: Path, work: Path, run_id, env, figures, stages, runner: Runner, c
     for line in lines:
         print(f"  {line}", file=sys.stderr)
     return code
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench gpu", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return cmd_gpu(args)
-    except KeyboardInterrupt:
-        print("python -m bench gpu: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -245,7 +245,7 @@ def test_cli_registers_gpu(capsys):
 
 
 def test_hard_deadline_ends_the_run_and_keeps_finished_rows(tmp_path):
-    from bench.pipeline import RunOptions, matrix
+    from bench.cases import RunOptions, matrix
 
     clock = gpu.Clock()
     runner = gpu.Runner(tmp_path, {}, RunOptions(repeats=3, warmup=0, budget_s=None, optimum=False), clock)

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from bench import cli, roofline
-from bench.pipeline import SEED_LR, _k_class_floor, bytes_per_step, default_iters, default_lr
+from bench.cases import SEED_LR, bytes_per_step, default_iters, default_lr
+from bench.measure import k_class_floor as _k_class_floor
 from bench.records import Case, Row, normalize_rows
 from bench.report import summary_markdown
 from bench.report.verdict import SOFTMAX_TITLE, softmax_verdict
@@ -198,7 +199,7 @@ def test_bound_column_is_read_from_older_files():
 
 
 def test_optimum_guard_spares_the_small_k_class_sets_only():
-    from bench.pipeline import OPTIMUM_MAX_NEWTON_FLOPS
+    from bench.inputs import OPTIMUM_MAX_NEWTON_FLOPS
 
     def newton(n, d, k):
         return n * ((d + 1) * k) ** 2

@@ -16,7 +16,7 @@ import threading
 
 from .. import interrupts
 from ..interrupts import Terminated
-from ..pipeline import NOTHING_RAN_EXIT, RunResult
+from ..results import NOTHING_RAN_EXIT, RunResult
 
 
 def run_owned(command: str, folder, run_id: str, body) -> int:

@@ -44,7 +44,7 @@ from implementations import BACKENDS, DTYPES, FORMULATIONS, BackendUnavailableEr
 
 from ..data import Dataset, init_params, load
 from ..oracle import loss, reference_run, rounded, rounding_bound, saturated_count
-from ..pipeline import NOTHING_RAN_EXIT
+from ..results import NOTHING_RAN_EXIT
 from . import print_table
 
 OWNED = ("gradients.csv", "env.json")  # what `bench grad` writes into its folder

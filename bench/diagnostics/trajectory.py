@@ -23,7 +23,7 @@ from implementations import BackendUnavailableError, TrainConfig, create_trainer
 
 from ..data import Dataset, init_params, load
 from ..oracle import saturated_count, tolerance
-from ..pipeline import NOTHING_RAN_EXIT
+from ..results import NOTHING_RAN_EXIT
 from . import print_table
 
 OWNED = ("trajectory.csv", "trajectory_steps.csv", "env.json")  # what `bench trajectory` writes into its folder

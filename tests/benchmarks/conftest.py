@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bench import records
-from bench.pipeline import Evaluator, RunOptions
+from bench.cases import RunOptions
+from bench.measure import Evaluator
 
 STAT_FIELDS = ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "rounds", "ops")
 RUN_ID = records.new_run_id()
