@@ -20,7 +20,7 @@ from pathlib import Path
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS, get_backend, resolve
 
-from . import check, compare, data, gpu, records, scale
+from . import check, compare, data, gpu, records, roofline, scale
 from . import time_to_model as ttm
 from .cases import (
     SEED_LR,
@@ -37,7 +37,6 @@ from .cases import (
 from .diagnostics import grad, run_owned, trajectory
 from .output import RUN_OWNED, Console, FolderClaim, RunFolder, folder_arg
 from .results import NOTHING_RAN_EXIT, NothingRan, nothing_ran
-from .roofline import measure_roofline
 from .runner import run
 from .suites import (
     BLOCKS,
@@ -451,7 +450,7 @@ def cmd_run(args, argv=()) -> int:
     opts = RunOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget, threads=args.threads,
                       seed=args.seed, target=args.target, optimum=args.optimum, row_timeout=args.row_timeout)
     result = run(cases, [NothingRan(), folder, Console(folder)], opts, run_id=run_id,
-                 figures=lambda threads: measure_roofline(args.devices, threads))
+                 figures=lambda threads: roofline.measure_roofline(args.devices, threads))
     return _ended(args.command, result)
 
 
