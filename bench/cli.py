@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
-import re
 import sys
 from pathlib import Path
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS, get_backend, resolve
 
-from . import check, compare, data, gpu, records, roofline, scale
+from . import argtypes, check, compare, data, gpu, records, roofline, scale, suites
 from . import time_to_model as ttm
+from .argtypes import UsageError
 from .cases import (
     SEED_LR,
     RunOptions,
@@ -38,28 +37,7 @@ from .diagnostics import grad, run_owned, trajectory
 from .output import RUN_OWNED, Console, FolderClaim, RunFolder, folder_arg
 from .results import NOTHING_RAN_EXIT, NothingRan, nothing_ran
 from .runner import run
-from .suites import (
-    BLOCKS,
-    CHECK_DATASETS,
-    DEFAULT_BLOCKS,
-    DEFAULT_DATASETS,
-    MINIBATCH_DATASET,
-    MINIBATCH_DTYPES,
-    MINIBATCH_FORMULATIONS,
-    MINIBATCH_ITERS,
-    MINIBATCH_SIZE,
-    SCALE_DATASETS,
-    SCALE_DTYPE,
-    SCALE_ITERS,
-    SCALE_ROUNDS,
-    SCALE_THREADS,
-    SCALE_WORKERS,
-    SOFTMAX_DATASETS,
-    SOFTMAX_DTYPES,
-    SWEEP_DATASETS,
-    SWEEP_DTYPES,
-    SWEEP_FORMULATIONS,
-)
+from .suites import DEFAULT_DATASETS, MINIBATCH_DATASET, MINIBATCH_SIZE, SOFTMAX_DATASETS
 
 RESULTS = Path("results")
 
@@ -69,33 +47,13 @@ DATASETS_HELP = ("iris (the seed's task, binary), iris-3class (its three classes
                  "classes and -x<scale> to scale the features (e.g. synthetic-100kx100-k10, synthetic-1000x10-x8), "
                  "or a data file: .csv/.tsv (optionally compressed), .parquet, .npz (arrays X, y), "
                  ".svm/.svmlight/.libsvm (LIBSVM)")
-SEED_MAX = 2**32 - 1
 ROW_TIMEOUT = 600.0  # seconds per row, generous: a user backend that hangs costs its row, not the run
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
 EXIT_CODES_HELP = (
     "exit codes (every command): 0 done; 1 a row failed, a gradient is outside tolerance with nothing to explain "
     f"it, or nothing ran (every row skipped: no such device, library missing; code {NOTHING_RAN_EXIT}); 2 a bad "
     "argument or --out, refused before any work; 130 / 143 interrupted by SIGINT / SIGTERM (finished rows kept)")
-
-
-class UsageError(Exception):
-    """A bad command-line value: printed as one line, exit code 2."""
-
-
-def _choices(name, values, allowed):
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise UsageError(f"{name} must be among {list(allowed)}, got {bad[0]!r}")
-    return tuple(dict.fromkeys(values))
-
-
-def _devices(values):
-    bad = [v for v in values if not _DEVICE.match(v)]
-    if bad:
-        raise UsageError(f"--devices must be among cpu, cuda, cuda:N, mps, got {bad[0]!r}")
-    return tuple(dict.fromkeys(values))
 
 
 def _datasets(values, label=None, positive=None, standardize=False, load=True):
@@ -122,33 +80,6 @@ def _datasets(values, label=None, positive=None, standardize=False, load=True):
         except (ValueError, MemoryError) as exc:
             raise UsageError(f"--datasets: {exc}") from None
     return tuple(names)
-
-
-def _arg_type(parse, ok, expected: str, expected_after_parse: str | None = None):
-    """An argparse ``type``: ``parse(text)``, then ``ok(value)``; one message naming what was expected
-    (``expected_after_parse`` when the text parsed but the value is out of range) and what came."""
-    def convert(text):
-        try:
-            value = parse(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected_after_parse or expected}, got {text!r}")
-        return value
-    return convert
-
-
-_positive_int = _arg_type(int, lambda v: v >= 1, "a positive integer")
-_positive_float = _arg_type(float, lambda v: 0 < v < math.inf, "a positive number", "a positive finite number")
-_nonneg_float = _arg_type(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0", "a finite number >= 0")
-_batch_size = _arg_type(lambda t: None if t == "full" else int(t), lambda v: v is None or v >= 1,
-                        "'full' or a positive integer")
-_seed = _arg_type(int, lambda v: 0 <= v <= SEED_MAX, f"an integer between 0 and {SEED_MAX}")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse prints usage too; we keep it short)
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _backends_help(default: str) -> str:
@@ -178,23 +109,23 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
     if iters_help:
-        p.add_argument("--iters", type=_positive_int, default=None, help=iters_help)
-    p.add_argument("--lr", type=_positive_float, default=None,
+        p.add_argument("--iters", type=argtypes.positive_int, default=None, help=iters_help)
+    p.add_argument("--lr", type=argtypes.positive_float, default=None,
                    help="learning rate (default: the seed's 0.01 on iris, 1/L on synthetic data with L the "
                         "smoothness bound, see README)" if timing else "learning rate (default: 0.01)")
-    p.add_argument("--l2", type=_nonneg_float, nargs="+", default=[0.0], metavar="L2",
+    p.add_argument("--l2", type=argtypes.nonneg_float, nargs="+", default=[0.0], metavar="L2",
                    help="L2 penalty(ies): loss + (l2/2)||w||^2, bias not penalised (default: 0)")
-    p.add_argument("--seed", type=_seed, default=0, help="data and init seed (default: 0)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="data and init seed (default: 0)")
     if timing:
-        p.add_argument("--threads", type=_positive_int, default=None,
+        p.add_argument("--threads", type=argtypes.positive_int, default=None,
                        help="threads for torch, the BLAS under NumPy and numba alike (default: every available core)")
-        p.add_argument("--record-every", type=_positive_int, default=1,
+        p.add_argument("--record-every", type=argtypes.positive_int, default=1,
                        help="record the loss every k steps (default: 1, as the seed does; larger k times the step alone)")
-        p.add_argument("--repeats", type=_positive_int, default=5,
+        p.add_argument("--repeats", type=argtypes.positive_int, default=5,
                        help="timed rounds per row (default: 5; at least 3 once --budget is spent)")
-        p.add_argument("--budget", type=_positive_float, default=1.0,
+        p.add_argument("--budget", type=argtypes.positive_float, default=1.0,
                        help="seconds per row after which repeating stops (>= 3 rounds; default: 1)")
-        p.add_argument("--row-timeout", type=_positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
+        p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                        help=f"a row still running after this many seconds is a failed row and the run goes on "
                             f"(SIGALRM: a backend inside one long C call stops when it returns; default: {ROW_TIMEOUT:g})")
         p.add_argument("--list", action="store_true",
@@ -210,23 +141,24 @@ def _add_overwrite(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = argtypes.Parser(prog="python -m bench", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=argtypes.Parser)
 
     run = sub.add_parser("run", help="the main comparison: timings, equivalence, CSV, summary, plots")
     _add_matrix_args(run, DEFAULT_DATASETS,
                      iters_help="steps per run (default: 5000 on iris, fewer on big data, see README)")
-    run.add_argument("--batch-sizes", nargs="+", type=_batch_size, default=None, metavar="B",
+    run.add_argument("--batch-sizes", nargs="+", type=argtypes.batch_size, default=None, metavar="B",
                      help="'full' and/or mini-batch sizes (default: full, plus the mini-batch block of --blocks)")
     run.add_argument("--blocks", nargs="+", default=None, metavar="BLOCK",
                      help="the default run's blocks, when neither --datasets nor --batch-sizes is given: main (full "
                           "batch, binary, on the default datasets), minibatch (the same backends at batch "
-                          f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, {'/'.join(MINIBATCH_DTYPES)}, "
-                          f"{'/'.join(MINIBATCH_FORMULATIONS)}, {MINIBATCH_ITERS} steps), softmax (full batch on "
-                          f"{' and '.join(SOFTMAX_DATASETS)}, {'/'.join(SOFTMAX_DTYPES)}), time-to-model (see "
-                          f"--time-to-model; --backends picks its loops and solvers there too), or all (the reference run) (default: {' '.join(DEFAULT_BLOCKS)})")
+                          f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, {'/'.join(suites.MINIBATCH_DTYPES)}, "
+                          f"{'/'.join(suites.MINIBATCH_FORMULATIONS)}, {suites.MINIBATCH_ITERS} steps), softmax (full "
+                          f"batch on {' and '.join(SOFTMAX_DATASETS)}, {'/'.join(suites.SOFTMAX_DTYPES)}), "
+                          "time-to-model (see --time-to-model; --backends picks its loops and solvers there too), or "
+                          f"all (the reference run) (default: {' '.join(suites.DEFAULT_BLOCKS)})")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
-    run.add_argument("--target", type=_positive_float, default=1e-3,
+    run.add_argument("--target", type=argtypes.positive_float, default=1e-3,
                      help="relative suboptimality (L - L*)/|L*| that defines time_to_target_s (default: 1e-3)")
     run.add_argument("--time-to-model", action="store_true",
                      help="run only the time-to-a-trained-model block (--blocks time-to-model): gd, adam and lbfgs "
@@ -238,15 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run, kind="runs", optimum=True)
 
     sweep = sub.add_parser("sweep", help="scaling sweep: time per step vs n (and d), with the memory floor")
-    _add_matrix_args(sweep, SWEEP_DATASETS, iters_help="steps per run (default: by size, as for run)")
+    _add_matrix_args(sweep, suites.SWEEP_DATASETS, iters_help="steps per run (default: by size, as for run)")
     sweep.add_argument("--out", type=folder_arg, default=None,
                        help="output folder (default: results/sweeps/<run-id>, always new)")
-    sweep.set_defaults(func=cmd_run, kind="sweeps", dtypes=list(SWEEP_DTYPES), formulations=list(SWEEP_FORMULATIONS), warmup=1,
+    sweep.set_defaults(func=cmd_run, kind="sweeps", dtypes=list(suites.SWEEP_DTYPES),
+                       formulations=list(suites.SWEEP_FORMULATIONS), warmup=1,
                        target=1e-3, optimum=False, batch_sizes=None)
 
     grad = sub.add_parser("grad", help="compare gradients: hand-derived vs autograd vs finite differences")
     _add_matrix_args(grad, ("iris",), timing=False)
-    grad.add_argument("--random-points", type=_positive_int, default=2, help="random parameter points (default: 2)")
+    grad.add_argument("--random-points", type=argtypes.positive_int, default=2, help="random parameter points (default: 2)")
     grad.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/grad/<run-id>)")
     grad.set_defaults(func=cmd_grad)
 
@@ -262,17 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--backends", "--libraries", dest="backends", nargs="+", default=None, metavar="NAME",
                     help=_backends_help("every data-parallel one") + "; a single-process backend named here "
                          "runs once, as the baseline of the data-parallel ones of its library")
-    sc.add_argument("--workers", nargs="+", type=_positive_int, default=list(SCALE_WORKERS),
-                    help=f"world sizes (default: {' '.join(map(str, SCALE_WORKERS))})")
-    sc.add_argument("--datasets", nargs="+", default=list(SCALE_DATASETS), metavar="DS",
-                    help=f"{DATASETS_HELP} (default: {' '.join(SCALE_DATASETS)}, ~400 MB in float32)")
-    sc.add_argument("--dtype", default=SCALE_DTYPE, choices=list(DTYPES))
-    sc.add_argument("--iters", type=_positive_int, default=SCALE_ITERS, help=f"steps per timed run (default {SCALE_ITERS})")
-    sc.add_argument("--rounds", type=_positive_int, default=SCALE_ROUNDS,
-                    help=f"timed runs per case (default {SCALE_ROUNDS})")
-    sc.add_argument("--threads", type=_positive_int, default=SCALE_THREADS,
-                    help=f"threads per worker (default {SCALE_THREADS})")
-    sc.add_argument("--lr", type=_positive_float, default=SEED_LR, help="learning rate (default: 0.01)")
+    sc.add_argument("--workers", nargs="+", type=argtypes.positive_int, default=list(suites.SCALE_WORKERS),
+                    help=f"world sizes (default: {' '.join(map(str, suites.SCALE_WORKERS))})")
+    sc.add_argument("--datasets", nargs="+", default=list(suites.SCALE_DATASETS), metavar="DS",
+                    help=f"{DATASETS_HELP} (default: {' '.join(suites.SCALE_DATASETS)}, ~400 MB in float32)")
+    sc.add_argument("--dtype", default=suites.SCALE_DTYPE, choices=list(DTYPES))
+    sc.add_argument("--iters", type=argtypes.positive_int, default=suites.SCALE_ITERS,
+                    help=f"steps per timed run (default {suites.SCALE_ITERS})")
+    sc.add_argument("--rounds", type=argtypes.positive_int, default=suites.SCALE_ROUNDS,
+                    help=f"timed runs per case (default {suites.SCALE_ROUNDS})")
+    sc.add_argument("--threads", type=argtypes.positive_int, default=suites.SCALE_THREADS,
+                    help=f"threads per worker (default {suites.SCALE_THREADS})")
+    sc.add_argument("--lr", type=argtypes.positive_float, default=SEED_LR, help="learning rate (default: 0.01)")
     sc.add_argument("--out", type=folder_arg, default=None,
                     help="output folder (default: results/scale/<run-id>, always new)")
     _add_overwrite(sc)
@@ -304,21 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_check_args(p):
     p.add_argument("spec", metavar="SPEC",
                    help="the backend: a registered name, 'package.module:Class' or 'path/file.py:Class'")
-    p.add_argument("--datasets", nargs="+", default=list(CHECK_DATASETS), metavar="DS",
-                   help=f"datasets of the timing rows: {DATASETS_HELP} (default: {' '.join(CHECK_DATASETS)})")
-    p.add_argument("--iters", type=_positive_int, default=None,
+    p.add_argument("--datasets", nargs="+", default=list(suites.CHECK_DATASETS), metavar="DS",
+                   help=f"datasets of the timing rows: {DATASETS_HELP} (default: {' '.join(suites.CHECK_DATASETS)})")
+    p.add_argument("--iters", type=argtypes.positive_int, default=None,
                    help="steps per timing row (default: as for run, 5000 on iris, 50 on synthetic-10kx100)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the timing rows (default: float32)")
     p.add_argument("--formulation", choices=list(FORMULATIONS), default="probs",
                    help="formulation of the timing rows (default: probs, the seed's)")
-    p.add_argument("--batch-size", type=_batch_size, default=None, metavar="B",
+    p.add_argument("--batch-size", type=argtypes.batch_size, default=None, metavar="B",
                    help="'full' (default) or a mini-batch size for the timing rows")
     p.add_argument("--device", default="cpu", help="device of the timing rows (default: cpu)")
-    p.add_argument("--repeats", type=_positive_int, default=3, help="timed rounds per row (default: 3)")
-    p.add_argument("--budget", type=_positive_float, default=1.0,
+    p.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed rounds per row (default: 3)")
+    p.add_argument("--budget", type=argtypes.positive_float, default=1.0,
                    help="seconds per row after which repeating stops (default: 1)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="threads for every library (default: all cores)")
-    p.add_argument("--row-timeout", type=_positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
+    p.add_argument("--threads", type=argtypes.positive_int, default=None, help="threads for every library (default: all cores)")
+    p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                    help=f"a row or a check still running after this many seconds fails, and the command goes on "
                         f"(default: {ROW_TIMEOUT:g})")
     p.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/check/<run-id>)")
@@ -345,12 +279,12 @@ def _common(args, listing: bool = False):
     ``listing``: only what ``--list`` needs (no torch to find devices, no data file read in full)."""
     args.backends_given = args.backends is not None
     args.backends = _backends(args.backends, default_backends)
-    args.devices = _devices(args.devices) if args.devices else ("cpu",) if listing else default_devices()
+    args.devices = argtypes.devices(args.devices) if args.devices else ("cpu",) if listing else default_devices()
     args.datasets_given = args.datasets is not None
     args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets,
                               args.label, args.positive, args.standardize, load=not listing)
-    args.dtypes = _choices("--dtypes", args.dtypes, DTYPES)
-    args.formulations = _choices("--formulations", args.formulations, FORMULATIONS)
+    args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
+    args.formulations = argtypes.choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))
 
 
@@ -369,11 +303,12 @@ def _cases(args, lr=None, ttm_lr=default_lr):
             if "minibatch" in blocks:
                 cases += matrix(datasets_=(data.with_options(MINIBATCH_DATASET, standardize=args.standardize),),
                                 batch_sizes=(MINIBATCH_SIZE,),
-                                **{**common, "dtypes": MINIBATCH_DTYPES, "formulations": MINIBATCH_FORMULATIONS,
-                                   "iters": args.iters or MINIBATCH_ITERS})
+                                **{**common, "dtypes": suites.MINIBATCH_DTYPES,
+                                   "formulations": suites.MINIBATCH_FORMULATIONS,
+                                   "iters": args.iters or suites.MINIBATCH_ITERS})
             if "softmax" in blocks:
-                cases += matrix(datasets_=tuple(data.with_options(ds, standardize=args.standardize)
-                                                for ds in SOFTMAX_DATASETS), **{**common, "dtypes": SOFTMAX_DTYPES})
+                softmax = tuple(data.with_options(ds, standardize=args.standardize) for ds in SOFTMAX_DATASETS)
+                cases += matrix(datasets_=softmax, **{**common, "dtypes": suites.SOFTMAX_DTYPES})
             if "time-to-model" in blocks:  # --backends picks its loops and solvers, as with --time-to-model
                 cases += _time_to_model_cases(args, ttm_lr)
         if getattr(args, "time_to_model", False):
@@ -393,10 +328,10 @@ def _blocks(args) -> tuple[str, ...] | None:
                              "the run is that matrix alone")
         return None
     if not given:
-        return DEFAULT_BLOCKS
+        return suites.DEFAULT_BLOCKS
     if "all" in given:
-        return BLOCKS
-    return _choices("--blocks", given, BLOCKS)
+        return suites.BLOCKS
+    return argtypes.choices("--blocks", given, suites.BLOCKS)
 
 
 def _time_to_model_cases(args, lr=default_lr):
@@ -503,7 +438,7 @@ def cmd_check(args, argv=()) -> int:
         cls = get_backend(name)
     except Exception as exc:  # not a spec, a missing file or class, an import that fails: cannot load, exit 2
         raise UsageError(f"cannot load {args.spec!r}: {exc}") from None
-    datasets, devices = _datasets(args.datasets), _devices([args.device])
+    datasets, devices = _datasets(args.datasets), argtypes.devices([args.device])
     try:
         cases = matrix(tuple(dict.fromkeys([name, *check.ALONGSIDE])), devices, datasets, [args.dtype],
                        [args.formulation], (args.batch_size,), iters=args.iters,

@@ -74,11 +74,13 @@ class Inputs:
         key = (name, l2)
         if key not in self._optima:
             ds = self.problem(name).dataset
-            newton = ds.X.shape[0] * ((ds.X.shape[1] + 1) * ds.n_classes) ** 2  # one multinomial Newton step's flops
+            # one multinomial Newton step's flops
+            newton = ds.X.shape[0] * ((ds.X.shape[1] + 1) * ds.n_classes) ** 2
             if ds.n_classes >= 3 and newton > OPTIMUM_MAX_NEWTON_FLOPS:
-                self.notes.append(f"{name} (l2={l2:g}): no optimum — scikit-learn's multinomial Newton-Cholesky costs "
-                                  f"n((d+1)K)^2 = {newton:.1e} flops per iteration here, beyond the run's budget "
-                                  f"({OPTIMUM_MAX_NEWTON_FLOPS:.0e}); the rows still agree with the float64 oracle's path")
+                self.notes.append(f"{name} (l2={l2:g}): no optimum — scikit-learn's multinomial Newton-Cholesky "
+                                  f"costs n((d+1)K)^2 = {newton:.1e} flops per iteration here, beyond the run's "
+                                  f"budget ({OPTIMUM_MAX_NEWTON_FLOPS:.0e}); the rows still agree with the float64 "
+                                  "oracle's path")
                 self._optima[key] = None
                 return None
             try:

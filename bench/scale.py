@@ -76,8 +76,8 @@ def cases(backends, workers=SCALE_WORKERS, datasets=SCALE_DATASETS, dtype: str =
     parallel = {name: _data_parallel(name) for name in backends}
     out = []
     for ds in datasets:
-        common = dict(devices=("cpu",), datasets_=(ds,), dtypes=(dtype,), formulations=(SCALE_FORMULATION,), iters=n_iters,
-                      lr=lr)
+        common = dict(devices=("cpu",), datasets_=(ds,), dtypes=(dtype,), formulations=(SCALE_FORMULATION,),
+                      iters=n_iters, lr=lr)
         out += matrix(backends=[b for b in backends if not parallel[b]], **common)
         for b in (b for b in backends if parallel[b]):
             for ws in sizes:
