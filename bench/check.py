@@ -14,7 +14,7 @@ dtypes) and where it came from.
    oracle in both formulations and dtypes (plus mini-batches and L2 where supported) — and, for a
    loop that disagrees, the first step at which it leaves the oracle's path and by how much.
 2. *How fast?* The same backend beside ``numpy`` and ``torch`` on Iris and one larger set, through
-   :func:`bench.pipeline.run` (the same rows, the same run folder as ``bench run``: ``runs.csv``,
+   :func:`bench.runner.run` (the same rows, the same run folder as ``bench run``: ``runs.csv``,
    ``losses.csv``, ``summary.md``, plots, ``env.json``), plus ``check.csv`` with every check's outcome.
 
 It ends with a one-screen verdict. Exit 0 right, 1 wrong (a check failed, or one of its rows
@@ -35,9 +35,10 @@ from implementations import backend_spec, get_backend, origin
 from implementations.testing import checks, run_checks
 
 from .atomic import write_csv
-from .pipeline import NothingRan, RowTimeout, Sink, row_timer
-from .pipeline import run as run_cases
+from .measure import RowTimeout, row_timer
 from .report.format import format_time
+from .results import NothingRan, Sink
+from .runner import run as run_cases
 
 OWNED = ("check.csv",)  # what `check` writes beside a run's files
 ALONGSIDE = ("numpy", "torch")  # the backends it is timed beside
@@ -173,7 +174,7 @@ def timing_lines(rows, name: str) -> tuple[list[str], list[str], dict]:
 
 def run(spec: str, name: str, cls, cases, folder, options, run_id: str) -> int:
     """``python -m bench check``: the checks (first sink of the run), then ``cases`` (the backend beside
-    numpy and torch) through :func:`bench.pipeline.run` into ``folder``; print the verdict; 0 right, 1 wrong."""
+    numpy and torch) through :func:`bench.runner.run` into ``folder``; print the verdict; 0 right, 1 wrong."""
     print(f"check {spec} — {cls.__name__} from {origin(name)}: {cls.library}, {cls.describe()}")
     print(f"  supports: {supports(cls)}")
     checks = Checks(cls, folder, options.row_timeout)

@@ -1,8 +1,11 @@
 """python -m bench: run the comparison, sweep sizes, compare gradients, follow trajectories.
 
-This module only turns arguments into cases and options (``bench.pipeline.matrix``,
-``bench.scale.cases``) and hands them to their owners: ``bench.pipeline.run`` for run, sweep and
-scale, ``bench.diagnostics`` for grad and trajectory. Every bad argument ends in one
+This module owns the one argument tree of every command (``compare`` and ``gpu`` add their
+arguments to it with their modules' ``add_arguments``), turns arguments into cases and options
+(``bench.cases.matrix`` over the values of ``bench.suites``, ``bench.scale.cases``) and hands them to
+their owners: ``bench.runner.run`` for run, sweep and scale, ``bench.diagnostics`` for grad and
+trajectory, ``bench.check``, ``bench.compare``, ``bench.gpu``. ``run --list`` (and ``sweep --list``)
+prints the cases instead, one a line, without running them. Every bad argument ends in one
 ``error: ...`` line and exit code 2, never a traceback.
 """
 
@@ -10,34 +13,41 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
-import re
 import sys
 from pathlib import Path
 
-from implementations import BACKENDS, DTYPES, FORMULATIONS
+from implementations import BACKENDS, DTYPES, FORMULATIONS, get_backend, resolve
 
-from .output import folder_arg
-from .pipeline import NOTHING_RAN_EXIT, SEED_LR
+from . import argtypes, check, compare, data, gpu, records, roofline, scale, suites
+from . import time_to_model as ttm
+from .argtypes import UsageError
+from .cases import (
+    SEED_LR,
+    RunOptions,
+    default_backends,
+    default_devices,
+    default_lr,
+    describe,
+    fixed_lr,
+    matrix,
+    preflight,
+    solver_only,
+)
+from .diagnostics import grad, run_owned, trajectory
+from .output import RUN_OWNED, Console, FolderClaim, RunFolder, folder_arg
+from .results import NOTHING_RAN_EXIT, NothingRan, nothing_ran
+from .runner import run
+from .suites import DEFAULT_DATASETS, MINIBATCH_DATASET, MINIBATCH_SIZE, SOFTMAX_DATASETS
 
 RESULTS = Path("results")
 
-DEFAULT_DATASETS = ("iris", "synthetic-10kx100", "synthetic-100kx100")
-# the mini-batch block of the default run: every backend at batch 64 on a 100k-row set
-MINIBATCH_DATASET, MINIBATCH_SIZE, MINIBATCH_ITERS = "synthetic-100kx100", 64, 2000
-# the softmax block of the default run (issue 19): every backend, full batch, float32, probs and logits, on
-# the seed's data with its 3 classes (the seed's lr 0.01 and 5000 steps) and on a 100k x 100 set with K = 10
-# (1/L and the default steps): its verdict compares the K = 10 answer with the binary 100k x 100 rows'
-SOFTMAX_DATASETS, SOFTMAX_DTYPES = ("iris-3class", "synthetic-100kx100-k10"), ("float32",)
-# n from 1e2 to 1e6 at d = 100, and d = 10 and 1000 at n = 1e4
-SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", "synthetic-100kx100",
-                  "synthetic-1Mx100", "synthetic-10kx10", "synthetic-10kx1000")
-# the default run's blocks (--blocks): `make bench` runs the first two; `--blocks all` is the reference run
-BLOCKS = ("main", "minibatch", "softmax", "time-to-model")
-DEFAULT_BLOCKS = ("main", "minibatch")
-SEED_MAX = 2**32 - 1
+# every dataset family a command takes (--datasets), for the help of run, sweep, scale, check
+DATASETS_HELP = ("iris (the seed's task, binary), iris-3class (its three classes), breast-cancer (569 x 30, binary), "
+                 "digits (1797 x 64, ten classes), synthetic-<n>x<d> (n may end in k or M), with -k<K> for K >= 3 "
+                 "classes and -x<scale> to scale the features (e.g. synthetic-100kx100-k10, synthetic-1000x10-x8), "
+                 "or a data file: .csv/.tsv (optionally compressed), .parquet, .npz (arrays X, y), "
+                 ".svm/.svmlight/.libsvm (LIBSVM)")
 ROW_TIMEOUT = 600.0  # seconds per row, generous: a user backend that hangs costs its row, not the run
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
 EXIT_CODES_HELP = (
@@ -46,31 +56,12 @@ EXIT_CODES_HELP = (
     "argument or --out, refused before any work; 130 / 143 interrupted by SIGINT / SIGTERM (finished rows kept)")
 
 
-class UsageError(Exception):
-    """A bad command-line value: printed as one line, exit code 2."""
-
-
-def _choices(name, values, allowed):
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise UsageError(f"{name} must be among {list(allowed)}, got {bad[0]!r}")
-    return tuple(dict.fromkeys(values))
-
-
-def _devices(values):
-    bad = [v for v in values if not _DEVICE.match(v)]
-    if bad:
-        raise UsageError(f"--devices must be among cpu, cuda, cuda:N, mps, got {bad[0]!r}")
-    return tuple(dict.fromkeys(values))
-
-
-def _datasets(values, label=None, positive=None, standardize=False):
+def _datasets(values, label=None, positive=None, standardize=False, load=True):
     """Dataset names with ``--label``/``--positive``/``--standardize`` written in (bench.data's
     ``name[options]``); each checked before any work: a named or synthetic set by its name, a file
-    by its type, label column and size against the memory (before it is read), then loaded and
-    validated in full, its label mapping printed. Any problem is one UsageError naming the file."""
-    from . import data
-
+    by its type, label column and size against the memory (before it is read), then (``load``)
+    loaded and validated in full, its label mapping printed. Any problem is one UsageError naming
+    the file."""
     names = []
     try:
         names = list(dict.fromkeys(data.with_options(v, label, positive, standardize) for v in values))
@@ -83,39 +74,12 @@ def _datasets(values, label=None, positive=None, standardize=False):
         raise UsageError(f"--label {label!r} names a column of a CSV/TSV/Parquet file, and no dataset is one")
     if positive is not None and not files:
         raise UsageError(f"--positive {positive!r} applies to data files (one-vs-rest), and no dataset is one")
-    for name in files:
+    for name in files if load else ():
         try:
             print(data.summary(data.load(name)), flush=True)
         except (ValueError, MemoryError) as exc:
             raise UsageError(f"--datasets: {exc}") from None
     return tuple(names)
-
-
-def _arg_type(parse, ok, expected: str, expected_after_parse: str | None = None):
-    """An argparse ``type``: ``parse(text)``, then ``ok(value)``; one message naming what was expected
-    (``expected_after_parse`` when the text parsed but the value is out of range) and what came."""
-    def convert(text):
-        try:
-            value = parse(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected_after_parse or expected}, got {text!r}")
-        return value
-    return convert
-
-
-_positive_int = _arg_type(int, lambda v: v >= 1, "a positive integer")
-_positive_float = _arg_type(float, lambda v: 0 < v < math.inf, "a positive number", "a positive finite number")
-_nonneg_float = _arg_type(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0", "a finite number >= 0")
-_batch_size = _arg_type(lambda t: None if t == "full" else int(t), lambda v: v is None or v >= 1,
-                        "'full' or a positive integer")
-_seed = _arg_type(int, lambda v: 0 <= v <= SEED_MAX, f"an integer between 0 and {SEED_MAX}")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse prints usage too; we keep it short)
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _backends_help(default: str) -> str:
@@ -130,9 +94,7 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--devices", nargs="+", default=None, metavar="DEV",
                    help="cpu, cuda[:N], mps (default: every available one)")
     p.add_argument("--datasets", nargs="+", default=None, metavar="DS",
-                   help="iris, breast-cancer, synthetic-<n>x<d>[-x<scale>] (n may end in k or M), or a data file: "
-                        ".csv/.tsv, .parquet, .npz (arrays X, y), .svm/.svmlight/.libsvm (LIBSVM) "
-                        f"(default: {' '.join(datasets_default)})")
+                   help=f"{DATASETS_HELP} (default: {' '.join(datasets_default)})")
     p.set_defaults(default_datasets=tuple(datasets_default))
     p.add_argument("--label", default=None, metavar="COLUMN",
                    help="a table file's label column (default: the column named target, label, y or class, else "
@@ -147,25 +109,29 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
     if iters_help:
-        p.add_argument("--iters", type=_positive_int, default=None, help=iters_help)
-    p.add_argument("--lr", type=_positive_float, default=None,
+        p.add_argument("--iters", type=argtypes.positive_int, default=None, help=iters_help)
+    p.add_argument("--lr", type=argtypes.positive_float, default=None,
                    help="learning rate (default: the seed's 0.01 on iris, 1/L on synthetic data with L the "
                         "smoothness bound, see README)" if timing else "learning rate (default: 0.01)")
-    p.add_argument("--l2", type=_nonneg_float, nargs="+", default=[0.0], metavar="L2",
+    p.add_argument("--l2", type=argtypes.nonneg_float, nargs="+", default=[0.0], metavar="L2",
                    help="L2 penalty(ies): loss + (l2/2)||w||^2, bias not penalised (default: 0)")
-    p.add_argument("--seed", type=_seed, default=0, help="data and init seed (default: 0)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="data and init seed (default: 0)")
     if timing:
-        p.add_argument("--threads", type=_positive_int, default=None,
+        p.add_argument("--threads", type=argtypes.positive_int, default=None,
                        help="threads for torch, the BLAS under NumPy and numba alike (default: every available core)")
-        p.add_argument("--record-every", type=_positive_int, default=1,
+        p.add_argument("--record-every", type=argtypes.positive_int, default=1,
                        help="record the loss every k steps (default: 1, as the seed does; larger k times the step alone)")
-        p.add_argument("--repeats", type=_positive_int, default=5,
+        p.add_argument("--repeats", type=argtypes.positive_int, default=5,
                        help="timed rounds per row (default: 5; at least 3 once --budget is spent)")
-        p.add_argument("--budget", type=_positive_float, default=1.0,
+        p.add_argument("--budget", type=argtypes.positive_float, default=1.0,
                        help="seconds per row after which repeating stops (>= 3 rounds; default: 1)")
-        p.add_argument("--row-timeout", type=_positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
+        p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                        help=f"a row still running after this many seconds is a failed row and the run goes on "
                             f"(SIGALRM: a backend inside one long C call stops when it returns; default: {ROW_TIMEOUT:g})")
+        p.add_argument("--list", action="store_true",
+                       help="print the cases this selection would run, one a line (case id, steps, learning rate: "
+                            "'auto' where 1/L needs the data), and stop: nothing runs, no folder is made; without "
+                            "--devices only cpu is listed (cuda and mps are added where torch sees them)")
     _add_overwrite(p)
 
 
@@ -175,42 +141,45 @@ def _add_overwrite(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = argtypes.Parser(prog="python -m bench", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=argtypes.Parser)
 
     run = sub.add_parser("run", help="the main comparison: timings, equivalence, CSV, summary, plots")
     _add_matrix_args(run, DEFAULT_DATASETS,
                      iters_help="steps per run (default: 5000 on iris, fewer on big data, see README)")
-    run.add_argument("--batch-sizes", nargs="+", type=_batch_size, default=None, metavar="B",
+    run.add_argument("--batch-sizes", nargs="+", type=argtypes.batch_size, default=None, metavar="B",
                      help="'full' and/or mini-batch sizes (default: full, plus the mini-batch block of --blocks)")
     run.add_argument("--blocks", nargs="+", default=None, metavar="BLOCK",
                      help="the default run's blocks, when neither --datasets nor --batch-sizes is given: main (full "
                           "batch, binary, on the default datasets), minibatch (the same backends at batch "
-                          f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, float32, probs, {MINIBATCH_ITERS} steps), softmax "
-                          f"(full batch on {' and '.join(SOFTMAX_DATASETS)}, float32), time-to-model (see "
-                          f"--time-to-model; --backends picks its loops and solvers there too), or all (the reference run) (default: {' '.join(DEFAULT_BLOCKS)})")
+                          f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, {'/'.join(suites.MINIBATCH_DTYPES)}, "
+                          f"{'/'.join(suites.MINIBATCH_FORMULATIONS)}, {suites.MINIBATCH_ITERS} steps), softmax (full "
+                          f"batch on {' and '.join(SOFTMAX_DATASETS)}, {'/'.join(suites.SOFTMAX_DTYPES)}), "
+                          "time-to-model (see --time-to-model; --backends picks its loops and solvers there too), or "
+                          f"all (the reference run) (default: {' '.join(suites.DEFAULT_BLOCKS)})")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
-    run.add_argument("--target", type=_positive_float, default=1e-3,
+    run.add_argument("--target", type=argtypes.positive_float, default=1e-3,
                      help="relative suboptimality (L - L*)/|L*| that defines time_to_target_s (default: 1e-3)")
     run.add_argument("--time-to-model", action="store_true",
                      help="run only the time-to-a-trained-model block (--blocks time-to-model): gd, adam and lbfgs "
-                          "of each backend (default: numpy torch torch-nn jax) and scikit-learn's solvers "
-                          "(sklearn-lbfgs, sklearn-newton-cholesky) to 1e-4 and 1e-6 relative suboptimality on "
-                          "breast-cancer[standardize], float64, logits, l2=1e-3 (see bench/time_to_model.py); "
+                          f"of each backend (default: {' '.join(ttm.BACKENDS)}) and scikit-learn's solvers "
+                          f"({', '.join(ttm.SOLVERS)}) to 1e-4 and 1e-6 relative suboptimality on "
+                          f"{ttm.DATASET}, {ttm.DTYPE}, {ttm.FORMULATION}, l2={ttm.L2:g} (see bench/time_to_model.py); "
                           "--backends picks which")
     run.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/runs/<run-id>, always new)")
     run.set_defaults(func=cmd_run, kind="runs", optimum=True)
 
     sweep = sub.add_parser("sweep", help="scaling sweep: time per step vs n (and d), with the memory floor")
-    _add_matrix_args(sweep, SWEEP_DATASETS, iters_help="steps per run (default: by size, as for run)")
+    _add_matrix_args(sweep, suites.SWEEP_DATASETS, iters_help="steps per run (default: by size, as for run)")
     sweep.add_argument("--out", type=folder_arg, default=None,
                        help="output folder (default: results/sweeps/<run-id>, always new)")
-    sweep.set_defaults(func=cmd_run, kind="sweeps", dtypes=["float32"], formulations=["probs"], warmup=1,
+    sweep.set_defaults(func=cmd_run, kind="sweeps", dtypes=list(suites.SWEEP_DTYPES),
+                       formulations=list(suites.SWEEP_FORMULATIONS), warmup=1,
                        target=1e-3, optimum=False, batch_sizes=None)
 
     grad = sub.add_parser("grad", help="compare gradients: hand-derived vs autograd vs finite differences")
     _add_matrix_args(grad, ("iris",), timing=False)
-    grad.add_argument("--random-points", type=_positive_int, default=2, help="random parameter points (default: 2)")
+    grad.add_argument("--random-points", type=argtypes.positive_int, default=2, help="random parameter points (default: 2)")
     grad.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/grad/<run-id>)")
     grad.set_defaults(func=cmd_grad)
 
@@ -221,22 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     traj.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/trajectory/<run-id>)")
     traj.set_defaults(func=cmd_trajectory)
 
-    from . import compare, scale
-
     sc = sub.add_parser("scale", help="strong scaling of the data-parallel backends over world sizes",
                         epilog=EXIT_CODES_HELP)
     sc.add_argument("--backends", "--libraries", dest="backends", nargs="+", default=None, metavar="NAME",
                     help=_backends_help("every data-parallel one") + "; a single-process backend named here "
                          "runs once, as the baseline of the data-parallel ones of its library")
-    sc.add_argument("--workers", nargs="+", type=_positive_int, default=list(scale.DEFAULT_WORKERS),
-                    help="world sizes (default: 1 2)")
-    sc.add_argument("--datasets", nargs="+", default=list(scale.DEFAULT_DATASETS), metavar="DS",
-                    help="iris, breast-cancer, synthetic-<n>x<d> or a data file (.csv/.tsv/.parquet/.npz/.svm) (default: synthetic-1Mx100, ~400 MB in float32)")
-    sc.add_argument("--dtype", default="float32", choices=list(DTYPES))
-    sc.add_argument("--iters", type=_positive_int, default=20, help="steps per timed run (default 20)")
-    sc.add_argument("--rounds", type=_positive_int, default=5, help="timed runs per case (default 5)")
-    sc.add_argument("--threads", type=_positive_int, default=1, help="threads per worker (default 1)")
-    sc.add_argument("--lr", type=_positive_float, default=SEED_LR, help="learning rate (default: 0.01)")
+    sc.add_argument("--workers", nargs="+", type=argtypes.positive_int, default=list(suites.SCALE_WORKERS),
+                    help=f"world sizes (default: {' '.join(map(str, suites.SCALE_WORKERS))})")
+    sc.add_argument("--datasets", nargs="+", default=list(suites.SCALE_DATASETS), metavar="DS",
+                    help=f"{DATASETS_HELP} (default: {' '.join(suites.SCALE_DATASETS)}, ~400 MB in float32)")
+    sc.add_argument("--dtype", default=suites.SCALE_DTYPE, choices=list(DTYPES))
+    sc.add_argument("--iters", type=argtypes.positive_int, default=suites.SCALE_ITERS,
+                    help=f"steps per timed run (default {suites.SCALE_ITERS})")
+    sc.add_argument("--rounds", type=argtypes.positive_int, default=suites.SCALE_ROUNDS,
+                    help=f"timed runs per case (default {suites.SCALE_ROUNDS})")
+    sc.add_argument("--threads", type=argtypes.positive_int, default=suites.SCALE_THREADS,
+                    help=f"threads per worker (default {suites.SCALE_THREADS})")
+    sc.add_argument("--lr", type=argtypes.positive_float, default=SEED_LR, help="learning rate (default: 0.01)")
     sc.add_argument("--out", type=folder_arg, default=None,
                     help="output folder (default: results/scale/<run-id>, always new)")
     _add_overwrite(sc)
@@ -258,35 +228,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_args(ck)
     ck.set_defaults(func=cmd_check)
 
-    from . import gpu  # the GPU half (docs/gpu.md): floors, default comparison, crossover, one archive
-
+    # the GPU half (docs/gpu.md): floors, default comparison, crossover, one archive
     gp = sub.add_parser("gpu", help="the GPU half in <= 8 minutes: floors, default comparison, crossover sweep")
     gpu.add_arguments(gp)
     gp.set_defaults(func=lambda args, argv=(): gpu.cmd_gpu(args))
     return parser
 
 
-CHECK_DATASETS = ("iris", "synthetic-10kx100")
-
-
 def _add_check_args(p):
     p.add_argument("spec", metavar="SPEC",
                    help="the backend: a registered name, 'package.module:Class' or 'path/file.py:Class'")
-    p.add_argument("--datasets", nargs="+", default=list(CHECK_DATASETS), metavar="DS",
-                   help=f"datasets of the timing rows (default: {' '.join(CHECK_DATASETS)})")
-    p.add_argument("--iters", type=_positive_int, default=None,
+    p.add_argument("--datasets", nargs="+", default=list(suites.CHECK_DATASETS), metavar="DS",
+                   help=f"datasets of the timing rows: {DATASETS_HELP} (default: {' '.join(suites.CHECK_DATASETS)})")
+    p.add_argument("--iters", type=argtypes.positive_int, default=None,
                    help="steps per timing row (default: as for run, 5000 on iris, 50 on synthetic-10kx100)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the timing rows (default: float32)")
     p.add_argument("--formulation", choices=list(FORMULATIONS), default="probs",
                    help="formulation of the timing rows (default: probs, the seed's)")
-    p.add_argument("--batch-size", type=_batch_size, default=None, metavar="B",
+    p.add_argument("--batch-size", type=argtypes.batch_size, default=None, metavar="B",
                    help="'full' (default) or a mini-batch size for the timing rows")
     p.add_argument("--device", default="cpu", help="device of the timing rows (default: cpu)")
-    p.add_argument("--repeats", type=_positive_int, default=3, help="timed rounds per row (default: 3)")
-    p.add_argument("--budget", type=_positive_float, default=1.0,
+    p.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed rounds per row (default: 3)")
+    p.add_argument("--budget", type=argtypes.positive_float, default=1.0,
                    help="seconds per row after which repeating stops (default: 1)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="threads for every library (default: all cores)")
-    p.add_argument("--row-timeout", type=_positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
+    p.add_argument("--threads", type=argtypes.positive_int, default=None, help="threads for every library (default: all cores)")
+    p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                    help=f"a row or a check still running after this many seconds fails, and the command goes on "
                         f"(default: {ROW_TIMEOUT:g})")
     p.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/check/<run-id>)")
@@ -302,31 +268,29 @@ def _backends(values, default):
 
 
 def _resolve(option: str, spec: str) -> str:
-    from implementations import resolve
-
     try:
         return resolve(spec)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
 
 
-def _common(args):
-    from .pipeline import default_backends, default_devices
-
+def _common(args, listing: bool = False):
+    """The selection's backends, devices, datasets, dtypes, formulations and penalties, checked.
+    ``listing``: only what ``--list`` needs (no torch to find devices, no data file read in full)."""
     args.backends_given = args.backends is not None
     args.backends = _backends(args.backends, default_backends)
-    args.devices = _devices(args.devices) if args.devices else default_devices()
+    args.devices = argtypes.devices(args.devices) if args.devices else ("cpu",) if listing else default_devices()
     args.datasets_given = args.datasets is not None
     args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets,
-                              args.label, args.positive, args.standardize)
-    args.dtypes = _choices("--dtypes", args.dtypes, DTYPES)
-    args.formulations = _choices("--formulations", args.formulations, FORMULATIONS)
+                              args.label, args.positive, args.standardize, load=not listing)
+    args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
+    args.formulations = argtypes.choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))
 
 
-def _cases(args, lr=None):
-    from .pipeline import matrix
-
+def _cases(args, lr=None, ttm_lr=default_lr):
+    """The selection's cases, block by block (bench.suites); ``lr(dataset, l2)`` is the learning rate
+    where --lr is not given, ``ttm_lr(dataset, l2, seed)`` the time-to-model block's 1/L."""
     common = dict(backends=args.backends, devices=args.devices, dtypes=args.dtypes, formulations=args.formulations,
                   l2s=args.l2, iters=args.iters, lr=args.lr or lr or SEED_LR, record_every=args.record_every)
     sizes = tuple(dict.fromkeys(args.batch_sizes)) if args.batch_sizes else (None,)
@@ -335,21 +299,20 @@ def _cases(args, lr=None):
         if blocks is None:  # a matrix of the user's: --datasets or --batch-sizes given, or a sweep
             cases = matrix(datasets_=args.datasets, batch_sizes=sizes, **common)
         else:
-            from .data import with_options
-
             cases = matrix(datasets_=args.datasets, **common) if "main" in blocks else []
             if "minibatch" in blocks:
-                cases += matrix(datasets_=(with_options(MINIBATCH_DATASET, standardize=args.standardize),),
+                cases += matrix(datasets_=(data.with_options(MINIBATCH_DATASET, standardize=args.standardize),),
                                 batch_sizes=(MINIBATCH_SIZE,),
-                                **{**common, "dtypes": ("float32",), "formulations": ("probs",),
-                                   "iters": args.iters or MINIBATCH_ITERS})
+                                **{**common, "dtypes": suites.MINIBATCH_DTYPES,
+                                   "formulations": suites.MINIBATCH_FORMULATIONS,
+                                   "iters": args.iters or suites.MINIBATCH_ITERS})
             if "softmax" in blocks:
-                cases += matrix(datasets_=tuple(with_options(ds, standardize=args.standardize)
-                                                for ds in SOFTMAX_DATASETS), **{**common, "dtypes": SOFTMAX_DTYPES})
+                softmax = tuple(data.with_options(ds, standardize=args.standardize) for ds in SOFTMAX_DATASETS)
+                cases += matrix(datasets_=softmax, **{**common, "dtypes": suites.SOFTMAX_DTYPES})
             if "time-to-model" in blocks:  # --backends picks its loops and solvers, as with --time-to-model
-                cases += _time_to_model_cases(args, given=True)
+                cases += _time_to_model_cases(args, ttm_lr)
         if getattr(args, "time_to_model", False):
-            cases = _time_to_model_cases(args, given=True)
+            cases = _time_to_model_cases(args, ttm_lr)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return cases
@@ -365,38 +328,26 @@ def _blocks(args) -> tuple[str, ...] | None:
                              "the run is that matrix alone")
         return None
     if not given:
-        return DEFAULT_BLOCKS
+        return suites.DEFAULT_BLOCKS
     if "all" in given:
-        return BLOCKS
-    return _choices("--blocks", given, BLOCKS)
+        return suites.BLOCKS
+    return argtypes.choices("--blocks", given, suites.BLOCKS)
 
 
-def _time_to_model_cases(args, given: bool):
+def _time_to_model_cases(args, lr=default_lr):
     """The time-to-a-trained-model block (bench.time_to_model), on cpu: its default loops and solvers,
-    or (``--time-to-model`` with ``--backends``) the named backends' loops, scikit-learn's named as solvers."""
-    from implementations import get_backend
-
-    from . import time_to_model as ttm
-
+    or (``--backends`` given) the named backends' loops, scikit-learn's named as solvers."""
     backends, solvers = ttm.BACKENDS, ttm.SOLVERS
-    if given and args.backends_given:
-        def solver_only(name):
-            try:
-                return tuple(get_backend(name).optimizers) == ("solver",)
-            except ValueError:
-                return False
-
+    if args.backends_given:
         backends = tuple(b for b in args.backends if not solver_only(b))
         solvers = tuple(b for b in args.backends if solver_only(b))
-    return ttm.cases(("cpu",), args.seed, backends, solvers)
+    return ttm.cases(("cpu",), args.seed, backends, solvers, lr=lr)
 
 
 def _claim(args, kind, run_id, owned=None, report=True):
     """The output folder, claimed by ``run``'s rules before any work (locked; refused when it holds
     this command's files, unless --overwrite): a ``RunFolder`` whose claim covers ``owned`` (default:
     a run's files). Any reason it cannot be used is a UsageError."""
-    from .output import FolderClaim, RunFolder
-
     try:
         folder = RunFolder(args.out or RESULTS / kind / run_id, overwrite=args.overwrite, report=report)
         if owned is not None:
@@ -407,8 +358,6 @@ def _claim(args, kind, run_id, owned=None, report=True):
 
 
 def _preflight(cases):
-    from .pipeline import preflight
-
     try:
         preflight(cases)  # sizes only: before any dataset is built
     except ValueError as exc:
@@ -416,22 +365,18 @@ def _preflight(cases):
 
 
 def _ended(command, result) -> int:
-    from .pipeline import nothing_ran
-
     if result.status == "complete" and nothing_ran(result.rows):
         print(f"python -m bench {command}: {result.reason}", file=sys.stderr)
     return result.exit_code
 
 
 def cmd_run(args, argv=()) -> int:
-    from . import records
-    from .output import Console
-    from .pipeline import NothingRan, RunOptions, default_lr, run
-    from .roofline import measure_roofline
-
-    _common(args)
+    devices_given = args.devices is not None
+    _common(args, listing=args.list)
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.list:
+        return _list(args, devices_given)
     _preflight(_cases(args))
     cases = _cases(args, lr=functools.partial(default_lr, seed=args.seed))
     run_id = records.new_run_id()
@@ -440,22 +385,36 @@ def cmd_run(args, argv=()) -> int:
     opts = RunOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget, threads=args.threads,
                       seed=args.seed, target=args.target, optimum=args.optimum, row_timeout=args.row_timeout)
     result = run(cases, [NothingRan(), folder, Console(folder)], opts, run_id=run_id,
-                 figures=lambda threads: measure_roofline(args.devices, threads))
+                 figures=lambda threads: roofline.measure_roofline(args.devices, threads))
     return _ended(args.command, result)
+
+
+def _list(args, devices_given: bool) -> int:
+    """``--list``: the selection's cases, one a line, in the order they would run; nothing runs and
+    no folder is made. A learning rate that would be 1/L of data not yet built is shown as ``auto``."""
+    auto = set()
+
+    def lr(dataset, l2, seed=None):  # a stand-in for default_lr that needs no data
+        if not fixed_lr(dataset):
+            auto.add((dataset, l2))
+        return SEED_LR
+
+    cases = _cases(args, lr=lr, ttm_lr=lr)
+    _preflight(cases)
+    for case in cases:
+        shown = "auto" if case.config.optimizer == "gd" and (case.dataset, case.config.l2) in auto else None
+        print(describe(case, shown))
+    note = "" if devices_given else "; cpu only listed (cuda and mps are added where torch sees them)"
+    print(f"python -m bench {args.command}: {len(cases)} case(s){note}", file=sys.stderr)
+    return 0
 
 
 def _data_files(names, seed) -> dict:
     """env.json's record of the run's data files: origin, shape, content hash, label mapping."""
-    from . import data
-
     return {n: data.describe(data.load(n, seed)) for n in names if data.is_file(n)}
 
 
 def cmd_scale(args, argv=()) -> int:
-    from . import records, scale
-    from .output import RUN_OWNED, Console
-    from .pipeline import NothingRan, RunOptions, run
-
     backends = _backends(args.backends, scale.data_parallel_backends)
     datasets = _datasets(args.datasets)
     cases = scale.cases(backends, args.workers, datasets, args.dtype, args.iters, args.lr)
@@ -469,25 +428,17 @@ def cmd_scale(args, argv=()) -> int:
 
 
 def cmd_backends(args, argv=()) -> int:
-    from . import check
-
     check.print_backends(list(dict.fromkeys([*BACKENDS, *(_resolve("SPEC", s) for s in args.specs)])))
     return 0
 
 
 def cmd_check(args, argv=()) -> int:
-    from implementations import get_backend, resolve
-
-    from . import check, records
-    from .output import RUN_OWNED
-    from .pipeline import RunOptions, default_lr, matrix
-
     try:
         name = resolve(args.spec)
         cls = get_backend(name)
     except Exception as exc:  # not a spec, a missing file or class, an import that fails: cannot load, exit 2
         raise UsageError(f"cannot load {args.spec!r}: {exc}") from None
-    datasets, devices = _datasets(args.datasets), _devices([args.device])
+    datasets, devices = _datasets(args.datasets), argtypes.devices([args.device])
     try:
         cases = matrix(tuple(dict.fromkeys([name, *check.ALONGSIDE])), devices, datasets, [args.dtype],
                        [args.formulation], (args.batch_size,), iters=args.iters,
@@ -503,9 +454,6 @@ def cmd_check(args, argv=()) -> int:
 
 
 def cmd_grad(args, argv=()) -> int:
-    from . import records
-    from .diagnostics import grad, run_owned
-
     _common(args)
     run_id = records.new_run_id()
     folder = _claim(args, "grad", run_id, owned=grad.OWNED, report=False)
@@ -515,9 +463,6 @@ def cmd_grad(args, argv=()) -> int:
 
 
 def cmd_trajectory(args, argv=()) -> int:
-    from . import records
-    from .diagnostics import run_owned, trajectory
-
     _common(args)
     args.a, args.b = _resolve("--a", args.a), _resolve("--b", args.b)
     if args.a == args.b:

@@ -431,13 +431,3 @@ def _print(cmp: pd.DataFrame, envd: pd.DataFrame, args, n_a: int, n_b: int) -> N
 
 def _i(x) -> str:
     return "—" if x is None or pd.isna(x) else str(int(x))
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench compare", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return cmd_compare(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Where the GPU overtakes the CPU: ``crossover.csv``, the plot and the verdict lines (issue 21).
+"""Where the GPU overtakes the CPU: ``crossover.csv``, the plot and the verdict lines.
 
 Input: the rows of a crossover sweep (``runs.csv``, any mix of ``cpu`` and ``cuda`` rows, full
 batch) and the measured floors (``bench.roofline.measure_roofline``'s dict: ``host_read``, and on
@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .atomic import write_csv
 
 CROSSOVER_COLUMNS = ["backend", "dtype", "d", "against", "against_backend", "status", "n_cross", "n_below",
                      "n_above", "n_min", "n_max", "points", "gpu_s_per_step_at_n_max", "cpu_s_per_step_at_n_max",
@@ -169,7 +171,7 @@ def verdicts(table: pd.DataFrame, dtypes=None, d: int = 100) -> list[str]:
 
 
 def floor_seconds(n, d: int, dtype: str, bandwidth_gbps: float | None):
-    """The memory floor of one full-batch step: ``bench.pipeline.bytes_per_step / bandwidth``."""
+    """The memory floor of one full-batch step: ``bench.cases.bytes_per_step / bandwidth``."""
     if not bandwidth_gbps:
         return None
     item = np.dtype(dtype).itemsize
@@ -225,8 +227,6 @@ def plot_crossover(rows: pd.DataFrame, figures: dict | None, path, d: int = 100,
 def write(rows: pd.DataFrame, figures: dict | None, folder, title_note: str = "") -> tuple[pd.DataFrame, list[str]]:
     """``crossover.csv`` (every ``d`` measured) and ``crossover.png`` (at ``d = 100``) into ``folder``;
     returns the table and the verdict lines at ``d = 100``."""
-    from .atomic import write_csv
-
     folder = Path(folder)
     table = crossover_table(rows)
     write_csv(table, folder / "crossover.csv")

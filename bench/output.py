@@ -16,17 +16,28 @@ deferred while the reports were written changed the ending).
 
 from __future__ import annotations
 
+import argparse
 import errno
 import fcntl
 import fnmatch
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
 
-from . import atomic
+from rich.console import Console as RichConsole
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from . import atomic, report
 from .env import environment
-from .pipeline import Outcome, RunResult, Sink, env_status
+from .results import Outcome, RunResult, Sink, env_status
 
 # what `run` (and `sweep`) write into --out: only these are "a run", only these may be removed
 RUN_FILES = ("runs.csv", "env.json", "summary.md", "losses.csv", "time_to_target.csv")
@@ -42,8 +53,6 @@ class FolderError(ValueError):
 def folder_arg(text: str) -> Path:
     """An argparse ``type`` for ``--out``: an empty (or blank) path is refused, never taken as the
     current directory."""
-    import argparse
-
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a folder, got {text!r} (say '.' for the current folder)")
     return Path(text)
@@ -187,8 +196,6 @@ class FolderClaim:
                                "or choose another folder")
         for p in old:
             if p.is_dir() and not p.is_symlink():
-                import shutil
-
                 shutil.rmtree(p)
             else:
                 p.unlink(missing_ok=True)
@@ -284,7 +291,7 @@ class RunFolder(Sink):
     def finish(self, result: RunResult) -> None:
         """Write what the finished rows hold, ``env.json`` last (so that it states the ending as it
         stands once everything else is on disk). The folder stays claimed until :meth:`end` (or
-        :meth:`close`): ``bench.pipeline.run`` calls ``end`` after every sink has finished."""
+        :meth:`close`): ``bench.runner.run`` calls ``end`` after every sink has finished."""
         if getattr(self, "env", None) is None:
             self.env = {**environment(result.run_id), **self.extra_env}
         try:
@@ -295,8 +302,6 @@ class RunFolder(Sink):
                 atomic.write_csv(result.losses(), self.folder / "losses.csv")
                 self.written += ["runs.csv", "losses.csv"]
                 if self.report:
-                    from . import report
-
                     self.written += [Path(f).name for f in report.write_report(df, result.losses(), self.env,
                                                                                self.folder)]
         finally:
@@ -315,15 +320,11 @@ class Console(Sink):
     """A progress bar while rows run; the summary, notes and one closing line on every ending."""
 
     def __init__(self, folder: RunFolder | None = None, table: bool = True):
-        from rich.console import Console as RichConsole
-
         self.err = RichConsole(stderr=True)
         self.folder, self.table = folder, table
         self._progress = None
 
     def start(self, result, n_cases):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), console=self.err, transient=True)
         self._progress.start()
@@ -345,10 +346,6 @@ class Console(Sink):
             self.err.print(f"[yellow]note: {note}[/yellow]")
         where = self.folder.folder if self.folder else None
         if result.rows and self.table:
-            from rich.console import Console as RichConsole
-
-            from . import report
-
             report.print_summary(result.frame(), RichConsole(width=None if sys.stdout.isatty() else 140),
                                  result.losses(), getattr(self.folder, "env", None))
         df = result.frame() if result.rows else None

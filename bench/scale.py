@@ -2,7 +2,7 @@
 
 ``python -m bench scale`` builds cases — every data-parallel backend (``data_parallel = True`` on
 its class) at every world size, on each dataset — and runs them through the one run owner,
-:func:`bench.pipeline.run`: thread parity, ``prepare`` timed apart, warm-up and timed rounds, the
+:func:`bench.runner.run`: thread parity, ``prepare`` timed apart, warm-up and timed rounds, the
 float64 oracle, one :class:`bench.records.Row` per case in ``runs.csv``, ``env.json`` on every
 ending. The scale-only figures are ``Row`` fields, filled in by the evaluator from what a trainer
 declares and offers, never from its name:
@@ -32,13 +32,19 @@ import pandas as pd
 
 from implementations import BACKENDS, BackendUnavailableError, get_backend
 
-from .pipeline import Sink, matrix
 from .atomic import write_atomic, write_csv
+from .cases import SEED_LR, matrix
 from .records import Case
+from .results import Sink
+from .suites import (
+    SCALE_DATASETS,
+    SCALE_DTYPE,
+    SCALE_FORMULATION,
+    SCALE_ITERS,
+    SCALE_WORKERS,
+)
 from .timing import available_cores
 
-DEFAULT_DATASETS = ("synthetic-1Mx100",)
-DEFAULT_WORKERS = (1, 2)
 OWNED = ("scale.csv", "scale.png")  # what the view writes beside a run's files
 COLUMNS = [  # scale.csv: these columns of the rows, in this order
     "backend", "library", "engine", "workers", "dataset", "n", "d", "dtype", "n_iters", "threads", "rounds",
@@ -61,8 +67,8 @@ def data_parallel_backends() -> tuple[str, ...]:
     return tuple(name for name in BACKENDS if _data_parallel(name))
 
 
-def cases(backends, workers=DEFAULT_WORKERS, datasets=DEFAULT_DATASETS, dtype: str = "float32",
-          n_iters: int = 20, lr: float = 0.01) -> list[Case]:
+def cases(backends, workers=SCALE_WORKERS, datasets=SCALE_DATASETS, dtype: str = SCALE_DTYPE,
+          n_iters: int = SCALE_ITERS, lr: float = SEED_LR) -> list[Case]:
     """Per dataset: the single-process backends among ``backends`` (the baselines, workers = 1)
     first, then each data-parallel one at every world size, smallest first (so that workers = 1
     is there when the others are related to it). A backend that cannot be imported gets one case,
@@ -71,8 +77,8 @@ def cases(backends, workers=DEFAULT_WORKERS, datasets=DEFAULT_DATASETS, dtype: s
     parallel = {name: _data_parallel(name) for name in backends}
     out = []
     for ds in datasets:
-        common = dict(devices=("cpu",), datasets_=(ds,), dtypes=(dtype,), formulations=("probs",), iters=n_iters,
-                      lr=lr)
+        common = dict(devices=("cpu",), datasets_=(ds,), dtypes=(dtype,), formulations=(SCALE_FORMULATION,),
+                      iters=n_iters, lr=lr)
         out += matrix(backends=[b for b in backends if not parallel[b]], **common)
         for b in (b for b in backends if parallel[b]):
             for ws in sizes:

@@ -1,4 +1,4 @@
-"""The time-to-a-trained-model block of the main job (issue 20): how long until each library's loop
+"""The time-to-a-trained-model block of the main job: how long until each library's loop
 has a model within 1e-4 and 1e-6 relative suboptimality ``(L − L*)/|L*|`` of scikit-learn's optimum.
 
 One problem of realistic conditioning, small enough for the ``make bench`` budget (≈ 20 s for the
@@ -7,13 +7,14 @@ L2 penalty ``λ = 1e-3`` (scikit-learn's ``C = 1/(n λ) ≈ 1.76``, close to its
 Without a penalty this data is almost separable (the optimum's weights run into the thousands and
 ``L*`` ≈ 6e-6), so a *relative* suboptimality would measure nothing useful.
 
-The loops, each as its library's users write it (the same ``(w0, b0)``, the same objective):
+The loops, each as its library's users write it (the same ``(w0, b0)``, the same objective), with
+their learning rates and steps declared in :data:`bench.suites.TIME_TO_MODEL_LOOPS`:
 
-* ``gd``    — fixed-step gradient descent at ``lr = 1/L`` (the largest safe step), ``GD_ITERS`` steps;
-* ``adam``  — Adam at ``lr = ADAM_LR`` (0.1: on this problem 1e-3, torch's default, gets nowhere in the
-  budget, 0.03 is slower), ``ADAM_ITERS`` steps;
+* ``gd``    — fixed-step gradient descent at ``lr = 1/L`` (the largest safe step), 1000 steps;
+* ``adam``  — Adam at ``lr = 0.1`` (on this problem 1e-3, torch's default, gets nowhere in the
+  budget, 0.03 is slower), 1000 steps;
 * ``lbfgs`` — each library's own L-BFGS (scipy's L-BFGS-B for NumPy, ``torch.optim.LBFGS`` strong-Wolfe,
-  optax for JAX), ``LBFGS_ITERS`` iterations;
+  optax for JAX), 100 iterations;
 
 for ``numpy``, ``torch``, ``torch-nn`` and ``jax``, plus scikit-learn's ``LogisticRegression`` (``lbfgs``
 and ``newton-cholesky``, optimizer ``solver``: fits with ``max_iter`` = 1, 2, 4, ... 512, each timed).
@@ -30,31 +31,32 @@ from dataclasses import replace
 
 from implementations import TrainConfig
 
+from .cases import default_lr
 from .records import Case
-
-DATASET = "breast-cancer[standardize]"
-L2 = 1e-3
-DTYPE, FORMULATION = "float64", "logits"
-TARGETS = (1e-4, 1e-6)
-BACKENDS = ("numpy", "torch", "torch-nn", "jax")
-SOLVERS = ("sklearn-lbfgs", "sklearn-newton-cholesky")
-GD_ITERS, ADAM_ITERS, ADAM_LR, LBFGS_ITERS, SOLVER_FITS = 1000, 1000, 0.1, 100, 10
+from .suites import TIME_TO_MODEL_BACKENDS as BACKENDS
+from .suites import TIME_TO_MODEL_DATASET as DATASET
+from .suites import TIME_TO_MODEL_DTYPE as DTYPE
+from .suites import TIME_TO_MODEL_FORMULATION as FORMULATION
+from .suites import TIME_TO_MODEL_L2 as L2
+from .suites import TIME_TO_MODEL_LOOPS as LOOPS
+from .suites import TIME_TO_MODEL_SOLVER_FITS as SOLVER_FITS
+from .suites import TIME_TO_MODEL_SOLVERS as SOLVERS
 
 
 def loops(lr_gd: float) -> dict[str, TrainConfig]:
-    """optimizer -> its config in this block (``lr_gd`` = 1/L of the problem)."""
+    """optimizer -> its config in this block (``lr_gd`` = 1/L of the problem, for the loops whose lr
+    :data:`bench.suites.TIME_TO_MODEL_LOOPS` leaves to the problem)."""
     base = TrainConfig(dtype=DTYPE, formulation=FORMULATION, l2=L2, lr=lr_gd)
-    return {"gd": replace(base, n_iters=GD_ITERS),
-            "adam": replace(base, optimizer="adam", lr=ADAM_LR, n_iters=ADAM_ITERS),
-            "lbfgs": replace(base, optimizer="lbfgs", lr=1.0, n_iters=LBFGS_ITERS)}
+    return {opt: replace(base, optimizer=opt, lr=lr_gd if lr is None else lr, n_iters=steps)
+            for opt, (lr, steps) in LOOPS.items()}
 
 
-def cases(devices=("cpu",), seed: int = 0, backends=BACKENDS, solvers=SOLVERS, dataset: str = DATASET) -> list[Case]:
-    """The block's cases: every loop of every backend, then the scikit-learn rows (cpu only)."""
-    from .pipeline import default_lr
-
+def cases(devices=("cpu",), seed: int = 0, backends=BACKENDS, solvers=SOLVERS, dataset: str = DATASET,
+          lr=default_lr) -> list[Case]:
+    """The block's cases: every loop of every backend, then the scikit-learn rows (cpu only). ``lr``
+    is :func:`bench.cases.default_lr` or a stand-in with its signature ``lr(dataset, l2, seed)``."""
     out = []
-    for opt, cfg in loops(default_lr(dataset, L2, seed)).items():
+    for opt, cfg in loops(lr(dataset, L2, seed)).items():
         for backend in backends:
             for device in devices:
                 out.append(Case(backend, dataset, replace(cfg, device=device)))

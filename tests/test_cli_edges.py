@@ -139,7 +139,7 @@ def test_a_backend_registered_after_import_is_accepted(tmp_path, capsys):
     from implementations import register, unregister
     from implementations.numpy_backend import NumpyTrainer
 
-    from bench.pipeline import default_backends
+    from bench.cases import default_backends
 
     class TrialTrainer(NumpyTrainer):
         name = "trial-numpy"

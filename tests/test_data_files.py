@@ -312,7 +312,8 @@ def test_breast_cancer_is_a_named_binary_set():
 # -- the rows: origin, hash, density; the oracle agrees ------------------------------------------
 
 def test_rows_record_origin_hash_and_density_and_agree_with_the_oracle():
-    from bench.pipeline import RunOptions, matrix, run
+    from bench.cases import RunOptions, matrix
+    from bench.runner import run
 
     cases = matrix(["numpy"], ["cpu"], [SMALL_SVM, GOOD_CSV], ["float64"], ["logits"], iters=20)
     result = run(cases, options=RunOptions(repeats=1, warmup=0, budget_s=None, optimum=False))

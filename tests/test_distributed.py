@@ -257,7 +257,7 @@ def test_close_releases_processes_and_ports(name, data101):
 
 @NEEDS_DASK
 def test_scale_goes_through_the_pipeline_and_writes_rows_and_views(tmp_path):
-    """`bench scale`: cases with workers, run by bench.pipeline.run; its rows are Rows (every
+    """`bench scale`: cases with workers, run by bench.runner.run; its rows are Rows (every
     runs.csv column, the scale figures among them), scale.csv and scale.png are views of them, and
     the speed-ups come from declared attributes (workers=1 of the same backend; the single-process
     backend of the same library), not from names."""

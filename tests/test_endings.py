@@ -98,7 +98,7 @@ def test_early_sigint_leaves_a_record_not_an_empty_folder(tmp_path, monkeypatch)
 
 
 def test_an_exception_outside_a_row_keeps_the_finished_rows(tmp_path, monkeypatch):
-    from bench.pipeline import Evaluator
+    from bench.measure import Evaluator
 
     real, calls = Evaluator.execute, []
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import crossover, gpu
+from bench import cli, crossover, gpu
 from bench.gpu import command, plan, stages
 from bench.records import SCHEMA
 from bench.timing import Measurement, _CudaEvents
@@ -248,7 +248,7 @@ def smoke_run(tmp_path_factory):
     t0 = time.monotonic()
     with pytest.MonkeyPatch.context() as mp:  # the smoke measures the (tiny) floors: the suite skips them elsewhere
         mp.delenv("LOGREG_BENCH_FLOOR", raising=False)
-        code = gpu.main(["--out", str(out), "--devices", "cpu", "--smoke"])
+        code = cli.main(["gpu", "--out", str(out), "--devices", "cpu", "--smoke"])
     return code, out, time.monotonic() - t0
 
 
@@ -287,7 +287,7 @@ def test_smoke_run_reaches_every_stage_and_backend(smoke_run):
 @pytest.mark.slow
 def test_smoke_run_refuses_its_own_folder_without_overwrite(smoke_run, capsys):
     _code, out, _ = smoke_run
-    assert gpu.main(["--out", str(out), "--devices", "cpu", "--smoke"]) == 2
+    assert cli.main(["gpu", "--out", str(out), "--devices", "cpu", "--smoke"]) == 2
     assert "error" in capsys.readouterr().err
 
 

@@ -16,7 +16,7 @@ from multiprocessing.connection import wait as mp_wait
 import pandas as pd
 import pytest
 
-from bench import gpu
+from bench import cli
 from bench import env as environment
 from bench.gpu import command, deadline, plan, stages
 from bench.memory import PeakMemory
@@ -80,7 +80,7 @@ def test_hard_deadline_stops_a_stalled_rank_wait():
 
 
 def test_hard_deadline_ends_the_run_and_keeps_finished_rows(tmp_path):
-    from bench.pipeline import RunOptions, matrix
+    from bench.cases import RunOptions, matrix
 
     clock = deadline.Clock()
     runner = stages.Runner(tmp_path, {}, RunOptions(repeats=3, warmup=0, budget_s=None, optimum=False), clock)
@@ -129,7 +129,7 @@ def quick_command(monkeypatch):
 
     monkeypatch.setattr(command, "STAGE_FUNCTIONS", {n: ran for n in plan.STAGES[1:]})
     monkeypatch.setattr(command, "measure_roofline", lambda *a, **k: {"host_read": 1.0})
-    return lambda out: gpu.main(["--out", str(out), "--devices", "cpu"])
+    return lambda out: cli.main(["gpu", "--out", str(out), "--devices", "cpu"])
 
 
 def test_a_failing_environment_still_packs(quick_command, monkeypatch, tmp_path):

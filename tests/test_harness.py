@@ -181,7 +181,7 @@ def test_trajectory_unknown_backend_is_exit_2():
 
 
 def test_a_noisy_row_says_why():
-    from bench.pipeline import noise_reason
+    from bench.judge import noise_reason
     from bench.timing import CpuSample
 
     m = Measurement((1.0, 1.5, 2.0, 2.5), 10)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from bench import data, oracle
-from bench.pipeline import Evaluator, RunOptions
+from bench.cases import RunOptions
+from bench.measure import Evaluator
 from bench.records import Case
 from implementations import BackendUnavailableError, TrainConfig, create_trainer, get_backend
 from implementations import reference

@@ -370,7 +370,8 @@ def test_time_to_target_is_relative_suboptimality():
 
 def test_row_and_time_to_target_csv_agree(tmp_path):
     """``Row.time_to_target_s`` (the pipeline) and ``time_to_target.csv`` (the report) answer alike."""
-    from bench.pipeline import RunOptions, matrix, run
+    from bench.cases import RunOptions, matrix
+    from bench.runner import run
 
     target = 1e-2
     cases = matrix(["numpy"], ["cpu"], ["synthetic-2000x10"], ["float64"], ["logits"], iters=500, lr=1.0)

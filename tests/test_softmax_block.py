@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from bench import cli, roofline
-from bench.pipeline import SEED_LR, _k_class_floor, bytes_per_step, default_iters, default_lr
+from bench.cases import SEED_LR, bytes_per_step, default_iters, default_lr
+from bench.measure import k_class_floor
 from bench.records import Case, Row, as_run
 from bench.report import summary_markdown
 from bench.report.verdict import SOFTMAX_TITLE, softmax_verdict
@@ -58,13 +59,13 @@ def test_k_class_row_out_of_cache_reports_the_larger_floor():
     case, row = _row("synthetic-100kx100-k10", 10, 100_000, 100)
     floor = roofline.step_floor(row.bytes_per_step, 100_000, 100, "float32", FIGS, 10)
     t = 2 * floor.seconds
-    out = _k_class_floor(row, case, FIGS, t)
+    out = k_class_floor(row, case, FIGS, t)
     assert out["bound"] == "compute"
     assert out["roofline_fraction"] == pytest.approx(0.5)
     assert out["compute_fraction"] == pytest.approx(out["roofline_fraction"])  # compute-bound: the same figure
     # memory-bound (a slow memory, a fast roof): roofline_fraction against the memory floor, compute_fraction lower
     figs = {**FIGS, "host_read": 1.0}
-    out = _k_class_floor(row, case, figs, t)
+    out = k_class_floor(row, case, figs, t)
     assert out["bound"] == "memory"
     assert out["roofline_fraction"] == pytest.approx(row.bytes_per_step / 1e9 / t)
     assert out["compute_fraction"] < out["roofline_fraction"]
@@ -198,7 +199,7 @@ def test_bound_column_is_read_from_older_files():
 
 
 def test_optimum_guard_spares_the_small_k_class_sets_only():
-    from bench.pipeline import OPTIMUM_MAX_NEWTON_FLOPS
+    from bench.inputs import OPTIMUM_MAX_NEWTON_FLOPS
 
     def newton(n, d, k):
         return n * ((d + 1) * k) ** 2

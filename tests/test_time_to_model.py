@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, pipeline
+from bench import cli
+from bench import runner as pipeline
 from bench import time_to_model as ttm
 from bench.compare import compare_runs
 from bench.records import as_run

@@ -232,7 +232,8 @@ def user_backends():
 
 
 def test_misbehaving_backends_become_rows_and_the_run_goes_on(user_backends):
-    from bench.pipeline import RunOptions, matrix, run
+    from bench.cases import RunOptions, matrix
+    from bench.runner import run
 
     cases = matrix([*user_backends, "numpy"], ["cpu"], ["iris"], ["float32"], ["probs"], iters=20)
     cases += matrix(["u-full"], ["cpu"], ["iris"], ["float32"], ["probs"], batch_sizes=(16,), iters=20)
@@ -286,7 +287,8 @@ class CompilesInPrepare(MyLoop):
 def test_a_compile_in_prepare_is_compile_s_not_transfer_time():
     """``prepare`` is timed as the transfer; the seconds a trainer reports compiling there are taken out
     and recorded as ``compile_s``, the warm-up twin's own compile not counted (a different program)."""
-    from bench.pipeline import RunOptions, matrix, run
+    from bench.cases import RunOptions, matrix
+    from bench.runner import run
 
     register("u-aot", CompilesInPrepare, replace=True)
     try:

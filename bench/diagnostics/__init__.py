@@ -1,7 +1,7 @@
 """The diagnostics: ``grad`` (hand-derived gradients against autograd and finite differences) and
 ``trajectory`` (two backends in lockstep, the first step where they part).
 
-Neither times anything, so they do not go through :func:`bench.pipeline.run`; they end as it does:
+Neither times anything, so they do not go through :func:`bench.runner.run`; they end as it does:
 the output folder is a :class:`bench.output.RunFolder` (locked, refused when it holds a run unless
 ``--overwrite``, ``env.json`` with the ending written on every ending), SIGINT and SIGTERM end with
 130 and 143 and one line, any other exception with 1 and one ``error:`` line, and a diagnostic in
@@ -16,12 +16,12 @@ import threading
 
 from .. import interrupts
 from ..interrupts import Terminated
-from ..pipeline import NOTHING_RAN_EXIT, RunResult
+from ..results import NOTHING_RAN_EXIT, RunResult
 
 
 def run_owned(command: str, folder, run_id: str, body) -> int:
     """Run ``body(result) -> exit code`` with ``folder`` (an opened ``RunFolder``) as its sink, ending
-    as :func:`bench.pipeline.run` does; returns the exit code, which ``env.json`` records."""
+    as :func:`bench.runner.run` does; returns the exit code, which ``env.json`` records."""
     result = RunResult(run_id)
     main = threading.current_thread() is threading.main_thread()
     old_handlers = interrupts.install()  # SIGINT, SIGTERM raise here, and again if a finalizer drops them

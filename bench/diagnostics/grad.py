@@ -46,7 +46,7 @@ from implementations.schedule import init_params
 
 from ..data import Dataset, load
 from ..oracle import rounding_bound, saturated_count
-from ..pipeline import NOTHING_RAN_EXIT
+from ..results import NOTHING_RAN_EXIT
 from . import print_table
 
 OWNED = ("gradients.csv", "env.json")  # what `bench grad` writes into its folder

@@ -27,7 +27,7 @@ from implementations.testing import in_lockstep
 
 from ..data import Dataset, load
 from ..oracle import saturated_count
-from ..pipeline import NOTHING_RAN_EXIT
+from ..results import NOTHING_RAN_EXIT
 from . import print_table
 
 OWNED = ("trajectory.csv", "trajectory_steps.csv", "env.json")  # what `bench trajectory` writes into its folder

@@ -21,6 +21,6 @@ not run at all, or the smoke did not reach a stage or backend; 2 a bad argument 
 130 interrupted (the files are written first).
 """
 
-from .command import add_arguments, cmd_gpu, main
+from .command import add_arguments, cmd_gpu
 
-__all__ = ["add_arguments", "cmd_gpu", "main"]
+__all__ = ["add_arguments", "cmd_gpu"]

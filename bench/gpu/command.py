@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import records
 from ..env import environment
 from ..output import FolderError, claim_folder, folder_arg
-from ..pipeline import RunOptions
+from ..cases import RunOptions
 from ..roofline import measure_roofline
 from .deadline import Clock, Deadline, SigintGate, Watchdog
 from .pack import pack
@@ -165,13 +165,3 @@ def _close_stages(stages: list, ends: dict, hit: bool) -> None:
             stages.append(Stage(name, ends[name], not_run=[("the whole stage", "the hard deadline came first"
                                                               if hit else "interrupted")]))
 
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench gpu", description="the GPU half in one prepared command")
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return cmd_gpu(args)
-    except KeyboardInterrupt:
-        print("python -m bench gpu: interrupted", file=sys.stderr)
-        return 130

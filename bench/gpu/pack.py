@@ -4,7 +4,6 @@ whatever ended the stages."""
 
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import tarfile

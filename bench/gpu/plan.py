@@ -24,7 +24,7 @@ DEFAULT_DTYPE = "float32"
 SWEEP_DTYPES = ("float32", "float64")
 
 FULL = {
-    "default_backends": None,  # None: every single-process backend (bench.pipeline.default_backends)
+    "default_backends": None,  # None: every single-process backend (bench.cases.default_backends)
     "default_datasets": ("iris", "synthetic-10kx100", "synthetic-100kx100"),
     "ddp_dataset": "synthetic-1Mx100",
     "sweep_n": (100, 1_000, 10_000, 100_000, 1_000_000),  # at d = 100

@@ -1,5 +1,5 @@
 """The stages of ``python -m bench gpu`` after the floors: each a series of chunks (a dataset and a
-dtype), one ``bench.pipeline.run`` each, so that the budget is checked between chunks."""
+dtype), one ``bench.runner.run`` each, so that the budget is checked between chunks."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pandas as pd
 
 from .. import atomic, records
 from ..data import shape
-from ..pipeline import RunOptions, default_backends, default_lr, matrix, run
+from ..cases import RunOptions, default_backends, default_lr, matrix
+from ..runner import run
 from .deadline import Clock, Deadline
 from .plan import (
     COMPILED,
@@ -135,7 +136,7 @@ class Runner:
 
 @functools.lru_cache(maxsize=None)
 def _lr(dataset: str, l2: float) -> float:
-    """``bench.pipeline.default_lr`` (as ``bench run`` and ``bench sweep``), once per dataset: the
+    """``bench.cases.default_lr`` (as ``bench run`` and ``bench sweep``), once per dataset: the
     float32 and float64 chunks of a size share it."""
     return default_lr(dataset, l2, seed=0)
 

@@ -1,6 +1,6 @@
 """pytest-benchmark glue: one shared Evaluator (the pipeline's), and a CSV at the session's end.
 
-Each benchmark's row is built by ``bench.pipeline.Evaluator.evaluate`` — the same code as
+Each benchmark's row is built by ``bench.measure.Evaluator.evaluate`` — the same code as
 ``python -m bench run`` — and stored whole in ``extra_info``. The CSV written here has every
 ``runs.csv`` column (``bench.records.SCHEMA``, in that order) followed by pytest-benchmark's own
 statistics, one row per benchmark. Nothing is written when timing is disabled
@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from bench import atomic, records
+from bench.cases import RunOptions
 from bench.env import environment
-from bench.pipeline import Evaluator, RunOptions
+from bench.measure import Evaluator
 
 STAT_FIELDS = ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "rounds", "ops")
 RUN_ID = records.new_run_id()

@@ -2,7 +2,7 @@
 
 Only ``run()`` is timed (``prepare()`` — validation, cast, host->device copy — happens before),
 after a warm-up round, with torch, the BLAS under NumPy and numba on the same thread count. The
-case and its row come from the pipeline (``bench.pipeline.matrix`` and ``Evaluator.evaluate``),
+case and its row come from the harness (``bench.cases.matrix`` and ``bench.measure.Evaluator.evaluate``),
 so a benchmark's row has every ``runs.csv`` column; it fails when the result is outside the
 dtype's tolerance against the float64 oracle, or diverged.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.pipeline import matrix
+from bench.cases import matrix
 from bench.timing import Measurement, thread_parity
 from implementations import DTYPES, BackendUnavailableError, create_trainer
 
@@ -67,10 +67,10 @@ def test_train(benchmark, evaluator, backend, device, problem, dtype):
         trainer = create_trainer(backend, case.config)
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
-    p = evaluator.problem(dataset)
+    p = evaluator.inputs.problem(dataset)
     benchmark.group = f"{dataset} {dtype} {formulation} {case.loop}"
     with thread_parity(None) as threads:
-        evaluator.threads = threads
+        evaluator = evaluator.with_threads(threads)  # the row records the thread counts it was timed on
         trainer.prepare(p.dataset.X, p.dataset.y, p.w0, p.b0)
         benchmark.pedantic(trainer.run, rounds=3 if case.config.n_iters > 100 else 5, warmup_rounds=1, iterations=1)
     timed = benchmark.stats is not None and benchmark.stats.stats.rounds
