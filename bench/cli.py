@@ -37,16 +37,19 @@ from .diagnostics import grad, run_owned, trajectory
 from .output import RUN_OWNED, Console, FolderClaim, RunFolder, folder_arg
 from .results import NOTHING_RAN_EXIT, NothingRan, nothing_ran
 from .runner import run
-from .suites import DEFAULT_DATASETS, MINIBATCH_DATASET, MINIBATCH_SIZE, SOFTMAX_DATASETS
+from .suites import (
+    DEFAULT_DATASETS,
+    MINIBATCH_DATASET,
+    MINIBATCH_SIZE,
+    SOFTMAX_DATASETS,
+)
 
 RESULTS = Path("results")
 
 # every dataset family a command takes (--datasets), for the help of run, sweep, scale, check
-DATASETS_HELP = ("iris (the seed's task, binary), iris-3class (its three classes), breast-cancer (569 x 30, binary), "
-                 "digits (1797 x 64, ten classes), synthetic-<n>x<d> (n may end in k or M), with -k<K> for K >= 3 "
-                 "classes and -x<scale> to scale the features (e.g. synthetic-100kx100-k10, synthetic-1000x10-x8), "
-                 "or a data file: .csv/.tsv (optionally compressed), .parquet, .npz (arrays X, y), "
-                 ".svm/.svmlight/.libsvm (LIBSVM)")
+# every dataset family is listed once, in bench.data's FAMILIES_HELP, shown below the options of each
+# command that takes --datasets
+DATASETS_HELP = "a named set, synthetic-<n>x<d>[-k<K>][-x<scale>], or a data file (every family is listed below)"
 ROW_TIMEOUT = 600.0  # seconds per row, generous: a user backend that hangs costs its row, not the run
 
 
@@ -140,11 +143,18 @@ def _add_overwrite(p):
                    help="replace this command's files already in --out (default: refuse a folder that holds them)")
 
 
+def _families(after: str = "") -> dict:
+    """A subcommand's epilog: every dataset family (kept as laid out), then ``after``."""
+    return {"epilog": data.FAMILIES_HELP + ("\n" + after if after else ""),
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argtypes.Parser(prog="python -m bench", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=argtypes.Parser)
 
-    run = sub.add_parser("run", help="the main comparison: timings, equivalence, CSV, summary, plots")
+    run = sub.add_parser("run", help="the main comparison: timings, equivalence, CSV, summary, plots",
+                         **_families())
     _add_matrix_args(run, DEFAULT_DATASETS,
                      iters_help="steps per run (default: 5000 on iris, fewer on big data, see README)")
     run.add_argument("--batch-sizes", nargs="+", type=argtypes.batch_size, default=None, metavar="B",
@@ -169,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/runs/<run-id>, always new)")
     run.set_defaults(func=cmd_run, kind="runs", optimum=True)
 
-    sweep = sub.add_parser("sweep", help="scaling sweep: time per step vs n (and d), with the memory floor")
+    sweep = sub.add_parser("sweep", help="scaling sweep: time per step vs n (and d), with the memory floor",
+                         **_families())
     _add_matrix_args(sweep, suites.SWEEP_DATASETS, iters_help="steps per run (default: by size, as for run)")
     sweep.add_argument("--out", type=folder_arg, default=None,
                        help="output folder (default: results/sweeps/<run-id>, always new)")
@@ -177,13 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
                        formulations=list(suites.SWEEP_FORMULATIONS), warmup=1,
                        target=1e-3, optimum=False, batch_sizes=None)
 
-    grad = sub.add_parser("grad", help="compare gradients: hand-derived vs autograd vs finite differences")
+    grad = sub.add_parser("grad", help="compare gradients: hand-derived vs autograd vs finite differences",
+                         **_families())
     _add_matrix_args(grad, ("iris",), timing=False)
     grad.add_argument("--random-points", type=argtypes.positive_int, default=2, help="random parameter points (default: 2)")
     grad.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/grad/<run-id>)")
     grad.set_defaults(func=cmd_grad)
 
-    traj = sub.add_parser("trajectory", help="run two backends in lockstep and report where they part")
+    traj = sub.add_parser("trajectory", help="run two backends in lockstep and report where they part",
+                         **_families())
     _add_matrix_args(traj, ("synthetic-1000x10-x8",), iters_help="steps (default: 1000)", timing=False)
     traj.add_argument("--a", default="numpy", help="first backend (default: numpy)")
     traj.add_argument("--b", default="torch", help="second backend (default: torch)")
@@ -191,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     traj.set_defaults(func=cmd_trajectory)
 
     sc = sub.add_parser("scale", help="strong scaling of the data-parallel backends over world sizes",
-                        epilog=EXIT_CODES_HELP)
+                        **_families(EXIT_CODES_HELP))
     sc.add_argument("--backends", "--libraries", dest="backends", nargs="+", default=None, metavar="NAME",
                     help=_backends_help("every data-parallel one") + "; a single-process backend named here "
                          "runs once, as the baseline of the data-parallel ones of its library")
@@ -222,9 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also list these specs ('package.module:Class', 'path/file.py:Class')")
     bk.set_defaults(func=cmd_backends)
     ck = sub.add_parser("check", help="is my loop right, and how fast: conformance, oracle, first divergent step, timing",
-                        epilog="exit codes: 0 right; 1 wrong (a check failed, or one of its rows failed, diverged or "
-                               "disagrees with the oracle); 2 the spec cannot be loaded, or a bad argument; 130 / 143 "
-                               "interrupted")
+                        **_families("exit codes: 0 right; 1 wrong (a check failed, or one of its rows failed, "
+                                    "diverged or disagrees with the oracle); 2 the spec cannot be loaded, or a bad "
+                                    "argument; 130 / 143 interrupted"))
     _add_check_args(ck)
     ck.set_defaults(func=cmd_check)
 

@@ -1,5 +1,6 @@
 """What ``python -m bench`` runs, as plain values: the blocks of ``bench run``, the sweep, the
-time-to-a-trained-model block, the scale study and ``bench check``'s timing rows.
+time-to-a-trained-model block, the scale study, ``bench check``'s timing rows and the stages of
+``bench gpu``.
 
 Nothing here runs anything. ``bench.cli`` turns these values into cases (``bench.cases.matrix``),
 ``bench.time_to_model`` builds its block's loops from them and ``bench.scale`` its study, so that
@@ -58,3 +59,50 @@ CHECK_DATASETS = ("iris", "synthetic-10kx100")
 # default backends are picked without importing torch, JAX or numba; tests check it against the classes
 DATA_PARALLEL_BACKENDS = ("torch-ddp", "numpy-dask")
 SOLVER_BACKENDS = ("sklearn-lbfgs", "sklearn-newton-cholesky")
+
+# -- bench gpu: its stages in order (after "env"), the backends and sizes of each, and two plans that share
+# every stage and backend: GPU_FULL (the measurement, < 8 minutes on a GPU) and GPU_SMOKE (--smoke: tiny sizes)
+
+GPU_STAGES = ("floors", "default", "ddp", "sweep")  # after "env"; in this order
+GPU_SWEEP_BACKENDS = ("numpy", "torch", "torch-manual", "torch-compiled", "jax")  # numpy is CuPy on cuda
+GPU_COMPILED = "torch-compiled"  # its own pass after the others (see sweep_chunks)
+GPU_HOST_ONLY_BACKENDS = ("numpy-fused",)  # the host at its best, beside the GPU rows (cpu rows only)
+GPU_DDP_BACKENDS = ("torch", "torch-ddp")  # torch-ddp: one spawned rank (NCCL on cuda, gloo on cpu)
+GPU_FORMULATION = "probs"  # the seed's
+GPU_DEFAULT_DTYPE = "float32"
+GPU_SWEEP_DTYPES = ("float32", "float64")
+
+GPU_FULL = {
+    "default_backends": None,  # None: every single-process backend (bench.cases.default_backends)
+    "default_datasets": ("iris", "synthetic-10kx100", "synthetic-100kx100"),
+    "ddp_dataset": "synthetic-1Mx100",
+    "sweep_n": (100, 1_000, 10_000, 100_000, 1_000_000),  # at d = 100
+    "d_at": (100_000, (10, 1000)),  # d = 10 and 1000 at n = 1e5
+    "largest": (10_000_000, 100),  # last
+    "iters": None,  # None: sweep_iters(n, d) in the sweep, the pipeline's default elsewhere
+    "ddp_iters": 20,
+    "host_bytes": None,  # the floor's host read array: bench.roofline's default
+    "optimum": True,  # scikit-learn's optimum for the default comparison
+    "reports": True,  # the default comparison's and the sweep's report folders (plots)
+    # seconds per stage, cumulative (a stage may use what the earlier ones left)
+    "plan": {"floors": 45, "default": 110, "ddp": 35, "sweep": 220},
+    "hard_limit": 430,  # the Watchdog: whatever still runs is ended; packing follows (< 8 minutes)
+    "estimate": True,  # a chunk whose estimate ends past its stage's end is not started
+}
+
+GPU_SMOKE = {
+    "default_backends": None,
+    "default_datasets": ("iris",),
+    "ddp_dataset": "synthetic-1kx10",
+    "sweep_n": (100, 1_000),
+    "d_at": (1_000, (10,)),
+    "largest": (3_000, 100),
+    "iters": 20,  # a multiple of torch-compiled's 5 steps per call: one graph per dtype
+    "ddp_iters": 20,
+    "host_bytes": 64 * 2**20,
+    "optimum": True,
+    "reports": True,
+    "plan": {"floors": 15, "default": 60, "ddp": 30, "sweep": 75},
+    "hard_limit": 170,
+    "estimate": False,  # every chunk runs: the smoke is about reaching every stage, not the budget
+}

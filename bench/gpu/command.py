@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from .. import records
+from ..cases import RunOptions
 from ..env import environment
 from ..output import FolderError, claim_folder, folder_arg
-from ..cases import RunOptions
 from ..roofline import measure_roofline
 from .deadline import Clock, Deadline, SigintGate, Watchdog
 from .pack import pack

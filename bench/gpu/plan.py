@@ -1,5 +1,5 @@
-"""What ``python -m bench gpu`` runs: the stages' backends, sizes, data sets and budgets as plain
-data (top of this module), and the few functions that turn them into chunks and estimates.
+"""The GPU plan's arithmetic: the stages' backends, sizes, data sets and budgets are plain data in
+:mod:`bench.suites` (``GPU_FULL``/``GPU_SMOKE``); this module turns them into chunks, deadlines and estimates.
 
 Two plans share every stage and every backend: ``FULL`` (the measurement, under 8 minutes on a GPU
 machine) and ``SMOKE`` (``--smoke``/``--tiny``: the same stages and backends on tiny sizes, about a
@@ -12,51 +12,37 @@ import numpy as np
 
 from ..data import shape, short_count
 
-# -- the plan, as data ---------------------------------------------------------------------------
-
-STAGES = ("floors", "default", "ddp", "sweep")  # after "env"; in this order
-SWEEP_BACKENDS = ("numpy", "torch", "torch-manual", "torch-compiled", "jax")  # numpy is CuPy on cuda
-COMPILED = "torch-compiled"  # its own pass after the others (see sweep_chunks)
-HOST_ONLY_BACKENDS = ("numpy-fused",)  # the host at its best, beside the GPU rows (cpu rows only)
-DDP_BACKENDS = ("torch", "torch-ddp")  # torch-ddp: one spawned rank (NCCL on cuda, gloo on cpu)
-FORMULATION = "probs"  # the seed's
-DEFAULT_DTYPE = "float32"
-SWEEP_DTYPES = ("float32", "float64")
-
-FULL = {
-    "default_backends": None,  # None: every single-process backend (bench.cases.default_backends)
-    "default_datasets": ("iris", "synthetic-10kx100", "synthetic-100kx100"),
-    "ddp_dataset": "synthetic-1Mx100",
-    "sweep_n": (100, 1_000, 10_000, 100_000, 1_000_000),  # at d = 100
-    "d_at": (100_000, (10, 1000)),  # d = 10 and 1000 at n = 1e5
-    "largest": (10_000_000, 100),  # last
-    "iters": None,  # None: sweep_iters(n, d) in the sweep, the pipeline's default elsewhere
-    "ddp_iters": 20,
-    "host_bytes": None,  # the floor's host read array: bench.roofline's default
-    "optimum": True,  # scikit-learn's optimum for the default comparison
-    "reports": True,  # the default comparison's and the sweep's report folders (plots)
-    # seconds per stage, cumulative (a stage may use what the earlier ones left)
-    "plan": {"floors": 45, "default": 110, "ddp": 35, "sweep": 220},
-    "hard_limit": 430,  # the Watchdog: whatever still runs is ended; packing follows (< 8 minutes)
-    "estimate": True,  # a chunk whose estimate ends past its stage's end is not started
-}
-
-SMOKE = {
-    "default_backends": None,
-    "default_datasets": ("iris",),
-    "ddp_dataset": "synthetic-1kx10",
-    "sweep_n": (100, 1_000),
-    "d_at": (1_000, (10,)),
-    "largest": (3_000, 100),
-    "iters": 20,  # a multiple of torch-compiled's 5 steps per call: one graph per dtype
-    "ddp_iters": 20,
-    "host_bytes": 64 * 2**20,
-    "optimum": True,
-    "reports": True,
-    "plan": {"floors": 15, "default": 60, "ddp": 30, "sweep": 75},
-    "hard_limit": 170,
-    "estimate": False,  # every chunk runs: the smoke is about reaching every stage, not the budget
-}
+# the plan's names, as the gpu modules and their tests use them (the values live in bench.suites)
+from ..suites import (  # noqa: F401
+    GPU_COMPILED as COMPILED,
+)
+from ..suites import (
+    GPU_DDP_BACKENDS as DDP_BACKENDS,
+)
+from ..suites import (
+    GPU_DEFAULT_DTYPE as DEFAULT_DTYPE,
+)
+from ..suites import (
+    GPU_FORMULATION as FORMULATION,
+)
+from ..suites import (
+    GPU_FULL as FULL,
+)
+from ..suites import (
+    GPU_HOST_ONLY_BACKENDS as HOST_ONLY_BACKENDS,
+)
+from ..suites import (
+    GPU_SMOKE as SMOKE,
+)
+from ..suites import (
+    GPU_STAGES as STAGES,
+)
+from ..suites import (
+    GPU_SWEEP_BACKENDS as SWEEP_BACKENDS,
+)
+from ..suites import (
+    GPU_SWEEP_DTYPES as SWEEP_DTYPES,
+)
 
 # --budget scales the stage budgets; the hard deadline is the scaled plan plus HARD_MARGIN_S and never
 # below MIN_HARD_S: the first chunk alone starts every compiler (numba, Inductor, XLA) once

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import atomic, records
-from ..data import shape
 from ..cases import RunOptions, default_backends, default_lr, matrix
+from ..data import shape
 from ..runner import run
 from .deadline import Clock, Deadline
 from .plan import (
