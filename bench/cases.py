@@ -115,7 +115,7 @@ def bytes_per_step(m: int, d: int, dtype: str, n_classes: int = 2) -> int:
 
 
 def matrix(backends, devices, datasets_, dtypes, formulations, batch_sizes=(None,), l2s=(0.0,), iters=None,
-           lr=SEED_LR, record_every=1, workers=1, shuffle_seed=0) -> list[Case]:
+           lr=SEED_LR, record_every=1, workers=1, shuffle_seed=0, optimizers=("gd",)) -> list[Case]:
     """Every combination as a case, grouped by dataset (each is loaded once). ``iters=None``: the
     default for the dataset's size, counted in full-batch steps' work (a mini-batch run does as
     many epochs' worth of steps as fit the same budget, at most 5000 steps). ``lr`` is a number or
@@ -123,11 +123,11 @@ def matrix(backends, devices, datasets_, dtypes, formulations, batch_sizes=(None
     cases = []
     for ds in datasets_:
         n, d = datasets.shape(ds)
-        for dtype, form, bs, l2 in itertools.product(dtypes, formulations, batch_sizes, l2s):
+        for dtype, form, bs, l2, opt in itertools.product(dtypes, formulations, batch_sizes, l2s, optimizers):
             k = iters or (default_iters(n, d) if bs is None else default_iters(min(bs, n), d))
             cfg = TrainConfig(n_classes=datasets.n_classes(ds), lr=lr(ds, l2) if callable(lr) else lr, n_iters=k,
                               dtype=dtype, formulation=form, record_every=record_every, batch_size=bs, l2=l2,
-                              workers=workers, shuffle_seed=shuffle_seed)
+                              workers=workers, shuffle_seed=shuffle_seed, optimizer=opt)
             for backend, device in itertools.product(backends, devices):
                 cases.append(Case(backend, ds, replace(cfg, device=device)))
     return cases

@@ -16,7 +16,7 @@ import functools
 import sys
 from pathlib import Path
 
-from implementations import BACKENDS, DTYPES, FORMULATIONS, get_backend, resolve
+from implementations import BACKENDS, DTYPES, FORMULATIONS, OPTIMIZERS, get_backend, resolve
 
 from . import argtypes, check, compare, data, gpu, records, roofline, scale, suites
 from . import time_to_model as ttm
@@ -50,6 +50,7 @@ RESULTS = Path("results")
 # every dataset family is listed once, in bench.data's FAMILIES_HELP, shown below the options of each
 # command that takes --datasets
 DATASETS_HELP = "a named set, synthetic-<n>x<d>[-k<K>][-x<scale>], or a data file (every family is listed below)"
+USER_OPTIMIZERS = tuple(o for o in OPTIMIZERS if o != "solver")  # "solver": scikit-learn's own, not a choice
 ROW_TIMEOUT = 600.0  # seconds per row, generous: a user backend that hangs costs its row, not the run
 
 
@@ -101,7 +102,8 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.set_defaults(default_datasets=tuple(datasets_default))
     p.add_argument("--label", default=None, metavar="COLUMN",
                    help="a table file's label column (default: the column named target, label, y or class, else "
-                        "the last); two distinct values of any kind are mapped to 0/1 in sorted order")
+                        "the last); two distinct values of any kind are mapped to 0/1 in sorted order, K > 2 values "
+                        "train the softmax model with K classes (unless --positive picks one class)")
     p.add_argument("--positive", default=None, metavar="VALUE",
                    help="one-vs-rest on a data file with more than two classes: VALUE -> 1, the rest -> 0 "
                         "(without it, K > 2 label values train the softmax model)")
@@ -111,6 +113,10 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT", help="float32 float64 (default: both)")
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
+    if timing:
+        p.add_argument("--optimizers", nargs="+", default=["gd"], metavar="OPT",
+                       help=f"{' '.join(USER_OPTIMIZERS)}: a dimension of the matrix like --dtypes; a backend that "
+                            "does not implement one gives a skipped row (default: gd, the seed's fixed step)")
     if iters_help:
         p.add_argument("--iters", type=argtypes.positive_int, default=None, help=iters_help)
     p.add_argument("--lr", type=argtypes.positive_float, default=None,
@@ -299,13 +305,16 @@ def _common(args, listing: bool = False):
     args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
     args.formulations = argtypes.choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))
+    if getattr(args, "optimizers", None) is not None:
+        args.optimizers = argtypes.choices("--optimizers", args.optimizers, USER_OPTIMIZERS)
 
 
 def _cases(args, lr=None, ttm_lr=default_lr):
     """The selection's cases, block by block (bench.suites); ``lr(dataset, l2)`` is the learning rate
     where --lr is not given, ``ttm_lr(dataset, l2, seed)`` the time-to-model block's 1/L."""
     common = dict(backends=args.backends, devices=args.devices, dtypes=args.dtypes, formulations=args.formulations,
-                  l2s=args.l2, iters=args.iters, lr=args.lr or lr or SEED_LR, record_every=args.record_every)
+                  l2s=args.l2, iters=args.iters, lr=args.lr or lr or SEED_LR, record_every=args.record_every,
+                  optimizers=tuple(dict.fromkeys(getattr(args, "optimizers", None) or ("gd",))))
     sizes = tuple(dict.fromkeys(args.batch_sizes)) if args.batch_sizes else (None,)
     blocks = _blocks(args)
     try:

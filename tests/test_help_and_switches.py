@@ -32,15 +32,11 @@ def test_help_names_every_dataset_kind(command):
         assert kind in r.stdout, kind
 
 
-@pytest.mark.xfail(strict=True, reason="item 14: --label's help says two values are mapped to 0/1, not that K > 2 "
-                                       "values train the softmax model")
 def test_label_help_says_more_than_two_labels_train_softmax():
     label = _option_help(run_cli("run", "--help", env=WIDE).stdout, "--label")
     assert "softmax" in label, label
 
 
-@pytest.mark.xfail(strict=True, reason="item 14: momentum, Nesterov and Adam have no command-line switch outside the "
-                                       "time-to-model block")
 def test_optimizers_are_a_matrix_dimension(tmp_path):
     out = tmp_path / "out"
     r = run_cli("run", "--backends", "numpy", "--datasets", "iris", "--dtypes", "float64", "--formulations", "logits",
