@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
+
 REFERENCE = ROOT / "tests" / "data" / "reference-v1"  # a frozen old-schema run: see its README.md
 FASTEST_IRIS = 20e-6
 WRONG_FAST = 10e-6

@@ -14,9 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from implementations import BACKENDS, BackendUnavailableError, DeviceUnavailableError, TrainConfig, create_trainer
+from implementations import BACKENDS, BackendUnavailableError, DeviceUnavailableError, TrainConfig
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .conftest import ROOT, make_trainer
+
 NAMES = list(BACKENDS)
 
 
@@ -35,17 +36,10 @@ XB, YB = rng.normal(size=(9, 3)), np.array([0, 1, 1] * 3)  # d = 3
 
 
 def _trainer(name: str, **config) -> object:
-    """``create_trainer(name, ...)``, or skip a backend that cannot run here (not installed, or
-    not written yet, as torch-fused may be while the backends are refactored)."""
-    # 5 steps = torch-compiled's K: its K-step graph, which other tests compile too (a 3-step run
-    # would compile a graph of its own, seconds on a small machine, for nothing these tests check)
-    config = TrainConfig(n_iters=5, **config)
-    try:
-        return create_trainer(name, config)
-    except DeviceUnavailableError:
-        raise  # every case here runs on the CPU: refusing it is a failure, not a skip
-    except (BackendUnavailableError, ImportError) as exc:
-        pytest.skip(f"{name}: {exc}")
+    """``make_trainer(name, ...)`` for 5 steps (an unavailable device is a failure: every case here runs
+    on the CPU). 5 steps = torch-compiled's K: its K-step graph, which other tests compile too (a 3-step
+    run would compile a graph of its own, seconds on a small machine, for nothing these tests check)."""
+    return make_trainer(name, TrainConfig(n_iters=5, **config))
 
 
 # -- a new prepare invalidates the old result ------------------------------------------------------
@@ -260,7 +254,7 @@ def test_numpy_dask_runs_unguarded_and_exits_quietly(how, tmp_path):
     psutil = pytest.importorskip("psutil")
     script = tmp_path / "train.py"
     script.write_text(DASK_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("LOGREG_DASK_SCHEDULER", None)
     with open(script) as stdin:
         args = [sys.executable, "-"] if how == "stdin" else [sys.executable, str(script)]

@@ -18,7 +18,8 @@ from bench.data import parse_name
 from bench.output import claim_folder
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT
+
 QUICK_GRAD = ["--backends", "numpy", "--random-points", "1", "--dtypes", "float64", "--formulations", "logits"]
 QUICK_TRAJ = ["--datasets", "iris", "--iters", "3", "--dtypes", "float64", "--formulations", "logits",
               "--a", "numpy", "--b", "torch-manual"]
@@ -136,10 +137,9 @@ def test_exit_codes_are_in_the_help():
 # -- backends: whatever is registered when the command runs ----------------------------------------
 
 def test_a_backend_registered_after_import_is_accepted(tmp_path, capsys):
+    from bench.pipeline import default_backends
     from implementations import register, unregister
     from implementations.numpy_backend import NumpyTrainer
-
-    from bench.pipeline import default_backends
 
     class TrialTrainer(NumpyTrainer):
         name = "trial-numpy"

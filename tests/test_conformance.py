@@ -17,8 +17,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from implementations import (DTYPES, FORMULATIONS, BackendUnavailableError, DeviceUnavailableError, TrainConfig,
-                             TrainResult)
+from implementations import (
+    DTYPES,
+    FORMULATIONS,
+    BackendUnavailableError,
+    DeviceUnavailableError,
+    TrainConfig,
+    TrainResult,
+)
 
 from .conftest import TRAINERS, backend_class, dataset, train, trained
 

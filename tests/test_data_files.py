@@ -22,7 +22,8 @@ from bench import data
 from bench.cli import main
 from bench.data import DataFileError, load, with_options
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT
+
 FILES = ROOT / "tests" / "data" / "files"
 GOOD_CSV = str(FILES / "good.csv")
 SMALL_SVM = str(FILES / "small.svm")

@@ -22,7 +22,7 @@ from bench.data import init_params, load
 from bench.oracle import compare, reference_run
 from implementations import BACKENDS, TrainConfig, create_trainer
 
-from .conftest import backend_class
+from .conftest import ROOT, backend_class
 
 try:
     import psutil
@@ -36,7 +36,6 @@ NEEDS_DASK = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
 NEEDS_PSUTIL = pytest.mark.skipif(psutil is None, reason="needs psutil, not installed")
 DP_PARAMS = [pytest.param(name, id=name, marks=[NEEDS_DASK] if name == "numpy-dask" else [])
              for name in DATA_PARALLEL]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAULT_TIMEOUT_S = 5  # LOGREG_DIST_TIMEOUT for the fault tests
 
 
@@ -121,7 +120,7 @@ def test_torch_ddp_joins_a_torchrun_group_from_its_environment(data101, tmp_path
                               stderr=subprocess.PIPE, text=True,
                               env=dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                                        MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo", LOGREG_DIST_TIMEOUT="20",
-                                       PYTHONPATH=ROOT))
+                                       PYTHONPATH=str(ROOT)))
              for r in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
@@ -212,7 +211,7 @@ def test_ctrl_c_leaves_no_orphaned_workers(name, data101, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(CTRL_C_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), name, _save_data(data101, tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     # SIGINT is not ignored in the child: conftest makes sure this process does not ignore it (no
     # preexec_fn: it would run the at-fork handlers here, after JAX has started)
     try:

@@ -17,9 +17,9 @@ from bench.cli import main
 from bench.output import RunFolder
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--datasets", "iris", "--iters", "20", "--repeats", "3", "--budget", "0.2", "--devices", "cpu",
-        "--formulations", "logits"]
+from .conftest import ROOT, RUN_ARGS
+
+TINY = [*RUN_ARGS, "--devices", "cpu", "--formulations", "logits"]
 
 
 def _env(folder):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from bench import crossover, gpu
-from bench.records import SCHEMA, Row
+from bench.records import SCHEMA
 from bench.timing import Measurement, _CudaEvents
 
 FIXTURE = Path(__file__).parent / "data" / "gpu-fixture"

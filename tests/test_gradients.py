@@ -9,9 +9,9 @@ import pytest
 
 from bench.data import iris, load
 from bench.diagnostics.grad import COLUMNS, compare_gradients, finite_difference, points
+from bench.diagnostics.trajectory import lockstep
 from bench.oracle import fit_optimum, rounded, rounding_bound
 from bench.oracle import loss as oracle_loss
-from bench.diagnostics.trajectory import lockstep
 from implementations import BACKENDS, FORMULATIONS, TrainConfig, get_backend
 from implementations._distributed import GroupTrainer
 

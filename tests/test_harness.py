@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,14 +17,13 @@ from bench.report import summary_markdown
 from bench.timing import Measurement
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--datasets", "iris", "--iters", "30", "--repeats", "3", "--budget", "1"]
+from .conftest import ROOT, RUN_ARGS
 
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    code = main(["run", *SMALL, "--backends", "numpy", "torch", "--devices", "cpu", "cuda:9",
+    code = main(["run", *RUN_ARGS, "--backends", "numpy", "torch", "--devices", "cpu", "cuda:9",
                  "--formulations", "probs", "--out", str(out)])
     return code, out
 

@@ -20,7 +20,6 @@ from implementations import BackendUnavailableError, TrainConfig, batch_schedule
 
 from .conftest import TRAINERS, dataset, reference, train, trained
 
-
 # -- the schedule -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n, B", [(100, 16), (100, 64), (100, 100), (100, 1), (1000, 64)])

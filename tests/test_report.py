@@ -16,8 +16,15 @@ import pytest
 
 from bench import report
 from bench.records import LEGACY_ATTRIBUTES
-from tests.fabricate import (FASTEST_IRIS, ROOT, WRONG_REASON, environment, expected_step, fabricate_losses,
-                             fabricate_rows)
+from tests.fabricate import (
+    FASTEST_IRIS,
+    ROOT,
+    WRONG_REASON,
+    environment,
+    expected_step,
+    fabricate_losses,
+    fabricate_rows,
+)
 
 NUMBA = "numba (numba, hand-derived, whole run in one compiled call)"
 

@@ -20,9 +20,9 @@ from bench.cli import main
 from bench.output import RUN_OWNED, FolderError, RunFolder, claim_folder
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["run", "--datasets", "iris", "--iters", "20", "--repeats", "1", "--budget", "0.1", "--devices", "cpu",
-        "--backends", "numpy", "--dtypes", "float64", "--formulations", "logits"]
+from .conftest import ROOT, RUN_ARGS
+
+TINY = ["run", *RUN_ARGS, "--devices", "cpu", "--backends", "numpy", "--dtypes", "float64", "--formulations", "logits"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SLOW = 240  # seconds: a bound for a loaded machine, not an expectation
 

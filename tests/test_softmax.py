@@ -16,7 +16,7 @@ from bench import data as datasets
 from bench import oracle
 from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
 
-from .conftest import make_trainer
+from .conftest import make_trainer, run_trainer
 
 
 def _problem(n=60, d=5, k=3, seed=0, scale=1.0):
@@ -226,12 +226,9 @@ CASES = {  # id: (k, n, d, config overrides)
 
 
 def _train(name, config, X, y, w0, b0):
+    """The run's result and ``loss_and_grad`` at the init, from one trainer."""
     with make_trainer(name, config) as trainer:
-        trainer.prepare(X, y, w0, b0)
-        trainer.run()
-        res = trainer.result()
-        lg = trainer.loss_and_grad(w0, b0)
-    return res, lg
+        return run_trainer(trainer, X, y, w0, b0), trainer.loss_and_grad(w0, b0)
 
 
 @pytest.mark.parametrize("formulation", ["probs", "logits"])

@@ -14,22 +14,20 @@ from bench.data import init_params, synthetic
 from bench.oracle import compare, config_tolerance
 from implementations import BackendUnavailableError, TrainConfig, create_trainer
 
+from .conftest import make_trainer, run_trainer, train
+
 torch = pytest.importorskip("torch")
 tc = pytest.importorskip("implementations.torch_compiled")
 
 
 def _train(name, config, X, y, w0, b0):
-    try:
-        trainer = create_trainer(name, config)
-    except BackendUnavailableError as exc:
-        pytest.skip(str(exc))
-    trainer.prepare(X, y, w0, b0)
-    trainer.run()
-    return trainer, trainer.result()
+    """The trainer (its compile counters are the subject) and its result."""
+    trainer = make_trainer(name, config)
+    return trainer, run_trainer(trainer, X, y, w0, b0)
 
 
 def _agrees_with_numpy(res, config, X, y, w0, b0):
-    _, ref = _train("numpy", config, X, y, w0, b0)
+    ref = train("numpy", config, X, y, w0, b0)
     agreement = compare(res, ref, config_tolerance(config, *X.shape))
     assert agreement.ok, agreement
 
