@@ -76,7 +76,8 @@ def test_tolerances_are_the_derived_ones():
 
 def test_formulations_agree_where_nothing_saturates():
     """probs and logits are the same function; on the seed task (|z| < 17) they agree."""
-    probs, logits = (trained("numpy", TrainConfig(n_iters=200, dtype="float64", formulation=f)) for f in ("probs", "logits"))
+    probs, logits = (trained("numpy", TrainConfig(n_iters=200, dtype="float64", formulation=f))
+                     for f in ("probs", "logits"))
     assert oracle.compare(probs, logits, 1e-10).ok
 
 
