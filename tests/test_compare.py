@@ -159,7 +159,7 @@ def test_bad_input_exits_2_with_one_error_line(runs, tmp_path, capsys, case):
 
 
 # ----------------------------------------------------------------------------------------------
-# issue 22: the compare defects
+# compare on odd input: what used to go wrong
 
 def _one_error_line(capsys, *expect) -> str:
     captured = capsys.readouterr()

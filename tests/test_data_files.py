@@ -1,4 +1,4 @@
-"""Datasets from files (issue 18, item 1): each format, each label case, each bad file; the
+"""Datasets from files: each format, each label case, each bad file; the
 options in a dataset's name; standardization; breast-cancer; the origin, content hash and density
 each row records; and `bench compare` refusing to match two different files that share a name.
 

@@ -1,4 +1,4 @@
-"""The GPU half (issue 21), tested on the CPU: the crossover analysis on a recorded FAKE fixture
+"""The GPU half, tested on the CPU: the crossover analysis on a recorded FAKE fixture
 (tests/data/gpu-fixture/, made-up numbers, never a measurement), the budget logic, the CUDA-event
 fields, and a dry run of ``python -m bench gpu --devices cpu --tiny``."""
 

@@ -71,7 +71,7 @@ def report(prepared):
     # compare_gradients closes every trainer it makes, one per dtype x formulation: four torch-ddp
     # process groups and four Dask clusters started and torn down (~14 s of this fixture's ~30 s on a
     # 2-core machine). The rows do not depend on a fresh group, so for this call close() hands the
-    # group back to the pool instead; close() itself is checked in test_conformance.py and
+    # group back to the pool instead; close() itself is checked in test_trainer_contract.py and
     # test_distributed.py. The trainers kept for the tests above give theirs back first.
     prepared.drop_all()
     with pytest.MonkeyPatch.context() as mp:

@@ -298,7 +298,7 @@ def test_mini_batch_suboptimality_uses_the_full_data_objective():
 
 
 # ----------------------------------------------------------------------------------------------
-# the backend's attributes, not its name (issue 17, item 3)
+# the backend's attributes, not its name
 
 def _renamed(rows, old, new, **attrs):
     rows = rows.copy()
@@ -359,7 +359,7 @@ def test_legacy_attributes_are_for_old_runs_only(rows):
 
 
 # ----------------------------------------------------------------------------------------------
-# one definition of time to target (issue 17, item 2)
+# one definition of time to target
 
 def test_time_to_target_is_relative_suboptimality():
     from bench.records import first_step_to_target
@@ -386,7 +386,7 @@ def test_row_and_time_to_target_csv_agree(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# reading results imports no training library (issue 17, item 4)
+# reading results imports no training library
 
 def test_importing_compare_and_report_imports_no_training_library():
     code = ("import sys, bench.compare, bench.report, bench.records; "

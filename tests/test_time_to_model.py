@@ -1,4 +1,4 @@
-"""The time-to-a-trained-model block (issue 20): its cases in the default run, the measured point
+"""The time-to-a-trained-model block: its cases in the default run, the measured point
 times behind time to target, the verdict lines, and optimizer as part of a row's identity."""
 
 from __future__ import annotations

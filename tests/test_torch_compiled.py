@@ -59,7 +59,7 @@ def test_mini_batches_go_through_inductor_and_the_timed_run_compiles_nothing():
 
 def test_full_batch_with_sparse_records_compiles_every_call(iris_data):
     X, y, w0, b0 = iris_data
-    # records at 0, 7, 14, 21; float64: the sparse-record graphs of test_conformance's record_every
+    # records at 0, 7, 14, 21; float64: the sparse-record graphs of test_trainer_contract's record_every
     # case, compiled once for both
     config = TrainConfig(n_iters=23, dtype="float64", record_every=7)
     trainer, res = _train("torch-compiled", config, X, y, w0, b0)

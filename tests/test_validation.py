@@ -6,7 +6,7 @@ import pytest
 
 from implementations import DeviceUnavailableError, TrainConfig, create_trainer
 
-# Bad input to prepare() (and batch_size > n) is checked for every backend in test_conformance.py.
+# Bad input to prepare() (and batch_size > n) is checked in test_trainer_contract.py (the public check_bad_input on every backend).
 
 
 BAD_CONFIGS = {

@@ -1,6 +1,6 @@
-"""Every command that writes a folder follows `run`'s rules; what cannot work is refused before any
-work with one `error:` line and exit 2; nothing ran is non-zero everywhere; backends are read from
-the registry when the command runs. (Issue 22's CLI edges, and issue 17's one run owner.)"""
+"""Every command of ``python -m bench``: one that writes a folder follows `run`'s rules; what cannot
+work is refused before any work with one `error:` line and exit 2; nothing ran is non-zero everywhere;
+backends are read from the registry when the command runs; one run owner, no import circle."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The API's edges a hostile user found (issue 22, "The API" and the data-parallel defects): one
-behaviour for every registered backend, a clear ValueError naming the argument, nothing stale,
-nothing left behind."""
+"""The trainer API at its edges, one behaviour for every registered backend: a new ``prepare``
+invalidates the old result, lr/l2 beyond the dtype, ``w0``/``b0`` and ``(w, b)`` refused with a
+ValueError naming the argument, ``cpu:0``, torchrun variables outside the world, numpy-dask without a
+``__main__`` guard: nothing stale, nothing left behind."""
 
 from __future__ import annotations
 
