@@ -67,7 +67,7 @@ def set_attributes(df: pd.DataFrame, attributes: dict = ATTRIBUTES) -> pd.DataFr
     """Fill the attribute columns from each row's backend, as the harness does from its class."""
     df = df.copy()
     for j, col in enumerate(("library", "gradient", "engine", "compiled", "style")):
-        df[col] = df["backend"].map(lambda b: attributes[b][j])
+        df[col] = df["backend"].map(lambda b, j=j: attributes[b][j])
     return df
 
 

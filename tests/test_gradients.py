@@ -131,7 +131,7 @@ def test_report_has_every_point_pair_and_column(report):
     assert set(report.status) == {"ok"}
     assert set(report.point) == {"init", "random-0", "random-1", "trained", "saturated"}
     assert set(report.formulation) == set(FORMULATIONS) and set(report.dtype) == {"float32", "float64"}
-    pairs = set(zip(report.method_a, report.method_b))
+    pairs = set(zip(report.method_a, report.method_b, strict=True))
     for name in BACKENDS:
         if get_backend(name).gradient == "solver":  # scikit-learn's solvers expose no gradient
             assert name not in set(report.method_a)

@@ -28,6 +28,7 @@ def small_run(tmp_path_factory):
     return code, out
 
 
+@pytest.mark.slow
 def test_run_writes_every_file(small_run):
     code, out = small_run
     assert code == 0
@@ -122,6 +123,7 @@ def test_cli_errors_are_one_line_exit_2(args, message):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+@pytest.mark.slow
 def test_unwritable_out_is_refused_before_work(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -132,6 +134,7 @@ def test_unwritable_out_is_refused_before_work(tmp_path):
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.subprocess
 def test_interrupt_keeps_finished_rows(tmp_path):
     # a subprocess: the test sends SIGINT to the process
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -196,6 +196,7 @@ def test_jax_missing_is_a_clear_backend_unavailable_error(monkeypatch):
         create_trainer("jax", TrainConfig())
 
 
+@pytest.mark.compile
 def test_jax_x64_does_not_leak_and_run_does_not_compile(caplog):
     jax = pytest.importorskip("jax")
     X, y, w0, b0 = dataset("iris")

@@ -92,6 +92,7 @@ def test_a_folder_where_a_run_file_should_be_is_refused_not_removed(tmp_path):
     assert (tmp_path / "runs.csv" / "precious.txt").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_the_owned_names_cover_everything_a_run_writes(tmp_path):
     folder = RunFolder(tmp_path)
     assert main([*TINY, "--datasets", "iris", "synthetic-200x4", "--out", str(tmp_path)]) == 0
@@ -193,6 +194,7 @@ def test_an_empty_out_is_refused_by_every_command_and_the_api(tmp_path):
 # -- endings: Ctrl-C while starting --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_folder_holding_a_run_is_refused_then_overwritten(tmp_path):
     args = [*TINY, "--out", str(tmp_path)]
     assert main(args) == 0
@@ -210,6 +212,7 @@ def test_a_folder_holding_a_run_is_refused_then_overwritten(tmp_path):
     assert mine.read_bytes() == b"\x89PNG holiday"
 
 
+@pytest.mark.subprocess
 def test_a_second_process_is_kept_out_by_the_lock(tmp_path):
     holder = RunFolder(tmp_path).open()  # this process holds the folder, as a running `bench run` would
     try:

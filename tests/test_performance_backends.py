@@ -77,6 +77,7 @@ def test_numpy_fused_runs_blas_on_one_thread_and_restores_it(mid_data, monkeypat
 
 # -- numba: serial and parallel whole-run kernels ---------------------------------------------------
 
+@pytest.mark.compile
 def test_numba_parallel_kernel_same_bits_whatever_the_threads(mid_data, monkeypatch):
     numba = pytest.importorskip("numba")
     import implementations.numba_backend as nb
@@ -98,6 +99,7 @@ def test_numba_parallel_kernel_same_bits_whatever_the_threads(mid_data, monkeypa
         assert np.array_equal(res.w, results[0].w) and np.array_equal(res.losses, results[0].losses)
 
 
+@pytest.mark.compile
 @pytest.mark.parametrize("batch_size", [None, 5_000])
 def test_numba_serial_and_parallel_kernels_agree(batch_size, mid_data, monkeypatch):
     pytest.importorskip("numba")
@@ -187,6 +189,7 @@ def test_floor_is_measured_unless_skipped(floor, monkeypatch):
     assert roofline.measure_roofline(("cpu",), threads=1) == {}
 
 
+@pytest.mark.compile
 def test_numba_times_its_compilation_apart_and_once(mid_data):
     """The first run of a kernel specialisation in a process compiles it (or loads it from numba's disk
     cache), timed into ``compile_s`` as torch-compiled's and jax's compilations are; a second trainer

@@ -211,8 +211,8 @@ def test_looks_come_from_the_name_and_library_not_a_list_of_names():
     libs = ["numpy", "torch", "torch", "numpy", "torch", "numba", "torch", "jax", "torch", "numpy", "torch", "torch"]
     looks = report.looks(pd.DataFrame({"backend": names, "library": libs}))
     assert len({v["color"] for v in looks.values()}) == len(names), "distinct colours within a run"
-    assert {looks[n]["linestyle"] for n, lib in zip(names, libs) if lib == "numpy"} == {"-"}
-    assert {looks[n]["linestyle"] for n, lib in zip(names, libs) if lib == "torch"} == {"--"}
+    assert {looks[n]["linestyle"] for n, lib in zip(names, libs, strict=True) if lib == "numpy"} == {"-"}
+    assert {looks[n]["linestyle"] for n, lib in zip(names, libs, strict=True) if lib == "torch"} == {"--"}
     # stable: the same name gets the same look in another process and another run
     assert report.style("something-new", "torch") == report.style("something-new", "torch")
     again = report.looks(pd.DataFrame({"backend": names[::-1], "library": libs[::-1]}))
@@ -231,6 +231,7 @@ def _one_panel_each(rows, losses):
     return sub, losses[losses.case_id.isin(set(sub.case_id))]
 
 
+@pytest.mark.slow
 def test_write_report_writes_every_file(rows, losses, env, tmp_path):
     rows, losses = _one_panel_each(rows, losses)
     written = report.write_report(rows, losses, env, tmp_path)
@@ -245,6 +246,7 @@ def test_write_report_writes_every_file(rows, losses, env, tmp_path):
     assert (tmp_path / "summary.md").read_text().startswith(report.summary_markdown(rows, losses, env))
 
 
+@pytest.mark.slow
 def test_time_vs_n_joins_one_width_only(rows, tmp_path):
     """Iris (d = 4) is never joined to d = 100 points; one n per d draws nothing."""
     import matplotlib
@@ -388,6 +390,7 @@ def test_row_and_time_to_target_csv_agree(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # reading results imports no training library
 
+@pytest.mark.subprocess
 def test_importing_compare_and_report_imports_no_training_library():
     code = ("import sys, bench.compare, bench.report, bench.records; "
             "print(sorted(m for m in ('torch', 'jax', 'numba', 'matplotlib') if m in sys.modules))")

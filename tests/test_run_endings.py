@@ -50,6 +50,7 @@ def _wait_for_rows(proc, csv):
     assert csv.exists(), "no row was written"
 
 
+@pytest.mark.subprocess
 def test_sigterm_writes_what_it_has(tmp_path):
     # a subprocess: the test sends SIGTERM to the process
     proc = _start(tmp_path)
@@ -136,6 +137,7 @@ def test_checked_before_any_work(tmp_path, args, message):
     assert not (out / "runs.csv").exists() and not (out / "env.json").exists()
 
 
+@pytest.mark.slow
 def test_a_dataset_that_overflows_the_dtype_fails_alone(tmp_path):
     # --lr given: the default 1/L of data scaled by 1e39 is below float32's smallest value, refused before any work
     code = main(["run", "--datasets", "synthetic-100x5-x1e39", "iris", "--iters", "20", "--backends", "numpy",
@@ -149,6 +151,7 @@ def test_a_dataset_that_overflows_the_dtype_fails_alone(tmp_path):
     assert _env(tmp_path)["exit_code"] == 1  # env.json states the exit the run ends with
 
 
+@pytest.mark.subprocess
 def test_threads_are_recorded_as_used(tmp_path):
     # a subprocess: numba reads NUMBA_NUM_THREADS once, when it is imported
     proc = run_cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
@@ -166,6 +169,7 @@ def test_oversubscription_is_flagged(tmp_path):
     assert any("oversubscribed" in n for n in _env(tmp_path)["notes"])
 
 
+@pytest.mark.subprocess
 def test_an_environment_that_breaks_numba_skips_its_rows(tmp_path):
     # a subprocess: numba reads NUMBA_NUM_THREADS once, when it is imported
     proc = run_cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
@@ -201,7 +205,8 @@ def test_a_library_that_raises_on_overflow_is_diverged_not_failed(tmp_path):
                  "--out", str(tmp_path)])
     row = records.read_runs(tmp_path / "runs.csv").iloc[0]
     assert code == 0 and row.status == "diverged" and row.verdict == "fail"
-    assert "beyond float32's largest value" in row.reason and "all elements of input should be between 0 and 1" in row.reason
+    assert "beyond float32's largest value" in row.reason
+    assert "all elements of input should be between 0 and 1" in row.reason
 
 
 _SIGNAL_AFTER = textwrap.dedent("""
@@ -225,6 +230,7 @@ _SIGNAL_AFTER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("after, signum", [("env.json", signal.SIGTERM), ("summary.md", signal.SIGTERM),
                                            ("summary.md", signal.SIGINT)])
 def test_a_signal_while_the_reports_are_written(tmp_path, after, signum):
@@ -243,8 +249,8 @@ def test_a_signal_while_the_reports_are_written(tmp_path, after, signum):
 
 def test_a_failed_row_exits_1_and_env_json_says_1(tmp_path):
     code = main(["run", "--datasets", "synthetic-100x5-x1e39", "--iters", "20", "--backends", "numpy",
-                 "--devices", "cpu", "--dtypes", "float32", "--formulations", "logits", "--repeats", "1", "--lr", "0.01",
-                 "--out", str(tmp_path)])
+                 "--devices", "cpu", "--dtypes", "float32", "--formulations", "logits", "--repeats", "1",
+                 "--lr", "0.01", "--out", str(tmp_path)])
     env = _env(tmp_path)
     assert code == 1 and env["status"] == "complete" and env["exit_code"] == 1
 
@@ -262,6 +268,7 @@ def _wait_for_mapping(proc, needle, timeout=SLOW):
     pytest.fail(f"{needle} never loaded (exit {proc.poll()})")
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
 @pytest.mark.parametrize("command", [NUMPY_RUN + ["--out", "OUT"], ["grad", "--backends", "numpy", "--out", "OUT"]])
 def test_ctrl_c_during_the_imports_is_one_line(tmp_path, command):
@@ -280,6 +287,7 @@ def test_ctrl_c_during_the_imports_is_one_line(tmp_path, command):
     assert len(lines) == 1 and lines[0].startswith("python -m bench") and lines[0].endswith(": interrupted"), err
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
 def test_a_torch_ddp_rank_interrupted_while_starting_prints_no_keyboard_interrupt():
     from implementations import torch_ddp

@@ -161,9 +161,11 @@ def test_tolerance_counts_the_classes():
 # -- the contract -------------------------------------------------------------------------------
 
 BAD = {
-    "label-out-of-range": (lambda X, y, w, b: (X, np.where(y == 2, 3, y), w, b), r"y must contain only the labels 0 \.\. 2"),
+    "label-out-of-range": (lambda X, y, w, b: (X, np.where(y == 2, 3, y), w, b),
+                           r"y must contain only the labels 0 \.\. 2"),
     "negative-label": (lambda X, y, w, b: (X, np.where(y == 2, -1, y), w, b), r"labels 0 \.\. 2.*\{-1"),
-    "non-integer-label": (lambda X, y, w, b: (X, y + 0.5 * (y == 1), w, b), r"integer class labels.*non-integer values \{1\.5\}"),
+    "non-integer-label": (lambda X, y, w, b: (X, y + 0.5 * (y == 1), w, b),
+                          r"integer class labels.*non-integer values \{1\.5\}"),
     "bool-labels": (lambda X, y, w, b: (X, y > 0, w, b), r"integer class labels.*dtype bool"),
     "binary-w0": (lambda X, y, w, b: (X, y, w[:, 0], b), r"w0 must have shape \(5, 3\).*binary model's weight vector"),
     "scalar-b0": (lambda X, y, w, b: (X, y, w, 0.5), r"b0 must have shape \(3,\).*binary model's bias"),
@@ -350,6 +352,7 @@ def test_fused_backends_blocked_paths_k_classes():
             assert agreement.ok, (type(trainer).__name__, batch, agreement)
 
 
+@pytest.mark.compile
 def test_numba_parallel_softmax_kernel(monkeypatch):
     """The parallel K-class kernel (forced by a low threshold, small blocks) against the oracle."""
     nb = pytest.importorskip("implementations.numba_backend")
@@ -379,7 +382,8 @@ def test_grad_diagnostic_k_classes():
     ds = _tiny_dataset()
     rows = compare_gradients(ds, ["numpy", "torch"], dtypes=("float64",), pts=points(ds, n_random=1))
     assert rows and all(r["status"] == "ok" for r in rows)
-    for r in rows:  # ("trained" on random labels sits at the optimum: a ~1e-6 gradient, 1e-12 relative is below rounding)
+    # ("trained" on random labels sits at the optimum: a ~1e-6 gradient, 1e-12 relative is below rounding)
+    for r in rows:
         if r["point"] in ("init", "random-0") or (r["formulation"] == "logits" and r["point"] == "saturated"):
             assert r["passed"], r
     sat = [r for r in rows if r["point"] == "saturated" and r["formulation"] == "probs"]

@@ -46,10 +46,12 @@ def test_point_times_one_definition():
 
 @pytest.fixture(scope="module")
 def run():
-    cases = [c for c in ttm.cases(("cpu",), 0, ("numpy",), ("sklearn-newton-cholesky",)) if c.config.optimizer != "adam"]
+    cases = [c for c in ttm.cases(("cpu",), 0, ("numpy",), ("sklearn-newton-cholesky",))
+             if c.config.optimizer != "adam"]
     return pipeline.run(cases, options=pipeline.RunOptions(repeats=3, budget_s=0.2))
 
 
+@pytest.mark.slow
 def test_block_verdict(run):
     rows, losses = run.frame(), run.losses()
     assert set(rows["status"]) == {"ok"}, rows[["backend", "optimizer", "status", "reason"]]

@@ -19,6 +19,8 @@ from .conftest import make_trainer, run_trainer, train
 torch = pytest.importorskip("torch")
 tc = pytest.importorskip("implementations.torch_compiled")
 
+pytestmark = pytest.mark.compile  # Inductor compiles: seconds a graph
+
 
 def _train(name, config, X, y, w0, b0):
     """The trainer (its compile counters are the subject) and its result."""

@@ -136,6 +136,7 @@ def test_a_spec_that_cannot_load_exits_2(spec, fragment, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_entry_point_plugin_is_listed_and_checked(tmp_path):
     """pip-installs examples/plugin (a copy, no network, no build isolation) into a folder put on
@@ -298,6 +299,7 @@ def test_a_compile_in_prepare_is_compile_s_not_transfer_time():
     assert row.transfer_s < CompilesInPrepare.SECONDS / 2  # a 100 x 4 copy, the sleep taken out
 
 
+@pytest.mark.compile
 def test_jax_reports_its_ahead_of_time_compile():
     pytest.importorskip("jax")
     from implementations import create_trainer
