@@ -116,8 +116,8 @@ BAD_PARAMS = {  # prepare(XA, YA, w0, b0) with d = 4
                                       r"\(a \(1, 4\) row or a \(4, 1\) column is taken as \(4,\) too\)"),
     "w0-1x1x4": (np.zeros((1, 1, 4)), 0.0, r"w0 must have shape \(4,\) to match X's 4 columns, got shape \(1, 1, 4\)"),
     "w0-nan": (np.array([0, np.nan, 0, 0]), 0.0, r"w0 must contain only finite values, got nan at index 1"),
-    "w0-beyond-float32": (np.array([0, 0, 1e39, 0]), 0.0,
-                          r"w0 must fit in float32 \(largest finite value 3\.403e\+38\), got a value of magnitude 1e\+39"),
+    "w0-beyond-float32": (np.array([0, 0, 1e39, 0]), 0.0, r"w0 must fit in float32 \(largest finite value "
+                                                         r"3\.403e\+38\), got a value of magnitude 1e\+39"),
     "b0-string": (np.zeros(4), "abc", r"b0 must be a real number, got 'abc'"),
     "b0-numeric-string": (np.zeros(4), "1.0", r"b0 must be a real number, got '1\.0'"),
     "b0-complex": (np.zeros(4), 1j, r"b0 must be a real number, got 1j"),
