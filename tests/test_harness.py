@@ -23,7 +23,9 @@ from .conftest import ROOT, RUN_ARGS
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    code = main(["run", *RUN_ARGS, "--backends", "numpy", "torch", "--devices", "cpu", "cuda:9",
+    # 30 steps, 3 timed repeats (the schema test checks rounds >= 3), a 1 s noise budget
+    code = main(["run", *RUN_ARGS, "--iters", "30", "--repeats", "3", "--budget", "1", "--backends", "numpy", "torch",
+                 "--devices", "cpu", "cuda:9",
                  "--formulations", "probs", "--out", str(out)])
     return code, out
 
