@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # end the run on one worker while the other waits)
 XDIST ?= -n auto --dist worksteal
 
-.PHONY: bench test setup clean gpu
+.PHONY: bench test test-fast lint setup clean gpu
 
 setup: $(STAMP)
 
@@ -44,11 +44,25 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 bench: $(STAMP)
 	$(BIN)/python -m bench run
 
-# Benchmarks run once each with timing disabled; `pytest --benchmark-only` times them for real.
-# pytest's exit 5 (no test collected) is reported and fails the target like any other failure.
-test: $(STAMP)
+# Everything: ruff first (seconds), then the whole suite. Benchmarks run once each with timing
+# disabled; `pytest --benchmark-only` times them for real. pytest's exit 5 (no test collected) is
+# reported and fails the target like any other failure.
+test: lint
 	@$(BIN)/python -m pytest --benchmark-disable $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# The edit-test loop, a quarter of `make test`'s time or less. It leaves out (pyproject.toml's markers):
+# subprocess (tests that start a Python process: signals, exit statuses, fresh imports, pip), compile
+# (torch-compiled, jax, numba: Inductor/XLA/numba compilations), distributed (torch-ddp, numpy-dask
+# worker processes) and slow (whole `bench run`s with several backends). Every backend's public checks
+# and oracle agreement still run for the eager backends. `make test` runs everything.
+FAST_MARKERS ?= not slow and not subprocess and not compile and not distributed
+test-fast: $(STAMP)
+	@$(BIN)/python -m pytest --benchmark-disable $(XDIST) -m "$(FAST_MARKERS)" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest collected no tests" >&2; fi; exit $$rc
 
 # The GPU half (docs/gpu.md): on a CUDA machine whose Python already has the dependencies, from the
 # working tree with no install step; <= 8 minutes, at most 8 files in results/gpu.

@@ -27,9 +27,8 @@ import subprocess
 import sys
 import traceback
 import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
 
@@ -55,7 +54,6 @@ def run_cli(*args, cwd=ROOT, env=None, timeout=300, isolated=False) -> subproces
 
 def _in_process(args, cwd, env):
     import implementations
-
     from bench.cli import main
 
     registry = {name: dict(getattr(implementations, name)) for name in ("_SPECS", "_LOADED", "_ORIGIN")}

@@ -8,14 +8,35 @@ import functools
 import os
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.data import iris, load
-from implementations import (BACKENDS, BackendUnavailableError, DeviceUnavailableError, TrainConfig, TrainResult,
-                             create_trainer, get_backend)
+from implementations import (
+    BACKENDS,
+    BackendUnavailableError,
+    DeviceUnavailableError,
+    TrainConfig,
+    TrainResult,
+    create_trainer,
+    get_backend,
+)
 from implementations.schedule import init_params
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository: the working directory of the commands tests start
+
+# The smallest run a command test needs: Iris, 20 steps, one timed repeat, a short noise budget. A test
+# adds what it is about (--backends, --dtypes, --formulations, --devices, --out); argparse keeps the last
+# value of an option given twice, so a test can also override one of these.
+RUN_ARGS = ("--datasets", "iris", "--iters", "20", "--repeats", "1", "--budget", "0.1")
+
+# Backends whose runs compile (Inductor, XLA, numba: seconds per new graph or kernel) and those that
+# start worker processes; a test parametrized over one of them gets the `compile` or `distributed` marker
+# (pytest_collection_modifyitems below), so that `make test-fast` can leave them out.
+COMPILED_BACKENDS = ("torch-compiled", "jax", "numba")
+DISTRIBUTED_BACKENDS = ("torch-ddp", "numpy-dask")
 
 # The tests that send Ctrl-C to a child need the child to start with SIGINT's default action. A
 # background job (`make test &`, some CI runners) starts with SIGINT ignored, and an ignored signal
@@ -122,7 +143,13 @@ def dataset(name: str = "iris"):
 
 
 def train(factory, config, X, y, w0, b0) -> TrainResult:
-    trainer = factory(config)
+    """``factory(config)`` prepared on ``(X, y, w0, b0)`` and run: its result. ``factory`` is a
+    ``TRAINERS`` entry, a trainer class, or a backend name (``make_trainer``: skipped where unavailable)."""
+    return run_trainer(make_trainer(factory, config) if isinstance(factory, str) else factory(config), X, y, w0, b0)
+
+
+def run_trainer(trainer, X, y, w0, b0) -> TrainResult:
+    """An already built trainer prepared on ``(X, y, w0, b0)`` and run once: its result."""
     trainer.prepare(X, y, w0, b0)
     trainer.run()
     return trainer.result()
@@ -159,6 +186,26 @@ def iris_data():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def _marks_of(value) -> tuple:
+    if not isinstance(value, str):
+        return ()
+    return (("compile",) if value in COMPILED_BACKENDS else ()) + (("distributed",) if value in DISTRIBUTED_BACKENDS
+                                                                   else ())
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """A test parametrized over a compiling or a data-parallel backend (a parameter whose value is
+    its name) gets the ``compile`` or ``distributed`` marker: the same rule for every file."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            continue
+        for value in callspec.params.values():
+            for mark in _marks_of(getattr(value, "name", value) if isinstance(value, type) else value):
+                item.add_marker(mark)
 
 
 def pytest_addoption(parser):

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
+
 REFERENCE = ROOT / "tests" / "data" / "reference-v1"  # a frozen old-schema run: see its README.md
 FASTEST_IRIS = 20e-6
 WRONG_FAST = 10e-6
@@ -66,7 +67,7 @@ def set_attributes(df: pd.DataFrame, attributes: dict = ATTRIBUTES) -> pd.DataFr
     """Fill the attribute columns from each row's backend, as the harness does from its class."""
     df = df.copy()
     for j, col in enumerate(("library", "gradient", "engine", "compiled", "style")):
-        df[col] = df["backend"].map(lambda b: attributes[b][j])
+        df[col] = df["backend"].map(lambda b, j=j: attributes[b][j])
     return df
 
 

@@ -159,7 +159,7 @@ def test_bad_input_exits_2_with_one_error_line(runs, tmp_path, capsys, case):
 
 
 # ----------------------------------------------------------------------------------------------
-# issue 22: the compare defects
+# compare on odd input: what used to go wrong
 
 def _one_error_line(capsys, *expect) -> str:
     captured = capsys.readouterr()
@@ -218,7 +218,8 @@ def _project_json(path, rows: pd.DataFrame, factor: float = 1.0) -> Path:
         rec.update(times_s=" ".join(map(repr, data)), time_per_iter_s=float(np.median(data)) / r["n_iters"],
                    time_median_s=float(np.median(data)))
         benchmarks.append({
-            "name": f"test_train[{r['backend']}]", "fullname": f"tests/benchmarks/test_train.py::test_train[{r['case_id']}]",
+            "name": f"test_train[{r['backend']}]",
+            "fullname": f"tests/benchmarks/test_train.py::test_train[{r['case_id']}]",
             "params": {"backend": r["backend"], "device": r["device"], "dtype": r["dtype"]},
             "stats": {"median": float(np.median(data)), "iqr": 0.0, "rounds": len(data), "data": data},
             "extra_info": {"row": rec}})

@@ -22,7 +22,8 @@ from bench import data
 from bench.cli import main
 from bench.data import DataFileError, load, with_options
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT
+
 FILES = ROOT / "tests" / "data" / "files"
 GOOD_CSV = str(FILES / "good.csv")
 SMALL_SVM = str(FILES / "small.svm")
@@ -223,7 +224,8 @@ def test_unknown_extension_and_unreadable_and_bad_npz(tmp_path):
     with pytest.raises(DataFileError, match=r"noy.npz: no array 'y'; the file holds \['X', 'labels'\]"):
         data.check(str(tmp_path / "noy.npz"))
     np.savez(tmp_path / "nan.npz", X=np.array([[1.0, np.nan], [2.0, 3.0], [np.inf, 1.0]]), y=np.array([0, 1, 0]))
-    with pytest.raises(DataFileError, match=r"2 missing or non-finite values .* columns 'column 0' \(1\), 'column 1' \(1\)"):
+    message = r"2 missing or non-finite values .* columns 'column 0' \(1\), 'column 1' \(1\)"
+    with pytest.raises(DataFileError, match=message):
         load(str(tmp_path / "nan.npz"))
     (tmp_path / "bad.parquet").write_text("not parquet")
     pytest.importorskip("pyarrow")
@@ -386,6 +388,7 @@ def test_env_json_keeps_the_mapping(tmp_path):
     assert rec["sha256"] == load(GOOD_CSV).sha256 and rec["n"] == 80 and rec["d"] == 3
 
 
+@pytest.mark.subprocess
 def test_one_error_line_and_exit_2_from_the_command_line():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--datasets", str(FILES / "missing.csv"),

@@ -23,7 +23,9 @@ from implementations import BACKENDS, TrainConfig, create_trainer
 from implementations.reference import compare, reference_run
 from implementations.schedule import init_params
 
-from .conftest import backend_class
+from .conftest import ROOT, backend_class
+
+pytestmark = pytest.mark.distributed  # the data-parallel backends: process groups, Dask clusters
 
 try:
     import psutil
@@ -37,7 +39,6 @@ NEEDS_DASK = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
 NEEDS_PSUTIL = pytest.mark.skipif(psutil is None, reason="needs psutil, not installed")
 DP_PARAMS = [pytest.param(name, id=name, marks=[NEEDS_DASK] if name == "numpy-dask" else [])
              for name in DATA_PARALLEL]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAULT_TIMEOUT_S = 5  # LOGREG_DIST_TIMEOUT for the fault tests
 
 
@@ -109,10 +110,12 @@ TORCHRUN_SCRIPT = textwrap.dedent("""
     trainer.prepare(X, y, w0, b0)
     trainer.run()
     res = trainer.result()
-    print(json.dumps({"w": res.w.tolist(), "b": res.b, "losses": res.losses.tolist(), "local": trainer.group.__class__.__name__}))
+    print(json.dumps({"w": res.w.tolist(), "b": res.b, "losses": res.losses.tolist(),
+                      "local": trainer.group.__class__.__name__}))
 """)
 
 
+@pytest.mark.subprocess
 def test_torch_ddp_joins_a_torchrun_group_from_its_environment(data101, tmp_path):
     """Two processes with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) set,
     as ``torchrun --nproc-per-node 2 --master-addr 127.0.0.1`` sets them."""
@@ -120,9 +123,9 @@ def test_torch_ddp_joins_a_torchrun_group_from_its_environment(data101, tmp_path
     data = _save_data(data101, tmp_path)
     procs = [subprocess.Popen([sys.executable, "-c", TORCHRUN_SCRIPT, data], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                                       MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo", LOGREG_DIST_TIMEOUT="20",
-                                       PYTHONPATH=ROOT))
+                              env=dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
+                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo",
+                                       LOGREG_DIST_TIMEOUT="20", PYTHONPATH=str(ROOT)))
              for r in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
@@ -130,7 +133,8 @@ def test_torch_ddp_joins_a_torchrun_group_from_its_environment(data101, tmp_path
     assert {r["local"] for r in results} == {"JoinedGroup"}
     assert results[0] == results[1], "every rank applies the identical update"
     X, y, w0, b0 = data101
-    ref = reference_run(X, y, w0, b0, TrainConfig(lr=0.1, n_iters=200, dtype="float64", workers=2, batch_size=16, l2=0.01))
+    config = TrainConfig(lr=0.1, n_iters=200, dtype="float64", workers=2, batch_size=16, l2=0.01)
+    ref = reference_run(X, y, w0, b0, config)
     np.testing.assert_allclose(results[0]["w"], ref.w, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(results[0]["losses"], ref.losses, rtol=1e-12)
 
@@ -207,13 +211,15 @@ CTRL_C_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.subprocess
 @NEEDS_PSUTIL
 @pytest.mark.parametrize("name", DP_PARAMS)
 def test_ctrl_c_leaves_no_orphaned_workers(name, data101, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(CTRL_C_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), name, _save_data(data101, tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    proc = subprocess.Popen([sys.executable, str(script), name, _save_data(data101, tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
     # SIGINT is not ignored in the child: conftest makes sure this process does not ignore it (no
     # preexec_fn: it would run the at-fork handlers here, after JAX has started)
     try:
@@ -281,7 +287,8 @@ def test_scale_goes_through_the_pipeline_and_writes_rows_and_views(tmp_path):
     dist = runs[runs.backend.isin(DATA_PARALLEL)].set_index(["backend", "workers"])
     assert (dist.xs(1, level="workers").speedup_vs_ws1 == 1).all()
     assert dist.speedup_vs_single.notna().all() and (dist.collective_s > 0).all() and (dist.startup_s > 0).all()
-    assert dist.loc[("torch-ddp", 2), "baseline"] == "torch-manual" and dist.loc[("numpy-dask", 2), "baseline"] == "numpy"
+    assert dist.loc[("torch-ddp", 2), "baseline"] == "torch-manual"
+    assert dist.loc[("numpy-dask", 2), "baseline"] == "numpy"
     assert dist.loc[("numpy-dask", 1), "task_overhead_s"] > 0
     single = runs[~runs.backend.isin(DATA_PARALLEL)]
     assert single.speedup_vs_ws1.isna().all() and single.collective_s.isna().all()

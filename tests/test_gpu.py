@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, crossover, gpu
+from bench import cli, crossover
 from bench.gpu import command, plan, stages
 from bench.records import SCHEMA
 from bench.timing import Measurement, _CudaEvents
@@ -78,7 +78,7 @@ def test_table_on_fixture(table):
     best = t100[t100["against"] == "best-cpu"]
     assert set(best["against_backend"]) == {"numpy-fused"}  # the fastest host row of the fixture
     # the GPU row must beat the best CPU row later than (or where) it beats its own CPU row
-    for (b, dt), g in crosses.groupby(["backend", "dtype"]):
+    for _, g in crosses.groupby(["backend", "dtype"]):
         own, bst = g.set_index("against").loc["own-cpu", "n_cross"], g.set_index("against").loc["best-cpu", "n_cross"]
         assert bst >= own
     jax = t100[t100["backend"] == "jax"]

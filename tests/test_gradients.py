@@ -9,12 +9,12 @@ import pytest
 
 from bench.data import iris, load
 from bench.diagnostics.grad import COLUMNS, compare_gradients, points
-from bench.oracle import fit_optimum, rounding_bound
-from implementations.reference import finite_difference, rounded
-from implementations.reference import loss as oracle_loss
 from bench.diagnostics.trajectory import lockstep
+from bench.oracle import fit_optimum, rounding_bound
 from implementations import BACKENDS, FORMULATIONS, TrainConfig, get_backend
 from implementations._distributed import GroupTrainer
+from implementations.reference import finite_difference, rounded
+from implementations.reference import loss as oracle_loss
 
 from .conftest import TRAINERS, train
 
@@ -72,7 +72,7 @@ def report(prepared):
     # compare_gradients closes every trainer it makes, one per dtype x formulation: four torch-ddp
     # process groups and four Dask clusters started and torn down (~14 s of this fixture's ~30 s on a
     # 2-core machine). The rows do not depend on a fresh group, so for this call close() hands the
-    # group back to the pool instead; close() itself is checked in test_conformance.py and
+    # group back to the pool instead; close() itself is checked in test_trainer_contract.py and
     # test_distributed.py. The trainers kept for the tests above give theirs back first.
     prepared.drop_all()
     with pytest.MonkeyPatch.context() as mp:
@@ -132,7 +132,7 @@ def test_report_has_every_point_pair_and_column(report):
     assert set(report.status) == {"ok"}
     assert set(report.point) == {"init", "random-0", "random-1", "trained", "saturated"}
     assert set(report.formulation) == set(FORMULATIONS) and set(report.dtype) == {"float32", "float64"}
-    pairs = set(zip(report.method_a, report.method_b))
+    pairs = set(zip(report.method_a, report.method_b, strict=True))
     for name in BACKENDS:
         if get_backend(name).gradient == "solver":  # scikit-learn's solvers expose no gradient
             assert name not in set(report.method_a)

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,18 +17,20 @@ from bench.report import summary_markdown
 from bench.timing import Measurement
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--datasets", "iris", "--iters", "30", "--repeats", "3", "--budget", "1"]
+from .conftest import ROOT, RUN_ARGS
 
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    code = main(["run", *SMALL, "--backends", "numpy", "torch", "--devices", "cpu", "cuda:9",
+    # 30 steps, 3 timed repeats (the schema test checks rounds >= 3), a 1 s noise budget
+    code = main(["run", *RUN_ARGS, "--iters", "30", "--repeats", "3", "--budget", "1", "--backends", "numpy", "torch",
+                 "--devices", "cpu", "cuda:9",
                  "--formulations", "probs", "--out", str(out)])
     return code, out
 
 
+@pytest.mark.slow
 def test_run_writes_every_file(small_run):
     code, out = small_run
     assert code == 0
@@ -122,6 +123,7 @@ def test_cli_errors_are_one_line_exit_2(args, message):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+@pytest.mark.slow
 def test_unwritable_out_is_refused_before_work(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -132,6 +134,7 @@ def test_unwritable_out_is_refused_before_work(tmp_path):
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.subprocess
 def test_interrupt_keeps_finished_rows(tmp_path):
     # a subprocess: the test sends SIGINT to the process
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

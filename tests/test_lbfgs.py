@@ -11,9 +11,10 @@ from bench import data, oracle
 from bench.cases import RunOptions
 from bench.measure import Evaluator
 from bench.records import Case
-from implementations import BackendUnavailableError, TrainConfig, create_trainer, get_backend
-from implementations import reference
+from implementations import TrainConfig, get_backend, reference
 from implementations.schedule import init_params
+
+from .conftest import make_trainer
 
 L2 = 1e-2
 DATASET = "synthetic-1000x10"  # well conditioned: L-BFGS converges in a few dozen iterations
@@ -28,19 +29,12 @@ def problem():
     return ds, w0, b0, oracle.fit_optimum(ds.X, ds.y, L2)
 
 
-def _trainer(name, config):
-    try:
-        return create_trainer(name, config)
-    except BackendUnavailableError as exc:  # jax or optax not installed here
-        pytest.skip(str(exc))
-
-
 @pytest.mark.parametrize("formulation", ["logits", "probs"])
 @pytest.mark.parametrize("backend", LBFGS_BACKENDS)
 def test_lbfgs_reaches_the_optimum(backend, formulation, problem):
     ds, w0, b0, opt = problem
     cfg = TrainConfig(optimizer="lbfgs", n_iters=100, dtype="float64", formulation=formulation, l2=L2)
-    tr = _trainer(backend, cfg)
+    tr = make_trainer(backend, cfg)
     tr.prepare(ds.X, ds.y, w0, b0)
     tr.run()
     res = tr.result()
@@ -59,7 +53,7 @@ def test_lbfgs_reaches_the_optimum(backend, formulation, problem):
 def test_sklearn_reaches_the_optimum_with_growing_max_iter(backend, problem):
     ds, w0, b0, opt = problem
     cfg = TrainConfig(optimizer="solver", n_iters=8, dtype="float64", formulation="logits", l2=L2)
-    tr = _trainer(backend, cfg)
+    tr = make_trainer(backend, cfg)
     tr.prepare(ds.X, ds.y, w0, b0)
     tr.run()
     res = tr.result()

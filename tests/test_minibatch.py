@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 
 from bench.oracle import fit_optimum
-from implementations.reference import compare, config_tolerance, grad, loss
 from implementations import BackendUnavailableError, TrainConfig, batch_schedule, create_trainer
+from implementations.reference import compare, config_tolerance, grad, loss
 
 from .conftest import TRAINERS, dataset, reference, train, trained
-
 
 # -- the schedule -------------------------------------------------------------------------------
 
@@ -198,6 +197,7 @@ def test_jax_missing_is_a_clear_backend_unavailable_error(monkeypatch):
         create_trainer("jax", TrainConfig())
 
 
+@pytest.mark.compile
 def test_jax_x64_does_not_leak_and_run_does_not_compile(caplog):
     jax = pytest.importorskip("jax")
     X, y, w0, b0 = dataset("iris")

@@ -20,8 +20,7 @@ import functools
 import numpy as np
 import pytest
 
-from implementations import reference
-from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
+from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend, reference
 
 from .conftest import TRAINERS
 

@@ -13,10 +13,7 @@ from implementations import TrainConfig, create_trainer
 from implementations.reference import compare, config_tolerance, reference_run
 from implementations.schedule import init_params
 
-def _train(trainer, X, y, w0, b0):
-    trainer.prepare(X, y, w0, b0)
-    trainer.run()
-    return trainer.result()
+from .conftest import run_trainer
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +35,7 @@ def test_numpy_fused_same_bits_whatever_the_threads(batch_size, mid_data):
     results = []
     for threads in (1, 2, 3, 2, 3):
         trainer = NumpyFusedTrainer(config, block_bytes=16 * 1024, threads=threads)
-        res = _train(trainer, X, y, w0, b0)
+        res = run_trainer(trainer, X, y, w0, b0)
         assert trainer.nblocks > 3
         results.append(res)
     for res in results[1:]:
@@ -74,13 +71,14 @@ def test_numpy_fused_runs_blas_on_one_thread_and_restores_it(mid_data, monkeypat
     with threadpool_limits(limits=2, user_api="blas"):
         before = nf.harness_threads()
         trainer = nf.NumpyFusedTrainer(TrainConfig(n_iters=3), block_bytes=16 * 1024)
-        _train(trainer, X, y, w0, b0)
+        run_trainer(trainer, X, y, w0, b0)
         assert nf.harness_threads() == before
     assert seen and set(seen) == {1}
 
 
 # -- numba: serial and parallel whole-run kernels ---------------------------------------------------
 
+@pytest.mark.compile
 def test_numba_parallel_kernel_same_bits_whatever_the_threads(mid_data, monkeypatch):
     numba = pytest.importorskip("numba")
     import implementations.numba_backend as nb
@@ -94,7 +92,7 @@ def test_numba_parallel_kernel_same_bits_whatever_the_threads(mid_data, monkeypa
         for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
             numba.set_num_threads(threads)
             trainer = create_trainer("numba", config)
-            results.append(_train(trainer, X, y, w0, b0))
+            results.append(run_trainer(trainer, X, y, w0, b0))
             assert trainer.parallel
     finally:
         numba.set_num_threads(before)
@@ -102,6 +100,7 @@ def test_numba_parallel_kernel_same_bits_whatever_the_threads(mid_data, monkeypa
         assert np.array_equal(res.w, results[0].w) and np.array_equal(res.losses, results[0].losses)
 
 
+@pytest.mark.compile
 @pytest.mark.parametrize("batch_size", [None, 5_000])
 def test_numba_serial_and_parallel_kernels_agree(batch_size, mid_data, monkeypatch):
     pytest.importorskip("numba")
@@ -113,7 +112,7 @@ def test_numba_serial_and_parallel_kernels_agree(batch_size, mid_data, monkeypat
     for parallel in (False, True):
         monkeypatch.setattr(nb, "PARALLEL_MIN_ELEMENTS", 0 if parallel else 2**62)
         trainer = create_trainer("numba", config)
-        out[parallel] = _train(trainer, X, y, w0, b0)
+        out[parallel] = run_trainer(trainer, X, y, w0, b0)
         assert trainer.parallel is parallel
     agreement = compare(out[True], out[False], 1e-13)
     assert agreement.ok, agreement
@@ -133,7 +132,7 @@ def test_torch_blocked_step_matches_the_oracle_and_repeats(batch_size, threads, 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # the step's thread count is torch's intra-op count when run() starts
     try:
-        first = _train(trainer, X, y, w0, b0)
+        first = run_trainer(trainer, X, y, w0, b0)
         assert trainer.blocked
         trainer.run()
         again = trainer.result()
@@ -153,7 +152,7 @@ def test_torch_fused_computes_only_the_configured_loss_on_recorded_steps(iris_da
     monkeypatch.setattr(tc, "_loss", lambda z, p, y, form: calls.append(form) or original(z, p, y, form))
     X, y, w0, b0 = iris_data
     config = TrainConfig(n_iters=20, record_every=7, formulation="logits", batch_size=16)
-    _train(create_trainer("torch-fused", config), X, y, w0, b0)
+    run_trainer(create_trainer("torch-fused", config), X, y, w0, b0)
     assert calls == ["logits"] * config.n_records
 
 
@@ -191,6 +190,7 @@ def test_floor_is_measured_unless_skipped(floor, monkeypatch):
     assert roofline.measure_roofline(("cpu",), threads=1) == {}
 
 
+@pytest.mark.compile
 def test_numba_times_its_compilation_apart_and_once(mid_data):
     """The first run of a kernel specialisation in a process compiles it (or loads it from numba's disk
     cache), timed into ``compile_s`` as torch-compiled's and jax's compilations are; a second trainer
@@ -203,10 +203,10 @@ def test_numba_times_its_compilation_apart_and_once(mid_data):
     first = create_trainer("numba", config)
     assert first.compiled_graphs == 0
     before = {f: len(getattr(k, f).overloads) for f in ("run_serial", "run_parallel")}
-    _train(first, X, y, w0, b0)
+    run_trainer(first, X, y, w0, b0)
     added = sum(len(getattr(k, f).overloads) - n for f, n in before.items())
     assert added <= 1, "the call compiled other types than the ones _call compiled (twice the compile time)"
     second = create_trainer("numba", config)
-    _train(second, X, y, w0, b0)
+    run_trainer(second, X, y, w0, b0)
     assert first.compiled_graphs == second.compiled_graphs == 1
     assert first.compile_s >= 0 and second.compile_s == 0  # first: 0 when an earlier test of this process compiled them

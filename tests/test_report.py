@@ -17,8 +17,15 @@ import pytest
 from bench import report
 from bench.records import LEGACY_ATTRIBUTES, as_run, read_run
 from bench.targets import first_step_to_target
-from tests.fabricate import (FASTEST_IRIS, ROOT, WRONG_REASON, environment, expected_step, fabricate_losses,
-                             fabricate_rows)
+from tests.fabricate import (
+    FASTEST_IRIS,
+    ROOT,
+    WRONG_REASON,
+    environment,
+    expected_step,
+    fabricate_losses,
+    fabricate_rows,
+)
 
 NUMBA = "numba (numba, hand-derived, whole run in one compiled call)"
 
@@ -210,8 +217,8 @@ def test_looks_come_from_the_name_and_library_not_a_list_of_names():
     libs = ["numpy", "torch", "torch", "numpy", "torch", "numba", "torch", "jax", "torch", "numpy", "torch", "torch"]
     looks = report.looks(pd.DataFrame({"backend": names, "library": libs}))
     assert len({v["color"] for v in looks.values()}) == len(names), "distinct colours within a run"
-    assert {looks[n]["linestyle"] for n, lib in zip(names, libs) if lib == "numpy"} == {"-"}
-    assert {looks[n]["linestyle"] for n, lib in zip(names, libs) if lib == "torch"} == {"--"}
+    assert {looks[n]["linestyle"] for n, lib in zip(names, libs, strict=True) if lib == "numpy"} == {"-"}
+    assert {looks[n]["linestyle"] for n, lib in zip(names, libs, strict=True) if lib == "torch"} == {"--"}
     # stable: the same name gets the same look in another process and another run
     assert report.style("something-new", "torch") == report.style("something-new", "torch")
     again = report.looks(pd.DataFrame({"backend": names[::-1], "library": libs[::-1]}))
@@ -230,6 +237,7 @@ def _one_panel_each(rows, losses):
     return sub, losses[losses.case_id.isin(set(sub.case_id))]
 
 
+@pytest.mark.slow
 def test_write_report_writes_every_file(rows, losses, env, tmp_path):
     rows, losses = _one_panel_each(rows, losses)
     written = report.write_report(rows, losses, env, tmp_path)
@@ -244,6 +252,7 @@ def test_write_report_writes_every_file(rows, losses, env, tmp_path):
     assert (tmp_path / "summary.md").read_text().startswith(report.summary_markdown(rows, losses, env))
 
 
+@pytest.mark.slow
 def test_time_vs_n_joins_one_width_only(rows, tmp_path):
     """Iris (d = 4) is never joined to d = 100 points; one n per d draws nothing."""
     import matplotlib
@@ -297,7 +306,7 @@ def test_mini_batch_suboptimality_uses_the_full_data_objective():
 
 
 # ----------------------------------------------------------------------------------------------
-# the backend's attributes, not its name (issue 17, item 3)
+# the backend's attributes, not its name
 
 def _renamed(rows, old, new, **attrs):
     rows = rows.copy()
@@ -358,7 +367,7 @@ def test_legacy_attributes_are_for_old_runs_only(rows):
 
 
 # ----------------------------------------------------------------------------------------------
-# one definition of time to target (issue 17, item 2)
+# one definition of time to target
 
 def test_time_to_target_is_relative_suboptimality():
     steps = np.array([0, 10, 20])
@@ -384,8 +393,9 @@ def test_row_and_time_to_target_csv_agree(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# reading results imports no training library (issue 17, item 4)
+# reading results imports no training library
 
+@pytest.mark.subprocess
 def test_importing_compare_and_report_imports_no_training_library():
     code = ("import sys, bench.compare, bench.report, bench.records; "
             "print(sorted(m for m in ('torch', 'jax', 'numba', 'matplotlib') if m in sys.modules))")

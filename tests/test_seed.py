@@ -1,8 +1,8 @@
 """Seed fidelity: the article's own PyTorch loop, written out as it gives it, is reproduced: by the
 ``torch`` backend over the article's 5000 steps, and by every backend over the first ``SHORT`` of them
-(within the float32 tolerance derived for that length; ``test_equivalence.py`` explains why a short
-run tests the same tolerance model, and ``test_oracle.py`` pins the float64 oracle to this loop over
-all 5000)."""
+(within the float32 tolerance derived for that length, ``u sqrt(K) (1 + d + log2 n)``: a short run tests
+the same tolerance model with a tighter bound; ``test_oracle.py`` pins the float64 oracle to this loop
+over all 5000)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from sklearn.datasets import load_iris
 
-from implementations.reference import tolerance
 from implementations import TrainConfig
+from implementations.reference import tolerance
 
 from .conftest import TRAINERS, train
 

@@ -14,11 +14,10 @@ import pytest
 
 from bench import data as datasets
 from bench import oracle
-from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
-from implementations import reference
+from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend, reference
 from implementations.schedule import init_params
 
-from .conftest import make_trainer
+from .conftest import make_trainer, run_trainer
 
 
 def _problem(n=60, d=5, k=3, seed=0, scale=1.0):
@@ -163,9 +162,11 @@ def test_tolerance_counts_the_classes():
 # -- the contract -------------------------------------------------------------------------------
 
 BAD = {
-    "label-out-of-range": (lambda X, y, w, b: (X, np.where(y == 2, 3, y), w, b), r"y must contain only the labels 0 \.\. 2"),
+    "label-out-of-range": (lambda X, y, w, b: (X, np.where(y == 2, 3, y), w, b),
+                           r"y must contain only the labels 0 \.\. 2"),
     "negative-label": (lambda X, y, w, b: (X, np.where(y == 2, -1, y), w, b), r"labels 0 \.\. 2.*\{-1"),
-    "non-integer-label": (lambda X, y, w, b: (X, y + 0.5 * (y == 1), w, b), r"integer class labels.*non-integer values \{1\.5\}"),
+    "non-integer-label": (lambda X, y, w, b: (X, y + 0.5 * (y == 1), w, b),
+                          r"integer class labels.*non-integer values \{1\.5\}"),
     "bool-labels": (lambda X, y, w, b: (X, y > 0, w, b), r"integer class labels.*dtype bool"),
     "binary-w0": (lambda X, y, w, b: (X, y, w[:, 0], b), r"w0 must have shape \(5, 3\).*binary model's weight vector"),
     "scalar-b0": (lambda X, y, w, b: (X, y, w, 0.5), r"b0 must have shape \(3,\).*binary model's bias"),
@@ -228,12 +229,9 @@ CASES = {  # id: (k, n, d, config overrides)
 
 
 def _train(name, config, X, y, w0, b0):
+    """The run's result and ``loss_and_grad`` at the init, from one trainer."""
     with make_trainer(name, config) as trainer:
-        trainer.prepare(X, y, w0, b0)
-        trainer.run()
-        res = trainer.result()
-        lg = trainer.loss_and_grad(w0, b0)
-    return res, lg
+        return run_trainer(trainer, X, y, w0, b0), trainer.loss_and_grad(w0, b0)
 
 
 @pytest.mark.parametrize("formulation", ["probs", "logits"])
@@ -355,6 +353,7 @@ def test_fused_backends_blocked_paths_k_classes():
             assert agreement.ok, (type(trainer).__name__, batch, agreement)
 
 
+@pytest.mark.compile
 def test_numba_parallel_softmax_kernel(monkeypatch):
     """The parallel K-class kernel (forced by a low threshold, small blocks) against the oracle."""
     nb = pytest.importorskip("implementations.numba_backend")
@@ -384,7 +383,8 @@ def test_grad_diagnostic_k_classes():
     ds = _tiny_dataset()
     rows = compare_gradients(ds, ["numpy", "torch"], dtypes=("float64",), pts=points(ds, n_random=1))
     assert rows and all(r["status"] == "ok" for r in rows)
-    for r in rows:  # ("trained" on random labels sits at the optimum: a ~1e-6 gradient, 1e-12 relative is below rounding)
+    # ("trained" on random labels sits at the optimum: a ~1e-6 gradient, 1e-12 relative is below rounding)
+    for r in rows:
         if r["point"] in ("init", "random-0") or (r["formulation"] == "logits" and r["point"] == "saturated"):
             assert r["passed"], r
     sat = [r for r in rows if r["point"] == "saturated" and r["formulation"] == "probs"]

@@ -141,7 +141,7 @@ def _with_softmax(torch_factor: float, numpy_factor: float = 1.0) -> pd.DataFram
     for col in ("time_per_iter_s", "iqr_per_iter_s", "time_median_s", "time_iqr_s"):
         big[col] = big[col] * np.where(big["library"] == "torch", torch_factor, numpy_factor)
     big["times_s"] = [" ".join(repr(float(x) * (torch_factor if lib == "torch" else numpy_factor))
-                               for x in str(t).split()) for t, lib in zip(big["times_s"], big["library"])]
+                               for x in str(t).split()) for t, lib in zip(big["times_s"], big["library"], strict=True)]
     big["roofline_fraction"], big["compute_fraction"], big["bound"] = 0.4, 0.4, "compute"
     out = pd.concat([df.assign(n_classes=2), big], ignore_index=True)
     assert out["case_id"].is_unique
@@ -176,6 +176,7 @@ def test_softmax_verdict_says_when_the_answer_is_the_same():
     assert any("the same answer" in x for x in got)
 
 
+@pytest.mark.slow
 def test_softmax_verdict_is_its_own_section_and_absent_without_k_class_rows():
     text = summary_markdown(_with_softmax(1.0))  # the verdict's sections, the softmax one last
     assert f"**{SOFTMAX_TITLE}**" in text

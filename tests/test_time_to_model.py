@@ -1,4 +1,4 @@
-"""The time-to-a-trained-model block (issue 20): its cases in the default run, the measured point
+"""The time-to-a-trained-model block: its cases in the default run, the measured point
 times behind time to target, the verdict lines, and optimizer as part of a row's identity."""
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ def test_point_times_one_definition():
 
 @pytest.fixture(scope="module")
 def run():
-    cases = [c for c in ttm.cases(("cpu",), 0, ("numpy",), ("sklearn-newton-cholesky",)) if c.config.optimizer != "adam"]
+    cases = [c for c in ttm.cases(("cpu",), 0, ("numpy",), ("sklearn-newton-cholesky",))
+             if c.config.optimizer != "adam"]
     return pipeline.run(cases, options=pipeline.RunOptions(repeats=3, budget_s=0.2))
 
 
+@pytest.mark.slow
 def test_block_verdict(run):
     rows, losses, _ = as_run(run.frame(), run.losses())
     assert set(rows["status"]) == {"ok"}, rows[["backend", "optimizer", "status", "reason"]]

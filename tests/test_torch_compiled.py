@@ -15,22 +15,22 @@ from implementations import BackendUnavailableError, TrainConfig, create_trainer
 from implementations.reference import compare, config_tolerance
 from implementations.schedule import init_params
 
+from .conftest import make_trainer, run_trainer, train
+
 torch = pytest.importorskip("torch")
 tc = pytest.importorskip("implementations.torch_compiled")
 
+pytestmark = pytest.mark.compile  # Inductor compiles: seconds a graph
+
 
 def _train(name, config, X, y, w0, b0):
-    try:
-        trainer = create_trainer(name, config)
-    except BackendUnavailableError as exc:
-        pytest.skip(str(exc))
-    trainer.prepare(X, y, w0, b0)
-    trainer.run()
-    return trainer, trainer.result()
+    """The trainer (its compile counters are the subject) and its result."""
+    trainer = make_trainer(name, config)
+    return trainer, run_trainer(trainer, X, y, w0, b0)
 
 
 def _agrees_with_numpy(res, config, X, y, w0, b0):
-    _, ref = _train("numpy", config, X, y, w0, b0)
+    ref = train("numpy", config, X, y, w0, b0)
     agreement = compare(res, ref, config_tolerance(config, *X.shape))
     assert agreement.ok, agreement
 
@@ -62,7 +62,7 @@ def test_mini_batches_go_through_inductor_and_the_timed_run_compiles_nothing():
 
 def test_full_batch_with_sparse_records_compiles_every_call(iris_data):
     X, y, w0, b0 = iris_data
-    # records at 0, 7, 14, 21; float64: the sparse-record graphs of test_conformance's record_every
+    # records at 0, 7, 14, 21; float64: the sparse-record graphs of test_trainer_contract's record_every
     # case, compiled once for both
     config = TrainConfig(n_iters=23, dtype="float64", record_every=7)
     trainer, res = _train("torch-compiled", config, X, y, w0, b0)

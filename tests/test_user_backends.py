@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from implementations import Trainer, TrainConfig, get_backend, origin, register, resolve, unregister
+from implementations import TrainConfig, Trainer, get_backend, origin, register, resolve, unregister
 from implementations.testing import check_trainer, checks, parametrize_with_checks, run_checks
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT, RUN_ARGS
+
 LOOP = ROOT / "examples" / "my_loop.py"
 
 
@@ -42,9 +43,6 @@ def _buggy_copy(tmp_path) -> Path:
     path = tmp_path / "my_buggy_loop.py"
     path.write_text(text.replace(BUG[0], BUG[1]))
     return path
-
-
-QUICK = ("--datasets", "iris", "--iters", "50", "--repeats", "1", "--budget", "0.1")
 
 
 @pytest.fixture
@@ -113,7 +111,7 @@ def test_file_spec_is_listed_and_checked(tmp_path, resolved):
     proc = run_cli("backends", "examples/my_loop.py:MyLoop")
     assert proc.returncode == 0, proc.stderr
     assert "examples/my_loop.py" in proc.stdout and "a user's loop" in proc.stdout and "numpy" in proc.stdout
-    proc = run_cli("check", "examples/my_loop.py:MyLoop", *QUICK, "--out", str(tmp_path / "ok"))
+    proc = run_cli("check", "examples/my_loop.py:MyLoop", *RUN_ARGS, "--out", str(tmp_path / "ok"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: MyLoop is right" in proc.stdout
     assert {"runs.csv", "check.csv", "env.json", "summary.md"} <= {p.name for p in (tmp_path / "ok").iterdir()}
@@ -124,7 +122,7 @@ def test_file_spec_is_listed_and_checked(tmp_path, resolved):
 
 @pytest.mark.slow
 def test_a_buggy_copy_exits_1_naming_the_first_divergent_step(tmp_path):
-    proc = run_cli("check", f"{_buggy_copy(tmp_path)}:MyLoop", *QUICK, "--out", str(tmp_path / "bug"))
+    proc = run_cli("check", f"{_buggy_copy(tmp_path)}:MyLoop", *RUN_ARGS, "--out", str(tmp_path / "bug"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "verdict: MyLoop is wrong from step 1 by" in proc.stdout and "most in b" in proc.stdout
 
@@ -138,6 +136,7 @@ def test_a_spec_that_cannot_load_exits_2(spec, fragment, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_entry_point_plugin_is_listed_and_checked(tmp_path):
     """pip-installs examples/plugin (a copy, no network, no build isolation) into a folder put on
@@ -154,7 +153,7 @@ def test_entry_point_plugin_is_listed_and_checked(tmp_path):
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if "example-torch-loop" in x)
     assert "entry point" in line and "torch" in line
-    proc = run_cli("check", "example-torch-loop", *QUICK, "--out", str(tmp_path / "out"), env=env, isolated=True)
+    proc = run_cli("check", "example-torch-loop", *RUN_ARGS, "--out", str(tmp_path / "out"), env=env, isolated=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: TorchLoop is right" in proc.stdout and "1 skipped (unsupported)" in proc.stdout
     assert "supports_minibatch = False" in proc.stdout
@@ -302,6 +301,7 @@ def test_a_compile_in_prepare_is_compile_s_not_transfer_time():
     assert row.transfer_s < CompilesInPrepare.SECONDS / 2  # a 100 x 4 copy, the sleep taken out
 
 
+@pytest.mark.compile
 def test_jax_reports_its_ahead_of_time_compile():
     pytest.importorskip("jax")
     from implementations import create_trainer

@@ -6,7 +6,8 @@ import pytest
 
 from implementations import DeviceUnavailableError, TrainConfig, create_trainer
 
-# Bad input to prepare() (and batch_size > n) is checked for every backend in test_conformance.py.
+# Bad input to prepare() (and batch_size > n) is checked in test_trainer_contract.py (and by the public
+# check_bad_input on every backend).
 
 
 BAD_CONFIGS = {
@@ -23,7 +24,8 @@ BAD_CONFIGS = {
     "batch_size-negative": (dict(batch_size=-1), r"batch_size must be None \(full batch\) or an integer >= 1, got -1"),
     "batch_size-float": (dict(batch_size=2.5), r"batch_size must be None \(full batch\) or an integer >= 1, got 2.5"),
     "batch_size-bool": (dict(batch_size=True), r"batch_size must be None \(full batch\) or an integer >= 1, got True"),
-    "batch_size-string": (dict(batch_size="64"), r"batch_size must be None \(full batch\) or an integer >= 1, got '64'"),
+    "batch_size-string": (dict(batch_size="64"),
+                          r"batch_size must be None \(full batch\) or an integer >= 1, got '64'"),
     "l2-negative": (dict(l2=-0.1), r"l2 must be a finite number >= 0, got -0.1"),
     "l2-nan": (dict(l2=float("nan")), r"l2 must be a finite number >= 0, got nan"),
     "l2-inf": (dict(l2=float("inf")), r"l2 must be a finite number >= 0, got inf"),
@@ -39,7 +41,8 @@ def test_bad_config_raises_clear_valueerror(case):
 
 
 def test_unknown_backend_lists_the_registered_ones():
-    with pytest.raises(ValueError, match=r"backend must be one of \[.*'numpy'.*'torch'.*'torch-manual'.*\], got 'tensorflow'"):
+    message = r"backend must be one of \[.*'numpy'.*'torch'.*'torch-manual'.*\], got 'tensorflow'"
+    with pytest.raises(ValueError, match=message):
         create_trainer("tensorflow", TrainConfig())
 
 

@@ -1,17 +1,12 @@
-"""Nothing lost: a user's files beside a run, a hostile ``.lock``, an empty ``--out``, and the
-endings that used to misreport themselves (a signal while the reports are written, a Ctrl-C during
-the imports, a torch-ddp rank interrupted while it starts)."""
+"""The folder a run writes (bench.output): nothing of a user's lost beside a run, a folder holding a
+run refused unless --overwrite, the lock (another process, a hostile ``.lock``, a kill -9's leftovers),
+an empty ``--out``."""
 
 from __future__ import annotations
 
 import fnmatch
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -20,9 +15,9 @@ from bench.cli import main
 from bench.output import RUN_OWNED, FolderError, RunFolder, claim_folder
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["run", "--datasets", "iris", "--iters", "20", "--repeats", "1", "--budget", "0.1", "--devices", "cpu",
-        "--backends", "numpy", "--dtypes", "float64", "--formulations", "logits"]
+from .conftest import ROOT, RUN_ARGS
+
+TINY = ["run", *RUN_ARGS, "--devices", "cpu", "--backends", "numpy", "--dtypes", "float64", "--formulations", "logits"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SLOW = 240  # seconds: a bound for a loaded machine, not an expectation
 
@@ -41,6 +36,10 @@ def _one_error_line(proc, *needles):
     assert "Traceback" not in err and len(err.splitlines()) == 1 and "error:" in err, err
     for n in needles:
         assert n in err, err
+
+
+def _no_temp_files(folder):
+    return not list(Path(folder).glob(".*.tmp")) and not (Path(folder) / ".lock").exists()
 
 
 def _env(folder):
@@ -93,6 +92,7 @@ def test_a_folder_where_a_run_file_should_be_is_refused_not_removed(tmp_path):
     assert (tmp_path / "runs.csv" / "precious.txt").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_the_owned_names_cover_everything_a_run_writes(tmp_path):
     folder = RunFolder(tmp_path)
     assert main([*TINY, "--datasets", "iris", "synthetic-200x4", "--out", str(tmp_path)]) == 0
@@ -189,96 +189,44 @@ def test_an_empty_out_is_refused_by_every_command_and_the_api(tmp_path):
 # -- endings: env.json always matches the exit -----------------------------------------------------
 
 # SIGTERM to itself right after a given report file is written, as a `kill` from outside would land
-_SIGNAL_AFTER = textwrap.dedent("""
-    import os, signal, sys
-    from bench import atomic, report, roofline
-    from bench.cli import main
-
-    roofline.measure_roofline = lambda *args, **kwargs: {}  # seconds of measuring, beside the point here
-
-    target, signum = sys.argv[1], int(sys.argv[2])
-    for mod, name in ((atomic, "write_json"), (report, "write_summary")):
-        real = getattr(mod, name)
-        def wrapped(*a, _real=real, **k):
-            out = _real(*a, **k)
-            if any(str(x).endswith(target) for x in a) and not os.environ.get("SENT"):
-                os.environ["SENT"] = "1"
-                os.kill(os.getpid(), signum)
-            return out
-        setattr(mod, name, wrapped)
-    sys.exit(main(sys.argv[3:]))
-""")
-
-
-@pytest.mark.parametrize("after, signum", [("env.json", signal.SIGTERM), ("summary.md", signal.SIGTERM),
-                                           ("summary.md", signal.SIGINT)])
-def test_a_signal_while_the_reports_are_written(tmp_path, after, signum):
-    # a subprocess: the program signals its own process, and its exit status is the test's subject
-    proc = subprocess.run([sys.executable, "-c", _SIGNAL_AFTER, after, str(int(signum)), *TINY,
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=SLOW, cwd=ROOT, env=ENV)
-    code = 128 + signum
-    assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
-    env = _env(tmp_path)
-    assert env["status"] == "interrupted" and env["exit_code"] == code, env
-    assert "while writing the reports" in env["reason"] and env["rows"] == 1
-    for name in ("runs.csv", "losses.csv", "summary.md", "time_to_target.csv", "loss_vs_oracle.png"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    assert not (tmp_path / ".lock").exists() and not list(tmp_path.glob(".*.tmp"))
-
-
-def test_a_failed_row_exits_1_and_env_json_says_1(tmp_path):
-    code = main(["run", "--datasets", "synthetic-100x5-x1e39", "--iters", "20", "--backends", "numpy",
-                 "--devices", "cpu", "--dtypes", "float32", "--formulations", "logits", "--repeats", "1", "--lr", "0.01",
-                 "--out", str(tmp_path)])
-    env = _env(tmp_path)
-    assert code == 1 and env["status"] == "complete" and env["exit_code"] == 1
 
 
 # -- endings: Ctrl-C while starting --------------------------------------------------------------
 
-def _wait_for_mapping(proc, needle, timeout=SLOW):
-    """Poll until the process has ``needle`` among its mapped files (a library being imported)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if needle in Path(f"/proc/{proc.pid}/maps").read_text():
-                return
-        except OSError:
-            pass
-        time.sleep(0.005)
-    pytest.fail(f"{needle} never loaded (exit {proc.poll()})")
+
+@pytest.mark.slow
+def test_a_folder_holding_a_run_is_refused_then_overwritten(tmp_path):
+    args = [*TINY, "--out", str(tmp_path)]
+    assert main(args) == 0
+    stale = tmp_path / "suboptimality_an-older-dataset.png"  # a plot of the old run the new one does not redraw
+    stale.write_bytes(b"old plot")
+    mine = tmp_path / "holiday.png"  # the user's, beside the run: never the run's to remove
+    mine.write_bytes(b"\x89PNG holiday")
+    first = _env(tmp_path)["run_id"]
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr and "--overwrite" in proc.stderr
+    assert "holiday.png" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and _env(tmp_path)["run_id"] == first
+    assert main(args + ["--overwrite"]) == 0
+    assert _env(tmp_path)["run_id"] != first and not stale.exists()
+    assert mine.read_bytes() == b"\x89PNG holiday"
 
 
-@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
-@pytest.mark.parametrize("command", [TINY + ["--out", "OUT"], ["grad", "--backends", "numpy", "--out", "OUT"]])
-def test_ctrl_c_during_the_imports_is_one_line(tmp_path, command):
-    command = [str(tmp_path / "out") if a == "OUT" else a for a in command]
-    # a subprocess: the test sends SIGINT to a fresh interpreter while it imports NumPy
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *command], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+@pytest.mark.subprocess
+def test_a_second_process_is_kept_out_by_the_lock(tmp_path):
+    holder = RunFolder(tmp_path).open()  # this process holds the folder, as a running `bench run` would
     try:
-        _wait_for_mapping(proc, "_multiarray_umath")  # NumPy is being imported: well inside the imports
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=SLOW)
+        # a subprocess: the lock must keep out another process (this one holds it)
+        proc = run_cli(*TINY, "--out", str(tmp_path), isolated=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert f"in use by another run (pid {os.getpid()})" in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "runs.csv").exists()
     finally:
-        proc.kill()
-    assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("python -m bench") and lines[0].endswith(": interrupted"), err
+        holder.close()
+    assert _no_temp_files(tmp_path)
 
 
-@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
-def test_a_torch_ddp_rank_interrupted_while_starting_prints_no_keyboard_interrupt():
-    from implementations import torch_ddp
-
-    # a subprocess: SIGINT to a fresh rank program (python -c) while it imports torch
-    # the rank's own program, with arguments it will refuse once started (so that it ends at once)
-    proc = subprocess.Popen([sys.executable, "-c", torch_ddp._RANK_PROGRAM, "x"], cwd=ROOT, env=ENV,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for_mapping(proc, "_multiarray_umath")  # torch imports NumPy first: the rank is starting
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=SLOW)
-    finally:
-        proc.kill()
-    assert "KeyboardInterrupt" not in err, err
+def test_leftovers_of_a_kill_9_are_removed_by_the_next_run(tmp_path):
+    (tmp_path / ".runs.csv.x1y2.tmp").write_text("half a file")
+    assert main([*TINY, "--out", str(tmp_path)]) == 0
+    assert _no_temp_files(tmp_path)

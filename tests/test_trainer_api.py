@@ -1,6 +1,7 @@
-"""The API's edges a hostile user found (issue 22, "The API" and the data-parallel defects): one
-behaviour for every registered backend, a clear ValueError naming the argument, nothing stale,
-nothing left behind."""
+"""The trainer API at its edges, one behaviour for every registered backend: a new ``prepare``
+invalidates the old result, lr/l2 beyond the dtype, ``w0``/``b0`` and ``(w, b)`` refused with a
+ValueError naming the argument, ``cpu:0``, torchrun variables outside the world, numpy-dask without a
+``__main__`` guard: nothing stale, nothing left behind."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import time
 import numpy as np
 import pytest
 
-from implementations import BACKENDS, BackendUnavailableError, DeviceUnavailableError, TrainConfig, create_trainer
+from implementations import BACKENDS, BackendUnavailableError, DeviceUnavailableError, TrainConfig
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .conftest import ROOT, make_trainer
+
 NAMES = list(BACKENDS)
 
 
@@ -35,17 +37,10 @@ XB, YB = rng.normal(size=(9, 3)), np.array([0, 1, 1] * 3)  # d = 3
 
 
 def _trainer(name: str, **config) -> object:
-    """``create_trainer(name, ...)``, or skip a backend that cannot run here (not installed, or
-    not written yet, as torch-fused may be while the backends are refactored)."""
-    # 5 steps = torch-compiled's K: its K-step graph, which other tests compile too (a 3-step run
-    # would compile a graph of its own, seconds on a small machine, for nothing these tests check)
-    config = TrainConfig(n_iters=5, **config)
-    try:
-        return create_trainer(name, config)
-    except DeviceUnavailableError:
-        raise  # every case here runs on the CPU: refusing it is a failure, not a skip
-    except (BackendUnavailableError, ImportError) as exc:
-        pytest.skip(f"{name}: {exc}")
+    """``make_trainer(name, ...)`` for 5 steps (an unavailable device is a failure: every case here runs
+    on the CPU). 5 steps = torch-compiled's K: its K-step graph, which other tests compile too (a 3-step
+    run would compile a graph of its own, seconds on a small machine, for nothing these tests check)."""
+    return make_trainer(name, TrainConfig(n_iters=5, **config))
 
 
 # -- a new prepare invalidates the old result ------------------------------------------------------
@@ -121,8 +116,8 @@ BAD_PARAMS = {  # prepare(XA, YA, w0, b0) with d = 4
                                       r"\(a \(1, 4\) row or a \(4, 1\) column is taken as \(4,\) too\)"),
     "w0-1x1x4": (np.zeros((1, 1, 4)), 0.0, r"w0 must have shape \(4,\) to match X's 4 columns, got shape \(1, 1, 4\)"),
     "w0-nan": (np.array([0, np.nan, 0, 0]), 0.0, r"w0 must contain only finite values, got nan at index 1"),
-    "w0-beyond-float32": (np.array([0, 0, 1e39, 0]), 0.0, r"w0 must fit in float32 \(largest finite value 3\.403e\+38\), "
-                                                         r"got a value of magnitude 1e\+39"),
+    "w0-beyond-float32": (np.array([0, 0, 1e39, 0]), 0.0, r"w0 must fit in float32 \(largest finite value "
+                                                         r"3\.403e\+38\), got a value of magnitude 1e\+39"),
     "b0-string": (np.zeros(4), "abc", r"b0 must be a real number, got 'abc'"),
     "b0-numeric-string": (np.zeros(4), "1.0", r"b0 must be a real number, got '1\.0'"),
     "b0-complex": (np.zeros(4), 1j, r"b0 must be a real number, got 1j"),
@@ -178,7 +173,7 @@ BAD_POINTS = {  # loss_and_grad(w, b) with d = 4, float32
 def test_loss_and_grad_validates_like_prepare(name):
     trainer = _trainer(name)
     trainer.prepare(XA, YA, np.zeros(4), 0.0)
-    for case, (w, b, message) in BAD_POINTS.items():
+    for w, b, message in BAD_POINTS.values():
         with pytest.raises(ValueError, match=message):
             trainer.loss_and_grad(w, b)
     # the seed's layouts are accepted here too, with one answer
@@ -252,6 +247,7 @@ DASK_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("how", ["stdin", "file"])
 def test_numpy_dask_runs_unguarded_and_exits_quietly(how, tmp_path):
     """``python - < script.py`` and a file without the guard both train on real worker processes;
@@ -260,7 +256,7 @@ def test_numpy_dask_runs_unguarded_and_exits_quietly(how, tmp_path):
     psutil = pytest.importorskip("psutil")
     script = tmp_path / "train.py"
     script.write_text(DASK_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("LOGREG_DASK_SCHEDULER", None)
     with open(script) as stdin:
         args = [sys.executable, "-"] if how == "stdin" else [sys.executable, str(script)]

@@ -1,6 +1,6 @@
-"""Every command that writes a folder follows `run`'s rules; what cannot work is refused before any
-work with one `error:` line and exit 2; nothing ran is non-zero everywhere; backends are read from
-the registry when the command runs. (Issue 22's CLI edges, and issue 17's one run owner.)"""
+"""Every command of ``python -m bench``: one that writes a folder follows `run`'s rules; what cannot
+work is refused before any work with one `error:` line and exit 2; nothing ran is non-zero everywhere;
+backends are read from the registry when the command runs; one run owner, no import circle."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from bench.data import parse_name
 from bench.output import claim_folder
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT
+
 QUICK_GRAD = ["--backends", "numpy", "--random-points", "1", "--dtypes", "float64", "--formulations", "logits"]
 QUICK_TRAJ = ["--datasets", "iris", "--iters", "3", "--dtypes", "float64", "--formulations", "logits",
               "--a", "numpy", "--b", "torch-manual"]
@@ -136,10 +137,9 @@ def test_exit_codes_are_in_the_help():
 # -- backends: whatever is registered when the command runs ----------------------------------------
 
 def test_a_backend_registered_after_import_is_accepted(tmp_path, capsys):
+    from bench.cases import default_backends
     from implementations import register, unregister
     from implementations.numpy_backend import NumpyTrainer
-
-    from bench.cases import default_backends
 
     class TrialTrainer(NumpyTrainer):
         name = "trial-numpy"
@@ -155,13 +155,14 @@ def test_a_backend_registered_after_import_is_accepted(tmp_path, capsys):
         import pandas as pd
 
         df = pd.read_csv(tmp_path / "gradients.csv")
-        assert ("trial-numpy", "finite-diff") in set(zip(df.method_a, df.method_b))
+        assert ("trial-numpy", "finite-diff") in set(zip(df.method_a, df.method_b, strict=True))
     finally:
         unregister("trial-numpy")
 
 
 # -- one run owner, no import circle, no private names ---------------------------------------------
 
+@pytest.mark.subprocess
 def test_scale_imports_no_cli_and_no_module_imports_a_private_name():
     # a subprocess: what a fresh interpreter imports (sys.modules) is the subject
     code = "import sys, bench.scale, bench.diagnostics.grad; assert 'bench.cli' not in sys.modules"
@@ -203,6 +204,7 @@ def test_grad_and_trajectory_close_every_trainer(monkeypatch):
     assert made and all(t in closed for t in made)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_diagnostic_interrupted_ends_like_a_run(sig, code, tmp_path):
     """One line, the pipeline's exit code, env.json saying so, the lock let go."""
@@ -214,7 +216,8 @@ def test_a_diagnostic_interrupted_ends_like_a_run(sig, code, tmp_path):
                              "--iters", "100000", "--dtypes", "float64", "--formulations", "logits",
                              "--a", "numpy", "--b", "torch-manual", "--out", str(tmp_path)],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # SIGINT not ignored: conftest (no preexec_fn: no fork after JAX)
+                            stderr=subprocess.PIPE, text=True)
+    # SIGINT not ignored: conftest (no preexec_fn: no fork after JAX)
     deadline = time.time() + 120
     while not (tmp_path / ".lock").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -1,4 +1,5 @@
-"""Nothing lost, nothing misreported: every way a run can end, every input that cannot work."""
+"""Nothing misreported: every way a run can end (a signal, also while the reports are written or during
+the imports; an exception; a failed row), its exit status and env.json, every input that cannot work."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -14,12 +16,14 @@ import pytest
 
 from bench import records
 from bench.cli import main
-from bench.output import RunFolder
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--datasets", "iris", "--iters", "20", "--repeats", "3", "--budget", "0.2", "--devices", "cpu",
-        "--formulations", "logits"]
+from .conftest import ROOT, RUN_ARGS
+
+TINY = [*RUN_ARGS, "--devices", "cpu", "--formulations", "logits"]
+NUMPY_RUN = ["run", *TINY, "--backends", "numpy", "--dtypes", "float64"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+SLOW = 240  # seconds: a bound for a loaded machine, not an expectation
 
 
 def _env(folder):
@@ -46,6 +50,7 @@ def _wait_for_rows(proc, csv):
     assert csv.exists(), "no row was written"
 
 
+@pytest.mark.subprocess
 def test_sigterm_writes_what_it_has(tmp_path):
     # a subprocess: the test sends SIGTERM to the process
     proc = _start(tmp_path)
@@ -74,7 +79,7 @@ def test_sigint_while_writing_the_reports_still_writes_them(tmp_path, monkeypatc
 
     monkeypatch.setattr(report, "write_report", interrupted_report)
     before = signal.getsignal(signal.SIGTERM)
-    code = main(["run", *TINY, "--backends", "numpy", "--dtypes", "float64", "--out", str(tmp_path)])
+    code = main([*NUMPY_RUN, "--out", str(tmp_path)])
     assert code == 130
     assert (tmp_path / "summary.md").exists() and list(tmp_path.glob("*.png"))
     env = _env(tmp_path)  # every row had finished and the reports were completed, but the exit is 130: env.json says so
@@ -117,42 +122,6 @@ def test_an_exception_outside_a_row_keeps_the_finished_rows(tmp_path, monkeypatc
     assert (tmp_path / "summary.md").exists() and (tmp_path / "losses.csv").exists()
 
 
-def test_a_folder_holding_a_run_is_refused_then_overwritten(tmp_path):
-    args = ["run", *TINY, "--backends", "numpy", "--dtypes", "float64", "--out", str(tmp_path)]
-    assert main(args) == 0
-    stale = tmp_path / "suboptimality_an-older-dataset.png"  # a plot of the old run the new one does not redraw
-    stale.write_bytes(b"old plot")
-    mine = tmp_path / "holiday.png"  # the user's, beside the run: never the run's to remove
-    mine.write_bytes(b"\x89PNG holiday")
-    first = _env(tmp_path)["run_id"]
-    proc = run_cli(*args)
-    assert proc.returncode == 2 and "already holds a run" in proc.stderr and "--overwrite" in proc.stderr
-    assert "holiday.png" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and _env(tmp_path)["run_id"] == first
-    assert main(args + ["--overwrite"]) == 0
-    assert _env(tmp_path)["run_id"] != first and not stale.exists()
-    assert mine.read_bytes() == b"\x89PNG holiday"
-
-
-def test_a_second_process_is_kept_out_by_the_lock(tmp_path):
-    holder = RunFolder(tmp_path).open()  # this process holds the folder, as a running `bench run` would
-    try:
-        # a subprocess: the lock must keep out another process (this one holds it)
-        proc = run_cli("run", *TINY, "--backends", "numpy", "--out", str(tmp_path), isolated=True, timeout=120)
-        assert proc.returncode == 2, proc.stderr
-        assert f"in use by another run (pid {os.getpid()})" in proc.stderr and "Traceback" not in proc.stderr
-        assert not (tmp_path / "runs.csv").exists()
-    finally:
-        holder.close()
-    assert _no_temp_files(tmp_path)
-
-
-def test_leftovers_of_a_kill_9_are_removed_by_the_next_run(tmp_path):
-    (tmp_path / ".runs.csv.x1y2.tmp").write_text("half a file")
-    assert main(["run", *TINY, "--backends", "numpy", "--dtypes", "float64", "--out", str(tmp_path)]) == 0
-    assert _no_temp_files(tmp_path)
-
-
 @pytest.mark.parametrize("args, message", [
     (["--iters", "10000000000000"], "more than the"),
     (["--datasets", "synthetic-1000000Mx1000"], "more than the"),
@@ -168,6 +137,7 @@ def test_checked_before_any_work(tmp_path, args, message):
     assert not (out / "runs.csv").exists() and not (out / "env.json").exists()
 
 
+@pytest.mark.slow
 def test_a_dataset_that_overflows_the_dtype_fails_alone(tmp_path):
     # --lr given: the default 1/L of data scaled by 1e39 is below float32's smallest value, refused before any work
     code = main(["run", "--datasets", "synthetic-100x5-x1e39", "iris", "--iters", "20", "--backends", "numpy",
@@ -181,6 +151,7 @@ def test_a_dataset_that_overflows_the_dtype_fails_alone(tmp_path):
     assert _env(tmp_path)["exit_code"] == 1  # env.json states the exit the run ends with
 
 
+@pytest.mark.subprocess
 def test_threads_are_recorded_as_used(tmp_path):
     # a subprocess: numba reads NUMBA_NUM_THREADS once, when it is imported
     proc = run_cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
@@ -198,6 +169,7 @@ def test_oversubscription_is_flagged(tmp_path):
     assert any("oversubscribed" in n for n in _env(tmp_path)["notes"])
 
 
+@pytest.mark.subprocess
 def test_an_environment_that_breaks_numba_skips_its_rows(tmp_path):
     # a subprocess: numba reads NUMBA_NUM_THREADS once, when it is imported
     proc = run_cli("run", *TINY, "--backends", "numpy", "numba", "--dtypes", "float64", "--out", str(tmp_path),
@@ -233,4 +205,101 @@ def test_a_library_that_raises_on_overflow_is_diverged_not_failed(tmp_path):
                  "--out", str(tmp_path)])
     row = records.read_runs(tmp_path / "runs.csv").iloc[0]
     assert code == 0 and row.status == "diverged" and row.verdict == "fail"
-    assert "beyond float32's largest value" in row.reason and "all elements of input should be between 0 and 1" in row.reason
+    assert "beyond float32's largest value" in row.reason
+    assert "all elements of input should be between 0 and 1" in row.reason
+
+
+_SIGNAL_AFTER = textwrap.dedent("""
+    import os, signal, sys
+    from bench import atomic, report, roofline
+    from bench.cli import main
+
+    roofline.measure_roofline = lambda *args, **kwargs: {}  # seconds of measuring, beside the point here
+
+    target, signum = sys.argv[1], int(sys.argv[2])
+    for mod, name in ((atomic, "write_json"), (report, "write_summary")):
+        real = getattr(mod, name)
+        def wrapped(*a, _real=real, **k):
+            out = _real(*a, **k)
+            if any(str(x).endswith(target) for x in a) and not os.environ.get("SENT"):
+                os.environ["SENT"] = "1"
+                os.kill(os.getpid(), signum)
+            return out
+        setattr(mod, name, wrapped)
+    sys.exit(main(sys.argv[3:]))
+""")
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("after, signum", [("env.json", signal.SIGTERM), ("summary.md", signal.SIGTERM),
+                                           ("summary.md", signal.SIGINT)])
+def test_a_signal_while_the_reports_are_written(tmp_path, after, signum):
+    # a subprocess: the program signals its own process, and its exit status is the test's subject
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_AFTER, after, str(int(signum)), *NUMPY_RUN,
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=SLOW, cwd=ROOT, env=ENV)
+    code = 128 + signum
+    assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
+    env = _env(tmp_path)
+    assert env["status"] == "interrupted" and env["exit_code"] == code, env
+    assert "while writing the reports" in env["reason"] and env["rows"] == 1
+    for name in ("runs.csv", "losses.csv", "summary.md", "time_to_target.csv", "loss_vs_oracle.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert not (tmp_path / ".lock").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_failed_row_exits_1_and_env_json_says_1(tmp_path):
+    code = main(["run", "--datasets", "synthetic-100x5-x1e39", "--iters", "20", "--backends", "numpy",
+                 "--devices", "cpu", "--dtypes", "float32", "--formulations", "logits", "--repeats", "1",
+                 "--lr", "0.01", "--out", str(tmp_path)])
+    env = _env(tmp_path)
+    assert code == 1 and env["status"] == "complete" and env["exit_code"] == 1
+
+
+def _wait_for_mapping(proc, needle, timeout=SLOW):
+    """Poll until the process has ``needle`` among its mapped files (a library being imported)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if needle in Path(f"/proc/{proc.pid}/maps").read_text():
+                return
+        except OSError:
+            pass
+        time.sleep(0.005)
+    pytest.fail(f"{needle} never loaded (exit {proc.poll()})")
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+@pytest.mark.parametrize("command", [NUMPY_RUN + ["--out", "OUT"], ["grad", "--backends", "numpy", "--out", "OUT"]])
+def test_ctrl_c_during_the_imports_is_one_line(tmp_path, command):
+    command = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    # a subprocess: the test sends SIGINT to a fresh interpreter while it imports NumPy
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *command], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_mapping(proc, "_multiarray_umath")  # NumPy is being imported: well inside the imports
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=SLOW)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m bench") and lines[0].endswith(": interrupted"), err
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_a_torch_ddp_rank_interrupted_while_starting_prints_no_keyboard_interrupt():
+    from implementations import torch_ddp
+
+    # a subprocess: SIGINT to a fresh rank program (python -c) while it imports torch
+    # the rank's own program, with arguments it will refuse once started (so that it ends at once)
+    proc = subprocess.Popen([sys.executable, "-c", torch_ddp._RANK_PROGRAM, "x"], cwd=ROOT, env=ENV,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_mapping(proc, "_multiarray_umath")  # torch imports NumPy first: the rank is starting
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=SLOW)
+    finally:
+        proc.kill()
+    assert "KeyboardInterrupt" not in err, err
