@@ -207,8 +207,11 @@ class Evaluator:
 
     # -- the row, built in one place ----------------------------------------------------------------
     def sizes(self, case: Case) -> Sizes | None:
+        """``n``, ``d``, the rows of a step and its bytes: from the data the row trained on once it is
+        loaded (a file rewritten or deleted during the run changes nothing), else from the name."""
+        ds = self.inputs.loaded(case.dataset)
         try:
-            n, d = datasets.shape(case.dataset)
+            n, d = (ds.n, ds.d) if ds is not None else datasets.shape(case.dataset)
         except ValueError:  # a data file that cannot be read (its reason is the row's): no sizes
             return None
         if not n:
@@ -254,7 +257,10 @@ class Evaluator:
         fields: dict = {"transfer_s": transfer_s, "peak_mem_mb": peak_mem_mb}
         if m is not None:
             fields.update(timing_fields(case, m, load, sizes, self.roofline))
-        fields["final_loss"] = float(res.losses[-1])
+        # L(θ_T): the row's loss (its formulation, its penalty) on all rows at the final parameters, in
+        # float64 -- the point suboptimality is measured at, not the last recorded (pre-update) loss
+        with np.errstate(all="ignore"):  # a diverged run's parameters give inf or NaN, which the row keeps
+            fields["final_loss"] = reference.loss(ds.X, ds.y, res.w, res.b, cfg.formulation, cfg.l2)
         t = fields.get("time_per_iter_s") if m is not None else None
         noise = judge.noise_reason(m, load) if m is not None and m.noisy else None
         optimum = lambda: self.inputs.optimum(case.dataset, cfg.l2)  # noqa: E731  (asked only where needed)

@@ -87,8 +87,6 @@ class Sneaky(Trainer):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="item 1: a row's n, d and bytes_per_step are read from the data file again "
-                                       "after it was loaded, so they describe the rewritten file or fail on a deleted one")
 @pytest.mark.parametrize("action", ["rewrite", "delete"])
 def test_a_data_file_changed_during_the_run_leaves_its_rows_describing_the_data_they_trained_on(tmp_path, action):
     data = _write_table(tmp_path / "data.tsv", 60, 2, sep="\t")  # given by its name, run from tmp_path

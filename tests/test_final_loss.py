@@ -9,8 +9,6 @@ import pytest
 from tests.cli import run_cli
 
 
-@pytest.mark.xfail(strict=True, reason="item 3: final_loss is the loss recorded before the last update, L(θ_{T-1}), "
-                                       "while suboptimality is taken at the final parameters θ_T")
 def test_final_loss_is_the_loss_at_the_final_parameters(tmp_path):
     out = tmp_path / "out"
     r = run_cli("run", "--backends", "numpy", "--datasets", "iris", "--dtypes", "float64", "--formulations", "logits",
