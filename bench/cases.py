@@ -9,6 +9,7 @@ Nothing here imports torch: :func:`default_devices` asks it only when called.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -103,9 +104,21 @@ def default_lr(dataset: str, l2: float = 0.0, seed: int = 0) -> float:
     if fixed_lr(dataset):
         return SEED_LR
     try:
-        return 1.0 / oracle.smoothness(datasets.load(dataset, seed).X, l2, datasets.n_classes(dataset))
-    except (ValueError, MemoryError, np.linalg.LinAlgError):
+        X = datasets.load(dataset, seed).X
+    except (ValueError, MemoryError):
         return SEED_LR
+    with np.errstate(all="ignore"):  # features near the float64 limit: L overflows (the caller names the data)
+        try:
+            return 1.0 / oracle.smoothness(X, l2, datasets.n_classes(dataset))
+        except (ValueError, np.linalg.LinAlgError):
+            return math.nan
+
+
+def _beyond(dataset: str, dtype: str, rate: float) -> str:
+    """Why the step size the tool chose for ``dataset`` cannot run in ``dtype``: the data's fault."""
+    what = "is not a finite number" if not math.isfinite(rate) else f"is {rate:.3g}, which {dtype} cannot hold"
+    return (f"dataset {dataset!r} holds values too large for a safe step in {dtype}: 1/L from its smoothness bound "
+            f"L {what}; rescale the features (--standardize) or give a learning rate (--lr)")
 
 
 def bytes_per_step(m: int, d: int, dtype: str, n_classes: int = 2) -> int:
@@ -125,11 +138,19 @@ def matrix(backends, devices, datasets_, dtypes, formulations, batch_sizes=(None
         n, d = datasets.shape(ds)
         for dtype, form, bs, l2, opt in itertools.product(dtypes, formulations, batch_sizes, l2s, optimizers):
             k = iters or (default_iters(n, d) if bs is None else default_iters(min(bs, n), d))
-            cfg = TrainConfig(n_classes=datasets.n_classes(ds), lr=lr(ds, l2) if callable(lr) else lr, n_iters=k,
-                              dtype=dtype, formulation=form, record_every=record_every, batch_size=bs, l2=l2,
-                              workers=workers, shuffle_seed=shuffle_seed, optimizer=opt)
+            rate, refused = lr(ds, l2) if callable(lr) else lr, None
+            settings = dict(n_classes=datasets.n_classes(ds), n_iters=k, dtype=dtype, formulation=form,
+                            record_every=record_every, batch_size=bs, l2=l2, workers=workers,
+                            shuffle_seed=shuffle_seed, optimizer=opt)
+            try:
+                cfg = TrainConfig(lr=rate, **settings)
+            except ValueError:
+                if not callable(lr):  # the user's own --lr: their error, refused up front
+                    raise
+                refused = _beyond(ds, dtype, rate)  # the tool's 1/L: this data set's rows fail, the others run
+                cfg = TrainConfig(lr=SEED_LR, **settings)
             for backend, device in itertools.product(backends, devices):
-                cases.append(Case(backend, ds, replace(cfg, device=device)))
+                cases.append(Case(backend, ds, replace(cfg, device=device), refused))
     return cases
 
 

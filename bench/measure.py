@@ -282,6 +282,8 @@ class Evaluator:
     # -- one case, end to end -----------------------------------------------------------------------
     def execute(self, case: Case) -> Outcome:
         """Run one case end to end; every exception becomes the row's status, never the run's."""
+        if case.refused:
+            return Outcome(self.row(case, status="failed", reason=case.refused))
         try:
             problem = self.inputs.problem(case.dataset)
         except (ValueError, MemoryError) as exc:

@@ -19,7 +19,7 @@ import datetime as _dt
 import json
 import typing
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +38,9 @@ class Case:
     backend: str
     dataset: str
     config: TrainConfig
+    # why this case cannot run, found while it was built (e.g. data beyond its dtype): its row fails
+    # with this reason, the other cases run
+    refused: str | None = field(default=None, compare=False)
 
     @property
     def device(self) -> str:

@@ -161,8 +161,6 @@ def _huge_csv(path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="item 9: a feature near 1e300 prints overflow RuntimeWarnings and then blames "
-                                       "an lr the user never gave ('lr must be a positive finite number, got nan')")
 def test_values_too_large_for_the_smoothness_bound_are_blamed_on_the_data(tmp_path):
     data = _huge_csv(tmp_path / "huge.csv")
     r = run_cli("run", *QUICK, "--datasets", data.name, "--out", tmp_path / "out", cwd=tmp_path)
@@ -173,8 +171,6 @@ def test_values_too_large_for_the_smoothness_bound_are_blamed_on_the_data(tmp_pa
     assert "huge.csv" in text and "--standardize" in text, text[-1500:]
 
 
-@pytest.mark.xfail(strict=True, reason="item 9: one data set whose 1/L rounds to 0 in float32 refuses the whole run "
-                                       "with 'lr must be positive in float32', about an lr the tool chose")
 def test_a_data_set_beyond_the_dtype_is_blamed_and_the_others_still_run(tmp_path):
     out = tmp_path / "out"
     r = run_cli("run", "--backends", "numpy", "--datasets", "iris", "synthetic-50x3-x1e40", "--dtypes", "float32",

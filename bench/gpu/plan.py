@@ -15,32 +15,14 @@ from ..data import shape, short_count
 # the plan's names, as the gpu modules and their tests use them (the values live in bench.suites)
 from ..suites import (  # noqa: F401
     GPU_COMPILED as COMPILED,
-)
-from ..suites import (
     GPU_DDP_BACKENDS as DDP_BACKENDS,
-)
-from ..suites import (
     GPU_DEFAULT_DTYPE as DEFAULT_DTYPE,
-)
-from ..suites import (
     GPU_FORMULATION as FORMULATION,
-)
-from ..suites import (
     GPU_FULL as FULL,
-)
-from ..suites import (
     GPU_HOST_ONLY_BACKENDS as HOST_ONLY_BACKENDS,
-)
-from ..suites import (
     GPU_SMOKE as SMOKE,
-)
-from ..suites import (
     GPU_STAGES as STAGES,
-)
-from ..suites import (
     GPU_SWEEP_BACKENDS as SWEEP_BACKENDS,
-)
-from ..suites import (
     GPU_SWEEP_DTYPES as SWEEP_DTYPES,
 )
 
