@@ -35,6 +35,7 @@ from implementations import BACKENDS, BackendUnavailableError, get_backend
 from .atomic import write_atomic, write_csv
 from .cases import SEED_LR, matrix
 from .records import Case
+from .report.format import format_number
 from .results import Sink
 from .suites import (
     SCALE_DATASETS,
@@ -52,6 +53,11 @@ COLUMNS = [  # scale.csv: these columns of the rows, in this order
     "speedup_vs_ws1", "efficiency_vs_ws1", "baseline", "speedup_vs_single", "efficiency_vs_single",
     "rel_dparam", "tolerance", "verdict", "oversubscribed", "status", "reason",
 ]
+
+
+def format_cell(x) -> str:
+    """One number of the console table: three significant digits, '—' where empty."""
+    return format_number(x, "{:.3g}")
 
 
 def _data_parallel(name: str) -> bool | None:
@@ -144,4 +150,7 @@ class ScaleView(Sink):
         if self.console:
             shown = ["backend", "engine", "workers", "dataset", "time_per_iter_s", "collective_s", "speedup_vs_ws1",
                      "speedup_vs_single", "rel_dparam", "oversubscribed", "status"]
-            print(df[shown].to_string(index=False))
+            # numbers as .3g, so that a small agreement figure (1e-07) is not printed as 0.0
+            numeric = [c for c in shown if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+                       and c != "workers"]
+            print(df[shown].to_string(index=False, formatters={c: format_cell for c in numeric}))

@@ -47,7 +47,6 @@ def test_optimizers_are_a_matrix_dimension(tmp_path):
     assert (runs.status == "ok").all(), runs[["case_id", "status", "reason"]]
 
 
-@pytest.mark.xfail(strict=True, reason="item 14: the scale console table prints rel_dparam 0.0 where the CSV has ~1e-07")
 def test_scale_table_prints_the_rel_dparam_of_the_csv(tmp_path):
     out = tmp_path / "out"
     r = run_cli("scale", "--backends", "numpy-dask", "--workers", "1", "--datasets", "iris", "--dtype", "float32",
