@@ -12,8 +12,9 @@ indices per step, as a user's ``X[idx]`` pays it); its ``X_S^T r`` is ``X_S.T @ 
 matvec, a scatter over the batch's non-zeros: transposing the batch would cost a sort per step).
 
 :class:`WithTranspose` carries ``X`` and its CSR transpose together, so that a step written for a
-dense array (``X @ w``, ``X.T @ r``, ``X.shape``) runs unchanged on it. :func:`row_blocks` cuts a CSR
-matrix into contiguous row blocks that share its memory (threaded backends give one block per task).
+dense array (``X @ w``, ``X.T @ r``, ``X.shape``) runs unchanged on it; :class:`ThreadedCSR` does the
+same with both products cut into row blocks (:func:`row_blocks`, :func:`nnz_cuts`: views that share
+the matrix's memory, balanced by non-zeros) run on a thread pool.
 """
 
 from __future__ import annotations
@@ -99,3 +100,48 @@ class WithTranspose:
 
     def __matmul__(self, v):
         return self.X @ v
+
+
+class ThreadedCSR:
+    """A CSR matrix cut into row blocks of about ``block_nnz`` non-zeros (zero-copy views), whose
+    ``A @ v`` runs the blocks on ``pool`` (:class:`implementations._reduce.BlockPool`) with ``threads``
+    threads: SciPy's CSR matvec releases the GIL but runs on one thread, so the blocks give each core a
+    contiguous range of rows. Each output row is one row's dot product whatever the cut, so the result
+    is bit for bit SciPy's serial ``X @ v``, for any thread count. ``A.T`` is the transpose, made once
+    and cut the same way (``X^T r`` as row blocks of the transpose: no partial sums to add up)."""
+
+    def __init__(self, X, pool, block_nnz: int, XT=None, _transpose=True):
+        self.X, self.pool, self.threads = X, pool, 1
+        self.cuts = nnz_cuts(X, block_nnz)
+        self.blocks = row_blocks(X, self.cuts)
+        self._T = (ThreadedCSR(transpose(X) if XT is None else XT, pool, block_nnz, _transpose=False)
+                   if _transpose else None)
+        if self._T is not None:
+            self._T._T = self
+
+    @property
+    def T(self):
+        return self._T
+
+    @property
+    def shape(self):
+        return self.X.shape
+
+    @property
+    def dtype(self):
+        return self.X.dtype
+
+    def set_threads(self, threads: int) -> None:
+        """Threads for ``@`` on this matrix and on its transpose (at most one per block of each)."""
+        for A in (self, self._T):
+            if A is not None:
+                A.threads = max(1, min(threads, len(A.blocks)))
+
+    def _work(self, k, first, last, v, out):
+        for blk in range(first, last):
+            out[self.cuts[blk]:self.cuts[blk + 1]] = self.blocks[blk] @ v
+
+    def __matmul__(self, v):
+        out = np.empty((self.X.shape[0],) + np.shape(v)[1:], np.result_type(self.X.dtype, v.dtype))
+        self.pool.run(self._work, len(self.blocks), self.threads, v, out)
+        return out

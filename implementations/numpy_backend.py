@@ -140,6 +140,48 @@ def forward_loss(xp, X, y, w, b, formulation):
     return loss, p
 
 
+def sigmoid_step(xp, X, y, w, b, record, formulation, l2):
+    """``(L or None, X^T (p - y) / m + λ w, mean(p - y))`` on the rows ``X, y``: the step, written once
+    (``X`` anything with ``@``, ``.T`` and ``.shape``: an ``xp`` array, or a sparse matrix)."""
+    m = X.shape[0]
+    if record:
+        loss, p = forward_loss(xp, X, y, w, b, formulation)
+    else:
+        loss, p = None, 1 / (1 + xp.exp(-(X @ w + b)))
+    r = p - y
+    gw = (X.T @ r) / m
+    gb = xp.sum(r) / m
+    if l2:
+        gw = gw + l2 * w
+        if record:
+            loss = loss + 0.5 * l2 * (w @ w)
+    return loss, gw, gb
+
+
+def softmax_step(xp, X, Y, w, b, record, formulation, l2):
+    """K classes: ``(L or None, X^T (P - Y) / m + λ W, mean_rows(P - Y))`` on the rows ``X, Y`` (one-hot)."""
+    m = X.shape[0]
+    Z = X @ w + b
+    Zs = Z - xp.max(Z, axis=1, keepdims=True)
+    E = xp.exp(Zs)
+    S = xp.sum(E, axis=1, keepdims=True)
+    P = E / S
+    loss = None
+    if record:
+        if formulation == "probs":
+            loss = -xp.mean(xp.sum(Y * xp.maximum(xp.log(P), LOG_CLAMP), axis=1))
+        else:
+            loss = xp.mean(xp.log(S[:, 0]) - xp.sum(Y * Zs, axis=1))
+        if l2:
+            loss = loss + 0.5 * l2 * xp.sum(w * w)
+    R = P - Y
+    gw = (X.T @ R) / m
+    gb = xp.sum(R, axis=0) / m
+    if l2:
+        gw = gw + l2 * w
+    return loss, gw, gb
+
+
 class NumpyTrainer(Trainer):
     name = "numpy"
     library = "numpy"
@@ -219,44 +261,10 @@ class NumpyTrainer(Trainer):
 
     def _step(self, X, y, w, b, record):
         """Loss (if ``record``) and gradient of ``L`` on the rows ``X, y`` (the batch, or all)."""
-        xp, m, l2 = self.xp, X.shape[0], self.config.l2
+        cfg = self.config
         if self.k >= 3:
-            return self._step_softmax(X, y, w, b, record)
-        if record:
-            loss, p = forward_loss(xp, X, y, w, b, self.config.formulation)
-        else:
-            loss, p = None, 1 / (1 + xp.exp(-(X @ w + b)))
-        r = p - y
-        gw = (X.T @ r) / m
-        gb = xp.sum(r) / m
-        if l2:
-            gw = gw + l2 * w
-            if record:
-                loss = loss + 0.5 * l2 * (w @ w)
-        return loss, gw, gb
-
-    def _step_softmax(self, X, Y, w, b, record):
-        """K classes: ``(L, X^T (P - Y) / m + λ W, mean_rows(P - Y))`` on the rows ``X, Y`` (one-hot)."""
-        xp, m, l2 = self.xp, X.shape[0], self.config.l2
-        Z = X @ w + b
-        Zs = Z - xp.max(Z, axis=1, keepdims=True)
-        E = xp.exp(Zs)
-        S = xp.sum(E, axis=1, keepdims=True)
-        P = E / S
-        loss = None
-        if record:
-            if self.config.formulation == "probs":
-                loss = -xp.mean(xp.sum(Y * xp.maximum(xp.log(P), LOG_CLAMP), axis=1))
-            else:
-                loss = xp.mean(xp.log(S[:, 0]) - xp.sum(Y * Zs, axis=1))
-            if l2:
-                loss = loss + 0.5 * l2 * xp.sum(w * w)
-        R = P - Y
-        gw = (X.T @ R) / m
-        gb = xp.sum(R, axis=0) / m
-        if l2:
-            gw = gw + l2 * w
-        return loss, gw, gb
+            return softmax_step(self.xp, X, y, w, b, record, cfg.formulation, cfg.l2)
+        return sigmoid_step(self.xp, X, y, w, b, record, cfg.formulation, cfg.l2)
 
     def _update(self, X, y, w, b, record):
         """One step of :func:`implementations._loop.gradient_descent`: ``w -= lr dL/dw``, ``b -= lr dL/db``."""

@@ -244,3 +244,45 @@ def test_sparse_loss_and_grad_against_oracle(name, n_classes):
     assert abs(loss - reference.loss(X, y, w, b0, f, 0.05)) <= TOL * abs(loss)
     scale = max(np.max(np.abs(ref_gw)), np.max(np.abs(ref_gb)))
     assert np.max(np.abs(gw - ref_gw)) <= TOL * scale and np.max(np.abs(np.asarray(gb) - ref_gb)) <= TOL * scale
+
+
+def test_threaded_csr_is_scipy_bit_for_bit():
+    """Row blocks on threads give SciPy's serial products exactly (each entry is one row's dot product)."""
+    from implementations._reduce import BlockPool
+    from implementations._sparse import ThreadedCSR, transpose
+
+    X, *_ = sparse_problem()
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    pool = BlockPool(owner, "test-sparse")
+    pool.ensure(3)
+    A = ThreadedCSR(X, pool, block_nnz=97)
+    assert len(A.blocks) > 10 and len(A.T.blocks) > 10
+    A.set_threads(3)
+    rng = np.random.default_rng(0)
+    for v, r in ((rng.standard_normal(D), rng.standard_normal(N)), (rng.standard_normal((D, 3)), rng.standard_normal((N, 3)))):
+        assert np.array_equal(A @ v, X @ v)
+        assert np.array_equal(A.T @ r, transpose(X) @ r)
+
+
+def test_numpy_fused_threads_equal_numpy(monkeypatch):
+    """numpy-fused's threaded sparse path (forced on a small X) gives the numpy backend's bits."""
+    from implementations import numpy_fused
+
+    if "numpy-fused" not in SPARSE:
+        pytest.skip("numpy-fused does not declare supports_sparse")
+    monkeypatch.setattr(numpy_fused, "SPARSE_BLOCK_NNZ", 128)
+    monkeypatch.setattr(numpy_fused, "SPARSE_PARALLEL_MIN_NNZ", 0)
+    for k in (2, 3):
+        X, y, w0, b0 = sparse_problem(n_classes=k)
+        results = []
+        for trainer in (CLASSES["numpy-fused"](TrainConfig(lr=LR, n_iters=20, dtype="float32", n_classes=k), threads=2),
+                        CLASSES["numpy"](TrainConfig(lr=LR, n_iters=20, dtype="float32", n_classes=k))):
+            trainer.prepare(X, y, w0, b0)
+            trainer.run()
+            results.append(trainer.result())
+        assert trainer.config.n_classes == k
+        assert np.array_equal(results[0].w, results[1].w) and np.array_equal(results[0].losses, results[1].losses)
