@@ -286,3 +286,10 @@ def test_numpy_fused_threads_equal_numpy(monkeypatch):
             results.append(trainer.result())
         assert trainer.config.n_classes == k
         assert np.array_equal(results[0].w, results[1].w) and np.array_equal(results[0].losses, results[1].losses)
+
+
+@pytest.mark.parametrize("name", [n for n in SPARSE if CLASSES[n].data_parallel])
+def test_sparse_row_shards(name):
+    """Data-parallel backends on two CSR row shards: the oracle's run, full batch and mini-batch."""
+    _agree(name, 2, workers=2)
+    _agree(name, 3, workers=2, batch_size=32, l2=0.05)
