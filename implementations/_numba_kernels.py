@@ -299,3 +299,194 @@ def softmax_run_parallel(X, y, W, b, lr, l2, n_iters, record_every, logits, idx,
         loss = softmax_opt_update(W, b, total, gb, ls, hi - lo, lr, l2, record, kind, sizes[t], bc2s[t], sW, sb)
         if record:
             losses[t // record_every] = loss
+
+
+# -- a sparse X: CSR kernels ------------------------------------------------------------------------
+# X as CSR (indptr, indices, data) and its transpose as CSR (tptr, tind, tdat), made once in prepare.
+# Full batch: prange over the rows for z = X w + b and r = p - y (one row each, no shared writes), then
+# prange over the features for g = X^T r on the transpose (one feature each): every entry is one dot
+# product in CSR order, so the bits do not depend on the thread count. A mini-batch runs on one thread,
+# row by row (z_i, r_i, then g[indices] += r_i x_i while the row is in L1).
+
+@numba.njit(fastmath=FM, inline="always")
+def row_terms(z, yi, logits, record, one):
+    """``(r_i, l_i)`` of one row at ``z``: ``p - y`` and its loss (0 unless ``record``), as ``accumulate``;
+    ``one`` is 1 in the run's dtype (float32 math stays float32)."""
+    zero = one - one
+    clamp = one * LOG_CLAMP
+    e = np.exp(-z)
+    p = one / (one + e)
+    ls = zero
+    if record:
+        soft = np.log1p(e if z >= zero else one / e)  # log(1 + e^-|z|)
+        if logits:
+            ls = max(z, zero) + soft - yi * z
+        else:
+            lp = -soft if z >= zero else z - soft
+            lq = -soft - z if z >= zero else -soft
+            if p == one:
+                lq = clamp
+            if p == zero:
+                lp = clamp
+            ls = -(yi * max(lp, clamp) + (one - yi) * max(lq, clamp))
+    return p - yi, ls
+
+
+@numba.njit(fastmath=FM, cache=True)
+def csr_loss_grad(indptr, indices, data, y, w, b, logits, gw):
+    """Sums over all rows (one thread): fills ``gw`` with ``X^T (p - y)``; returns ``(sum r, sum l)``."""
+    gw[:] = 0
+    gb = w.dtype.type(0)
+    ls = w.dtype.type(0)
+    for i in range(indptr.size - 1):
+        z = b
+        for q in range(indptr[i], indptr[i + 1]):
+            z += data[q] * w[indices[q]]
+        r, l = row_terms(z, y[i], logits, True, w.dtype.type(1))
+        gb += r
+        ls += l
+        for q in range(indptr[i], indptr[i + 1]):
+            gw[indices[q]] += r * data[q]
+    return gb, ls
+
+
+@numba.njit(fastmath=FM, cache=True, parallel=True)
+def csr_run(indptr, indices, data, tptr, tind, tdat, y, w, b, lr, l2, n_iters, record_every, logits,
+            idx, offsets, full, losses, rs, ls_rows, kind, sizes, bc2s, sw, sb):
+    n = indptr.size - 1
+    d = w.shape[0]
+    g = np.empty(d, w.dtype)
+    for t in range(n_iters):
+        record = t % record_every == 0
+        gb = w.dtype.type(0)
+        ls = w.dtype.type(0)
+        if full:
+            for i in numba.prange(n):
+                z = b
+                for q in range(indptr[i], indptr[i + 1]):
+                    z += data[q] * w[indices[q]]
+                rs[i], ls_rows[i] = row_terms(z, y[i], logits, record, w.dtype.type(1))
+            for i in range(n):  # in row order: same bits whatever the threads
+                gb += rs[i]
+                ls += ls_rows[i]
+            for j in numba.prange(d):
+                s = w.dtype.type(0)
+                for q in range(tptr[j], tptr[j + 1]):
+                    s += tdat[q] * rs[tind[q]]
+                g[j] = s
+            m = n
+        else:
+            g[:] = 0
+            for q0 in range(offsets[t], offsets[t + 1]):
+                i = idx[q0]
+                z = b
+                for q in range(indptr[i], indptr[i + 1]):
+                    z += data[q] * w[indices[q]]
+                r, l = row_terms(z, y[i], logits, record, w.dtype.type(1))
+                gb += r
+                ls += l
+                for q in range(indptr[i], indptr[i + 1]):
+                    g[indices[q]] += r * data[q]
+            m = offsets[t + 1] - offsets[t]
+        b, loss = opt_update(w, b, g, gb, ls, m, lr, l2, record, kind, sizes[t], bc2s[t], sw, sb)
+        if record:
+            losses[t // record_every] = loss
+    return b
+
+
+@numba.njit(fastmath=FM, inline="always")
+def softmax_row(z, yi, logits, record):
+    """In place: ``z`` (the row's logits) becomes ``P - e_y``; returns the row's loss (0 unless ``record``)."""
+    K = z.size
+    zmax = z[0]
+    for k in range(1, K):
+        zmax = max(zmax, z[k])
+    zy = z[yi] - zmax
+    s = z.dtype.type(0)
+    for k in range(K):
+        z[k] = np.exp(z[k] - zmax)
+        s += z[k]
+    loss = z.dtype.type(0)
+    if record:
+        if logits:
+            loss = np.log(s) - zy
+        else:
+            loss = -max(np.log(z[yi] / s), z.dtype.type(LOG_CLAMP))
+    for k in range(K):
+        z[k] = z[k] / s
+    z[yi] -= z.dtype.type(1)
+    return loss
+
+
+@numba.njit(fastmath=FM, inline="always")
+def softmax_csr_row(indptr, indices, data, W, b, i, z):
+    for k in range(z.size):
+        z[k] = b[k]
+    for q in range(indptr[i], indptr[i + 1]):
+        x = data[q]
+        j = indices[q]
+        for k in range(z.size):
+            z[k] += x * W[j, k]
+
+
+@numba.njit(fastmath=FM, cache=True)
+def softmax_csr_loss_grad(indptr, indices, data, y, W, b, logits, gw, gb):
+    gw[:] = 0
+    gb[:] = 0
+    z = np.empty(W.shape[1], W.dtype)
+    ls = W.dtype.type(0)
+    for i in range(indptr.size - 1):
+        softmax_csr_row(indptr, indices, data, W, b, i, z)
+        ls += softmax_row(z, y[i], logits, True)
+        for k in range(z.size):
+            gb[k] += z[k]
+        for q in range(indptr[i], indptr[i + 1]):
+            for k in range(z.size):
+                gw[indices[q], k] += data[q] * z[k]
+    return ls
+
+
+@numba.njit(fastmath=FM, cache=True, parallel=True)
+def softmax_csr_run(indptr, indices, data, tptr, tind, tdat, y, W, b, lr, l2, n_iters, record_every, logits,
+                    idx, offsets, full, losses, R, ls_rows, kind, sizes, bc2s, sW, sb):
+    n = indptr.size - 1
+    d, K = W.shape
+    G = np.empty((d, K), W.dtype)
+    gb = np.empty(K, W.dtype)
+    z = np.empty(K, W.dtype)
+    for t in range(n_iters):
+        record = t % record_every == 0
+        gb[:] = 0
+        ls = W.dtype.type(0)
+        if full:
+            for i in numba.prange(n):
+                softmax_csr_row(indptr, indices, data, W, b, i, R[i])
+                ls_rows[i] = softmax_row(R[i], y[i], logits, record)
+            for i in range(n):  # in row order: same bits whatever the threads
+                for k in range(K):
+                    gb[k] += R[i, k]
+                ls += ls_rows[i]
+            for j in numba.prange(d):
+                for k in range(K):
+                    G[j, k] = 0
+                for q in range(tptr[j], tptr[j + 1]):
+                    x = tdat[q]
+                    row = tind[q]
+                    for k in range(K):
+                        G[j, k] += x * R[row, k]
+            m = n
+        else:
+            G[:] = 0
+            for q0 in range(offsets[t], offsets[t + 1]):
+                i = idx[q0]
+                softmax_csr_row(indptr, indices, data, W, b, i, z)
+                ls += softmax_row(z, y[i], logits, record)
+                for k in range(K):
+                    gb[k] += z[k]
+                for q in range(indptr[i], indptr[i + 1]):
+                    for k in range(K):
+                        G[indices[q], k] += data[q] * z[k]
+            m = offsets[t + 1] - offsets[t]
+        loss = softmax_opt_update(W, b, G, gb, ls, m, lr, l2, record, kind, sizes[t], bc2s[t], sW, sb)
+        if record:
+            losses[t // record_every] = loss

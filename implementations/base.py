@@ -86,6 +86,15 @@ m_t / denom``, the two step scalars in host double precision. The state (buffers
 reset at the start of every ``run()``, which starts again from ``(w0, b0)``. ``losses[i]`` is still the
 loss at the parameters before step ``i * record_every``'s update. ``lbfgs`` (history 10, strong-Wolfe line
 search) is each library's own solver; ``n_iters`` counts its iterations.
+
+Sparse ``X`` (``supports_sparse``). The math above is unchanged; ``X`` may be a SciPy sparse matrix or
+array (``scipy.sparse.issparse``), which ``prepare`` hands to ``_prepare`` as a canonical
+``scipy.sparse.csr_array`` of ``config.dtype`` (other formats converted, sorted indices, duplicates summed,
+values checked finite: :func:`implementations.validation.check_inputs`). A mini-batch is the CSR rows
+``X[S_t]``. A backend that declares ``supports_sparse = True`` computes ``X w`` and ``X^T r`` on that CSR
+structure (never densifying it); for one that does not, ``prepare`` refuses a sparse ``X`` with
+:class:`BackendUnavailableError` (a ``skipped`` row saying to densify it or pick another backend), before
+anything changes. Shared host helpers (row gathers, the precomputed transpose): :mod:`implementations._sparse`.
 """
 
 from __future__ import annotations
@@ -99,7 +108,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .schedule import batch_schedule
-from .validation import check_inputs, check_params
+from .validation import check_inputs, check_params, is_sparse
 
 DTYPES = ("float32", "float64")
 FORMULATIONS = ("probs", "logits")
@@ -256,6 +265,8 @@ class Trainer(ABC):
     supports_l2: bool = True  # honours config.l2 > 0
     # n_classes >= 3 (softmax) needs its own code path: False unless a backend says it has one
     supports_multiclass: bool = False
+    # a SciPy sparse X (CSR inside) needs its own code path too: False refuses one at prepare (a `skipped` row)
+    supports_sparse: bool = False
     optimizers: tuple[str, ...] = ("gd",)  # the config.optimizer values it implements
     devices: tuple[str, ...] | None = None  # device kinds ("cpu", "cuda", "mps"); None: checked by the backend itself
     dtypes: tuple[str, ...] = DTYPES
@@ -284,9 +295,13 @@ class Trainer(ABC):
         self._prepared = self._has_run = False
 
     @classmethod
+    def _who(cls) -> str:
+        return f"backend {cls.name!r}" if cls.name != "abstract" else cls.__name__
+
+    @classmethod
     def unsupported(cls, config: TrainConfig) -> str:
         """Why ``config`` is outside what this class declares it supports, or "" when it is not."""
-        who = f"backend {cls.name!r}" if cls.name != "abstract" else cls.__name__
+        who = cls._who()
         kind = config.device.partition(":")[0]
         if config.batch_size is not None and not cls.supports_minibatch:
             return f"{who} declares supports_minibatch = False: it runs full batch only, got batch_size={config.batch_size}"
@@ -311,6 +326,10 @@ class Trainer(ABC):
         """Validate, then replace the prepared data: an input refused here leaves the trainer as it
         was; once validation passes, the previous data *and result* are gone (``result()`` raises
         until the next ``run()``), whether or not the backend's ``_prepare`` then succeeds."""
+        if is_sparse(X) and not self.supports_sparse:
+            raise BackendUnavailableError(
+                f"{self._who()} does not support sparse X (scipy.sparse); densify it (X.toarray()) or pick a "
+                "backend that declares supports_sparse")
         X, y, w0, b0 = check_inputs(X, y, w0, b0, self.config.dtype, self.config.n_classes)
         n, d = X.shape
         bs = self.config.batch_size

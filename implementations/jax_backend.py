@@ -61,6 +61,12 @@ backend does not touch it: to pin JAX to one thread, start Python with
 (:func:`cpu_threads` reports what is in effect). At batch 64 or on Iris the ops are too small for XLA
 to split them, so the figure matters only for large full-batch problems.
 
+Sparse ``X``: not supported (``supports_sparse = False``; ``prepare`` refuses a SciPy sparse ``X`` with
+:class:`BackendUnavailableError`, a ``skipped`` row). ``jax.experimental.sparse.BCOO`` would carry a full
+batch (``X @ w`` inside ``jit``, differentiable in ``w``), but a mini-batch must gather rows by a traced
+index array inside the ``lax.scan``, which BCOO does not offer directly (per-step batches built on the
+host, or a padded per-row layout, are other code); not wired in until that is measured.
+
 ``loss_and_grad(w, b)`` returns the penalised loss and its ``value_and_grad`` gradient on the *full*
 prepared data. Where JAX is not installed, constructing the trainer raises
 :class:`BackendUnavailableError` (the harness records a ``skipped`` row).

@@ -57,6 +57,14 @@ softmax), the same loops and sums with the update of :mod:`implementations._opti
 entry (``opt_param``); their state arrays are made zero by every ``run()``, and Adam's two per-step
 scalars come in as host-computed tables. ``gd`` runs the kernels above, untouched.
 
+Sparse ``X`` (``supports_sparse``): CSR kernels, the whole run in one call as above
+(``_numba_kernels.csr_run``, ``softmax_csr_run``), ``X`` as CSR and its transpose as CSR (= ``X`` in CSC,
+made once in ``prepare``). Full batch, each step: ``prange`` over the rows for ``z_i = b + sum_q x_iq w_q``
+and ``r_i = p_i - y_i`` (row by row, no shared writes), then ``prange`` over the features for
+``g_j = sum_i x_ij r_i`` on the transpose (no scatter, no per-thread accumulators, no partial sums):
+the bits do not depend on the thread count. A mini-batch runs its rows on one thread: ``z_i``, ``r_i``,
+then ``g[indices] += r_i x_i`` while the row is in L1.
+
 The loop over steps lives inside the compiled kernels, not in :mod:`implementations._loop` (the
 Python loop would cost more than a step on small data); the result tail is
 :func:`implementations._reduce.mean_penalised`. Measurements: ``docs/performance.md``.
@@ -70,6 +78,7 @@ import numpy as np
 
 from ._optim import adam_coefficient_table
 from ._reduce import mean_penalised
+from ._sparse import is_csr, transpose
 from .base import BackendUnavailableError, DeviceUnavailableError, Trainer
 
 ROWS_PER_BLOCK = 2048
@@ -79,6 +88,12 @@ def _softmax_kernels():
     from . import _numba_kernels as k  # imports numba (seconds): only when a kernel is called
 
     return k.softmax_run_serial, k.softmax_run_parallel, k.softmax_loss_grad
+
+
+def _sparse_kernels(multiclass: bool):
+    from . import _numba_kernels as k  # imports numba (seconds): only when a kernel is called
+
+    return (k.softmax_csr_run, k.softmax_csr_loss_grad) if multiclass else (k.csr_run, k.csr_loss_grad)
 
 
 def _kernels():
@@ -95,6 +110,7 @@ class NumbaTrainer(Trainer):
     compiled = True
     style = "whole run in one compiled call"
     supports_multiclass = True
+    supports_sparse = True  # CSR kernels, parallel over rows then over features (module docstring)
     optimizers = ("gd", "momentum", "nesterov", "adam")  # one whole-run kernel for all: _numba_kernels.opt_param's kind
 
     def _opt_args(self, W, b):
@@ -141,15 +157,28 @@ class NumbaTrainer(Trainer):
 
     def _prepare(self, X, y, w0, b0):
         dt = np.dtype(self.config.dtype)
-        self.X = np.ascontiguousarray(X, dtype=dt)
+        self.sparse = is_csr(X)
+        if self.sparse:  # CSR arrays for the kernels: X and its transpose, the same index type
+            X = X.astype(dt, copy=False)
+            T = transpose(X)
+            itype = np.int64 if max(X.indptr.dtype.itemsize, T.indptr.dtype.itemsize) > 4 else np.int32
+            self._csr = tuple(np.ascontiguousarray(a, dtype=itype) for a in (X.indptr, X.indices))
+            self._csr += (np.ascontiguousarray(X.data),)
+            self._csrT = tuple(np.ascontiguousarray(a, dtype=itype) for a in (T.indptr, T.indices))
+            self._csrT += (np.ascontiguousarray(T.data),)
+            self.X = X
+            self._rows = np.empty((self.n, self.k) if self.k >= 3 else self.n, dt)  # r (or R) per row
+            self._row_losses = np.empty(self.n, dt)
+        else:
+            self.X = np.ascontiguousarray(X, dtype=dt)
         self.y = np.ascontiguousarray(y, dtype=np.int64 if self.k >= 3 else dt)  # K classes: int labels
         self.w0, self.b0 = w0.astype(dt), (np.ascontiguousarray(b0, dtype=dt) if self.k >= 3 else dt.type(b0))
         if self.schedule is None:
             self._idx, self._offsets, m = np.empty(0, np.int64), np.zeros(1, np.int64), self.n
         else:
             self._idx, self._offsets, m = self.schedule.indices, self.schedule.offsets, self.schedule.batch_size
-        self.parallel = m * self.d >= PARALLEL_MIN_ELEMENTS
-        nblocks = -(-m // ROWS_PER_BLOCK)
+        self.parallel = m * self.d >= PARALLEL_MIN_ELEMENTS and not self.sparse
+        nblocks = 0 if self.sparse else -(-m // ROWS_PER_BLOCK)  # the dense parallel kernels' partials
         self._gw_parts = np.empty((nblocks, self.d) + ((self.k,) if self.k >= 3 else ()), dt)
         self._gb_parts = np.empty((nblocks, self.k) if self.k >= 3 else nblocks, dt)
         self._loss_parts = np.empty(nblocks, dt)
@@ -172,7 +201,20 @@ class NumbaTrainer(Trainer):
             self._call(run_serial, *args, *opt)
         self._out = W, b, losses
 
+    def _run_sparse(self):
+        cfg, dt = self.config, self.X.dtype
+        run, _ = _sparse_kernels(self.k >= 3)
+        w = self.w0.copy()
+        b = self.b0.copy() if self.k >= 3 else self.b0
+        losses = np.empty(cfg.n_records, dt)
+        out = self._call(run, *self._csr, *self._csrT, self.y, w, b, dt.type(cfg.lr), dt.type(cfg.l2), cfg.n_iters,
+                         cfg.record_every, cfg.formulation == "logits", self._idx, self._offsets, self.schedule is None,
+                         losses, self._rows, self._row_losses, *self._opt_args(w, b))
+        self._out = w, (b if self.k >= 3 else out), losses
+
     def _run(self):
+        if self.sparse:
+            return self._run_sparse()
         if self.k >= 3:
             return self._run_softmax()
         cfg, dt = self.config, self.X.dtype
@@ -197,6 +239,16 @@ class NumbaTrainer(Trainer):
     def _loss_and_grad(self, w, b):
         dt = self.X.dtype
         w = w.astype(dt)
+        if self.sparse:
+            _, loss_grad = _sparse_kernels(self.k >= 3)
+            logits = self.config.formulation == "logits"
+            if self.k >= 3:
+                gw, gb = np.empty((self.d, self.k), dt), np.empty(self.k, dt)
+                loss = loss_grad(*self._csr, self.y, np.ascontiguousarray(w), b.astype(dt), logits, gw, gb)
+            else:
+                gw = np.empty(self.d, dt)
+                gb, loss = loss_grad(*self._csr, self.y, w, dt.type(b), logits, gw)
+            return mean_penalised(loss, gw, gb, self.n, w, self.config.l2)
         if self.k >= 3:
             gw, gb = np.empty((self.d, self.k), dt), np.empty(self.k, dt)
             loss = _softmax_kernels()[2](self.X, self.y, np.ascontiguousarray(w), b.astype(dt),

@@ -58,6 +58,13 @@ computed stably as ``Z' = Z - max_k Z``, ``E = e^{Z'}``, ``S = sum_k E``, ``P = 
 ``-mean(sum_k Y max(log P, -100))`` (softmax, then log, clamped as the binary logs are); ``logits``:
 ``mean(log S - sum_k Y Z')`` (= ``logsumexp(Z) - Z_y``). The penalty is ``(λ/2) sum(W * W)``. The gradient
 is ``P - Y`` either way, also where ``P[i, y_i]`` underflows and the ``probs`` log is clamped.
+
+Sparse ``X`` (``supports_sparse``; NumPy on the CPU): ``prepare`` keeps the CSR array it is given and
+makes its transpose once, as CSR (:class:`implementations._sparse.WithTranspose`), so the step above runs
+unchanged: ``X @ w`` is SciPy's CSR matvec and ``X.T @ r`` the precomputed transpose's. A mini-batch is
+``X[S_t]`` (SciPy's row gather, inside the timed loop) and its ``X_S.T @ r`` SciPy's CSC matvec of those
+rows. CuPy's sparse matrices are not wired in: a sparse ``X`` on ``cuda`` is refused with
+:class:`DeviceUnavailableError`, as is a namespace other than NumPy (``array_api_strict``).
 """
 
 from __future__ import annotations
@@ -69,7 +76,8 @@ import numpy as np
 from ._lbfgs import scipy_lbfgs
 from ._loop import gather, gradient_descent
 from ._optim import HAND_WRITTEN, stepper
-from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
+from ._sparse import WithTranspose, is_csr, take_rows
+from .base import LOG_CLAMP, BackendUnavailableError, DeviceUnavailableError, Trainer
 
 
 def _cuda_namespace(device: str):
@@ -132,6 +140,48 @@ def forward_loss(xp, X, y, w, b, formulation):
     return loss, p
 
 
+def sigmoid_step(xp, X, y, w, b, record, formulation, l2):
+    """``(L or None, X^T (p - y) / m + λ w, mean(p - y))`` on the rows ``X, y``: the step, written once
+    (``X`` anything with ``@``, ``.T`` and ``.shape``: an ``xp`` array, or a sparse matrix)."""
+    m = X.shape[0]
+    if record:
+        loss, p = forward_loss(xp, X, y, w, b, formulation)
+    else:
+        loss, p = None, 1 / (1 + xp.exp(-(X @ w + b)))
+    r = p - y
+    gw = (X.T @ r) / m
+    gb = xp.sum(r) / m
+    if l2:
+        gw = gw + l2 * w
+        if record:
+            loss = loss + 0.5 * l2 * (w @ w)
+    return loss, gw, gb
+
+
+def softmax_step(xp, X, Y, w, b, record, formulation, l2):
+    """K classes: ``(L or None, X^T (P - Y) / m + λ W, mean_rows(P - Y))`` on the rows ``X, Y`` (one-hot)."""
+    m = X.shape[0]
+    Z = X @ w + b
+    Zs = Z - xp.max(Z, axis=1, keepdims=True)
+    E = xp.exp(Zs)
+    S = xp.sum(E, axis=1, keepdims=True)
+    P = E / S
+    loss = None
+    if record:
+        if formulation == "probs":
+            loss = -xp.mean(xp.sum(Y * xp.maximum(xp.log(P), LOG_CLAMP), axis=1))
+        else:
+            loss = xp.mean(xp.log(S[:, 0]) - xp.sum(Y * Zs, axis=1))
+        if l2:
+            loss = loss + 0.5 * l2 * xp.sum(w * w)
+    R = P - Y
+    gw = (X.T @ R) / m
+    gb = xp.sum(R, axis=0) / m
+    if l2:
+        gw = gw + l2 * w
+    return loss, gw, gb
+
+
 class NumpyTrainer(Trainer):
     name = "numpy"
     library = "numpy"
@@ -139,6 +189,7 @@ class NumpyTrainer(Trainer):
     engine = "eager"
     style = "the seed's loop"
     supports_multiclass = True
+    supports_sparse = True  # scipy.sparse on the CPU (module docstring)
     optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update on xp arrays
     optimizers += ("lbfgs",)  # scipy.optimize's L-BFGS-B on the hand-derived gradient (implementations._lbfgs)
 
@@ -170,6 +221,9 @@ class NumpyTrainer(Trainer):
         xp, dt = self.xp, getattr(self.xp, self.config.dtype)
         if self.k >= 3:  # softmax: the labels as the one-hot Y (n, K)
             y = np.eye(self.k, dtype=self.config.dtype)[y]
+        self.sparse = is_csr(X)
+        if self.sparse:
+            return self._prepare_sparse(X, y, w0, b0)
         with self._on_device():
             self.X = xp.asarray(X.astype(self.config.dtype))
             self.y = xp.asarray(y.astype(self.config.dtype))
@@ -180,46 +234,37 @@ class NumpyTrainer(Trainer):
             self._idx = None if self.schedule is None else xp.asarray(self.schedule.indices)
             self._offsets = None if self.schedule is None else self.schedule.offsets.tolist()
 
+    def _prepare_sparse(self, X, y, w0, b0):
+        """SciPy CSR on the host: ``X`` with its transpose made once (module docstring)."""
+        if self._device_index is not None:
+            raise DeviceUnavailableError(f"device {self.config.device!r}: the numpy backend runs a sparse X on 'cpu' "
+                                         "only (CuPy's sparse matrices are not wired in)")
+        if self.xp is not np:
+            raise BackendUnavailableError(f"the numpy backend runs a sparse X with NumPy and SciPy only, not on the "
+                                          f"namespace {getattr(self.xp, '__name__', self.xp)!r}")
+        dt = self.config.dtype
+        self.X = WithTranspose(X.astype(dt, copy=False))
+        self.y = np.ascontiguousarray(y, dtype=dt)
+        self.w0, self.b0 = w0.astype(dt), np.asarray(b0, dtype=dt)
+        self.dt = np.dtype(dt).type
+        self._idx = None if self.schedule is None else self.schedule.indices
+        self._offsets = None if self.schedule is None else self.schedule.offsets.tolist()
+
+    def _sparse_batch(self):
+        """``batch(t)``: the CSR rows ``X[S_t]`` and their labels, gathered in the timed loop."""
+        X, y, idx, offsets = self.X.X, self.y, self._idx, self._offsets
+
+        def batch(t):
+            rows = idx[offsets[t]:offsets[t + 1]]
+            return take_rows(X, rows), y[rows]
+        return batch
+
     def _step(self, X, y, w, b, record):
         """Loss (if ``record``) and gradient of ``L`` on the rows ``X, y`` (the batch, or all)."""
-        xp, m, l2 = self.xp, X.shape[0], self.config.l2
+        cfg = self.config
         if self.k >= 3:
-            return self._step_softmax(X, y, w, b, record)
-        if record:
-            loss, p = forward_loss(xp, X, y, w, b, self.config.formulation)
-        else:
-            loss, p = None, 1 / (1 + xp.exp(-(X @ w + b)))
-        r = p - y
-        gw = (X.T @ r) / m
-        gb = xp.sum(r) / m
-        if l2:
-            gw = gw + l2 * w
-            if record:
-                loss = loss + 0.5 * l2 * (w @ w)
-        return loss, gw, gb
-
-    def _step_softmax(self, X, Y, w, b, record):
-        """K classes: ``(L, X^T (P - Y) / m + λ W, mean_rows(P - Y))`` on the rows ``X, Y`` (one-hot)."""
-        xp, m, l2 = self.xp, X.shape[0], self.config.l2
-        Z = X @ w + b
-        Zs = Z - xp.max(Z, axis=1, keepdims=True)
-        E = xp.exp(Zs)
-        S = xp.sum(E, axis=1, keepdims=True)
-        P = E / S
-        loss = None
-        if record:
-            if self.config.formulation == "probs":
-                loss = -xp.mean(xp.sum(Y * xp.maximum(xp.log(P), LOG_CLAMP), axis=1))
-            else:
-                loss = xp.mean(xp.log(S[:, 0]) - xp.sum(Y * Zs, axis=1))
-            if l2:
-                loss = loss + 0.5 * l2 * xp.sum(w * w)
-        R = P - Y
-        gw = (X.T @ R) / m
-        gb = xp.sum(R, axis=0) / m
-        if l2:
-            gw = gw + l2 * w
-        return loss, gw, gb
+            return softmax_step(self.xp, X, y, w, b, record, cfg.formulation, cfg.l2)
+        return sigmoid_step(self.xp, X, y, w, b, record, cfg.formulation, cfg.l2)
 
     def _update(self, X, y, w, b, record):
         """One step of :func:`implementations._loop.gradient_descent`: ``w -= lr dL/dw``, ``b -= lr dL/db``."""
@@ -233,8 +278,12 @@ class NumpyTrainer(Trainer):
         with self._on_device(), self._errstate():
             losses = xp.zeros((cfg.n_records,), dtype=self.dt)
             # this step's rows S_t, gathered inside the loop: part of the timed cost
-            batch = None if self._idx is None else gather(lambda A, rows: xp.take(A, rows, axis=0),
-                                                          self.X, self.y, self._idx, self._offsets)
+            if self._idx is None:
+                batch = None
+            elif self.sparse:
+                batch = self._sparse_batch()
+            else:
+                batch = gather(lambda A, rows: xp.take(A, rows, axis=0), self.X, self.y, self._idx, self._offsets)
             step = (self._update if cfg.optimizer == "gd" else  # other optimizers: fresh state every run
                     stepper(cfg, self._step, xp.zeros_like, xp.sqrt))
             w, b = gradient_descent(cfg, step, self.w0, self.b0, losses, (self.X, self.y), batch)

@@ -57,6 +57,7 @@ from ._loop import gradient_descent
 from ._optim import HAND_WRITTEN, stepper
 from ._reduce import (numpy_loss_sum, numpy_sigmoid, numpy_softmax, numpy_softmax_loss_sum, partial_sums,
                       softmax_partial_sums)
+from ._sparse import is_csr
 from .base import BackendUnavailableError, DeviceUnavailableError
 
 SCHEDULER_ENV = "LOGREG_DASK_SCHEDULER"
@@ -73,7 +74,8 @@ class ChunkSums:
     def __init__(self, X, y, sched, formulation):
         # Deserialised chunks can land at an address that is not even itemsize-aligned (seen: 51 mod 64
         # for float32), and NumPy then skips BLAS: a 10-15x slower step. One aligned copy, untimed.
-        X, y = (np.require(a, requirements=["C", "A"]) for a in (X, y))
+        y = np.require(y, requirements=["C", "A"])
+        X = X if is_csr(X) else np.require(X, requirements=["C", "A"])  # a sparse chunk: SciPy CSR as sent
         self.softmax = y.ndim == 2  # K classes: y is the chunk's one-hot Y (rows, K)
         self.X, self.y = X, y
         self.loss_sum = numpy_softmax_loss_sum(formulation) if self.softmax else numpy_loss_sum(formulation)
@@ -217,6 +219,8 @@ class NumpyDaskTrainer(GroupTrainer):
     style = "Dask chunks"
     supports_multiclass = True  # K >= 3: chunks hold one-hot Y, the sums grow to (d + 1) K + 1 values
     optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update on the client
+    # a sparse X: each chunk is a CSR row shard; partial_sums' X @ w and X.T @ r are then SciPy's
+    supports_sparse = True
 
     def __init__(self, config, scheduler: str | None = None):
         super().__init__(config)
@@ -243,11 +247,15 @@ class NumpyDaskTrainer(GroupTrainer):
         self.placement = [addresses[i % len(addresses)] for i in range(cfg.workers)]
         # the data: each chunk scattered straight to its worker (not embedded in a task graph), then
         # seen as one row-chunked dask.array over those futures
-        x_chunks = [client.scatter(np.ascontiguousarray(X[lo:hi], dtype=cfg.dtype), workers=[addr], hash=False)
+        sparse = is_csr(X)
+        shard = ((lambda lo, hi: X[lo:hi].astype(cfg.dtype)) if sparse else
+                 (lambda lo, hi: np.ascontiguousarray(X[lo:hi], dtype=cfg.dtype)))
+        x_chunks = [client.scatter(shard(lo, hi), workers=[addr], hash=False)
                     for (lo, hi), addr in zip(bounds, self.placement)]
         y_chunks = [client.scatter(np.ascontiguousarray(y[lo:hi], dtype=cfg.dtype), workers=[addr], hash=False)
                     for (lo, hi), addr in zip(bounds, self.placement)]
-        self.X = da.concatenate([da.from_delayed(f, (hi - lo, self.d), dtype=cfg.dtype)
+        meta = X[:0].astype(cfg.dtype) if sparse else None  # dask's view of a chunk's type
+        self.X = da.concatenate([da.from_delayed(f, (hi - lo, self.d), dtype=cfg.dtype, meta=meta)
                                  for f, (lo, hi) in zip(x_chunks, bounds)])
         futures = [client.submit(ChunkSums, xc, yc, local_schedule(self.schedule, lo, hi), cfg.formulation,
                                  actor=True, workers=[addr], allow_other_workers=False, pure=False)

@@ -41,7 +41,17 @@ Softmax regression (``n_classes = K >= 3``; math in the ``numpy`` backend): ``y`
     l   = sum of the block's losses     (probs: -sum Y max(log P, -100); logits: log S - sum Y Z')
     R_B = P_B - Y_B ;  G[B] = X_B^T R_B (d, K) ;  s[B] = column sums of R_B (K,)
 
-summed in block order as above. The loop (gather, record, update) is
+summed in block order as above.
+
+Sparse ``X`` (``supports_sparse``): the step is the ``numpy`` backend's (:func:`implementations.numpy_backend.sigmoid_step`,
+``softmax_step``) on a :class:`implementations._sparse.ThreadedCSR`: ``X`` and its transpose (made once, in
+``prepare``) cut into row blocks of about ``SPARSE_BLOCK_NNZ`` non-zeros, the blocks of ``X w`` and then of
+``X^T r`` run on the same thread pool (SciPy's CSR matvec releases the GIL but is single-threaded). Each
+entry of ``X w`` and ``X^T r`` is one row's dot product, so the bits equal SciPy's serial products for
+every thread count. Threads only for a full batch of at least ``SPARSE_PARALLEL_MIN_NNZ`` non-zeros; a
+mini-batch is the CSR rows ``X[S_t]`` on the calling thread (as ``numpy``).
+
+The loop (gather, record, update) is
 :func:`implementations._loop.gradient_descent`; the ``loss_and_grad`` tail is
 :func:`implementations._reduce.mean_penalised`. Tuning figures: ``docs/performance.md``.
 """
@@ -53,10 +63,14 @@ import numpy as np
 from ._loop import gradient_descent
 from ._optim import HAND_WRITTEN, stepper
 from ._reduce import BlockPool, mean_penalised
+from ._sparse import ThreadedCSR, is_csr, take_rows
 from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
+from .numpy_backend import sigmoid_step, softmax_step
 
 BLOCK_BYTES = 1024 * 1024  # ~ a core's L2 (figures: docs/performance.md)
 PARALLEL_MIN_ELEMENTS = 2**18  # m d below this: one thread (a hand-off costs more than the block)
+SPARSE_BLOCK_NNZ = 2**17  # non-zeros per row block of a sparse X (~1 MB of float32 values and int32 indices)
+SPARSE_PARALLEL_MIN_NNZ = 2**17  # a sparse full batch below this: one thread
 
 _CONTROLLER = None
 
@@ -85,6 +99,7 @@ class NumpyFusedTrainer(Trainer):
     engine = "eager"
     style = "hand-blocked, threaded"
     supports_multiclass = True
+    supports_sparse = True  # threaded row blocks of SciPy CSR matvecs (module docstring)
     optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update of the fused gradient
 
     def __init__(self, config, block_bytes: int = BLOCK_BYTES, threads: int | None = None):
@@ -100,6 +115,9 @@ class NumpyFusedTrainer(Trainer):
         k = self.k
         if k >= 3:  # softmax: Y one-hot (n, K), W (d, K), b (K,)
             y = np.eye(k, dtype=dt)[y]
+        self.sparse = is_csr(X)
+        if self.sparse:
+            return self._prepare_sparse(X, y, w0, b0)
         self.X = np.ascontiguousarray(X, dtype=dt)
         self.y = np.ascontiguousarray(y, dtype=dt)
         self.w0, self.b0 = w0.astype(dt), (b0.astype(dt) if k >= 3 else dt.type(b0))
@@ -114,6 +132,14 @@ class NumpyFusedTrainer(Trainer):
         _controller()  # scan the libraries here, untimed
         self._parallel_ok = m * self.d >= PARALLEL_MIN_ELEMENTS
         self._lr, self._l2, self._half_l2 = dt.type(self.config.lr), dt.type(self.config.l2), dt.type(0.5 * self.config.l2)
+
+    def _prepare_sparse(self, X, y, w0, b0):
+        dt = np.dtype(self.config.dtype)
+        self.X = ThreadedCSR(X.astype(dt, copy=False), self._pool, SPARSE_BLOCK_NNZ)
+        self.y = np.ascontiguousarray(y, dtype=dt)
+        self.w0, self.b0 = w0.astype(dt), (b0.astype(dt) if self.k >= 3 else dt.type(b0))
+        self._parallel_ok = self.schedule is None and X.nnz >= SPARSE_PARALLEL_MIN_NNZ
+        _controller()  # scan the libraries here, untimed
 
     def _alloc(self, nb):
         dt = self.X.dtype
@@ -255,8 +281,38 @@ class NumpyFusedTrainer(Trainer):
         np.take(self.y, idx, axis=0, out=y)
         return X, y, m
 
+    # -- a sparse X ------------------------------------------------------------------------------
+
+    def _sparse_gradient(self, X, y, w, b, record):
+        """``(loss, g_w, g_b)`` of the ``numpy`` backend's step on the CSR rows ``X, y`` (``λ w`` included)."""
+        cfg = self.config
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+            return (softmax_step if self.k >= 3 else sigmoid_step)(np, X, y, w, b, record, cfg.formulation, cfg.l2)
+
+    def _sparse_update(self, X, y, w, b, record):
+        loss, gw, gb = self._sparse_gradient(X, y, w, b, record)
+        return w - self.config.lr * gw, b - self.config.lr * gb, loss
+
+    def _sparse_batch(self, t):
+        """Step ``t``'s CSR rows ``X[S_t]`` and labels (timed, as a user pays it)."""
+        rows = self.schedule[t]
+        return take_rows(self.X.X, rows), self.y[rows]
+
+    def _run_sparse(self):
+        cfg = self.config
+        self.X.set_threads((self.threads or harness_threads()) if self._parallel_ok else 1)
+        self._pool.ensure(max(self.X.threads, self.X.T.threads))
+        losses = np.empty(cfg.n_records, self.X.dtype)
+        step = (self._sparse_update if cfg.optimizer == "gd" else  # other optimizers: fresh state every run
+                stepper(cfg, self._sparse_gradient, np.zeros_like, np.sqrt))
+        w, b = gradient_descent(cfg, step, self.w0.copy(), self.b0, losses, (self.X, self.y),
+                                None if self.schedule is None else self._sparse_batch)
+        self._w, self._b, self._losses = w, b, losses
+
     def _run(self):
         cfg = self.config
+        if self.sparse:
+            return self._run_sparse()
         threads = (self.threads or harness_threads()) if self._parallel_ok else 1
         self._threads = max(1, min(threads, self.nblocks))
         self._pool.ensure(self._threads)
@@ -274,6 +330,9 @@ class NumpyFusedTrainer(Trainer):
     def _loss_and_grad(self, w, b):
         dt = self.X.dtype
         w = w.astype(dt)
+        if self.sparse:
+            self.X.set_threads(1)
+            return self._sparse_gradient(self.X, self.y, w, b.astype(dt) if self.k >= 3 else dt.type(b), True)
         saved = self.rows, self._parts, self._sums
         self.rows = int(max(16, min(self.n, self.block_bytes // (self.d * dt.itemsize))))
         nb = -(-self.n // self.rows)

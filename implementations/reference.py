@@ -5,7 +5,8 @@ alike: the loss and its gradient in float64, central finite differences of that 
 trajectory of every optimizer with a fixed step, the tolerance two correct runs may differ by, and
 the comparison against it. It imports nothing from ``implementations/`` but the contract's types
 (``TrainConfig``, ``TrainResult``) and the shared batch schedule, so a bug in a backend cannot move
-the reference it is judged against. Each formula is written once here.
+the reference it is judged against. Each formula is written once here. ``X`` may be dense or SciPy
+sparse (kept sparse as a float64 ``csr_array``: :func:`as_float64`); the two agree to rounding.
 
 Math (labels ``y`` in {0, 1}, ``z = X w + b``, ``p = sigmoid(z)``, batch ``S`` of ``m`` rows, penalty λ)::
 
@@ -51,6 +52,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.sparse
 from scipy.special import expit
 
 from .base import TrainConfig, TrainResult
@@ -62,6 +64,14 @@ FLOAT64_FLOOR = 1e-10
 
 
 # -- the formulas, float64 ---------------------------------------------------------------------
+
+def as_float64(X):
+    """``X`` in float64: a SciPy sparse ``X`` as a ``csr_array`` (``X @ w``, ``X.T @ r`` and row
+    indexing are then SciPy's, never densified), anything else as a NumPy array."""
+    if scipy.sparse.issparse(X):
+        return scipy.sparse.csr_array(X, dtype=np.float64)
+    return np.asarray(X, dtype=np.float64)
+
 
 def sigmoid(z):
     return expit(z)
@@ -101,7 +111,7 @@ def sample_losses(z, y, formulation: str) -> np.ndarray:
 
 def loss(X, y, w, b, formulation: str = "logits", l2: float = 0.0) -> float:
     """``mean(l_i) + (l2/2) ||w||^2`` in float64 (``w (d, K)``, ``b (K,)``: softmax, ``||W||_F^2``)."""
-    X, y, w = (np.asarray(a, dtype=np.float64) for a in (X, y, w))
+    X, y, w = as_float64(X), np.asarray(y, dtype=np.float64), np.asarray(w, dtype=np.float64)
     if w.ndim == 2:
         Z = X @ w + np.asarray(b, dtype=np.float64)
         return float(np.mean(sample_losses(Z, y, formulation)) + 0.5 * l2 * np.sum(w * w))
@@ -112,7 +122,7 @@ def loss(X, y, w, b, formulation: str = "logits", l2: float = 0.0) -> float:
 def grad(X, y, w, b, l2: float = 0.0) -> tuple[np.ndarray, float]:
     """``(X^T (p - y) / m + l2 w, mean(p - y))`` in float64 (the exact loss's gradient, both formulations);
     softmax (``w (d, K)``): ``(X^T (P - Y) / m + l2 W, mean_rows(P - Y))``, shapes ``(d, K)`` and ``(K,)``."""
-    X, y, w = (np.asarray(a, dtype=np.float64) for a in (X, y, w))
+    X, y, w = as_float64(X), np.asarray(y, dtype=np.float64), np.asarray(w, dtype=np.float64)
     if w.ndim == 2:
         R = softmax(X @ w + np.asarray(b, dtype=np.float64)) - one_hot(y, w.shape[1])
         return X.T @ R / X.shape[0] + l2 * w, np.mean(R, axis=0)
@@ -122,8 +132,11 @@ def grad(X, y, w, b, l2: float = 0.0) -> tuple[np.ndarray, float]:
 
 def rounded(a, dtype: str) -> np.ndarray:
     """``a`` as a backend of ``dtype`` sees it, back in float64: the reference computes on this,
-    so a float32 backend is compared on the same (rounded) data, not on data it never saw."""
+    so a float32 backend is compared on the same (rounded) data, not on data it never saw. A SciPy
+    sparse ``a`` stays sparse (a ``csr_array``; its stored values rounded)."""
     with np.errstate(over="ignore"):  # beyond the dtype: inf, as the backend would see it
+        if scipy.sparse.issparse(a):
+            return scipy.sparse.csr_array(a).astype(dtype).astype(np.float64)
         return np.asarray(a).astype(dtype).astype(np.float64)
 
 
@@ -175,7 +188,9 @@ class OptimizerSteps:
 
 def reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
     """Float64 gradient descent of ``config`` (lr, steps, formulation, batch schedule, l2,
-    record_every) on the data and init rounded to ``config.dtype``."""
+    record_every) on the data and init rounded to ``config.dtype``. ``X`` may be SciPy sparse: it stays
+    sparse (CSR rows per batch, SciPy's products), and the run equals the dense one on ``X.toarray()``
+    to rounding."""
     if config.n_classes >= 3:
         return _softmax_reference_run(X, y, w0, b0, config)
     X, w, b = rounded(X, config.dtype), rounded(w0, config.dtype).copy(), float(rounded(b0, config.dtype))
@@ -359,8 +374,11 @@ def finite_difference(X, y, w, b, formulation, l2: float = 0.0) -> np.ndarray:
     ``(8 (L(θ+h) - L(θ-h)) - (L(θ+2h) - L(θ-2h))) / 12h`` (truncation O(h^4)), one step per
     coordinate: ``h_j = eps^(1/5) max(1, |θ_j|) / max(1, rms(x_j))``, so that ``h_j x_j`` — the
     change it makes to ``z`` — is the same size for every feature whatever its units."""
-    w = np.asarray(w, dtype=np.float64)
-    rms = np.sqrt(np.mean(np.asarray(X, dtype=np.float64) ** 2, axis=0))
+    w, X = np.asarray(w, dtype=np.float64), as_float64(X)
+    if scipy.sparse.issparse(X):  # the column RMS from the stored values (the zeros add nothing)
+        rms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0)).reshape(-1) / X.shape[0])
+    else:
+        rms = np.sqrt(np.mean(X ** 2, axis=0))
     if w.ndim == 2:  # softmax: θ = (vec W, b), W's entry (j, k) scaled by x_j's size
         d, k = w.shape
         theta = np.concatenate([w.ravel(), np.asarray(b, dtype=np.float64).ravel()])

@@ -22,7 +22,9 @@ The measurement, benchopt's way for a solver without a per-iteration hook. ``n_i
 (scikit-learn may still stop earlier when its line search can make no progress: converged as far as
 float64 allows); the ``ConvergenceWarning`` each capped fit raises is expected and silenced.
 ``result()`` is the last (largest ``max_iter``) fit. Float64 only; binary only (``n_classes = 2``);
-full batch only (it is a full-batch solver). The row's ``n_iters`` therefore counts fits, and its
+full batch only (it is a full-batch solver). A sparse ``X`` goes to ``fit`` as the CSR array ``prepare``
+hands over (both solvers take sparse input as it is; ``newton-cholesky`` forms the ``d x d`` Hessian, so
+it suits a narrow ``X`` only). The row's ``n_iters`` therefore counts fits, and its
 "time per step" is a fit's average: the report reads these rows by their suboptimality against time,
 never by time per step.
 
@@ -39,6 +41,7 @@ import warnings
 
 import numpy as np
 
+from ._sparse import is_csr
 from .base import BackendUnavailableError, Trainer
 from .numpy_backend import forward_loss
 
@@ -55,6 +58,7 @@ class SklearnTrainer(Trainer):
     style = "LogisticRegression(solver='lbfgs'), growing max_iter"
     supports_minibatch = False
     supports_multiclass = False
+    supports_sparse = True  # LogisticRegression.fit takes the CSR array as it is
     optimizers = ("solver",)
     devices = ("cpu",)
     dtypes = ("float64",)
@@ -70,7 +74,8 @@ class SklearnTrainer(Trainer):
             raise BackendUnavailableError(f"backend {self.name!r} needs scikit-learn") from None
 
     def _prepare(self, X, y, w0, b0):
-        self.X, self.y = np.ascontiguousarray(X, dtype=np.float64), y.astype(np.float64)
+        self.X = X.astype(np.float64, copy=False) if is_csr(X) else np.ascontiguousarray(X, dtype=np.float64)
+        self.y = y.astype(np.float64)
         self.w0, self.b0 = np.asarray(w0, dtype=np.float64), float(b0)
 
     def _estimator(self, max_iter: int):

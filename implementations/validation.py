@@ -6,6 +6,12 @@ Each refusal is one ``ValueError`` that names the argument, what was expected an
 pieces they are made of (``check_weights``/``check_bias`` for the binary model,
 ``check_class_weights``/``check_class_bias``/``check_labels`` for softmax). With a ``dtype``, values
 beyond its largest finite number are refused too.
+
+Sparse ``X``: a SciPy sparse matrix or array (:func:`is_sparse`) is accepted by ``check_inputs`` and
+returned as a canonical ``scipy.sparse.csr_array`` (other formats converted; sorted indices, duplicates
+summed; int32 indices where they fit), float64 or the given ``dtype``; its shape is checked as a dense
+``X``'s, its stored values (``.data``) for finiteness and range. Whether a backend takes it is the
+contract's business (:attr:`implementations.base.Trainer.supports_sparse`), not this module's.
 """
 
 from __future__ import annotations
@@ -14,6 +20,34 @@ import math
 import numbers
 
 import numpy as np
+import scipy.sparse
+
+
+def is_sparse(X) -> bool:
+    """True for a SciPy sparse matrix or array (any format), the one sparse type the contract takes."""
+    return scipy.sparse.issparse(X)
+
+
+def _sparse_X(X):
+    """A SciPy sparse ``X`` as a canonical ``csr_array`` (a copy: the caller's matrix is never touched)."""
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array of shape (n, d), got a sparse array with {X.ndim} dimension(s), "
+                         f"shape {X.shape}")
+    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+        raise ValueError(f"X must hold real numbers, got sparse dtype {X.dtype}")
+    n, d = X.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
+    out = scipy.sparse.csr_array(X, dtype=np.float64, copy=True)
+    if out.data.size and not np.all(np.isfinite(out.data)):
+        bad = int(np.flatnonzero(~np.isfinite(out.data))[0])
+        row = int(np.searchsorted(out.indptr, bad, side="right")) - 1
+        raise ValueError(f"X must contain only finite values, got {out.data[bad]} at index "
+                         f"({row}, {int(out.indices[bad])})")
+    out.sum_duplicates()  # sorts the indices too: canonical CSR
+    if max(out.nnz, d) < 2**31 - 1 and out.indices.dtype != np.int32:  # scipy's default index type, half the bytes
+        out.indices, out.indptr = out.indices.astype(np.int32), out.indptr.astype(np.int32)
+    return out
 
 
 def _shown(value) -> str:
@@ -129,13 +163,8 @@ def check_labels(y, k: int) -> np.ndarray:
     return out
 
 
-def check_inputs(X, y, w0, b0, dtype: str | None = None, n_classes: int = 2):
-    """Validate host inputs once, at the boundary; return float64 copies ``(X, y, w0, b0)``.
-    With ``dtype``, values beyond that dtype's largest finite number are refused too.
-    ``n_classes = K >= 3`` (softmax): ``y`` integer labels ``0 .. K-1``, returned as int64;
-    ``w0`` ``(d, K)`` and ``b0`` ``(K,)`` float64."""
-    if isinstance(X, (str, bytes)):
-        raise ValueError(f"X must be a 2-D array of shape (n, d), got {_shown(X)}")
+def _dense_X(X) -> np.ndarray:
+    """A dense ``X`` as a float64 ``(n, d)`` array, or the ValueError that says what is wrong with it."""
     try:
         X = np.asarray(X)
     except (TypeError, ValueError):  # ragged rows
@@ -151,6 +180,23 @@ def check_inputs(X, y, w0, b0, dtype: str | None = None, n_classes: int = 2):
     if not np.all(np.isfinite(X)):
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"X must contain only finite values, got {X[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    return X
+
+
+def check_inputs(X, y, w0, b0, dtype: str | None = None, n_classes: int = 2):
+    """Validate host inputs once, at the boundary; return float64 copies ``(X, y, w0, b0)``.
+    With ``dtype``, values beyond that dtype's largest finite number are refused too.
+    ``n_classes = K >= 3`` (softmax): ``y`` integer labels ``0 .. K-1``, returned as int64;
+    ``w0`` ``(d, K)`` and ``b0`` ``(K,)`` float64. A sparse ``X`` (:func:`is_sparse`) comes back as a
+    canonical ``scipy.sparse.csr_array`` (module docstring): float64, or ``dtype`` when one is given
+    (checked against its range in float64 first, then cast once, here)."""
+    if is_sparse(X):
+        X = _sparse_X(X)
+    elif isinstance(X, (str, bytes)):
+        raise ValueError(f"X must be a 2-D array of shape (n, d), got {_shown(X)}")
+    else:
+        X = _dense_X(X)
+    n, d = X.shape
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -176,11 +222,13 @@ def check_inputs(X, y, w0, b0, dtype: str | None = None, n_classes: int = 2):
         b0 = check_bias("b0", b0)
     if dtype is not None:
         big = float(np.finfo(dtype).max)
-        for name, a in (("X", X), ("w0", w0), ("b0", np.asarray(b0))):
-            top = float(np.max(np.abs(a)))
+        for name, a in (("X", X.data if is_sparse(X) else X), ("w0", w0), ("b0", np.asarray(b0))):
+            top = float(np.max(np.abs(a))) if a.size else 0.0
             if top > big:
                 raise ValueError(f"{name} must fit in {dtype} (largest finite value {big:.4g}), got a value of "
                                  f"magnitude {top:.4g}")
+        if is_sparse(X):
+            X = X.astype(dtype, copy=False)  # the backend's dtype, once (a dense X stays float64, as it always has)
     return X, y, w0, b0
 
 
