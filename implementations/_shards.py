@@ -142,19 +142,16 @@ def worker_bounds(meta: ShardMeta, groups) -> list[tuple[int, int]]:
     return [(int(starts[g[0]]), int(starts[g[-1] + 1])) for g in groups]
 
 
-def load_parts(meta: ShardMeta, group, dtype: str, n_classes: int):
-    """One worker's rows: its parts read one after another into one ``(X, y)`` of ``dtype``
-    (``y`` one-hot ``(rows, K)`` when ``n_classes >= 3``). The only copy of the data this process makes."""
+def load_parts(meta: ShardMeta, group, dtype: str):
+    """One worker's rows: its parts read one after another into one ``(X, y)``, ``X`` of ``dtype``,
+    ``y`` the labels as float64. The only copy of the data this process keeps."""
     rows = sum(meta.counts[p] for p in group)
-    X = np.empty((rows, meta.d), dtype=dtype)
-    y = np.empty(rows, dtype=np.int64 if n_classes >= 3 else dtype)
+    X, y = np.empty((rows, meta.d), dtype=dtype), np.empty(rows)
     at = 0
     for p in group:
         Xp, yp = load_part(meta, p)
         X[at:at + len(yp)], y[at:at + len(yp)] = Xp, yp
         at += len(yp)
-    if n_classes >= 3:
-        y = np.eye(n_classes, dtype=dtype)[y]
     return X, y
 
 

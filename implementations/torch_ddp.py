@@ -388,6 +388,18 @@ class TorchDDPTrainer(GroupTrainer):
                 for lo, hi in bounds]
         self._group.call("load", args)
 
+    def _prepare_shards(self, meta, groups, bounds, w0, b0):
+        """Each rank reads its own parts; under torchrun only this rank's arguments are built."""
+        self._acquire()
+        mine = self.torchrun["rank"] if self.torchrun else None
+        args = [(meta, g, w0, b0, self.n, self.config, local_schedule(self.schedule, lo, hi))
+                if mine is None or r == mine else () for r, (g, (lo, hi)) in enumerate(zip(groups, bounds))]
+        self._group.call("load_shards", args)
+
+    def peak_rss(self) -> list[int]:
+        """Peak resident memory of every rank, bytes (the per-worker memory check)."""
+        return self._group.call("peak_rss", [()] * self.config.workers)
+
     def _run(self):
         self._out = self._group.call("run", [()] * self.config.workers)
 

@@ -14,7 +14,15 @@ import os
 
 import numpy as np
 
-from implementations._shards import FORMAT, META, ShardError, ShardMeta, load_part, read_meta, sha256_of
+from implementations._shards import (
+    FORMAT,
+    META,
+    ShardError,
+    ShardMeta,
+    load_part,
+    read_meta,
+    sha256_of,
+)
 
 from .dataset import DataFileError, Dataset, rms_init_scale
 from .names import Source
