@@ -342,7 +342,11 @@ class JoinedGroup:
             return getattr(self.shard, cmd)(*per_rank_args[self.rank])
         except Exception as exc:
             self.broken = True
-            raise RankError(f"torch-ddp: rank {self.rank}: {type(exc).__name__}: {exc}") from None
+            # a collective that failed names no rank when it timed out (a link down): name the peers
+            lost = ("" if not isinstance(exc, (RuntimeError, dist.DistBackendError)) or self.workers < 2 else
+                    f" lost contact with rank(s) {[r for r in range(self.workers) if r != self.rank]} during {cmd};")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise RankError(f"torch-ddp: rank {self.rank} of {self.workers}:{lost} {type(exc).__name__}: {first}") from None
 
     def reset(self) -> None:
         self.shard.reset()

@@ -85,7 +85,7 @@ def _cases(sets, steps=3):
 def _torchrun(hosts, sets, cases, out, node: int):
     argv = [os.path.join(BIN, "torchrun"), "--nnodes", "2", "--nproc-per-node", "1",
             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{hosts.addrs[0]}:{TORCH_PORT}", "--rdzv-id", "logreg",
-            "--local-addr", hosts.addrs[node], "--max-restarts", "0", "--rdzv-conf", f"join_timeout={TIMEOUT_S * 4},is_host={int(node == 0)}",
+            "--local-addr", hosts.addrs[node], "--max-restarts", "0", "--rdzv-conf", f"join_timeout={TIMEOUT_S * 4},read_timeout={TIMEOUT_S},is_host={int(node == 0)}",
             sets["driver"], json.dumps(cases), out, "torch-ddp", ""]
     return subprocess.Popen(hosts.cmd(node, argv), env=_env(hosts, node), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -186,9 +186,11 @@ def test_torchrun_fault(request, shard_sets, tmp_path, fault):
     assert procs[0].returncode != 0
     lines = [line for line in err.splitlines() if line.startswith("driver:")]
     assert len(lines) == 1, err[-3000:]
-    assert "rank" in lines[0] and (hosts.addrs[1] in lines[0] or "rank 1" in lines[0]), lines[0]
+    assert hosts.addrs[1] in lines[0] or "lost contact with rank(s)" in lines[0], lines[0]
     assert took < TIMEOUT_S * 6
     print(f"torch-ddp {fault}: node 0 ended after {took:.1f} s: {lines[0][:300]}")
+    # link-down: the host cut off (node 1) is not waited for: its torchrun agent keeps waiting for the
+    # rendezvous store it can no longer reach (beyond read_timeout); the teardown kills it
     _assert_empty(hosts)
 
 
