@@ -41,7 +41,7 @@ class Hosts:
         return ["ip", "netns", "exec", self.names[i], *argv]
 
     def pids(self, i: int) -> list[int]:
-        out = subprocess.run(["ip", "netns", "pids", self.names[i]], capture_output=True, text=True).stdout
+        out = subprocess.run(["ip", "netns", "pids", self.names[i]], capture_output=True, text=True, check=False).stdout
         return [int(p) for p in out.split()]
 
     def kill_all(self, i: int, sig: int = signal.SIGKILL) -> None:
@@ -53,14 +53,14 @@ class Hosts:
 
 
 def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if proc.returncode:
         raise NetnsUnavailable(f"`ip {' '.join(args)}` failed: {proc.stderr.strip() or proc.returncode}")
 
 
 def ours() -> list[str]:
     """The namespaces of this process that exist now."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX + "-")]
 
 
@@ -103,9 +103,9 @@ def teardown(hosts: Hosts) -> None:
     while any(hosts.pids(i) for i in range(len(hosts.names))) and time.monotonic() < deadline:
         time.sleep(0.05)
     for ns, outer in zip(hosts.names, hosts.outer):
-        subprocess.run(["ip", "link", "del", outer], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    subprocess.run(["ip", "link", "del", hosts.bridge], capture_output=True)
+        subprocess.run(["ip", "link", "del", outer], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+    subprocess.run(["ip", "link", "del", hosts.bridge], capture_output=True, check=False)
 
 
 def hosts_fixture(request, count: int) -> Hosts:
