@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ._loop import gradient_descent
 from ._optim import stepper
 from ._reduce import partial_sums, softmax_partial_sums
+from ._shards import load_parts, peak_rss_bytes
 from ._torch_common import synchronize, to_device, to_host
 from .base import LOG_CLAMP
 
@@ -48,6 +49,19 @@ class Shard:
                          else (lambda z, p, y: F.binary_cross_entropy_with_logits(z, y, reduction="sum")))
         synchronize(dev)
         self.loaded = True
+
+    def load_shards(self, meta, group, w0, b0, n, config, sched) -> None:
+        """This rank's parts of a shard folder (:mod:`implementations._shards`), read here: no other
+        process ever holds these rows."""
+        X, y = load_parts(meta, group, "float64")
+        self.load(X, y, w0, b0, n, config, sched)
+
+    def peak_rss(self) -> list[int]:
+        """Every rank's peak resident memory in bytes (all-gathered, so rank 0 reports them all)."""
+        mine = torch.tensor([peak_rss_bytes()], dtype=torch.int64, device=self.dev)
+        out = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, mine)
+        return [int(t.item()) for t in out]
 
     def reset(self) -> None:
         for name in ("X", "y", "w0", "b0", "idx", "buf"):

@@ -12,6 +12,11 @@ Pool. A trainer closed with ``close()`` (or used as a context manager) tears its
 once: processes joined, ports released. A trainer dropped *without* ``close()`` hands its healthy
 group to a pool (at most one idle group per key), where the next trainer with the same key picks
 it up; interpreter exit (``atexit``) closes every group, pooled or not.
+
+Shard folders. :meth:`GroupTrainer.prepare_shards` takes a folder of shards
+(:mod:`implementations._shards`) instead of arrays: the driver reads ``meta.json`` only, each worker
+is given consecutive parts (:func:`~implementations._shards.assign_parts`, so it holds one consecutive
+range of global rows) and reads them itself; the schedule and the math are those of ``prepare``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import weakref
 
 import numpy as np
 
+from ._shards import ShardError, ShardMeta, assign_parts, read_meta, worker_bounds
 from .base import Trainer
+from .schedule import batch_schedule
+from .validation import check_params
 
 DEFAULT_TIMEOUT_S = 30.0  # collective / rendezvous / scheduler timeout, env LOGREG_DIST_TIMEOUT
 
@@ -73,7 +81,7 @@ class Pool:
     def __init__(self, name: str):
         self.name = name
         self._idle: dict[tuple, object] = {}
-        self._live: "weakref.WeakSet" = weakref.WeakSet()
+        self._live: weakref.WeakSet = weakref.WeakSet()
         self._lock = threading.Lock()
         atexit.register(self.close_all)
 
@@ -137,6 +145,28 @@ class GroupTrainer(Trainer):
         self._group = pool.acquire(key, start)
         self._finalizer = weakref.finalize(self, pool.release, key, self._group)
         self._finalizer.atexit = False
+
+    def prepare_shards(self, root, w0, b0) -> None:
+        """Prepare on the shard folder ``root`` (a path or a read :class:`ShardMeta`): this process reads
+        its ``meta.json`` only; worker ``r`` reads parts ``assign_parts(...)[r]`` itself (``workers`` must
+        be at most the number of parts). Afterwards ``run``/``result``/``loss_and_grad`` as after ``prepare``."""
+        meta = read_meta(root) if not isinstance(root, ShardMeta) else root
+        cfg, k = self.config, self.config.n_classes
+        if (k >= 3) != (meta.n_classes >= 3) or (k >= 3 and k < meta.n_classes):
+            raise ShardError(f"{meta.root}: holds {meta.n_classes} classes, the config says n_classes = {k}")
+        w0, b0 = check_params(w0, b0, meta.d, cfg.dtype, k)
+        if cfg.batch_size is not None and cfg.batch_size > meta.n:
+            raise ValueError(f"batch_size must be at most n = {meta.n} (the rows of the shards), got {cfg.batch_size}")
+        groups = assign_parts(meta.counts, cfg.workers)
+        self._prepared = self._has_run = False
+        self.n, self.d, self.k = meta.n, meta.d, k
+        self.schedule = None if cfg.batch_size is None else batch_schedule(meta.n, cfg.batch_size, cfg.n_iters,
+                                                                           cfg.shuffle_seed)
+        self._prepare_shards(meta, groups, worker_bounds(meta, groups), w0, b0)
+        self._prepared = True
+
+    def _prepare_shards(self, meta, groups, bounds, w0, b0):
+        raise NotImplementedError(f"{self.name} cannot read a shard folder")
 
     def close(self) -> None:
         if self._finalizer is not None:

@@ -57,6 +57,7 @@ from ._loop import gradient_descent
 from ._optim import HAND_WRITTEN, stepper
 from ._reduce import (numpy_loss_sum, numpy_sigmoid, numpy_softmax, numpy_softmax_loss_sum, partial_sums,
                       softmax_partial_sums)
+from ._shards import load_parts, peak_rss_bytes
 from ._sparse import is_csr
 from .base import BackendUnavailableError, DeviceUnavailableError
 
@@ -93,6 +94,19 @@ class ChunkSums:
                 return softmax_partial_sums(X, y, w, b, record, out, numpy_softmax, self.loss_sum)
             out = np.empty(X.shape[1] + 2, dtype=X.dtype)
             return partial_sums(X, y, w, b, record, out, numpy_sigmoid, self.loss_sum)
+
+
+class ShardSums(ChunkSums):
+    """Dask actor created on its worker, which reads its own parts of a shard folder there: the
+    client never holds these rows (no scatter)."""
+
+    def __init__(self, meta, group, dtype, k, sched, formulation):
+        X, y = load_parts(meta, group, dtype)
+        super().__init__(X, np.eye(k, dtype=dtype)[y.astype(np.int64)] if k >= 3 else y.astype(dtype), sched,
+                         formulation)
+
+    def peak_rss(self) -> int:
+        return peak_rss_bytes()
 
 
 @contextlib.contextmanager
@@ -357,6 +371,34 @@ class NumpyDaskTrainer(GroupTrainer):
             self._group.client.compute(x.sum()).result(timeout=self.timeout)
             times.append(time.perf_counter() - t0)
         return float(np.median(times[2:]))
+
+    def _prepare_shards(self, meta, groups, bounds, w0, b0):
+        """One :class:`ShardSums` actor per group of parts, created on its worker, which reads the parts."""
+        cfg = self.config
+        self._acquire()
+        client = self._group.client
+        addresses = self._group.worker_addresses()
+        self.placement = [addresses[i % len(addresses)] for i in range(cfg.workers)]
+        self.X = None  # no dask.array over the data: the client never sees the rows
+        futures = [client.submit(ShardSums, meta, g, cfg.dtype, self.k, local_schedule(self.schedule, lo, hi),
+                                 cfg.formulation, actor=True, workers=[addr], allow_other_workers=False, pure=False)
+                   for g, (lo, hi), addr in zip(groups, bounds, self.placement)]
+        self._actor_futures = futures
+        with client.as_current():
+            try:
+                self.actors = [f.result(timeout=self.timeout) for f in futures]
+            except Exception as exc:
+                raise ClusterError(f"numpy-dask: a worker could not load its parts of {meta.root}: "
+                                   f"{type(exc).__name__}: {exc}") from None
+            for a in self.actors:
+                a._io_loop  # noqa: B018 -- binds the handle to this client now
+        dt = np.dtype(cfg.dtype)
+        self.w0, self.b0 = w0.astype(dt), (b0.astype(dt) if self.k >= 3 else dt.type(b0))
+        self.sizes = None if self.schedule is None else self.schedule.sizes
+
+    def peak_rss(self) -> list[int]:
+        """Peak resident memory of each chunk's worker process, bytes (the per-worker memory check)."""
+        return [int(a.peak_rss().result(timeout=self.timeout)) for a in self.actors]
 
     def close(self) -> None:
         """Release the data and close the client (and a local cluster) now (idempotent)."""

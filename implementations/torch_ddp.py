@@ -342,7 +342,11 @@ class JoinedGroup:
             return getattr(self.shard, cmd)(*per_rank_args[self.rank])
         except Exception as exc:
             self.broken = True
-            raise RankError(f"torch-ddp: rank {self.rank}: {type(exc).__name__}: {exc}") from None
+            # a collective that failed names no rank when it timed out (a link down): name the peers
+            lost = ("" if not isinstance(exc, (RuntimeError, dist.DistBackendError)) or self.workers < 2 else
+                    f" lost contact with rank(s) {[r for r in range(self.workers) if r != self.rank]} during {cmd};")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise RankError(f"torch-ddp: rank {self.rank} of {self.workers}:{lost} {type(exc).__name__}: {first}") from None
 
     def reset(self) -> None:
         self.shard.reset()
@@ -387,6 +391,18 @@ class TorchDDPTrainer(GroupTrainer):
         args = [(X[lo:hi], y[lo:hi], w0, b0, self.n, self.config, local_schedule(self.schedule, lo, hi))
                 for lo, hi in bounds]
         self._group.call("load", args)
+
+    def _prepare_shards(self, meta, groups, bounds, w0, b0):
+        """Each rank reads its own parts; under torchrun only this rank's arguments are built."""
+        self._acquire()
+        mine = self.torchrun["rank"] if self.torchrun else None
+        args = [(meta, g, w0, b0, self.n, self.config, local_schedule(self.schedule, lo, hi))
+                if mine is None or r == mine else () for r, (g, (lo, hi)) in enumerate(zip(groups, bounds))]
+        self._group.call("load_shards", args)
+
+    def peak_rss(self) -> list[int]:
+        """Peak resident memory of every rank, bytes (the per-worker memory check)."""
+        return self._group.call("peak_rss", [()] * self.config.workers)
 
     def _run(self):
         self._out = self._group.call("run", [()] * self.config.workers)

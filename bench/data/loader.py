@@ -10,6 +10,7 @@ from .builtin import build
 from .dataset import Dataset, finish
 from .files import check_file, file_shape, load_file
 from .names import NAMED, name_classes, parse_name, source
+from .shards import check_shards, load_shards, shards_classes, shards_shape
 
 
 def check(name: str) -> tuple[int, int]:
@@ -20,7 +21,7 @@ def check(name: str) -> tuple[int, int]:
     src = source(name)
     if not src.is_file:
         return shape(name)
-    return check_file(src)
+    return check_shards(src) if src.format == "shards" else check_file(src)
 
 
 def shape(name: str) -> tuple[int, int]:
@@ -30,7 +31,7 @@ def shape(name: str) -> tuple[int, int]:
     if not src.is_file:
         spec = parse_name(src.base)
         return NAMED[src.base] if spec is None else spec[:2]
-    return file_shape(src)
+    return shards_shape(src) if src.format == "shards" else file_shape(src)
 
 
 def n_classes(name: str) -> int:
@@ -38,6 +39,8 @@ def n_classes(name: str) -> int:
     10 for ``digits``, else 2, without building it; a file's is its label's distinct values (2 with
     ``positive``), read once (:func:`load` keeps the last two files)."""
     src = source(name)
+    if src.format == "shards":
+        return shards_classes(src)
     if src.is_file:
         return load(name).n_classes
     return name_classes(src.base)
@@ -50,7 +53,7 @@ def load(name: str, seed: int = 0) -> Dataset:
     naming what is wrong."""
     src = source(name)
     if src.is_file:
-        ds = load_file(src)
+        ds = load_shards(src, name) if src.format == "shards" else load_file(src)
         return ds if ds.name == name else replace(ds, name=name)
     ds = build(src.base, seed)
     if src.standardize:

@@ -179,6 +179,10 @@ def source(name: str) -> Source:
             raise ValueError(f"dataset {base!r} is a named set with binary labels: label= and positive= apply "
                              "to data files only")
         return Source(base, standardize=opts.get("standardize", False))
+    if base.startswith("shards:") or os.path.isdir(base):  # a folder of shards (bench.data.shards)
+        if opts:
+            raise ValueError(f"{base}: a shard folder takes no options in brackets (write the parts prepared)")
+        return Source(base.removeprefix("shards:"), format="shards")
     if not _looks_like_file(base):
         parse_name(base)  # raises: what names are accepted
     fmt = file_format(base)
