@@ -59,7 +59,7 @@ lint: $(STAMP)
 # (torch-compiled, jax, numba: Inductor/XLA/numba compilations), distributed (torch-ddp, numpy-dask
 # worker processes) and slow (whole `bench run`s with several backends). Every backend's public checks
 # and oracle agreement still run for the eager backends. `make test` runs everything.
-FAST_MARKERS ?= not slow and not subprocess and not compile and not distributed
+FAST_MARKERS ?= not slow and not subprocess and not compile and not distributed and not multihost
 test-fast: $(STAMP)
 	@$(BIN)/python -m pytest --benchmark-disable $(XDIST) -m "$(FAST_MARKERS)" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest collected no tests" >&2; fi; exit $$rc

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS, OPTIMIZERS, get_backend, resolve
 
-from . import argtypes, check, compare, data, gpu, records, roofline, scale, suites
+from . import argtypes, check, compare, data, gpu, records, roofline, scale, shard, suites
 from . import time_to_model as ttm
 from .argtypes import UsageError
 from .cases import (
@@ -246,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "argument; 130 / 143 interrupted"))
     _add_check_args(ck)
     ck.set_defaults(func=cmd_check)
+
+    sh = sub.add_parser("shard", help="write a data set as a folder of shards, for the data-parallel engines across "
+                                      "hosts (docs/distributed.md)")
+    shard.add_arguments(sh)
+    sh.set_defaults(func=lambda args, argv=(): shard.cmd_shard(args))
 
     # the GPU half (docs/gpu.md): floors, default comparison, crossover, one archive
     gp = sub.add_parser("gpu", help="the GPU half in <= 8 minutes: floors, default comparison, crossover sweep")
