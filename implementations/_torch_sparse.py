@@ -20,6 +20,8 @@ batch's non-zeros), which needs no transpose of ``X_b``. The same ops run on CUD
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse
 import torch
@@ -37,7 +39,9 @@ def to_torch_csr(A, dtype: str, dev: torch.device) -> torch.Tensor:
     it = index_dtype(A.nnz, max(A.shape))
     crow, col = (torch.from_numpy(np.ascontiguousarray(a, dtype=it)) for a in (A.indptr, A.indices))
     val = torch.from_numpy(np.ascontiguousarray(A.data, dtype=dtype))
-    return torch.sparse_csr_tensor(crow.to(dev), col.to(dev), val.to(dev), size=A.shape)
+    with warnings.catch_warnings():  # torch's once-per-process "CSR support is in beta" notice
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+        return torch.sparse_csr_tensor(crow.to(dev), col.to(dev), val.to(dev), size=A.shape, check_invariants=False)
 
 
 def transpose_csr(A, dtype: str, dev: torch.device) -> torch.Tensor:
@@ -81,7 +85,8 @@ class CsrBatches:
                                                                               output_size=nnz)
         col_b, val_b = self.col[pos], self.val[pos]
         rid_b = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), lens, output_size=nnz)
-        X_b = torch.sparse_csr_tensor(crow_b.to(self.idx_dtype), col_b, val_b, size=(rows.numel(), self.d))
+        X_b = torch.sparse_csr_tensor(crow_b.to(self.idx_dtype), col_b, val_b, size=(rows.numel(), self.d),
+                                      check_invariants=False)
         return X_b, col_b, val_b, rid_b
 
 
