@@ -44,6 +44,11 @@ def _trainer(name, cfg, **kw):
     return cls(cfg)
 
 
+def _rel(a, r) -> float:
+    a, r = np.asarray(a, dtype=np.float64), np.asarray(r, dtype=np.float64)
+    return float(np.abs(a - r).max() / max(np.abs(r).max(), 1e-300))
+
+
 def _check(name, cfg, data, **kw):
     X, y, w0, b0 = data[cfg.n_classes]
     tr = _trainer(name, cfg, **kw)
@@ -51,10 +56,9 @@ def _check(name, cfg, data, **kw):
     tr.run()
     res = tr.result()
     ref = reference.reference_run(X.toarray(), y, w0, b0, cfg)
-    rel = lambda a, r: np.abs(np.asarray(a) - np.asarray(r)).max() / max(np.abs(np.asarray(r)).max(), 1e-300)
-    assert rel(res.w, ref.w) <= TOL
-    assert rel(res.b, ref.b) <= TOL
-    assert rel(res.losses, ref.losses) <= TOL
+    assert _rel(res.w, ref.w) <= TOL
+    assert _rel(res.b, ref.b) <= TOL
+    assert _rel(res.losses, ref.losses) <= TOL
     return tr
 
 
