@@ -38,19 +38,14 @@ the threaded one-pass path above with ``(B, K)`` blocks, ``G[B] = X_B^T R_B`` a 
 the calling thread, in block order).
 
 Sparse ``X`` (a SciPy matrix; torch CSR tensors with int32 indices, :mod:`implementations._torch_sparse`).
-The formulations PyTorch offers were measured on an rcv1-shaped matrix (``docs/sparse-torch.md``): CSR
-``addmv``/``mv`` with ``X^T`` precomputed as its own CSR is the fastest kernel (COO, CSC, ``X.t()`` of a
-CSR, ``torch.sparse.mm``, gather + ``index_add_``/``segment_reduce`` are all slower), and torch's
-intra-op threads on it are not what wins on a shared 2-core machine; the recipe above is. Full batch
-with at least ``SPARSE_BLOCK_NNZ`` non-zeros per block for two blocks: fixed row blocks of about
-``SPARSE_BLOCK_NNZ`` non-zeros, each with its CSR ``X_B`` and CSR ``X_B^T`` made in ``prepare``, split
-between Python threads (torch intra-op 1)::
-
-    z_B = addmv(b, X_B, w) ;  r_B = sigmoid(z_B) - y_B ;  G[B] = mv(X_B^T, r_B) ;  s[B] = sum(r_B)
-
-(K classes: ``addmm``, ``softmax``, ``mm``), the partials summed in block order. Smaller: one block,
-``addmv`` and ``mv(X^T, r)`` on the whole matrix. Mini-batches: the rows gathered from the CSR arrays on
-the device, ``addmv`` on the batch's CSR, ``X_S^T r`` a scatter of its non-zeros (``index_add_``).
+The formulations PyTorch offers were measured on an rcv1-shaped float32 matrix (``docs/sparse-torch.md``)
+and the fastest is kept: ``z = addmv(b, X, w)`` on the CSR ``X`` and ``g = mv(X^T, r)`` on ``X^T`` made
+once in ``prepare`` as its own CSR tensor (``addmm``/``mm`` for K classes). COO, CSC, ``X.t()`` of a
+CSR tensor, int64 indices, ``torch.sparse.mm``, gather + ``index_add_``/``segment_reduce`` were all
+slower, and so were fixed row blocks (CSR ``X_B`` and ``X_B^T`` each) on Python threads, the recipe of
+the dense path: a CSR product is bound by its index and value reads, not by a cache-resident second
+pass, so the row blocks only add calls. Mini-batches: the rows gathered from the CSR arrays on the
+device, ``addmv`` on the batch's CSR, ``X_S^T r`` a scatter of its non-zeros (``index_add_``).
 
 Mini-batches: step ``t`` gathers its rows ``schedule[t]`` with ``index_select`` on the device,
 inside the timed loop, then runs the step above on them. The loop (gather, record, update) is
@@ -67,12 +62,11 @@ from ._optim import HAND_WRITTEN, stepper
 from ._reduce import BlockPool
 from ._torch_common import (TorchTrainerBase, binary_loss, exact_loss_and_grad, plain_grad, plain_grad_softmax,
                             plain_step, plain_step_softmax, softmax_loss, synchronize)
-from ._torch_sparse import scatter_t, to_torch_csr, transpose_csr
+from ._torch_sparse import scatter_t, transpose_csr
 
 BLOCK_MIN_BYTES = 32 * 2**20  # X of a step below this (a typical last-level cache): the plain step
 THREAD_BLOCK_BYTES = 1536 * 1024  # threaded path: rows per block ~ this
 BLOCK_BYTES = 8 * 2**20  # single-thread blocked path: a quarter of a 32 MiB L3
-SPARSE_BLOCK_NNZ = 256 * 1024  # sparse full batch: non-zeros per row block (docs/sparse-torch.md)
 
 
 class TorchFusedTrainer(TorchTrainerBase):
@@ -83,13 +77,12 @@ class TorchFusedTrainer(TorchTrainerBase):
     compiled = False
     style = "hand-blocked, threaded"
     supports_multiclass = True
-    supports_sparse = True  # CSR row blocks with their own CSR transposes, on Python threads
+    supports_sparse = True  # CSR addmv, and mv on X^T kept as its own CSR: the fastest measured
     optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update of the blocked gradient
 
-    def __init__(self, config, block_bytes: int | None = None, block_nnz: int | None = None):
+    def __init__(self, config, block_bytes: int | None = None):
         super().__init__(config)
         self.block_bytes = block_bytes  # None: the defaults above; a test passes small blocks
-        self.block_nnz = block_nnz or SPARSE_BLOCK_NNZ
         self._pool = BlockPool(self, "torch-fused")
         self._threads = 1
 
@@ -121,62 +114,20 @@ class TorchFusedTrainer(TorchTrainerBase):
             self._tbufs = {}
 
     def _prepare_sparse(self, X):
-        """Row blocks of about ``block_nnz`` non-zeros, each ``(X_B, X_B^T, lo, hi)`` as CSR tensors."""
-        cfg, dt, dev = self.config, self.config.dtype, self.dev
-        self.blocked, self.tblocks, self.sblocks, self.Xt = False, 1, [], None
-        self._lr = torch.tensor(cfg.lr, dtype=self.X.dtype, device=dev)
-        self._l2 = torch.tensor(cfg.l2, dtype=self.X.dtype, device=dev)
-        if self.schedule is not None:
-            return
-        cuts = sorted({0, self.n, *X.indptr.searchsorted(range(self.block_nnz, X.nnz, self.block_nnz)).tolist()})
-        if len(cuts) > 2 and dev.type == "cpu":
-            self.sblocks = [(to_torch_csr(X[lo:hi], dt, dev), transpose_csr(X[lo:hi], dt, dev), lo, hi)
-                            for lo, hi in zip(cuts[:-1], cuts[1:])]
-            self.blocked, self.tblocks = True, len(self.sblocks)
-            self._sparts = [None] * self.tblocks
-        else:
-            self.Xt = transpose_csr(X, dt, dev)
+        """``X^T`` as its own CSR tensor (full batch; mini-batches scatter the batch's non-zeros)."""
+        cfg = self.config
+        self.blocked, self.tblocks = False, 1
+        self._lr = torch.tensor(cfg.lr, dtype=self.X.dtype, device=self.dev)
+        self._l2 = torch.tensor(cfg.l2, dtype=self.X.dtype, device=self.dev)
+        self.Xt = None if self.schedule is not None else transpose_csr(X, cfg.dtype, self.dev)
 
-    # -- the sparse steps --------------------------------------------------------------------
-
-    def _sparse_blocks(self, k, first, last, y, w, b, formulation):
-        """Blocks ``first:last``: block ``B`` stores ``(G[B], s[B], l[B])``."""
-        K = self.k
-        for blk in range(first, last):
-            A, At, lo, hi = self.sblocks[blk]
-            yb = y[lo:hi]
-            loss = None
-            if K >= 3:
-                Z = torch.addmm(b, A, w)
-                if formulation is not None:
-                    loss = softmax_loss(Z, yb, formulation) * (hi - lo)
-                R = Z.softmax(1).sub_(F.one_hot(yb, K).to(Z.dtype))
-                self._sparts[blk] = (torch.mm(At, R), R.sum(0), loss)
-            else:
-                z = torch.addmv(b, A, w)
-                if formulation is not None:
-                    loss = binary_loss(z, torch.sigmoid(z), yb, formulation) * (hi - lo)
-                r = z.sigmoid_().sub_(yb)
-                self._sparts[blk] = (torch.mv(At, r), r.sum(), loss)
+    # -- the sparse step ---------------------------------------------------------------------
 
     def _sparse_grad(self, X, y, T, w, b, formulation):
-        """``(g_w, g_b, loss)`` on sparse rows: the row blocks (full batch, ``T`` None and blocks made),
-        else ``X^T`` the CSR ``T`` or, for a mini-batch, the scatter of the batch's non-zeros ``T``."""
+        """``(g_w, g_b, loss)`` on sparse rows: ``X^T`` the CSR ``self.Xt`` (full batch, ``T`` None) or,
+        for a mini-batch, the scatter of the batch's non-zeros ``T = (col, val, row)``."""
         m, K, l2 = X.shape[0], self.k, self._l2
         pen = (w * w).sum() if K >= 3 else torch.dot(w, w)
-        if T is None and self.sblocks:
-            self._pool.run(self._sparse_blocks, self.tblocks, self._threads, y, w, b, formulation)
-            parts = self._sparts
-            g, s = parts[0][0], parts[0][1]
-            for part in parts[1:]:
-                g, s = g + part[0], s + part[1]
-            loss = None
-            if formulation is not None:
-                loss = parts[0][2]
-                for part in parts[1:]:
-                    loss = loss + part[2]
-                loss = loss / m + (0.5 * l2) * pen
-            return g / m + l2 * w, s / m, loss
         T = self.Xt if T is None else T
         if K >= 3:
             Z = torch.addmm(b, X, w)
@@ -334,6 +285,8 @@ class TorchFusedTrainer(TorchTrainerBase):
 
     @torch.no_grad()
     def _loss_and_grad(self, w, b):
-        Xt = transpose_csr(self.X_host, self.config.dtype, self.dev) if self.sparse else None  # untimed
+        Xt = None
+        if self.sparse:  # a mini-batch trainer keeps no X^T: made here, untimed
+            Xt = self.Xt if self.Xt is not None else transpose_csr(self.X_host, self.config.dtype, self.dev)
         return exact_loss_and_grad(self.X, self.y, *self._params(w, b), self.config.l2, self.config.formulation, self.k,
                                    Xt)

@@ -37,21 +37,14 @@ def data():
     return out
 
 
-def _trainer(name, cfg, **kw):
-    cls = BACKENDS[name]
-    if name == "torch-fused" and "block_nnz" in kw:
-        return cls(cfg, block_nnz=kw["block_nnz"])
-    return cls(cfg)
-
-
 def _rel(a, r) -> float:
     a, r = np.asarray(a, dtype=np.float64), np.asarray(r, dtype=np.float64)
     return float(np.abs(a - r).max() / max(np.abs(r).max(), 1e-300))
 
 
-def _check(name, cfg, data, **kw):
+def _check(name, cfg, data):
     X, y, w0, b0 = data[cfg.n_classes]
-    tr = _trainer(name, cfg, **kw)
+    tr = BACKENDS[name](cfg)
     tr.prepare(X, y, w0, b0)
     tr.run()
     res = tr.result()
@@ -95,24 +88,6 @@ def test_every_declared_optimizer(name, k, data):
 
 
 @pytest.mark.parametrize("k", [2, 3])
-@pytest.mark.parametrize("case", [dict(), dict(l2=0.1), dict(optimizer="adam")], ids=["gd", "l2", "adam"])
-def test_fused_row_blocks_on_threads(k, case, data):
-    """The threaded row-block path (small blocks force it), bits independent of the thread count."""
-    cfg = TrainConfig(lr=0.5, n_iters=10, dtype="float64", formulation="logits", n_classes=k, **case)
-    saved = torch.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            tr = _check("torch-fused", cfg, data, block_nnz=40)
-            assert len(tr.sblocks) >= 3
-            results.append(tr.result())
-    finally:
-        torch.set_num_threads(saved)
-    assert np.array_equal(results[0].w, results[1].w)
-
-
-@pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("form", ["probs", "logits"])
 @pytest.mark.parametrize("l2", [0.0, 0.1])
 def test_gradients_autograd_hand_and_finite_differences(k, form, l2, data):
@@ -124,7 +99,7 @@ def test_gradients_autograd_hand_and_finite_differences(k, form, l2, data):
     for name in ["torch", "torch-nn", *HAND]:
         for bs in (None, 16):  # loss_and_grad is on the full data whatever the batch size
             cfg = TrainConfig(lr=0.1, n_iters=1, dtype="float64", formulation=form, n_classes=k, l2=l2, batch_size=bs)
-            tr = _trainer(name, cfg, block_nnz=40)
+            tr = BACKENDS[name](cfg)
             tr.prepare(X, y, w0, b0)
             loss, gw, gb = tr.loss_and_grad(w, b)
             grads[name, bs] = np.concatenate([np.ravel(gw), np.ravel(gb)])
