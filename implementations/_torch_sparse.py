@@ -5,10 +5,11 @@ transpose as its own CSR tensor, and the rows of a mini-batch gathered on the de
 such matrices), else int64: torch's CPU ``addmv`` on an int32 CSR matrix reads half the index
 bytes (``docs/sparse-torch.md``), and ``torch.sparse.mm``/autograd accept both.
 
-**Mini-batch rows** (:class:`CsrBatches`). ``index_select`` on a CSR tensor, or slicing the SciPy
-matrix on the host and copying each batch, would cost a host round trip or a slow kernel per step;
-instead the rows of step ``t`` are gathered from the device arrays of ``X`` with a handful of dense
-ops (no host sync: each step's non-zero count is computed once in ``prepare`` from the schedule)::
+**Mini-batch rows** (:class:`CsrBatches`). ``index_select`` on a CSR tensor is not implemented on
+CPU (torch 2.13), and slicing the SciPy matrix on the host would put a host-to-device copy in every
+timed step on CUDA; so the rows of step ``t`` are gathered from the device arrays of ``X`` with a
+handful of dense ops (no host sync: each step's non-zero count is computed once in ``prepare`` from
+the schedule)::
 
     starts = crow[rows] ;  lens = crow[rows + 1] - starts ;  crow_b = [0, cumsum(lens)]
     pos    = arange(nnz_b) + repeat_interleave(starts - crow_b[:-1], lens)     positions in X's arrays

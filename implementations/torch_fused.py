@@ -47,7 +47,7 @@ the dense path: a CSR product is bound by its index and value reads, not by a ca
 pass, so the row blocks only add calls. Mini-batches: the rows gathered from the CSR arrays on the
 device, ``addmv`` on the batch's CSR, ``X_S^T r`` a scatter of its non-zeros (``index_add_``).
 
-Mini-batches: step ``t`` gathers its rows ``schedule[t]`` with ``index_select`` on the device,
+Dense mini-batches: step ``t`` gathers its rows ``schedule[t]`` with ``index_select`` on the device,
 inside the timed loop, then runs the step above on them. The loop (gather, record, update) is
 :func:`implementations._loop.gradient_descent`. Tuning figures: ``docs/performance.md``.
 """
