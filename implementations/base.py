@@ -99,7 +99,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .schedule import batch_schedule
-from .validation import check_inputs, check_params, is_sparse
+from .validation import check_inputs, check_params
 
 DTYPES = ("float32", "float64")
 FORMULATIONS = ("probs", "logits")
@@ -256,7 +256,6 @@ class Trainer(ABC):
     supports_l2: bool = True  # honours config.l2 > 0
     # n_classes >= 3 (softmax) needs its own code path: False unless a backend says it has one
     supports_multiclass: bool = False
-    supports_sparse: bool = False  # accepts a scipy.sparse X (given to _prepare as a canonical csr_array)
     optimizers: tuple[str, ...] = ("gd",)  # the config.optimizer values it implements
     devices: tuple[str, ...] | None = None  # device kinds ("cpu", "cuda", "mps"); None: checked by the backend itself
     dtypes: tuple[str, ...] = DTYPES
@@ -312,8 +311,6 @@ class Trainer(ABC):
         """Validate, then replace the prepared data: an input refused here leaves the trainer as it
         was; once validation passes, the previous data *and result* are gone (``result()`` raises
         until the next ``run()``), whether or not the backend's ``_prepare`` then succeeds."""
-        if is_sparse(X) and not self.supports_sparse:
-            raise BackendUnavailableError(f"backend {self.name!r} declares supports_sparse = False: it takes a dense X")
         X, y, w0, b0 = check_inputs(X, y, w0, b0, self.config.dtype, self.config.n_classes)
         n, d = X.shape
         bs = self.config.batch_size

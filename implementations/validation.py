@@ -14,11 +14,6 @@ import math
 import numbers
 
 import numpy as np
-import scipy.sparse
-
-
-def is_sparse(X) -> bool:
-    return scipy.sparse.issparse(X)
 
 
 def _shown(value) -> str:
@@ -141,15 +136,6 @@ def check_inputs(X, y, w0, b0, dtype: str | None = None, n_classes: int = 2):
     ``w0`` ``(d, K)`` and ``b0`` ``(K,)`` float64."""
     if isinstance(X, (str, bytes)):
         raise ValueError(f"X must be a 2-D array of shape (n, d), got {_shown(X)}")
-    if is_sparse(X):  # stand-in: canonical float64 CSR, no further checks
-        X = scipy.sparse.csr_array(X, dtype=np.float64)
-        X.sum_duplicates()
-        X.sort_indices()
-        dense_X = None
-    else:
-        dense_X = X
-    if dense_X is None:
-        return _check_rest(X, y, w0, b0, dtype, n_classes)
     try:
         X = np.asarray(X)
     except (TypeError, ValueError):  # ragged rows
@@ -165,11 +151,6 @@ def check_inputs(X, y, w0, b0, dtype: str | None = None, n_classes: int = 2):
     if not np.all(np.isfinite(X)):
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"X must contain only finite values, got {X[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
-    return _check_rest(X, y, w0, b0, dtype, n_classes)
-
-
-def _check_rest(X, y, w0, b0, dtype, n_classes):
-    n, d = X.shape
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -196,7 +177,7 @@ def _check_rest(X, y, w0, b0, dtype, n_classes):
     if dtype is not None:
         big = float(np.finfo(dtype).max)
         for name, a in (("X", X), ("w0", w0), ("b0", np.asarray(b0))):
-            top = float(abs(a).max()) if a.size else 0.0
+            top = float(np.max(np.abs(a)))
             if top > big:
                 raise ValueError(f"{name} must fit in {dtype} (largest finite value {big:.4g}), got a value of "
                                  f"magnitude {top:.4g}")
