@@ -1,6 +1,10 @@
 """Device handling shared by the torch backends: resolve, validate, synchronize, convert; the
 softmax losses (``n_classes >= 3``) every torch backend computes the same way; and the plain eager
-hand-derived step that ``torch-fused`` runs on small data and ``torch-compiled`` compiles."""
+hand-derived step that ``torch-fused`` runs on small data and ``torch-compiled`` compiles.
+
+A sparse ``X`` (a backend declaring ``supports_sparse``) becomes a torch CSR tensor on the device in
+``prepare`` (:mod:`implementations._torch_sparse`); ``self.sparse`` says which, and with mini-batches
+``self.csr_batches`` gathers each step's rows on the device."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from ._loop import gather
+from ._torch_sparse import CsrBatches, to_torch_csr
 from .base import LOG_CLAMP, DeviceUnavailableError, Trainer
+from .validation import is_sparse
 
 
 def torch_device(device: str, dtype: str) -> torch.device:
@@ -112,21 +118,23 @@ def plain_grad_softmax(X, y, w, b, l2, formulation: str | None, k: int):
     return g, R.mean(0), loss
 
 @torch.no_grad()
-def exact_loss_and_grad(X, y, w, b, l2: float, formulation: str, k: int):
+def exact_loss_and_grad(X, y, w, b, l2: float, formulation: str, k: int, Xt=None):
     """``(loss, g_w, g_b)`` on the host, float64, of the full data ``X, y`` at ``(w, b)`` (device
     tensors), penalty included: the hand-derived gradient, ``X^T (p - y) / n + l2 w`` and ``mean(p - y)``
-    (softmax, ``k >= 3``: ``X^T (P - Y) / n + l2 W`` and the column means of ``P - Y``)."""
+    (softmax, ``k >= 3``: ``X^T (P - Y) / n + l2 W`` and the column means of ``P - Y``). ``Xt``: ``X^T``
+    as its own tensor (a sparse ``X``'s transposed CSR), else ``X.T``."""
     n = X.shape[0]
+    Xt = X.T if Xt is None else Xt
     if k >= 3:
         Z = torch.addmm(b, X, w)
         loss = softmax_loss(Z, y, formulation) + 0.5 * l2 * (w * w).sum()
         R = torch.softmax(Z, 1) - F.one_hot(y, k).to(Z.dtype)
-        return to_host(loss), to_host(torch.mm(X.T, R) / n + l2 * w), to_host(R.mean(0))
+        return to_host(loss), to_host(torch.mm(Xt, R) / n + l2 * w), to_host(R.mean(0))
     z = torch.addmv(b, X, w)
     p = torch.sigmoid(z)
     loss = binary_loss(z, p, y, formulation) + 0.5 * l2 * torch.dot(w, w)
     r = p - y
-    return to_host(loss), to_host(torch.mv(X.T, r) / n + l2 * w), to_host(r.mean())
+    return to_host(loss), to_host(torch.mv(Xt, r) / n + l2 * w), to_host(r.mean())
 
 
 class TorchTrainerBase(Trainer):
@@ -145,13 +153,16 @@ class TorchTrainerBase(Trainer):
 
     def _prepare(self, X, y, w0, b0):
         dt, dev = self.config.dtype, self.dev
+        self.sparse = is_sparse(X)
+        self.X_host = X if self.sparse else None  # the SciPy CSR matrix, for transposes and row blocks
+        self.csr_batches = None
         if self.k >= 3:  # softmax: int64 labels (F.cross_entropy / F.nll_loss), W (d, K), b (K,)
-            self.X = to_device(X, dt, dev)
+            self.X = to_torch_csr(X, dt, dev) if self.sparse else to_device(X, dt, dev)
             self.y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(dev)
             self.w0, self.b0 = to_device(w0, dt, dev), to_device(b0, dt, dev)
             self._prepare_schedule()
             return
-        self.X = to_device(X, dt, dev)
+        self.X = to_torch_csr(X, dt, dev) if self.sparse else to_device(X, dt, dev)
         self.y = to_device(y.reshape(-1, 1) if self.seed_shapes else y, dt, dev)
         self.w0 = to_device(w0.reshape(1, -1) if self.seed_shapes else w0, dt, dev)
         self.b0 = to_device([b0], dt, dev)
@@ -162,6 +173,8 @@ class TorchTrainerBase(Trainer):
         sched = self.schedule
         self.batch_idx = None if sched is None else torch.from_numpy(sched.indices).to(dev)
         self.batch_offsets = None if sched is None else sched.offsets.tolist()
+        if self.sparse and sched is not None:
+            self.csr_batches = CsrBatches(self.X_host, self.X, sched)
         synchronize(dev)
 
     def _start(self):
@@ -181,7 +194,20 @@ class TorchTrainerBase(Trainer):
         the device with ``take(A, rows)`` inside the timed loop; None for full batch."""
         if self.batch_idx is None:
             return None
+        if self.sparse:  # (X_b, y_b): the rows gathered from the CSR arrays on the device
+            sparse_batch = self._sparse_batches()
+            return lambda t: sparse_batch(t)[:2]
         return gather(take, self.X, self.y, self.batch_idx, self.batch_offsets)
+
+    def _sparse_batches(self):
+        """``batch(t)`` for the hand-derived sparse steps: ``(X_b, y_b, (col_b, val_b, rid_b))``, the
+        last the batch's non-zeros for ``X_b^T r`` (:func:`implementations._torch_sparse.scatter_t`)."""
+        cb, y = self.csr_batches, self.y
+
+        def batch(t):
+            X_b, col_b, val_b, rid_b, rows = cb.batch(t)
+            return X_b, y.index_select(0, rows), (col_b, val_b, rid_b)
+        return batch
 
     def _result(self):
         return to_host(self._w), to_host(self._b), to_host(self._losses)

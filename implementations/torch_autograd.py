@@ -41,6 +41,14 @@ then the same ``backward()`` and update. Autograd's gradient is ``X^T (P - Y) / 
 ``mean_rows(P - Y)`` except, for ``probs``, on samples whose label's ``log P`` is clamped (the
 probability underflowed): there the clamp's zero derivative drops the sample (see
 :func:`implementations._torch_common.softmax_loss`).
+
+Sparse ``X`` (a SciPy matrix; a torch CSR tensor on the device, :mod:`implementations._torch_sparse`):
+``F.linear`` takes no sparse input, so the product is written as users write it, autograd through it::
+
+    z = torch.sparse.mm(X, w.T) + b          # (n, 1);  K classes: X @ W + b
+    loss.backward()                          # w.grad = X^T dL/dz, by sparse.mm's backward
+
+Mini-batches gather step ``t``'s rows from the CSR arrays on the device (no host copy), then the same.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ class TorchTrainer(TorchTrainerBase):
     style = "the seed's loop"
     seed_shapes = True
     supports_multiclass = True
+    supports_sparse = True  # autograd through torch.sparse.mm on a CSR X
     optimizers = _optim.HAND_WRITTEN  # the update by hand under no_grad, as the seed's, from autograd's grads
     optimizers += ("lbfgs",)  # torch.optim.LBFGS(line_search_fn="strong_wolfe"), implementations._lbfgs
 
@@ -69,7 +78,7 @@ class TorchTrainer(TorchTrainerBase):
         if self.k >= 3:
             loss = softmax_loss(X @ w + b, y, self.config.formulation)
             return loss + 0.5 * self.config.l2 * (w * w).sum() if self.config.l2 else loss
-        z = F.linear(X, w, b)
+        z = torch.sparse.mm(X, w.T) + b if X.layout != torch.strided else F.linear(X, w, b)
         if self.config.formulation == "probs":
             loss = F.binary_cross_entropy(torch.sigmoid(z), y, reduction="mean")
         else:

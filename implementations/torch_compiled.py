@@ -54,6 +54,14 @@ call); mini-batches use it with the compiled step. CPU: Inductor generates C++ a
 compiler (none found: ``BackendUnavailableError``, the row is ``skipped``). CUDA:
 ``mode="reduce-overhead"`` replays each call as a CUDA graph (its outputs are cloned before the
 next replay overwrites them). MPS: not supported here (``skipped``). Figures: ``docs/performance.md``.
+
+**Sparse ``X``: not supported** (``supports_sparse = False``; a sparse ``X`` is refused in ``prepare``
+with :data:`SPARSE_REASON`, a ``skipped`` row). Dynamo cannot trace a torch sparse tensor: compiling the
+step with a CSR ``X`` (``torch.addmv(b, X, w)`` or ``torch.sparse.mm(X, w[:, None])``, torch 2.13,
+``fullgraph=True``, static or dynamic shapes) fails before Inductor sees anything with
+``torch._dynamo.exc.Unsupported: Attempted to wrap sparse Tensor`` ("torch.compile does not support
+sparse Tensors"); without ``fullgraph`` the sparse products would fall back to eager between graph
+breaks, which is ``torch-manual`` with extra overhead, not a compiled row.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ from ._loop import gradient_descent
 from ._torch_common import (TorchTrainerBase, exact_loss_and_grad, plain_grad, plain_grad_softmax, plain_step,
                             plain_step_softmax, synchronize)
 from .base import BackendUnavailableError
+from .validation import is_sparse
 
 STEPS_PER_CALL = 5  # K: steps traced into one full-batch call (compile time grows with it)
 # CUDA: "static" (default): CUDA graphs (mode="reduce-overhead") with X, y and the other per-trainer
@@ -83,6 +92,9 @@ CUDA_MODES = ("static", "copy", "default")
 CUDA_MODE = os.environ.get("LOGREG_COMPILED_CUDA_MODE", "static")
 RECOMPILE_LIMIT = 512  # graphs per code object while these calls run (dynamo's default is 8)
 
+SPARSE_REASON = ("torch-compiled: torch.compile cannot trace torch sparse tensors (dynamo, torch "
+                 f"{torch.__version__}: 'Unsupported: Attempted to wrap sparse Tensor'); sparse X runs in torch, "
+                 "torch-manual, torch-fused and torch-nn")
 _SEEN: set[tuple] = set()  # (device, dtype, variant, K, shape) already called once in this process
 _GRAPHS: dict[tuple, int] = {}  # (device, dtype, variant, K) -> graphs Inductor compiled for it (this process)
 
@@ -216,6 +228,11 @@ class TorchCompiledTrainer(TorchTrainerBase):
         if CUDA_MODE not in CUDA_MODES:
             raise ValueError(f"LOGREG_COMPILED_CUDA_MODE must be one of {', '.join(CUDA_MODES)}, got {CUDA_MODE!r}")
         self.compile_s = 0.0  # seconds this trainer spent compiling (0 if the process had the graphs)
+
+    def prepare(self, X, y, w0, b0):
+        if is_sparse(X):  # supports_sparse is False: say why, with dynamo's own words
+            raise BackendUnavailableError(SPARSE_REASON)
+        super().prepare(X, y, w0, b0)
 
     def _prepare(self, X, y, w0, b0):
         super()._prepare(X, y, w0, b0)

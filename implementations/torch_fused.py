@@ -37,7 +37,17 @@ the threaded one-pass path above with ``(B, K)`` blocks, ``G[B] = X_B^T R_B`` a 
 ``s[B]`` the ``K`` column sums of ``R_B`` (also with one thread: ``BlockPool`` then runs every block on
 the calling thread, in block order).
 
-Mini-batches: step ``t`` gathers its rows ``schedule[t]`` with ``index_select`` on the device,
+Sparse ``X`` (a SciPy matrix; torch CSR tensors with int32 indices, :mod:`implementations._torch_sparse`).
+The formulations PyTorch offers were measured on an rcv1-shaped float32 matrix (``docs/sparse-torch.md``)
+and the fastest is kept: ``z = addmv(b, X, w)`` on the CSR ``X`` and ``g = mv(X^T, r)`` on ``X^T`` made
+once in ``prepare`` as its own CSR tensor (``addmm``/``mm`` for K classes). COO, CSC, ``X.t()`` of a
+CSR tensor, int64 indices, ``torch.sparse.mm``, gather + ``index_add_``/``segment_reduce`` were all
+slower, and so were fixed row blocks (CSR ``X_B`` and ``X_B^T`` each) on Python threads, the recipe of
+the dense path: a CSR product is bound by its index and value reads, not by a cache-resident second
+pass, so the row blocks only add calls. Mini-batches: the rows gathered from the CSR arrays on the
+device, ``addmv`` on the batch's CSR, ``X_S^T r`` a scatter of its non-zeros (``index_add_``).
+
+Dense mini-batches: step ``t`` gathers its rows ``schedule[t]`` with ``index_select`` on the device,
 inside the timed loop, then runs the step above on them. The loop (gather, record, update) is
 :func:`implementations._loop.gradient_descent`. Tuning figures: ``docs/performance.md``.
 """
@@ -52,6 +62,7 @@ from ._optim import HAND_WRITTEN, stepper
 from ._reduce import BlockPool
 from ._torch_common import (TorchTrainerBase, binary_loss, exact_loss_and_grad, plain_grad, plain_grad_softmax,
                             plain_step, plain_step_softmax, softmax_loss, synchronize)
+from ._torch_sparse import scatter_t, transpose_csr
 
 BLOCK_MIN_BYTES = 32 * 2**20  # X of a step below this (a typical last-level cache): the plain step
 THREAD_BLOCK_BYTES = 1536 * 1024  # threaded path: rows per block ~ this
@@ -66,6 +77,7 @@ class TorchFusedTrainer(TorchTrainerBase):
     compiled = False
     style = "hand-blocked, threaded"
     supports_multiclass = True
+    supports_sparse = True  # CSR addmv, and mv on X^T kept as its own CSR: the fastest measured
     optimizers = HAND_WRITTEN  # momentum, nesterov, adam: implementations._optim's update of the blocked gradient
 
     def __init__(self, config, block_bytes: int | None = None):
@@ -76,6 +88,8 @@ class TorchFusedTrainer(TorchTrainerBase):
 
     def _prepare(self, X, y, w0, b0):
         super()._prepare(X, y, w0, b0)
+        if self.sparse:
+            return self._prepare_sparse(X)
         cfg, dt, itemsize = self.config, self.X.dtype, self.X.element_size()
         m = self.n if self.schedule is None else self.schedule.batch_size
         self.rows = max(1, (self.block_bytes or BLOCK_BYTES) // (self.d * itemsize))
@@ -98,6 +112,41 @@ class TorchFusedTrainer(TorchTrainerBase):
                 self._parts = torch.empty((self.tblocks, self.d), dtype=dt, device=self.dev)
                 self._psums = torch.empty((self.tblocks, 2), dtype=dt, device=self.dev)
             self._tbufs = {}
+
+    def _prepare_sparse(self, X):
+        """``X^T`` as its own CSR tensor (full batch; mini-batches scatter the batch's non-zeros)."""
+        cfg = self.config
+        self.blocked, self.tblocks = False, 1
+        self._lr = torch.tensor(cfg.lr, dtype=self.X.dtype, device=self.dev)
+        self._l2 = torch.tensor(cfg.l2, dtype=self.X.dtype, device=self.dev)
+        self.Xt = None if self.schedule is not None else transpose_csr(X, cfg.dtype, self.dev)
+
+    # -- the sparse step ---------------------------------------------------------------------
+
+    def _sparse_grad(self, X, y, T, w, b, formulation):
+        """``(g_w, g_b, loss)`` on sparse rows: ``X^T`` the CSR ``self.Xt`` (full batch, ``T`` None) or,
+        for a mini-batch, the scatter of the batch's non-zeros ``T = (col, val, row)``."""
+        m, K, l2 = X.shape[0], self.k, self._l2
+        pen = (w * w).sum() if K >= 3 else torch.dot(w, w)
+        T = self.Xt if T is None else T
+        if K >= 3:
+            Z = torch.addmm(b, X, w)
+            loss = None if formulation is None else softmax_loss(Z, y, formulation) + (0.5 * l2) * pen
+            R = Z.softmax(1).sub_(F.one_hot(y, K).to(Z.dtype))
+        else:
+            Z = torch.addmv(b, X, w)
+            loss = None if formulation is None else binary_loss(Z, torch.sigmoid(Z), y, formulation) + (0.5 * l2) * pen
+            R = Z.sigmoid_().sub_(y)
+        G = scatter_t(*T, R, self.d) if isinstance(T, tuple) else (torch.mv(T, R) if R.ndim == 1 else torch.mm(T, R))
+        return G / m + l2 * w, R.mean(0), loss
+
+    def _sparse_update(self, X, y, T, w, b, record):
+        gw, gb, loss = self._sparse_grad(X, y, T, w, b, self.config.formulation if record else None)
+        return w - self._lr * gw, b - self._lr * gb, loss
+
+    def _sparse_gradient(self, X, y, T, w, b, record):
+        gw, gb, loss = self._sparse_grad(X, y, T, w, b, self.config.formulation if record else None)
+        return loss, gw, gb
 
     # -- the blocked steps --------------------------------------------------------------------
 
@@ -209,7 +258,14 @@ class TorchFusedTrainer(TorchTrainerBase):
     @torch.no_grad()
     def _run(self):
         w, b, losses = self._start()
-        batch = self._batches(lambda A, rows: A.index_select(0, rows))
+        if self.sparse:
+            full = (self.X, self.y, None)
+            batch = None if self.schedule is None else self._sparse_batches()
+            update, grad = self._sparse_update, self._sparse_gradient
+        else:
+            full = (self.X, self.y)
+            batch = self._batches(lambda A, rows: A.index_select(0, rows))
+            update, grad = self._update, self._gradient
         saved = torch.get_num_threads()
         if self.blocked:
             # torch's intra-op thread count is the harness's thread count; during the run it becomes
@@ -218,9 +274,9 @@ class TorchFusedTrainer(TorchTrainerBase):
             self._pool.ensure(self._threads)
             torch.set_num_threads(1)
         try:
-            step = (self._update if self.config.optimizer == "gd" else  # other optimizers: fresh state every run
-                    stepper(self.config, self._gradient, torch.zeros_like, torch.sqrt))
-            w, b = gradient_descent(self.config, step, w, b, losses, (self.X, self.y), batch)
+            step = (update if self.config.optimizer == "gd" else  # other optimizers: fresh state every run
+                    stepper(self.config, grad, torch.zeros_like, torch.sqrt))
+            w, b = gradient_descent(self.config, step, w, b, losses, full, batch)
         finally:
             if self.blocked:
                 torch.set_num_threads(saved)
@@ -229,4 +285,8 @@ class TorchFusedTrainer(TorchTrainerBase):
 
     @torch.no_grad()
     def _loss_and_grad(self, w, b):
-        return exact_loss_and_grad(self.X, self.y, *self._params(w, b), self.config.l2, self.config.formulation, self.k)
+        Xt = None
+        if self.sparse:  # a mini-batch trainer keeps no X^T: made here, untimed
+            Xt = self.Xt if self.Xt is not None else transpose_csr(self.X_host, self.config.dtype, self.dev)
+        return exact_loss_and_grad(self.X, self.y, *self._params(w, b), self.config.l2, self.config.formulation, self.k,
+                                   Xt)

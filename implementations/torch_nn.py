@@ -55,6 +55,16 @@ bias ``(K,)``), int64 labels, and::
 
 (the clamp as in :func:`implementations._torch_common.softmax_loss`), the same two-group ``SGD`` and
 loader. ``result()`` and ``loss_and_grad`` hand back ``W = weight^T (d, K)`` and its gradient transposed.
+
+Sparse ``X`` (a SciPy matrix; a torch CSR tensor on the device). ``nn.Linear.forward`` (``F.linear``)
+takes no sparse input, so the model is :class:`SparseLinear`: an ``nn.Linear`` (the same parameters,
+the same optimizer groups) whose ``forward`` is ``torch.sparse.mm(x, weight.T) + bias``, the module
+people write for bag-of-words input. The other route, ``nn.EmbeddingBag(d, K, mode="sum")`` fed the
+CSR column indices, row offsets and ``per_sample_weights`` = the values, was measured once beside it on
+an rcv1-shaped matrix and is no faster (``docs/sparse-torch.md``), and it needs the data re-expressed
+as bags. Mini-batches: the same ``DataLoader`` and sampler over the row indices, with a ``collate_fn``
+that gathers the batch's rows from the CSR arrays on the device (``TensorDataset`` cannot index a
+sparse tensor).
 """
 
 from __future__ import annotations
@@ -67,6 +77,13 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from ._lbfgs import torch_lbfgs
 from ._torch_common import TorchTrainerBase, synchronize, to_host
 from .base import LOG_CLAMP
+
+
+class SparseLinear(nn.Linear):
+    """``nn.Linear`` for a sparse (CSR or COO) input batch: ``torch.sparse.mm(x, weight.T) + bias``."""
+
+    def forward(self, x):
+        return torch.sparse.mm(x, self.weight.T) + self.bias
 
 
 class ScheduleSampler(Sampler[int]):
@@ -96,6 +113,7 @@ class TorchNNTrainer(TorchTrainerBase):
     style = "nn.Module + optim + DataLoader"
     seed_shapes = True  # y as (n, 1) to match model(x)'s (m, 1); w0 (1, d) as nn.Linear's weight
     supports_multiclass = True  # K >= 3: nn.Linear(d, K), weight = W^T, nn.CrossEntropyLoss / nn.NLLLoss
+    supports_sparse = True  # SparseLinear: torch.sparse.mm(x, weight.T) + bias
     optimizers = ("gd", "momentum", "nesterov", "adam")  # the real torch.optim.SGD(momentum=0.9, nesterov=...), Adam
     optimizers += ("lbfgs",)  # torch.optim.LBFGS(model.parameters(), line_search_fn="strong_wolfe"), one .step(closure)
 
@@ -118,11 +136,21 @@ class TorchNNTrainer(TorchTrainerBase):
         self.loader = self.sampler = None
         if self.schedule is not None:
             self.sampler = ScheduleSampler(self.schedule)
-            self.loader = DataLoader(TensorDataset(self.X, self.y), batch_size=cfg.batch_size,
-                                     sampler=self.sampler, drop_last=False)
+            if self.sparse:  # row indices in, the batch's CSR rows out
+                self.loader = DataLoader(range(self.n), batch_size=cfg.batch_size, sampler=self.sampler,
+                                         drop_last=False, collate_fn=self._collate)
+            else:
+                self.loader = DataLoader(TensorDataset(self.X, self.y), batch_size=cfg.batch_size,
+                                         sampler=self.sampler, drop_last=False)
 
     def _linear(self) -> nn.Linear:
-        return nn.Linear(self.d, self.k if self.k >= 3 else 1, device=self.dev, dtype=self.X.dtype)
+        cls = SparseLinear if self.sparse else nn.Linear
+        return cls(self.d, self.k if self.k >= 3 else 1, device=self.dev, dtype=self.X.dtype)
+
+    def _collate(self, indices):
+        """A sparse batch: ``(X_b, y_b)``, the rows gathered from the CSR arrays on the device."""
+        rows = torch.tensor(indices, dtype=torch.int64).to(self.dev)
+        return self.csr_batches.gather(rows)[0], self.y.index_select(0, rows)
 
     def _weight(self, w):
         """``w0``/``w`` as ``nn.Linear``'s weight: ``(1, d)`` already, or ``W^T`` ``(K, d)`` for K classes."""
