@@ -267,6 +267,7 @@ class Trainer(ABC):
     supports_multiclass: bool = False
     # a SciPy sparse X (CSR inside) needs its own code path too: False refuses one at prepare (a `skipped` row)
     supports_sparse: bool = False
+    sparse_reason: str = ""  # why not, where supports_sparse is False and there is more to say
     optimizers: tuple[str, ...] = ("gd",)  # the config.optimizer values it implements
     devices: tuple[str, ...] | None = None  # device kinds ("cpu", "cuda", "mps"); None: checked by the backend itself
     dtypes: tuple[str, ...] = DTYPES
@@ -328,8 +329,9 @@ class Trainer(ABC):
         until the next ``run()``), whether or not the backend's ``_prepare`` then succeeds."""
         if is_sparse(X) and not self.supports_sparse:
             raise BackendUnavailableError(
-                f"{self._who()} does not support sparse X (scipy.sparse); densify it (X.toarray()) or pick a "
-                "backend that declares supports_sparse")
+                f"{self._who()} does not support sparse X (scipy.sparse)"
+                + (f" ({self.sparse_reason})" if self.sparse_reason else "")
+                + "; densify it (X.toarray()) or pick a backend that declares supports_sparse")
         X, y, w0, b0 = check_inputs(X, y, w0, b0, self.config.dtype, self.config.n_classes)
         n, d = X.shape
         bs = self.config.batch_size

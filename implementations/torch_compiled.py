@@ -80,7 +80,7 @@ from ._loop import gradient_descent
 from ._torch_common import (TorchTrainerBase, exact_loss_and_grad, plain_grad, plain_grad_softmax, plain_step,
                             plain_step_softmax, synchronize)
 from .base import BackendUnavailableError
-from .validation import is_sparse
+
 
 STEPS_PER_CALL = 5  # K: steps traced into one full-batch call (compile time grows with it)
 # CUDA: "static" (default): CUDA graphs (mode="reduce-overhead") with X, y and the other per-trainer
@@ -92,7 +92,7 @@ CUDA_MODES = ("static", "copy", "default")
 CUDA_MODE = os.environ.get("LOGREG_COMPILED_CUDA_MODE", "static")
 RECOMPILE_LIMIT = 512  # graphs per code object while these calls run (dynamo's default is 8)
 
-SPARSE_REASON = ("torch-compiled: torch.compile cannot trace torch sparse tensors (dynamo, torch "
+SPARSE_REASON = ("torch.compile cannot trace torch sparse tensors (dynamo, torch "
                  f"{torch.__version__}: 'Unsupported: Attempted to wrap sparse Tensor'); sparse X runs in torch, "
                  "torch-manual, torch-fused and torch-nn")
 _SEEN: set[tuple] = set()  # (device, dtype, variant, K, shape) already called once in this process
@@ -212,6 +212,7 @@ class TorchCompiledTrainer(TorchTrainerBase):
     engine = "inductor"
     compiled = True
     style = "torch.compile"
+    sparse_reason = SPARSE_REASON
     supports_multiclass = True
     optimizers = _optim.HAND_WRITTEN  # momentum, nesterov, adam: one compiled call per step, state in and out
 
@@ -228,11 +229,6 @@ class TorchCompiledTrainer(TorchTrainerBase):
         if CUDA_MODE not in CUDA_MODES:
             raise ValueError(f"LOGREG_COMPILED_CUDA_MODE must be one of {', '.join(CUDA_MODES)}, got {CUDA_MODE!r}")
         self.compile_s = 0.0  # seconds this trainer spent compiling (0 if the process had the graphs)
-
-    def prepare(self, X, y, w0, b0):
-        if is_sparse(X):  # supports_sparse is False: say why, with dynamo's own words
-            raise BackendUnavailableError(SPARSE_REASON)
-        super().prepare(X, y, w0, b0)
 
     def _prepare(self, X, y, w0, b0):
         super()._prepare(X, y, w0, b0)
