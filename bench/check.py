@@ -95,9 +95,9 @@ def print_backends(names) -> None:
                   "yes" if cls.supports_multiclass else "no", " ".join(cls.optimizers),
                   " ".join(dt.replace("float", "f") for dt in cls.dtypes),
                   "any" if cls.devices is None else " ".join(cls.devices))
-    # a terminal's own width, or $COLUMNS when set (rich reads it); 160 columns into a pipe otherwise
+    # a terminal's own width, or $COLUMNS when set (rich reads it); 200 columns into a pipe otherwise
     wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
-    Console(width=None if wide else 160).print(t)
+    Console(width=None if wide else 200).print(t)
 
 
 # -- bench check -----------------------------------------------------------------------------------------
