@@ -337,7 +337,9 @@ def test_compare_never_matches_two_different_files_that_share_a_name():
                                       dataset_sha256=sha)])
 
     assert len(compare_runs(rows("aaa"), rows("aaa"))) == 1
-    assert len(compare_runs(rows("aaa"), rows("bbb"))) == 0
+    other = compare_runs(rows("aaa"), rows("bbb"))  # kept, with the reason, but no match: no ratio, no call
+    assert len(other) == 1 and other.ratio.isna().all() and (other.call == "—").all()
+    assert other.note.str.contains("different data").all()
     assert len(compare_runs(rows("aaa"), rows(None))) == 1, "an older run without a hash still matches by case id"
 
 
