@@ -218,7 +218,8 @@ def verdict(label, results, wrong_rows, ratios, where) -> int:
     failed = [r for r in results if r.status == "fail"]
     speed = "; ".join(f"{ds} " + ", ".join(f"{v:.2f}× {k}'s" for k, v in rr.items()) for ds, rr in ratios.items() if rr)
     if failed or wrong_rows:
-        first = next((r for r in failed if r.divergence is not None), None)
+        located = [r for r in failed if r.divergence is not None]
+        first = min(located, key=lambda r: r.divergence.step) if located else None  # the earliest step any check saw
         what = (f"wrong from step {first.divergence.step} by {first.divergence.rel:.2e} "
                 f"({first.check.partition('[')[2].rstrip(']') or first.check}, most in {first.divergence.worst})"
                 if first and first.divergence.worst else
