@@ -68,6 +68,15 @@ dataset families (--datasets NAME ...):
 """
 
 
+# the one-paragraph --datasets and --label help of every command that takes datasets
+DATASETS_HELP = ("iris, iris-3class, breast-cancer, digits, synthetic-<n>x<d>[-k<K>][-x<scale>] (n may end in k or M; "
+                 "-k<K>: K classes, softmax), or a data file: .csv/.tsv, .parquet, .npz (arrays X, y), "
+                 ".svm/.svmlight/.libsvm (LIBSVM)")
+LABEL_HELP = (f"a table file's label column (default: the column named {', '.join(LABEL_NAMES[:-1])} or "
+              f"{LABEL_NAMES[-1]}, else the last); two distinct values are mapped to 0/1 in sorted order, K > 2 "
+              "values to 0 .. K-1 and train the softmax model (--positive VALUE: one-vs-rest instead)")
+
+
 def short_count(n: int) -> str:
     """A row count as a synthetic name writes it: 10000 -> '10k', 2000000 -> '2M', 1500 -> '1500'."""
     for unit, k in (("M", 1_000_000), ("k", 1_000)):
