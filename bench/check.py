@@ -26,6 +26,8 @@ is a failed check, and the command goes on.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import os
 import sys
 import textwrap
 
@@ -50,6 +52,8 @@ def supports(cls) -> str:
     """What a class declares it supports, in a few words."""
     parts = ["full batch" + (" + mini-batch" if cls.supports_minibatch else " only")]
     parts.append("l2" if cls.supports_l2 else "no l2")
+    parts.append("multiclass (softmax, K >= 3)" if cls.supports_multiclass else "binary only (no multiclass)")
+    parts.append("optimizers: " + "/".join(cls.optimizers))
     parts.append("/".join(cls.dtypes))
     parts.append("devices: " + ("any it can reach (it checks)" if cls.devices is None else "/".join(cls.devices)))
     return ", ".join(parts)
@@ -77,7 +81,8 @@ def print_backends(names) -> None:
 
     t = Table(title=f"{len(names)} backends; any 'package.module:Class', 'path/file.py:Class' or entry point of "
                     "group logreg_bench.backends is one too", title_justify="left")
-    for col in ("backend", "origin", "library", "gradient", "engine", "style", "mini-batch", "l2", "dtypes", "devices"):
+    for col in ("backend", "origin", "library", "gradient", "engine", "style", "mini-batch", "l2", "multiclass",
+                "optimizers", "dtypes", "devices"):
         t.add_column(col, overflow="fold")
     for r in backend_table(names):
         if "unavailable" in r:
@@ -88,9 +93,12 @@ def print_backends(names) -> None:
                   r["engine"] + (" (compiled)" if r["compiled"] else ""),
                   r["style"] + (" (data-parallel)" if r["data_parallel"] else ""),
                   "yes" if cls.supports_minibatch else "no", "yes" if cls.supports_l2 else "no",
+                  "yes" if cls.supports_multiclass else "no", " ".join(cls.optimizers),
                   " ".join(dt.replace("float", "f") for dt in cls.dtypes),
                   "any" if cls.devices is None else " ".join(cls.devices))
-    Console(width=None if sys.stdout.isatty() else 160).print(t)
+    # a terminal's own width, or $COLUMNS when set (rich reads it); 200 columns into a pipe otherwise
+    wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    Console(width=None if wide else 200).print(t)
 
 
 # -- bench check -----------------------------------------------------------------------------------------
@@ -117,7 +125,8 @@ class Checks(Sink):
         self.results = []
 
     def start(self, result, n_cases):
-        print(f"{len(checks())} checks (Iris as the seed takes it, lr 0.01, against the float64 oracle):", flush=True)
+        print(f"{len(checks(self.cls))} checks (Iris as the seed takes it, lr 0.01, against the float64 oracle):",
+              flush=True)
         self.results = run_checks(self.cls, on_result=self._said, guard=_guard(self.timeout))
         print(f"timing {n_cases} rows through the pipeline ...", flush=True)
         write_csv(pd.DataFrame([r.as_dict() for r in self.results]), self.folder.folder / "check.csv")
@@ -172,9 +181,25 @@ def timing_lines(rows, name: str) -> tuple[list[str], list[str], dict]:
     return lines, wrong, ratios
 
 
+def unusable(cls) -> str:
+    """Why ``cls`` cannot be checked at all (an abstract class: its loop is not written), or ''."""
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        return (f"{cls.__name__} is abstract (it does not implement {missing}); name a subclass that implements "
+                "_prepare, _run, _result and _loss_and_grad")
+    return ""
+
+
 def run(spec: str, name: str, cls, cases, folder, options, run_id: str) -> int:
     """``python -m bench check``: the checks (first sink of the run), then ``cases`` (the backend beside
     numpy and torch) through :func:`bench.runner.run` into ``folder``; print the verdict; 0 right, 1 wrong."""
+    why = unusable(cls)
+    if why:  # nothing to check: let the folder go (and remove it when the claim left it empty)
+        folder.close()
+        with contextlib.suppress(OSError):
+            folder.folder.rmdir()
+        print(f"python -m bench check: error: {spec!r} cannot be used: {why}", file=sys.stderr)
+        return 2
     print(f"check {spec} — {cls.__name__} from {origin(name)}: {cls.library}, {cls.describe()}")
     print(f"  supports: {supports(cls)}")
     checks = Checks(cls, folder, options.row_timeout)
@@ -194,7 +219,8 @@ def verdict(label, results, wrong_rows, ratios, where) -> int:
     failed = [r for r in results if r.status == "fail"]
     speed = "; ".join(f"{ds} " + ", ".join(f"{v:.2f}× {k}'s" for k, v in rr.items()) for ds, rr in ratios.items() if rr)
     if failed or wrong_rows:
-        first = next((r for r in failed if r.divergence is not None), None)
+        located = [r for r in failed if r.divergence is not None]
+        first = min(located, key=lambda r: r.divergence.step) if located else None  # the earliest step any check saw
         what = (f"wrong from step {first.divergence.step} by {first.divergence.rel:.2e} "
                 f"({first.check.partition('[')[2].rstrip(']') or first.check}, most in {first.divergence.worst})"
                 if first and first.divergence.worst else

@@ -60,7 +60,7 @@ EXIT_CODES_HELP = (
     "argument or --out, refused before any work; 130 / 143 interrupted by SIGINT / SIGTERM (finished rows kept)")
 
 
-def _datasets(values, label=None, positive=None, standardize=False, load=True):
+def _datasets(values, label=None, positive=None, standardize=False, load=True, many_classes=False):
     """Dataset names with ``--label``/``--positive``/``--standardize`` written in (bench.data's
     ``name[options]``); each checked before any work: a named or synthetic set by its name, a file
     by its type, label column and size against the memory (before it is read), then (``load``)
@@ -68,7 +68,7 @@ def _datasets(values, label=None, positive=None, standardize=False, load=True):
     the file."""
     names = []
     try:
-        names = list(dict.fromkeys(data.with_options(v, label, positive, standardize) for v in values))
+        names = list(dict.fromkeys(data.with_options(v, label, positive, standardize, many_classes) for v in values))
         for name in names:
             data.check(name)
     except ValueError as exc:
@@ -100,16 +100,16 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--datasets", nargs="+", default=None, metavar="DS",
                    help=f"{DATASETS_HELP} (default: {' '.join(datasets_default)})")
     p.set_defaults(default_datasets=tuple(datasets_default))
-    p.add_argument("--label", default=None, metavar="COLUMN",
-                   help="a table file's label column (default: the column named target, label, y or class, else "
-                        "the last); two distinct values of any kind are mapped to 0/1 in sorted order, K > 2 values "
-                        "train the softmax model with K classes (unless --positive picks one class)")
+    p.add_argument("--label", default=None, metavar="COLUMN", help=data.LABEL_HELP)
     p.add_argument("--positive", default=None, metavar="VALUE",
                    help="one-vs-rest on a data file with more than two classes: VALUE -> 1, the rest -> 0 "
                         "(without it, K > 2 label values train the softmax model)")
     p.add_argument("--standardize", action="store_true",
                    help="each feature to zero mean and unit variance (constant columns left alone), the same "
                         "arrays for the oracle and every backend")
+    p.add_argument("--allow-many-classes", action="store_true",
+                   help="train a label column that looks continuous, or has about one class per row, as that many "
+                        "classes (refused without it: such a column is rarely a class label)")
     p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT", help="float32 float64 (default: both)")
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
@@ -306,7 +306,8 @@ def _common(args, listing: bool = False):
     args.devices = argtypes.devices(args.devices) if args.devices else ("cpu",) if listing else default_devices()
     args.datasets_given = args.datasets is not None
     args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets,
-                              args.label, args.positive, args.standardize, load=not listing)
+                              args.label, args.positive, args.standardize, load=not listing,
+                              many_classes=args.allow_many_classes)
     args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
     args.formulations = argtypes.choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))

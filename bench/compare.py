@@ -19,8 +19,14 @@ formulation, dataset, batch size and l2):
   call rests on the threshold alone (``test`` = ``none``);
 - agreement (``verdict``) changes, and the thread counts of both sides.
 
+A case of both runs whose ``dataset_sha256`` differs (the same file name or options on other data)
+is no match: it stays in ``compare.csv`` with no ratio, ``call`` ``—`` and the reason in ``note``,
+and the console counts it apart from the rows only one side has.
+
 Environment differences (versions, CPU, GPU, threads, BLAS, git sha) come from the two env.json.
-Writes ``compare.csv`` and ``env_diff.csv`` to ``--out`` and prints a table. Exit status: 1 when
+Writes ``compare.csv`` and ``env_diff.csv`` to ``--out`` and prints a table. ``--out`` follows the
+folder rules of every command (:func:`bench.output.claim_folder`): a folder that already holds a
+comparison is refused unless ``--overwrite``, and a run folder is never written into. Exit status: 1 when
 ``--fail-above PCT`` is given and a matched row is slower by more than PCT percent with rounds that
 do not call it noise (like pytest-benchmark's ``--benchmark-compare-fail``; ``--threshold`` plays no
 part in it), 2 with one ``error:`` line for bad input (a file cut short, a missing column, an empty
@@ -42,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_atomic
+from .output import RUN_FILES, claim_folder
 from .records import as_run, read_run
 from .report.format import as_float, format_time
 from .report.stats import round_times_per_step
@@ -51,6 +58,7 @@ MATCH_KEYS = ["backend", "device", "dtype", "formulation", "dataset", "batch_siz
 # every row must name these; a row that ran (status ok) must have a time per step
 REQUIRED = ["backend", "device", "dtype", "formulation", "dataset", "status", "time_per_iter_s"]
 _SKIP_ENV = {"run_id", "created_utc", "notes", "datetime"}
+OWNED = ("compare.csv", "env_diff.csv")  # what `compare` writes into --out
 
 
 class CompareError(ValueError):
@@ -88,7 +96,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit 1 when a matched row is slower by more than PCT percent, unless its rounds show "
                              "the difference is not significant; independent of --threshold (default: never)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for compare.csv and env_diff.csv (default: a new folder under results/compare/)")
+                        help="folder for compare.csv and env_diff.csv (default: a new folder under results/compare/); "
+                             "never a run folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace compare.csv and env_diff.csv already in --out (default: refuse such a folder)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,8 +269,9 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alph
     m = a.merge(b, on="_key", suffixes=("_a", "_b"))
     # the same case id on different data (two files sharing a name, another --standardize) is no match
     ha, hb = m["dataset_sha256_a"], m["dataset_sha256_b"]
-    m = m[(ha.isna() | hb.isna() | (ha == hb)).fillna(True).astype(bool)]
-    out = []
+    same_data = (ha.isna() | hb.isna() | (ha == hb)).fillna(True).astype(bool)
+    out = [_other_data(r, keep) for _, r in m[~same_data].iterrows()]
+    m = m[same_data]
     for _, r in m.iterrows():
         ra = {c[:-2]: r[c] for c in r.index if c.endswith("_a")}
         rb = {c[:-2]: r[c] for c in r.index if c.endswith("_b")}
@@ -291,13 +303,31 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alph
             "verdict_a": va, "verdict_b": vb,
             "agreement_change": "" if va == vb else f"{va or '—'} -> {vb or '—'}",
             "status_a": ra["status"], "status_b": rb["status"],
-            "threads_a": ra.get("threads"), "threads_b": rb.get("threads"),
+            "threads_a": ra.get("threads"), "threads_b": rb.get("threads"), "note": "",
         })
         out.append(row)
     cols = ["case_id", *MATCH_KEYS, "loop", "time_per_iter_a_s", "time_per_iter_b_s", "ratio", "change_pct",
             "rounds_a", "rounds_b", "p_value", "test", "significant", "call", "verdict_a", "verdict_b", "agreement_change",
-            "status_a", "status_b", "threads_a", "threads_b"]
+            "status_a", "status_b", "threads_a", "threads_b", "note"]
     return pd.DataFrame(out, columns=cols)
+
+
+def _other_data(r, keep) -> dict:
+    """A case both runs hold on different data (their ``dataset_sha256`` differ): no ratio, the reason."""
+    row = {k: r[f"{k}_a"] for k in keep[1:]}
+    row["case_id"] = r["case_id_a"]
+    short = {s: str(r[f"dataset_sha256_{s}"])[:12] for s in ("a", "b")}
+    row.update({"time_per_iter_a_s": as_float(r["time_per_iter_s_a"]), "time_per_iter_b_s": as_float(r["time_per_iter_s_b"]),
+                "ratio": math.nan, "change_pct": math.nan, "p_value": math.nan, "test": "none",
+                "significant": None, "call": "—", "agreement_change": "",
+                "status_a": r["status_a"], "status_b": r["status_b"],
+                "note": f"left out: different data (dataset_sha256 {short['a']}... in A, {short['b']}... in B)"})
+    return row
+
+
+def left_out(cmp: pd.DataFrame) -> pd.Series:
+    """The rows of :func:`compare_runs` that are no match (the same case on different data)."""
+    return cmp["note"].fillna("").astype(str).str.startswith("left out")
 
 
 def _flatten(obj, prefix: str = "") -> dict[str, object]:
@@ -336,18 +366,20 @@ def _error(message: str) -> int:
     return 2
 
 
-def _out_folder(out: Path | None, a: Path, b: Path) -> Path:
+def _claim_out(out: Path | None, overwrite: bool):
+    """``--out`` claimed by the rules of every command (locked; one holding compare.csv or
+    env_diff.csv refused unless ``overwrite``); a run folder (it holds runs.csv or env.json) never."""
     if out is None:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         out = RESULTS / "compare" / f"{stamp}-{uuid.uuid4().hex[:6]}"
+    run_files = [f for f in RUN_FILES if (Path(out) / f).exists()]
+    if run_files:
+        raise CompareError(f"--out {str(out)!r} is a run folder (it holds {', '.join(run_files)}); compare never "
+                           "writes into a run: choose another folder")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise CompareError(f"--out must be a folder that can be written, got {str(out)!r} ({exc.strerror or exc})") from None
-    return out
+        return claim_folder(out, OWNED, overwrite=overwrite, what="a comparison")
+    except ValueError as exc:
+        raise CompareError(str(exc)) from None
 
 
 def cmd_compare(args) -> int:
@@ -356,15 +388,20 @@ def cmd_compare(args) -> int:
         rows_b, env_b, id_b = load_run(args.b)
         threshold = args.threshold / 100
         cmp = compare_runs(rows_a, rows_b, threshold, args.alpha, by_case_id=id_a and id_b)
-        if cmp.empty:
+        if cmp.empty or left_out(cmp).all():
+            other = f"; {len(cmp)} case(s) of both are on different data (dataset_sha256 differs)" if len(cmp) else ""
             raise CompareError(f"{args.a} and {args.b} have no row in common "
-                               f"(matched on {'case_id' if id_a and id_b else '/'.join(MATCH_KEYS)})")
-        out = _out_folder(args.out, Path(args.a), Path(args.b))
+                               f"(matched on {'case_id' if id_a and id_b else '/'.join(MATCH_KEYS)}{other})")
+        claim = _claim_out(args.out, getattr(args, "overwrite", False))
     except CompareError as exc:
         return _error(str(exc))
+    out = claim.folder
     envd = env_differences(env_a, env_b)
-    write_atomic(out / "compare.csv", lambda tmp: cmp.to_csv(tmp, index=False))
-    write_atomic(out / "env_diff.csv", lambda tmp: envd.to_csv(tmp, index=False))
+    try:
+        write_atomic(out / "compare.csv", lambda tmp: cmp.to_csv(tmp, index=False))
+        write_atomic(out / "env_diff.csv", lambda tmp: envd.to_csv(tmp, index=False))
+    finally:
+        claim.close()
     _print(cmp, envd, args, len(rows_a), len(rows_b))
     print(f"wrote {out / 'compare.csv'} and env_diff.csv")
     if args.fail_above is not None:
@@ -399,7 +436,9 @@ def _print(cmp: pd.DataFrame, envd: pd.DataFrame, args, n_a: int, n_b: int) -> N
     colour = {"slower": "red", "faster": "green", "same": "white"}
     for _, r in cmp.iterrows():
         call = str(r["call"])
-        if call == "—":
+        if r["note"]:
+            note = f" ({r['note']})"
+        elif call == "—":
             note = f" ({r['status_a']} / {r['status_b']})"
         else:
             note = "" if r["test"] == "mann-whitney" else (" (no rounds)" if r["test"] == "none" else " (separation)")
@@ -413,8 +452,12 @@ def _print(cmp: pd.DataFrame, envd: pd.DataFrame, args, n_a: int, n_b: int) -> N
                   ("—" if r["verdict_b"] is None or pd.isna(r["verdict_b"]) else str(r["verdict_b"])),
                   threads)
     console.print(t)
-    counts = cmp["call"].value_counts().to_dict()
-    console.print(f"{len(cmp)} matched rows ({n_a - len(cmp)} only in A, {n_b - len(cmp)} only in B): {counts}")
+    other = left_out(cmp)
+    counts = cmp.loc[~other, "call"].value_counts().to_dict()
+    apart = (f"; {int(other.sum())} left out as different data: the same case on other data in A and B "
+             "(their dataset_sha256 differ)" if other.any() else "")
+    console.print(f"{int((~other).sum())} matched rows ({n_a - len(cmp)} only in A, {n_b - len(cmp)} only in B"
+                  f"{apart}): {counts}")
     if (cmp["test"].str.startswith("separation")).any():
         console.print("[yellow]note: too few rounds for the U test to reach alpha; those calls rest on whether "
                       "the rounds overlap. Time 5 or more rounds per row for a real test.[/yellow]")

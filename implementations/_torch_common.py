@@ -210,4 +210,5 @@ class TorchTrainerBase(Trainer):
         return batch
 
     def _result(self):
-        return to_host(self._w), to_host(self._b), to_host(self._losses)
+        w = to_host(self._w)  # the binary model keeps w as (1, d) for F.linear; the contract's w is (d,)
+        return (w.reshape(-1) if self.k < 3 else w), to_host(self._b), to_host(self._losses)

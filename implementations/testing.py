@@ -24,13 +24,11 @@ The checks (:func:`checks` lists them for a class):
 * ``check_loss_and_grad[probs|logits]`` — ``loss_and_grad`` against the float64 oracle's loss and
   central finite differences (float64, at the init and at a random point).
 * ``check_oracle_agreement[dtype-formulation]`` (float32 and float64, both formulations), plus
-  ``[...-batch32]`` (mini-batches) and ``[...-l2]`` where the class supports them — a run's final
-  parameters and whole loss history against the float64 oracle (``implementations.reference``)
-  within the harness's tolerance. When they differ, the failure names the **first divergent step**:
-  the backend is run in lockstep with the oracle (one ``run()`` of one step at a time from the
-  parameters its own previous step produced, as ``bench trajectory`` does; for mini-batches, runs of
-  ``1, 2, ...`` steps from ``w0``, so that each step uses its own batch) and compared after every step
-  with the tolerance for that many steps.
+  ``[...-batch32]`` (mini-batches), ``[...-l2]``, ``[...-k3]`` (softmax) and ``[...-momentum]`` etc.
+  for what the class declares — a run's final parameters and whole loss history against the float64
+  oracle (``implementations.reference``) within the harness's tolerance. When they differ, the failure
+  names the **first divergent step** (:func:`first_divergence`: whole runs of increasing length
+  against the oracle's, bisected, so a schedule or a momentum buffer goes wrong at its own step).
 
 A case outside what the class declares it supports is skipped (``pytest.skip`` under pytest), not failed.
 The data is Iris as the seed takes it (100 × 4) and the seed's init; ``lr = 0.01``.
@@ -49,6 +47,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import get_backend, reference, resolve
+from ._divergence import first_divergence, in_lockstep
 from .base import DTYPES, FORMULATIONS, BackendUnavailableError, TrainConfig, Trainer, TrainResult
 from .reference import Divergence
 from .schedule import init_params
@@ -56,6 +55,9 @@ from .schedule import init_params
 AGREEMENT_STEPS = 300  # full-batch steps of each agreement run (Iris, lr = 0.01)
 MINIBATCH_STEPS, MINIBATCH_SIZE = 60, 32  # ~19 epochs of Iris' 100 rows in batches of 32 (the last one 4)
 L2 = 0.05
+CLASSES = 3  # the softmax check: all of Iris, three classes
+LOCKSTEP_OPTIMIZERS = ("momentum", "nesterov", "adam")  # gd is every other agreement check's; L-BFGS and a
+# solver follow no path the oracle can retrace (each its own line search): `bench run` judges them by the optimum
 GRADIENTS = ("hand-derived", "autograd", "solver")  # solver: a library computes its own (scikit-learn)
 
 
@@ -87,6 +89,16 @@ def iris_problem():
     return X, y, np.asarray(w0, np.float64), float(b0)
 
 
+@functools.lru_cache(maxsize=1)
+def iris_3class_problem():
+    """All of Iris (150 x 4, classes 0 1 2) and the seed's softmax init ``W0 (4, 3)``, ``b0 (3,)``, float64."""
+    from sklearn.datasets import load_iris  # scikit-learn is imported only when a check runs
+
+    X, y = load_iris(return_X_y=True)
+    w0, b0 = init_params(X.shape[1], 0, 1.0, CLASSES)
+    return X.astype(np.float64), y.astype(np.float64), np.asarray(w0, np.float64), np.asarray(b0, np.float64)
+
+
 def _make(cls, config: TrainConfig) -> Trainer:
     """``cls(config)``; a config outside what it supports skips the check with its reason."""
     try:
@@ -100,6 +112,11 @@ def _train(cls, config: TrainConfig, X, y, w0, b0) -> TrainResult:
         trainer.prepare(X, y, w0, b0)
         trainer.run()
         return trainer.result()
+
+
+def _shape(a) -> tuple:
+    """The shape of what a loop returned (an ndarray, a tensor, a number)."""
+    return tuple(getattr(a, "shape", None) if getattr(a, "shape", None) is not None else np.shape(a))
 
 
 def _require(cond, message: str):
@@ -170,7 +187,14 @@ def check_result_shapes(cls):
     and the parameters moved."""
     X, y, w0, b0 = iris_problem()
     config = TrainConfig(n_iters=7, record_every=3, dtype=_dtype(cls))
-    res = _train(cls, config, X, y, w0, b0)
+    with _make(cls, config) as trainer:
+        trainer.prepare(X, y, w0, b0)
+        trainer.run()
+        returned = trainer._result()  # what the loop returns, before result() flattens it
+        res = trainer.result()
+    w_shape = _shape(returned[0]) if isinstance(returned, (tuple, list)) and len(returned) == 3 else None
+    _require(w_shape in (None, (X.shape[1],)), f"_result() must return w of shape ({X.shape[1]},) (the contract's "
+             f"(d,)), got {w_shape}: return a 1-D weight vector, e.g. w.reshape(-1)")
     _require(isinstance(res, TrainResult), f"result() must return a TrainResult, got {type(res).__name__}")
     _require(res.w.shape == (X.shape[1],), f"w must have shape ({X.shape[1]},), got {res.w.shape}")
     _require(res.losses.shape == (config.n_records,),
@@ -261,18 +285,27 @@ def check_loss_and_grad(cls, formulation: str):
     _require(not problems, f"{formulation} loss_and_grad (float64): " + "; ".join(problems))
 
 
-def check_oracle_agreement(cls, dtype: str, formulation: str, batch_size: int | None = None, l2: float = 0.0):
-    """A ``dtype`` run (``formulation``; full batch, or mini-batches of ``batch_size``; penalty ``l2``)
-    agrees with the float64 oracle — final parameters and the whole loss history within the harness's
-    tolerance ``u sqrt(K) (1 + d + log2 m)``; if not, the failure names the first divergent step."""
-    X, y, w0, b0 = iris_problem()
+def check_oracle_agreement(cls, dtype: str, formulation: str, batch_size: int | None = None, l2: float = 0.0,
+                           n_classes: int = 2, optimizer: str = "gd"):
+    """A ``dtype`` run (``formulation``; full batch, or mini-batches of ``batch_size``; penalty ``l2``;
+    ``n_classes`` 3: softmax on all of Iris; ``optimizer``) agrees with the float64 oracle — final
+    parameters and the whole loss history within the harness's tolerance ``u sqrt(K) (1 + d + log2 m)``;
+    if not, the failure names the first divergent step (and a mini-batch run that matches the full-batch
+    oracle is said to ignore the batch schedule)."""
+    X, y, w0, b0 = iris_problem() if n_classes < 3 else iris_3class_problem()
     steps = AGREEMENT_STEPS if batch_size is None else MINIBATCH_STEPS
-    config = TrainConfig(lr=0.01, n_iters=steps, dtype=dtype, formulation=formulation, batch_size=batch_size, l2=l2)
+    config = TrainConfig(lr=0.01, n_iters=steps, dtype=dtype, formulation=formulation, batch_size=batch_size, l2=l2,
+                         n_classes=n_classes, optimizer=optimizer)
     _make(cls, config).close()  # skipped here when unsupported
-    res = _train(cls, config, X, y, w0, b0)
+    what = _describe(config)
+    try:
+        res = _train(cls, config, X, y, w0, b0)
+    except CheckSkipped:
+        raise
+    except Exception as exc:  # the loop's own error: this check's failure, said with what was run
+        raise CheckFailed(f"{what}: the run raised {type(exc).__name__}: {exc}") from None
     ref = reference.reference_run(X, y, w0, b0, config)
     tol = reference.config_tolerance(config, X.shape[0], X.shape[1])
-    what = _describe(config)
     if res.w.shape != ref.w.shape or res.losses.shape != ref.losses.shape:
         raise CheckFailed(f"{what}: result() has w of shape {res.w.shape} and losses of shape {res.losses.shape}, "
                           f"expected {ref.w.shape} and {ref.losses.shape}")
@@ -280,9 +313,24 @@ def check_oracle_agreement(cls, dtype: str, formulation: str, batch_size: int | 
     if agreement.ok:
         return agreement
     where = first_divergence(cls, config, X, y, w0, b0)
-    raise CheckFailed(f"{what}: " + (f"{where}; " if where else "no single step is beyond its tolerance; ")
-                      + f"after {steps} steps rel Δparam {agreement.rel_dparam:.2e}, rel Δloss "
-                      f"{agreement.rel_dloss:.2e} (tolerance {tol:.2e})", where)
+    located = (f"wrong from step {where.step}: {where}; " if where and where.what == "parameters" else
+               f"{where}; " if where else "no single step is beyond its tolerance; ")
+    raise CheckFailed(f"{what}: {_ignores_schedule(res, config, X, y, w0, b0)}{located}after {steps} steps rel "
+                      f"Δparam {agreement.rel_dparam:.2e}, rel Δloss {agreement.rel_dloss:.2e} (tolerance {tol:.2e})",
+                      where)
+
+
+def _ignores_schedule(res: TrainResult, config: TrainConfig, X, y, w0, b0) -> str:
+    """For a mini-batch run that matches the full-batch oracle: that it ignores the schedule, and what to do."""
+    if config.batch_size is None:
+        return ""
+    full = replace(config, batch_size=None)
+    if not reference.compare(res, reference.reference_run(X, y, w0, b0, full),
+                             reference.config_tolerance(full, X.shape[0], X.shape[1])).ok:
+        return ""
+    return ("it ignores the batch schedule: its mini-batch run matches the full-batch oracle, so every step "
+            "trains on all rows; take step t's rows from self.schedule[t] (indices into X), or declare "
+            "supports_minibatch = False on the class to run full batch only; ")
 
 
 def _describe(config: TrainConfig) -> str:
@@ -290,73 +338,16 @@ def _describe(config: TrainConfig) -> str:
              "full batch" if config.batch_size is None else f"mini-batches of {config.batch_size}"]
     if config.l2:
         parts.append(f"l2={config.l2:g}")
+    if config.n_classes >= 3:
+        parts.append(f"softmax K={config.n_classes} (all of Iris)")
+    if config.optimizer != "gd":
+        parts.append(config.optimizer)
     return " ".join(parts)
 
 
 def _dtype(cls) -> str:
     """A dtype the class supports (float32 first, the seed's)."""
     return next((d for d in DTYPES if d in tuple(cls.dtypes)), "float32")
-
-
-# -- where a loop leaves the oracle ----------------------------------------------------------------
-
-def in_lockstep(trainers, X, y, w0, b0, n_iters: int):
-    """Step ``trainers`` (each configured with ``n_iters=1``) side by side from ``(w0, b0)``, each on its
-    *own* path: step ``k`` of a trainer is one ``prepare`` + ``run()`` from the parameters its step
-    ``k - 1`` produced (float32 values survive the float64 round trip exactly), so the path is the one
-    its ``run()`` would take. Yields ``(k, results)`` for ``k = 1 .. n_iters``, one ``TrainResult`` a
-    trainer, in order; stop iterating to stop stepping."""
-    theta = [(w0, b0)] * len(trainers)
-    for k in range(1, n_iters + 1):
-        results = []
-        for i, trainer in enumerate(trainers):
-            trainer.prepare(X, y, *theta[i])
-            trainer.run()
-            res = trainer.result()
-            theta[i] = (res.w, res.b)
-            results.append(res)
-        yield k, results
-
-
-def first_divergence(cls, config: TrainConfig, X, y, w0, b0) -> Divergence | None:
-    """The first step after which ``cls``'s own path leaves the oracle's by more than the tolerance for
-    that many steps (``implementations.reference.tolerance(dtype, k, m, d)``), or — when every step's
-    parameters agree — the first recorded loss that does not. None when neither does.
-
-    Full batch: :func:`in_lockstep`, as ``bench trajectory``. Mini-batches: runs of ``k = 1, 2, ...``
-    steps from ``(w0, b0)``, so that step ``k`` uses batch ``k`` of the shared schedule."""
-    n, d = X.shape
-    m = config.batch_size or n
-    thetas, ref_losses = reference.reference_path(X, y, w0, b0, config)
-    trainer = _make(cls, replace(config, n_iters=1, record_every=1)) if config.batch_size is None else None
-    if trainer is not None:
-        path = ((k, results[0]) for k, results in in_lockstep([trainer], X, y, w0, b0, config.n_iters))
-    else:
-        path = ((k, _train(cls, replace(config, n_iters=k, record_every=1), X, y, w0, b0))
-                for k in range(1, config.n_iters + 1))
-    got_losses = []
-    try:
-        for k, res in path:
-            got_losses.append(res.losses[-1])
-            got, ref = np.append(res.w, res.b), thetas[k - 1]
-            scale = max(np.abs(ref).max(), np.finfo(float).tiny)
-            diff = np.abs(got - ref).max() if got.shape == ref.shape else math.inf
-            rel = diff / scale if np.isfinite(diff) else math.inf
-            tol = reference.tolerance(config.dtype, k, m, d)
-            if not rel <= tol:
-                j = int(np.nanargmax(np.abs(got - ref))) if got.shape == ref.shape else -1
-                return Divergence(k, float(rel), float(diff), tol, worst="b" if j in (-1, d) else f"w[{j}]")
-    finally:
-        if trainer is not None:
-            trainer.close()
-    got_losses = np.asarray(got_losses, np.float64)
-    lscale = max(np.abs(ref_losses).max(), np.finfo(float).tiny)
-    for t, (a, r) in enumerate(zip(got_losses, ref_losses)):
-        tol = reference.tolerance(config.dtype, t + 1, m, d)
-        if not abs(a - r) / lscale <= tol:
-            return Divergence(t, float(abs(a - r) / lscale), float(abs(a - r)), tol,
-                              what=f"parameters agree at every step, but the loss recorded at step {t} (losses[{t}])")
-    return None
 
 
 # -- the list, and the ways to run it --------------------------------------------------------------
@@ -375,7 +366,7 @@ class Check:
 
     @property
     def id(self) -> str:
-        return self.name + (f"[{'-'.join(_param_id(v) for _, v in self.params)}]" if self.params else "")
+        return self.name + (f"[{'-'.join(_param_id(k, v) for k, v in self.params)}]" if self.params else "")
 
     @property
     def description(self) -> str:
@@ -399,17 +390,21 @@ class Check:
         return self.id
 
 
-def _param_id(v) -> str:
-    if isinstance(v, float):
+def _param_id(key: str, v) -> str:
+    if key == "l2":
         return "l2" if v else "no-l2"
-    if isinstance(v, int) and not isinstance(v, bool):
+    if key == "batch_size":
         return f"batch{v}"
+    if key == "n_classes":
+        return f"k{v}"
     return str(v)
 
 
 def checks(cls=None) -> list[Check]:
-    """Every check, in the order they run (the same list for every class: one outside what a class
-    supports skips when run)."""
+    """The checks of ``cls``, in the order they run: the contract's, and the oracle's for both dtypes and
+    formulations, mini-batches and L2 (one outside what a class supports skips when run), plus one for
+    each capability it declares beyond them — softmax (``supports_multiclass``) and each of momentum,
+    Nesterov and Adam in ``optimizers``. Without a class: every check."""
     out = [Check(check_declared_attributes), Check(check_call_order), Check(check_result_shapes),
            Check(check_restart_from_w0), Check(check_bad_input)]
     out += [Check(check_loss_and_grad, (("formulation", f),)) for f in FORMULATIONS]
@@ -417,6 +412,11 @@ def checks(cls=None) -> list[Check]:
     out.append(Check(check_oracle_agreement, (("dtype", "float32"), ("formulation", "probs"),
                                               ("batch_size", MINIBATCH_SIZE))))
     out.append(Check(check_oracle_agreement, (("dtype", "float64"), ("formulation", "logits"), ("l2", L2))))
+    if cls is None or cls.supports_multiclass:
+        out.append(Check(check_oracle_agreement, (("dtype", "float64"), ("formulation", "logits"),
+                                                  ("n_classes", CLASSES))))
+    out += [Check(check_oracle_agreement, (("dtype", "float64"), ("formulation", "logits"), ("optimizer", opt)))
+            for opt in LOCKSTEP_OPTIMIZERS if cls is None or opt in tuple(cls.optimizers)]
     return out
 
 
@@ -495,5 +495,6 @@ def _as_class(obj) -> type:
 
 __all__ = ["Check", "CheckFailed", "CheckResult", "CheckSkipped", "Divergence", "check_bad_input", "check_call_order",
            "check_declared_attributes", "check_loss_and_grad", "check_oracle_agreement", "check_restart_from_w0",
-           "check_result_shapes", "check_trainer", "checks", "first_divergence", "in_lockstep", "iris_problem",
+           "check_result_shapes", "check_trainer", "checks", "first_divergence", "in_lockstep", "iris_3class_problem",
+           "iris_problem",
            "parametrize_with_checks", "run_checks"]

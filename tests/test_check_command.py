@@ -96,16 +96,12 @@ def overclaiming(tmp_path_factory):
     return _check(path, attrs='    supports_multiclass = True\n    optimizers = ("gd", "momentum", "adam")')
 
 
-@pytest.mark.xfail(strict=True, reason="item 6: check runs binary GD only, so a loop declaring multiclass support "
-                                       "it does not have is 'right'")
 def test_check_runs_the_multiclass_checks_a_loop_declares(overclaiming):
     assert overclaiming.returncode == 1, overclaiming.stdout.splitlines()[-1:]
     fails = _fail_lines(overclaiming.stdout)
     assert any(re.search(r"multiclass|softmax|K\s*=\s*3|3class", f, re.IGNORECASE) for f in fails), fails
 
 
-@pytest.mark.xfail(strict=True, reason="item 6: check runs gd only, so a loop declaring momentum and adam it does not "
-                                       "implement is 'right'")
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 def test_check_runs_every_optimizer_a_loop_declares(overclaiming, optimizer):
     assert overclaiming.returncode == 1, overclaiming.stdout.splitlines()[-1:]
@@ -113,15 +109,12 @@ def test_check_runs_every_optimizer_a_loop_declares(overclaiming, optimizer):
     assert any(optimizer in f for f in fails), fails
 
 
-@pytest.mark.xfail(strict=True, reason="item 6: check's supports: line shows neither multiclass support nor the "
-                                       "declared optimizers")
 def test_check_supports_line_shows_multiclass_and_optimizers(overclaiming):
     supports = next(line for line in overclaiming.stdout.splitlines() if line.strip().startswith("supports:"))
     assert re.search(r"multiclass|softmax", supports, re.IGNORECASE), supports
     assert "momentum" in supports and "adam" in supports, supports
 
 
-@pytest.mark.xfail(strict=True, reason="item 6: `backends` shows neither multiclass support nor optimizers")
 def test_backends_table_shows_multiclass_and_optimizers():
     r = run_cli("backends", env={"COLUMNS": "400"})
     assert r.returncode == 0, r.stderr
@@ -130,8 +123,6 @@ def test_backends_table_shows_multiclass_and_optimizers():
     assert "adam" in numpy_row and "momentum" in numpy_row, numpy_row
 
 
-@pytest.mark.xfail(strict=True, reason="item 7: the lockstep re-runs one-step runs, so a bug from step 50 reads as "
-                                       "'no single step is beyond its tolerance' (accumulated rounding)")
 def test_check_locates_a_bug_that_starts_at_a_later_step(tmp_path):
     r = _check(tmp_path / "late.py", bias="1.001 if t >= 50 else 1.0")
     assert r.returncode == 1
@@ -141,8 +132,6 @@ def test_check_locates_a_bug_that_starts_at_a_later_step(tmp_path):
     assert re.search(r"from step 5[01]\b", fails[0]), fails[0]  # the update of step 50 is the first one off
 
 
-@pytest.mark.xfail(strict=True, reason="item 8: a full-batch-only loop is 'wrong from step 1' in the mini-batch check "
-                                       "with no word that it ignores self.schedule or how to declare it")
 def test_check_says_a_loop_ignores_the_batch_schedule(tmp_path):
     r = _check(tmp_path / "fullonly.py", batch="(self.X, self.y)")
     assert r.returncode == 1
@@ -151,16 +140,12 @@ def test_check_says_a_loop_ignores_the_batch_schedule(tmp_path):
     assert "schedule" in fails[0] and "supports_minibatch = False" in fails[0], fails[0]
 
 
-@pytest.mark.xfail(strict=True, reason="item 14: check of the abstract Trainer exits 1 'wrong' instead of 2 'cannot "
-                                       "be used'")
 def test_check_of_an_abstract_class_cannot_be_used(tmp_path):
     r = run_cli("check", "implementations.base:Trainer", *QUICK, "--out", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 2, r.stdout.splitlines()[-1:]
     assert "cannot be used" in r.stdout + r.stderr, (r.stdout + r.stderr)[-800:]
 
 
-@pytest.mark.xfail(strict=True, reason="item 14: check accepts a weight vector of shape (d, 1) or (1, d) although the "
-                                       "contract says (d,)")
 @pytest.mark.parametrize("shape", ["(-1, 1)", "(1, -1)"])
 def test_check_refuses_a_weight_vector_that_is_not_one_dimensional(tmp_path, shape):
     r = _check(tmp_path / "wshape.py", result=f"self.w.reshape{shape}, self.b, self.losses")

@@ -72,7 +72,7 @@ def test_a_synthetic_slowdown_is_called_slower_and_fails_the_gate(runs, tmp_path
     envd = pd.read_csv(tmp_path / "env_diff.csv")
     assert {"versions.torch", "threads"} <= set(envd.key)
     # the same slowdown under a gate it does not exceed passes
-    assert _run(a, slow, "--out", tmp_path, "--fail-above", "60") == 0
+    assert _run(a, slow, "--out", tmp_path, "--fail-above", "60", "--overwrite") == 0
 
 
 def test_faster_and_agreement_changes(runs, tmp_path):

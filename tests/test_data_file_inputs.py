@@ -107,8 +107,6 @@ def test_a_data_file_changed_during_the_run_leaves_its_rows_describing_the_data_
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="item 2: 'yes' and 'yes ' are two classes (trailing whitespace kept, leading "
-                                       "stripped) and a 3-class softmax trains without a word")
 def test_labels_that_differ_only_by_whitespace_are_refused(tmp_path):
     data = _write_table(tmp_path / "ws.csv", 40, 2, labels=["yes", "yes ", "no", " no"])
     r = run_cli("run", *QUICK, "--datasets", data.name, "--out", tmp_path / "out", cwd=tmp_path)
@@ -119,8 +117,6 @@ def test_labels_that_differ_only_by_whitespace_are_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="item 2: 'Yes' and 'yes' are two classes and a 3-class softmax trains "
-                                       "without a word")
 def test_labels_that_differ_only_by_case_are_refused(tmp_path):
     data = _write_table(tmp_path / "case.csv", 40, 2, labels=["Yes", "yes", "no"])
     r = run_cli("run", *QUICK, "--datasets", data.name, "--out", tmp_path / "out", cwd=tmp_path)
@@ -131,8 +127,6 @@ def test_labels_that_differ_only_by_case_are_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="item 2: a trailing space is kept in the label and the labels are printed "
-                                       "unquoted, so 'yes ' reads as 'yes'")
 def test_labels_are_stripped_at_both_ends_and_printed_quoted(tmp_path):
     data = _write_table(tmp_path / "pad.csv", 40, 2, labels=[" yes ", " no "])
     r = run_cli("run", *QUICK, "--datasets", data.name, "--out", tmp_path / "out", cwd=tmp_path)
@@ -141,8 +135,6 @@ def test_labels_are_stripped_at_both_ends_and_printed_quoted(tmp_path):
     assert set(pd.read_csv(tmp_path / "out" / "runs.csv").n_classes) == {2}
 
 
-@pytest.mark.xfail(strict=True, reason="item 5: a LIBSVM feature index >= 2**31 ends in scikit-learn's OverflowError "
-                                       "traceback, exit 1")
 def test_a_libsvm_index_beyond_32_bits_is_one_error_line(tmp_path):
     data = tmp_path / "big.svm"
     data.write_text("1 1:0.5 4000000000:1\n0 2:0.3\n")
@@ -184,8 +176,6 @@ def test_a_data_set_beyond_the_dtype_is_blamed_and_the_others_still_run(tmp_path
     assert "synthetic-50x3-x1e40" in text and ("--standardize" in bad or "--lr" in bad), bad[-1500:]
 
 
-@pytest.mark.xfail(strict=True, reason="item 10: --label on a continuous column trains a 60-class softmax on 60 rows "
-                                       "without a word")
 def test_a_continuous_label_column_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "cont.csv"
@@ -198,7 +188,6 @@ def test_a_continuous_label_column_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="item 10: there is no --allow-many-classes flag to train one class per row on purpose")
 def test_many_classes_train_when_asked_for(tmp_path):
     path = tmp_path / "many.csv"
     path.write_text("a,b,code\n" + "".join(f"{i * 0.1:.2f},{(i * 7) % 5:.1f},{i % 30}\n" for i in range(60)))
@@ -208,8 +197,6 @@ def test_many_classes_train_when_asked_for(tmp_path):
     assert set(pd.read_csv(tmp_path / "out" / "runs.csv").n_classes) == {30}
 
 
-@pytest.mark.xfail(strict=True, reason="item 13: synthetic-10x2-k20 (too few features for 20 classes) creates the run "
-                                       "folder and fails its row, exit 1")
 def test_an_impossible_synthetic_name_is_refused_up_front(tmp_path):
     r = run_cli("run", *QUICK, "--datasets", "synthetic-10x2-k20", "--out", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 2, r.stdout.splitlines()[-1:]
@@ -218,8 +205,6 @@ def test_an_impossible_synthetic_name_is_refused_up_front(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="item 14: a .csv.zip with several members is refused with pandas' message, "
-                                       "which does not name the file")
 def test_a_zip_with_several_members_is_refused_naming_the_file(tmp_path):
     a = _write_table(tmp_path / "a.csv", 20, 2)
     b = _write_table(tmp_path / "b.csv", 20, 2, seed=1)

@@ -340,7 +340,9 @@ def test_compare_never_matches_two_different_files_that_share_a_name():
                                       dataset_sha256=sha)])
 
     assert len(compare_runs(rows("aaa"), rows("aaa"))) == 1
-    assert len(compare_runs(rows("aaa"), rows("bbb"))) == 0
+    other = compare_runs(rows("aaa"), rows("bbb"))  # kept, with the reason, but no match: no ratio, no call
+    assert len(other) == 1 and other.ratio.isna().all() and (other.call == "—").all()
+    assert other.note.str.contains("different data").all()
     assert len(compare_runs(rows("aaa"), rows(None))) == 1, "an older run without a hash still matches by case id"
 
 
@@ -375,7 +377,7 @@ def test_cli_prints_the_mapping_and_names_carry_the_options(capsys):
     assert names == (f"{FILES / 'three_classes.csv'}[positive=setosa,standardize]", "iris[standardize]")
     out = capsys.readouterr().out
     assert "three_classes.csv[positive=setosa,standardize]: 6 rows x 2 features; label column 'species'; " \
-           "labels setosa -> 1, the rest (versicolor, virginica) -> 0; standardized" in out
+           "labels 'setosa' -> 1, the rest ('versicolor', 'virginica') -> 0; standardized" in out
 
 
 def test_env_json_keeps_the_mapping(tmp_path):
@@ -414,6 +416,6 @@ def test_a_file_with_k_labels_is_a_softmax_data_set(capsys, tmp_path):
     code, out, err = _run_cli(capsys, "--datasets", name, "--dtypes", "float64", "--formulations", "logits",
                               "--out", str(tmp_path / "out"))
     assert code == 0, err
-    assert "labels setosa -> 0, versicolor -> 1, virginica -> 2" in out + err
+    assert "labels 'setosa' -> 0, 'versicolor' -> 1, 'virginica' -> 2" in out + err
     rows = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert set(rows.n_classes) == {3} and set(rows.status) == {"ok"} and set(rows.verdict) == {"pass"}

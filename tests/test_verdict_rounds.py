@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.cli import run_cli
 
 ONE_POINT_RANGE = re.compile(r"range (\d[\d.]*)\s*[–-]\s*\1×")
 
 
-@pytest.mark.xfail(strict=True, reason="item 11: with --repeats 1 the verdict prints 'quartile range 423.27–423.27×' "
-                                       "and does not say that one round cannot tell the rows apart")
 def test_one_timed_round_prints_no_range_and_says_the_rows_cannot_be_told_apart(tmp_path):
     out = tmp_path / "out"
     r = run_cli("run", "--backends", "numpy", "torch", "--datasets", "iris", "--dtypes", "float64", "--formulations",

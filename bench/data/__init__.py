@@ -11,8 +11,9 @@ A dataset name is one of (:data:`FAMILIES_HELP` lists them for ``--help``):
   Parquet (``.parquet``, ``.pq``; needs pyarrow), NumPy ``.npz`` (arrays ``X`` and ``y``), or
   LIBSVM/svmlight (``.svm``, ``.svmlight``, ``.libsvm``, optionally ``.gz``/``.bz2``).
 
-Any of them may carry options in brackets, which the CLI writes from ``--label``, ``--positive``
-and ``--standardize`` (see :func:`with_options`): ``data.csv[label=income,positive=>50K,standardize]``.
+Any of them may carry options in brackets, which the CLI writes from ``--label``, ``--positive``,
+``--standardize`` and ``--allow-many-classes`` (see :func:`with_options`):
+``data.csv[label=income,positive=>50K,standardize]``, ``prices.csv[label=band,many-classes]``.
 The options are part of the name, so a case id never mixes two different preparations of one file,
 and each row also records the final arrays' content hash (:attr:`Dataset.sha256`).
 
@@ -53,6 +54,7 @@ from .names import (
     EXTENSIONS_SHOWN,
     FAMILIES_HELP,
     FORMATS,
+    LABEL_HELP,
     LABEL_NAMES,
     MAX_CLASSES,
     MAX_DIGITS,
@@ -70,7 +72,8 @@ from .names import (
 )
 
 __all__ = [
-    "CLASSES", "COMPRESSED", "EXTENSIONS_SHOWN", "FAMILIES_HELP", "FORMATS", "LABEL_NAMES", "LOAD_COPIES",
+    "CLASSES", "COMPRESSED", "EXTENSIONS_SHOWN", "FAMILIES_HELP", "FORMATS", "LABEL_HELP",
+    "LABEL_NAMES", "LOAD_COPIES",
     "MAX_CLASSES", "MAX_DIGITS", "NAMED", "NAMED_SETS", "TABLES",
     "DataFileError", "Dataset", "Source",
     "binary_labels", "breast_cancer", "build", "check", "describe", "digits", "file_format",

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from .dataset import Dataset, rms_init_scale
-from .names import name_classes, parse_name, short_count
+from .names import informative_features, name_classes, parse_name, short_count
 
 
 def iris() -> Dataset:
@@ -84,7 +84,7 @@ def synthetic_classes(n: int, d: int, k: int, seed: int = 0, scale: float = 1.0,
     informative features, raised to ``ceil(log2 k)`` where ``d`` allows it."""
     from sklearn.datasets import make_classification
 
-    informative = min(d, max(d // 2 + 1, math.ceil(math.log2(k))))
+    informative = informative_features(d, k)
     if k > 2 ** informative:
         raise ValueError(f"dataset synthetic-{short_count(n)}x{d}-k{k}: {k} classes need at least "
                          f"{math.ceil(math.log2(k))} features (make_classification: classes <= 2^informative), got d={d}")

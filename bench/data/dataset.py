@@ -80,6 +80,16 @@ def describe(ds: Dataset) -> dict:
     return {"origin": ds.origin, "n": ds.n, "d": ds.d, "sha256": ds.sha256, "density": ds.density, **ds.info}
 
 
+def _label(key: str) -> str:
+    """A label value of a mapping (its text) as the console shows it: numbers and booleans bare, text
+    quoted with ``repr`` so that whitespace shows (``'yes'``, not ``yes``)."""
+    try:
+        float(key)
+        return key
+    except ValueError:
+        return key if key in ("True", "False") else repr(key)
+
+
 def summary(ds: Dataset) -> str:
     """One line for the console: shape, density, label mapping."""
     info = ds.info
@@ -92,9 +102,9 @@ def summary(ds: Dataset) -> str:
         mapping = info["mapping"]
         if "positive" in info:
             rest = [k for k, v in mapping.items() if v == 0]
-            parts.append(f"labels {info['positive']} -> 1, the rest ({', '.join(rest)}) -> 0")
+            parts.append(f"labels {_label(info['positive'])} -> 1, the rest ({', '.join(map(_label, rest))}) -> 0")
         else:
-            parts.append("labels " + ", ".join(f"{k} -> {v}" for k, v in mapping.items()))
+            parts.append("labels " + ", ".join(f"{_label(k)} -> {v}" for k, v in mapping.items()))
     if info.get("standardized"):
         const = info.get("constant_columns") or []
         parts.append("standardized" + (f" ({len(const)} constant column(s) left as they are)" if const else ""))

@@ -51,6 +51,20 @@ def stat_key(path: str) -> tuple:
     return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
+def _zip_member(path: str) -> str:
+    """The one data file of a ``.zip``; DataFileError naming the file when it holds none or several."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [m for m in zf.namelist() if not m.endswith("/")]
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataFileError(f"{path}: cannot be read as .zip ({type(exc).__name__}: {exc})") from None
+    if len(members) != 1:
+        shown = ", ".join(repr(m) for m in members[:5]) + (f" ... ({len(members)} files)" if len(members) > 5 else "")
+        raise DataFileError(f"{path}: a .zip data file must hold exactly one file, this one holds "
+                            f"{len(members)}{': ' + shown if members else ''}; zip one table alone")
+    return members[0]
+
+
 def _open_text(path: str):
     low = path.lower()
     if low.endswith(".gz"):
@@ -61,7 +75,7 @@ def _open_text(path: str):
         return lzma.open(path, "rt", newline="")
     if low.endswith(".zip"):
         zf = zipfile.ZipFile(path)
-        return io.TextIOWrapper(zf.open(zf.namelist()[0]), newline="")
+        return io.TextIOWrapper(zf.open(_zip_member(path)), newline="")
     return open(path, newline="")
 
 
@@ -96,6 +110,8 @@ def _numeric_names(columns) -> bool:
 def _read_table(path: str, fmt: str, nrows: int | None = None):
     """A CSV/TSV file as a DataFrame (header by default; a first line of numbers only is data).
     Ragged rows (more fields than the header) raise :class:`DataFileError`."""
+    if path.lower().endswith(".zip"):
+        _zip_member(path)  # pandas reads a one-file archive; several files: say which archive
     def read(header):
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -236,6 +252,9 @@ def _svmlight(path: str, key: tuple):
 
     try:
         Xs, y = load_svmlight_file(path, dtype=np.float64)
+    except OverflowError:  # scikit-learn keeps feature indices in 32 bits
+        raise DataFileError(f"{path}: a feature index is too large for LIBSVM/svmlight (at least 2^31 = "
+                            f"{2**31}); indices must be below it (number the features 1, 2, ...)") from None
     except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path}: cannot be parsed as LIBSVM/svmlight ({type(exc).__name__}: {exc}); "
                             "expected lines like '1 3:0.5 7:1'") from None
@@ -289,7 +308,7 @@ def _refuse_non_finite(path: str, per: np.ndarray, columns) -> None:
                         f"column{'s' if len(cols) > 1 else ''} {shown}")
 
 
-def from_table(path: str, fmt: str, label: str | None, positive: str | None):
+def from_table(path: str, fmt: str, label: str | None, positive: str | None, many_classes: bool = False):
     if fmt == "parquet":
         _parquet_meta(path)
         try:
@@ -321,11 +340,11 @@ def from_table(path: str, fmt: str, label: str | None, positive: str | None):
         if short:
             raise DataFileError(f"{path}: ragged rows: {short}")
     _non_finite(path, X, list(features.columns))
-    y, labels = binary_labels(path, df[col], f"label column {col!r}", positive)
+    y, labels = binary_labels(path, df[col], f"label column {col!r}", positive, many_classes)
     return X, y, {"label_column": col, **labels}
 
 
-def _from_npz(path: str, positive: str | None):
+def _from_npz(path: str, positive: str | None, many_classes: bool = False):
     try:
         with np.load(path, allow_pickle=False) as z:
             X, y = z["X"], z["y"]
@@ -347,11 +366,11 @@ def _from_npz(path: str, positive: str | None):
         raise DataFileError(f"{path}: no data: X has shape {X.shape}")
     X = np.ascontiguousarray(X, dtype=np.float64)
     _non_finite(path, X, [f"column {j}" for j in range(X.shape[1])])
-    y, labels = binary_labels(path, y, "y", positive)
+    y, labels = binary_labels(path, y, "y", positive, many_classes)
     return X, y, labels
 
 
-def _from_svmlight(path: str, key: tuple, positive: str | None):
+def _from_svmlight(path: str, key: tuple, positive: str | None, many_classes: bool = False):
     Xs, y = _svmlight(path, key)
     n, d = Xs.shape
     if n == 0 or d == 0:
@@ -363,7 +382,7 @@ def _from_svmlight(path: str, key: tuple, positive: str | None):
     # densified only here, after the memory check of check_file() (its figure is the dense one)
     _check_memory(path, 8 * n * d * 2, f"to densify {n} x {d} (density {density:.3g})")
     X = np.ascontiguousarray(Xs.toarray(), dtype=np.float64)
-    y, labels = binary_labels(path, y, "the labels", positive)
+    y, labels = binary_labels(path, y, "the labels", positive, many_classes)
     return X, y, {**labels, "density": density}
 
 
@@ -372,11 +391,11 @@ def _load_file(src: Source, key: tuple) -> Dataset:
     path, fmt = src.base, src.format
     check_file(src)  # the cheap checks first: type, label column, memory
     if fmt in TABLES:
-        X, y, info = from_table(path, fmt, src.label, src.positive)
+        X, y, info = from_table(path, fmt, src.label, src.positive, src.many_classes)
     elif fmt == "npz":
-        X, y, info = _from_npz(path, src.positive)
+        X, y, info = _from_npz(path, src.positive, src.many_classes)
     else:
-        X, y, info = _from_svmlight(path, key, src.positive)
+        X, y, info = _from_svmlight(path, key, src.positive, src.many_classes)
     density = info.pop("density", None)
     if density is None:
         density = float(np.count_nonzero(X)) / X.size

@@ -9,6 +9,7 @@ A name is a named set (``iris``, ``iris-3class``, ``breast-cancer``, ``digits``)
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -61,8 +62,16 @@ dataset families (--datasets NAME ...):
                         label=COLUMN   a table's label column (default: {', '.join(LABEL_NAMES)}, else the last)
                         positive=VALUE that label value is class 1, every other 0 (one-vs-rest)
                         standardize    each feature to mean 0, variance 1
+                        many-classes   a file's label may look continuous or give more classes than
+                                       half its rows (refused otherwise), written by --allow-many-classes
                         e.g. data.csv[label=income,positive=>50K,standardize]
 """
+
+
+# the --label help of every command that takes datasets
+LABEL_HELP = (f"a table file's label column (default: the column named {', '.join(LABEL_NAMES[:-1])} or "
+              f"{LABEL_NAMES[-1]}, else the last); two distinct values are mapped to 0/1 in sorted order, K > 2 "
+              "values to 0 .. K-1 and train the softmax model (--positive VALUE: one-vs-rest instead)")
 
 
 def short_count(n: int) -> str:
@@ -76,6 +85,13 @@ def short_count(n: int) -> str:
 def shorten(name) -> str:
     """A name as a message shows it: cut after 40 characters when longer than 60."""
     return name if not isinstance(name, str) or len(name) <= 60 else f"{name[:40]}... ({len(name)} characters)"
+
+
+def informative_features(d: int, k: int) -> int:
+    """The informative features ``make_classification`` draws ``k`` classes on with ``d`` features:
+    ``d // 2 + 1``, raised to ``ceil(log2 k)`` where ``d`` allows it (one cluster per class needs
+    ``k <= 2^informative``)."""
+    return min(d, max(d // 2 + 1, math.ceil(math.log2(k))))
 
 
 def parse_name(name: str) -> tuple[int, int, float] | None:
@@ -107,6 +123,10 @@ def parse_name(name: str) -> tuple[int, int, float] | None:
     if m.group(4) is not None and not (3 <= int(m.group(4)[:6]) <= MAX_CLASSES):
         raise ValueError(f"dataset {short!r}: the class count after -k must be between 3 and {MAX_CLASSES} "
                          f"(leave -k out for the binary model), got {m.group(4)}")
+    if m.group(4) is not None and int(m.group(4)) > 2 ** informative_features(d, int(m.group(4))):
+        k = int(m.group(4))
+        raise ValueError(f"dataset {short!r}: {k} classes need at least {math.ceil(math.log2(k))} features "
+                         f"(make_classification draws at most 2^informative classes), got d={d}")
     return n, d, scale
 
 
@@ -128,6 +148,7 @@ class Source:
     positive: str | None = None
     standardize: bool = False
     format: str | None = None  # a file's format (FORMATS), None for a named or synthetic set
+    many_classes: bool = False  # a file's label may look continuous or give > n/2 classes (--allow-many-classes)
 
     @property
     def is_file(self) -> bool:
@@ -136,7 +157,7 @@ class Source:
     @property
     def name(self) -> str:
         """The name again, options written in canonical order (:func:`with_options`)."""
-        return with_options(self.base, self.label, self.positive, self.standardize)
+        return with_options(self.base, self.label, self.positive, self.standardize, self.many_classes)
 
 
 def file_format(path: str) -> str | None:
@@ -168,16 +189,18 @@ def source(name: str) -> Source:
             key, eq, value = part.partition("=")
             if key == "standardize" and not eq:
                 opts["standardize"] = True
+            elif key == "many-classes" and not eq:
+                opts["many_classes"] = True
             elif key in ("label", "positive") and eq and value:
                 opts[key] = unquote(value)
             else:
                 raise ValueError(f"dataset {shorten(name)!r}: unknown option {part!r} in brackets "
-                                 "(known: label=COLUMN, positive=VALUE, standardize)")
+                                 "(known: label=COLUMN, positive=VALUE, standardize, many-classes)")
     if base in NAMED or base.startswith("synthetic-"):
         parse_name(base)
-        if "label" in opts or "positive" in opts:
-            raise ValueError(f"dataset {base!r} is a named set with binary labels: label= and positive= apply "
-                             "to data files only")
+        if "label" in opts or "positive" in opts or "many_classes" in opts:
+            raise ValueError(f"dataset {base!r} is a named or synthetic set: label=, positive= and many-classes "
+                             "apply to data files only")
         return Source(base, standardize=opts.get("standardize", False))
     if base.startswith("shards:") or os.path.isdir(base):  # a folder of shards (bench.data.shards)
         if opts:
@@ -196,7 +219,8 @@ def source(name: str) -> Source:
     if "label" in opts and fmt not in TABLES:
         raise ValueError(f"{base}: label= names a column of a CSV/TSV/Parquet table; a {fmt} file has its labels "
                          "apart (npz: array y; svmlight: the first field of each line)")
-    return Source(base, opts.get("label"), opts.get("positive"), opts.get("standardize", False), fmt)
+    return Source(base, opts.get("label"), opts.get("positive"), opts.get("standardize", False), fmt,
+                  opts.get("many_classes", False))
 
 
 def _quote(value: str) -> str:
@@ -205,15 +229,17 @@ def _quote(value: str) -> str:
 
 
 def with_options(name: str, label: str | None = None, positive: str | None = None,
-                 standardize: bool = False) -> str:
-    """``name`` with the CLI's ``--label``/``--positive``/``--standardize`` written in: ``label``
-    on tables, ``positive`` on files, ``standardize`` on any; options already in the name are kept."""
+                 standardize: bool = False, many_classes: bool = False) -> str:
+    """``name`` with the CLI's ``--label``/``--positive``/``--standardize``/``--allow-many-classes``
+    written in: ``label`` on tables, ``positive`` and ``many-classes`` on files, ``standardize`` on
+    any; options already in the name are kept."""
     src = source(name)
     label = src.label or (label if src.format in TABLES else None)
     positive = src.positive or (positive if src.is_file else None)
     parts = [f"label={_quote(label)}" if label else None,
              f"positive={_quote(positive)}" if positive is not None else None,
-             "standardize" if (standardize or src.standardize) else None]
+             "standardize" if (standardize or src.standardize) else None,
+             "many-classes" if src.is_file and (many_classes or src.many_classes) else None]
     parts = [p for p in parts if p]
     return f"{src.base}[{','.join(parts)}]" if parts else src.base
 

@@ -51,6 +51,32 @@ def quartiles(row) -> tuple[float, float, float]:
     return med - iqr / 2, med, med + iqr / 2
 
 
+MIN_ROUNDS = 3  # fewer timed rounds give no spread: a ratio's range would be one point
+
+
+def timed_rounds(row) -> int:
+    """How many rounds a row was timed in: its ``rounds``, else the count of its stored ``times_s``."""
+    n = as_float(row.get("rounds")) if hasattr(row, "get") else math.nan
+    if not math.isnan(n):
+        return int(n)
+    t = round_times_per_step(row)
+    return 0 if t is None else len(t)
+
+
+def too_few_rounds(*rows) -> list[int]:
+    """The round counts of ``rows`` when any of them has fewer than :data:`MIN_ROUNDS` (such rows
+    cannot be told apart: no spread to compare), else []."""
+    counts = [timed_rounds(r) for r in rows]
+    return counts if any(c < MIN_ROUNDS for c in counts) else []
+
+
+def few_rounds_phrase(counts) -> str:
+    """The words for :func:`too_few_rounds`: ``timed in 1 and 1 rounds (fewer than 3): not told apart``."""
+    shown = " and ".join(str(c) for c in counts)
+    return (f"timed in {shown} round{'' if list(counts) == [1] else 's'} (fewer than {MIN_ROUNDS}), so the rows "
+            f"cannot be told apart; time {MIN_ROUNDS} or more rounds (--repeats) for a range")
+
+
 def ratio_with_range(a, b) -> tuple[float, float, float]:
     """``median(a)/median(b)`` and the crosswise quartile range ``[Q1a/Q3b, Q3a/Q1b]``."""
     a1, am, a3 = quartiles(a)
@@ -214,6 +240,7 @@ def first_to_target(ttt: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-__all__ = ["TARGETS", "relative_suboptimality", "first_step_to_target", "round_times_per_step", "quartiles",
+__all__ = ["MIN_ROUNDS", "TARGETS", "relative_suboptimality", "first_step_to_target", "round_times_per_step",
+           "quartiles", "timed_rounds", "too_few_rounds", "few_rounds_phrase",
            "ratio_with_range", "correct_mask", "failing_mask", "baseline_backend", "speed_vs_baseline",
            "speed_vs_numpy_frame", "suboptimality_curves", "time_to_target", "first_to_target"]

@@ -18,8 +18,8 @@ import pandas as pd
 
 from .format import (as_float, backend_at, backend_order, cause_of, dataset_title, failing_metric, format_time, groups,
                      library_label, loop_title, md_cell, named, row_setting, what)
-from .stats import (baseline_backend, correct_mask, failing_mask, first_to_target, judged_by_optimum, quartiles,
-                    ratio_with_range, time_to_target)
+from .stats import (baseline_backend, correct_mask, failing_mask, few_rounds_phrase, first_to_target, judged_by_optimum,
+                    quartiles, ratio_with_range, time_to_target, too_few_rounds)
 from .time_to_model import time_to_model_verdict
 
 MINI_BATCH_NOTE = ("Mini-batch rows record the loss of each step's batch (noisy); their suboptimality and time to "
@@ -126,7 +126,9 @@ def _fastest_sentence(good: pd.DataFrame, device: str, baseline: str | None) -> 
     base = good[(good["backend"] == baseline) & (good["dtype"] == best["dtype"]) & _same_setting(good, best)]
     if baseline is not None and best["backend"] != baseline and len(base):
         r, lo, hi = ratio_with_range(base.iloc[0], best)
-        text += f", {r:.2f}× faster than `{baseline}` in the same setting (range {lo:.2f}–{hi:.2f}×)"
+        few = too_few_rounds(base.iloc[0], best)
+        text += (f", {r:.2f}× faster than `{baseline}` in the same setting "
+                 + (f"({few_rounds_phrase(few)})" if few else f"(range {lo:.2f}–{hi:.2f}×)"))
     frac = _fraction_phrase(best)
     return text + (f"; it runs at {frac}." if frac else ".")
 
@@ -153,9 +155,11 @@ def _library_sentence(good: pd.DataFrame, device: str, dtype: str) -> str | None
     else:
         winner, ratio, rng = NP, 1 / r, (1 / hi if hi else math.nan, 1 / lo if lo else math.inf)
     tie = " — the ranges overlap, so not told apart" if rng[0] <= 1 else ""
+    few = too_few_rounds(a, b)
+    spread = f" ({few_rounds_phrase(few)})" if few else f" (quartile range {rng[0]:.2f}–{rng[1]:.2f}×){tie}"
     return (f"{NP} vs {PT} on {device} ({setting}): best {NP} {named(a)} {format_time(a['time_per_iter_s'])}, "
             f"best {PT} {named(b)} {format_time(b['time_per_iter_s'])}: "
-            f"**{winner} {ratio:.2f}× faster** (quartile range {rng[0]:.2f}–{rng[1]:.2f}×){tie}.")
+            f"**{winner} {ratio:.2f}× faster**{spread}.")
 
 
 def _target_sentence(firsts: pd.DataFrame, g: pd.DataFrame) -> str | None:
@@ -233,9 +237,12 @@ def softmax_verdict(df: pd.DataFrame) -> list[str]:
                 lines.append(f"{head}: no correct {missing} row to compare.")
                 continue
             winner, ratio, rng, tie = _answer(a, b)
+            few = too_few_rounds(a, b)
+            tie = tie or bool(few)
+            spread = (few_rounds_phrase(few) if few else
+                      f"quartile range {rng[0]:.2f}–{rng[1]:.2f}×{', not told apart' if tie else ''}")
             text = (f"{head}: best {NP} {named(a)} {format_time(a['time_per_iter_s'])}, best {PT} {named(b)} "
-                    f"{format_time(b['time_per_iter_s'])} per step: **{winner} {ratio:.2f}× faster** "
-                    f"(quartile range {rng[0]:.2f}–{rng[1]:.2f}×{', not told apart' if tie else ''})")
+                    f"{format_time(b['time_per_iter_s'])} per step: **{winner} {ratio:.2f}× faster** ({spread})")
             frac = _fraction_phrase(b if winner == PT else a)
             if frac:
                 text += f"; the winner runs at {frac}"
@@ -251,6 +258,7 @@ def softmax_verdict(df: pd.DataFrame) -> list[str]:
                                     f"{NP if ba is None else PT} row to compare.")
                 continue
             bwinner, bratio, _, btie = _answer(ba, bb)
+            btie = btie or bool(too_few_rounds(ba, bb))
             if bwinner == winner:
                 same = "the same answer"
             else:
