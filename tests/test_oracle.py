@@ -72,17 +72,17 @@ def test_reference_is_the_seed_loop_in_float64(formulation):
 def test_tolerances_are_the_derived_ones():
     # u * sqrt(K) * (1 + d + log2 n): float32 on the seed task, and float64's 1e-10 floor; a short run
     # (the public checks' 300 steps, test_minibatch's 40-60) is held to the bound derived for its length
-    assert oracle.tolerance("float32", 5000, 100, 4) == pytest.approx(2**-24 * np.sqrt(5000) * (5 + np.log2(100)))
-    assert 4e-5 < oracle.tolerance("float32", 5000, 100, 4) < 6e-5
-    assert oracle.tolerance("float32", 200, 100, 4) == pytest.approx(oracle.tolerance("float32", 5000, 100, 4) / 5)
-    assert oracle.tolerance("float64", 5000, 100, 4) == 1e-10
+    assert reference.tolerance("float32", 5000, 100, 4) == pytest.approx(2**-24 * np.sqrt(5000) * (5 + np.log2(100)))
+    assert 4e-5 < reference.tolerance("float32", 5000, 100, 4) < 6e-5
+    assert reference.tolerance("float32", 200, 100, 4) == pytest.approx(reference.tolerance("float32", 5000, 100, 4) / 5)
+    assert reference.tolerance("float64", 5000, 100, 4) == 1e-10
 
 
 def test_formulations_agree_where_nothing_saturates():
     """probs and logits are the same function; on the seed task (|z| < 17) they agree."""
     probs, logits = (trained("numpy", TrainConfig(n_iters=200, dtype="float64", formulation=f))
                      for f in ("probs", "logits"))
-    assert oracle.compare(probs, logits, 1e-10).ok
+    assert reference.compare(probs, logits, 1e-10).ok
 
 
 @pytest.mark.parametrize("batch_size, l2", [(16, 0.0), (64, 0.1), (None, 0.1)])

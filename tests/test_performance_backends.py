@@ -145,11 +145,14 @@ def test_torch_blocked_step_matches_the_oracle_and_repeats(batch_size, threads, 
 
 def test_torch_fused_computes_only_the_configured_loss_on_recorded_steps(iris_data, monkeypatch):
     pytest.importorskip("torch")
+    import implementations._torch_common as common
     import implementations.torch_fused as tc
 
     calls = []
-    original = tc._loss
-    monkeypatch.setattr(tc, "_loss", lambda z, p, y, form: calls.append(form) or original(z, p, y, form))
+    original = common.binary_loss
+    counted = lambda z, p, y, form: calls.append(form) or original(z, p, y, form)  # noqa: E731
+    for module in (common, tc):  # the blocked step (torch_fused) and the plain one (_torch_common)
+        monkeypatch.setattr(module, "binary_loss", counted)
     X, y, w0, b0 = iris_data
     config = TrainConfig(n_iters=20, record_every=7, formulation="logits", batch_size=16)
     run_trainer(create_trainer("torch-fused", config), X, y, w0, b0)
