@@ -6,6 +6,10 @@ import argparse
 import math
 import re
 
+from implementations import resolve
+
+from . import data
+
 SEED_MAX = 2**32 - 1
 DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
@@ -53,3 +57,44 @@ seed = arg_type(int, lambda v: 0 <= v <= SEED_MAX, f"an integer between 0 and {S
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse prints usage too; we keep it short)
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def datasets(values, label=None, positive=None, standardize=False, load=True, many_classes=False):
+    """Dataset names with ``--label``/``--positive``/``--standardize`` written in (bench.data's
+    ``name[options]``); each checked before any work: a named or synthetic set by its name, a file
+    by its type, label column and size against the memory (before it is read), then (``load``)
+    loaded and validated in full, its label mapping printed. Any problem is one UsageError naming
+    the file."""
+    names = []
+    try:
+        names = list(dict.fromkeys(data.with_options(v, label, positive, standardize, many_classes) for v in values))
+        for name in names:
+            data.check(name)
+    except ValueError as exc:
+        raise UsageError(f"--datasets: {exc}") from None
+    files = [n for n in names if data.is_file(n)]
+    if label is not None and not any(data.source(n).format in data.TABLES for n in files):
+        raise UsageError(f"--label {label!r} names a column of a CSV/TSV/Parquet file, and no dataset is one")
+    if positive is not None and not files:
+        raise UsageError(f"--positive {positive!r} applies to data files (one-vs-rest), and no dataset is one")
+    for name in files if load else ():
+        try:
+            print(data.summary(data.load(name)), flush=True)
+        except (ValueError, MemoryError) as exc:
+            raise UsageError(f"--datasets: {exc}") from None
+    return tuple(names)
+
+
+def backends(values, default):
+    """Registered names, read from the registry now (a backend registered after import counts); a
+    spec (``package.module:Class``, ``path/file.py:Class``, an entry point) is resolved to its name."""
+    if values is None:
+        return tuple(default())
+    return tuple(dict.fromkeys(resolve_spec("--backends", v) for v in values))
+
+
+def resolve_spec(option: str, spec: str) -> str:
+    try:
+        return resolve(spec)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None

@@ -60,32 +60,6 @@ EXIT_CODES_HELP = (
     "argument or --out, refused before any work; 130 / 143 interrupted by SIGINT / SIGTERM (finished rows kept)")
 
 
-def _datasets(values, label=None, positive=None, standardize=False, load=True, many_classes=False):
-    """Dataset names with ``--label``/``--positive``/``--standardize`` written in (bench.data's
-    ``name[options]``); each checked before any work: a named or synthetic set by its name, a file
-    by its type, label column and size against the memory (before it is read), then (``load``)
-    loaded and validated in full, its label mapping printed. Any problem is one UsageError naming
-    the file."""
-    names = []
-    try:
-        names = list(dict.fromkeys(data.with_options(v, label, positive, standardize, many_classes) for v in values))
-        for name in names:
-            data.check(name)
-    except ValueError as exc:
-        raise UsageError(f"--datasets: {exc}") from None
-    files = [n for n in names if data.is_file(n)]
-    if label is not None and not any(data.source(n).format in data.TABLES for n in files):
-        raise UsageError(f"--label {label!r} names a column of a CSV/TSV/Parquet file, and no dataset is one")
-    if positive is not None and not files:
-        raise UsageError(f"--positive {positive!r} applies to data files (one-vs-rest), and no dataset is one")
-    for name in files if load else ():
-        try:
-            print(data.summary(data.load(name)), flush=True)
-        except (ValueError, MemoryError) as exc:
-            raise UsageError(f"--datasets: {exc}") from None
-    return tuple(names)
-
-
 def _backends_help(default: str) -> str:
     return (f"registered backends, now: {', '.join(BACKENDS)}; or a spec 'package.module:Class' or "
             f"'path/file.py:Class' (default: {default})")
@@ -283,29 +257,14 @@ def _add_check_args(p):
     _add_overwrite(p)
 
 
-def _backends(values, default):
-    """Registered names, read from the registry now (a backend registered after import counts); a
-    spec (``package.module:Class``, ``path/file.py:Class``, an entry point) is resolved to its name."""
-    if values is None:
-        return tuple(default())
-    return tuple(dict.fromkeys(_resolve("--backends", v) for v in values))
-
-
-def _resolve(option: str, spec: str) -> str:
-    try:
-        return resolve(spec)
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from None
-
-
 def _common(args, listing: bool = False):
     """The selection's backends, devices, datasets, dtypes, formulations and penalties, checked.
     ``listing``: only what ``--list`` needs (no torch to find devices, no data file read in full)."""
     args.backends_given = args.backends is not None
-    args.backends = _backends(args.backends, default_backends)
+    args.backends = argtypes.backends(args.backends, default_backends)
     args.devices = argtypes.devices(args.devices) if args.devices else ("cpu",) if listing else default_devices()
     args.datasets_given = args.datasets is not None
-    args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets,
+    args.datasets = argtypes.datasets(args.datasets if args.datasets_given else args.default_datasets,
                               args.label, args.positive, args.standardize, load=not listing,
                               many_classes=args.allow_many_classes)
     args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
@@ -443,8 +402,8 @@ def _data_files(names, seed) -> dict:
 
 
 def cmd_scale(args, argv=()) -> int:
-    backends = _backends(args.backends, scale.data_parallel_backends)
-    datasets = _datasets(args.datasets)
+    backends = argtypes.backends(args.backends, scale.data_parallel_backends)
+    datasets = argtypes.datasets(args.datasets)
     cases = scale.cases(backends, args.workers, datasets, args.dtype, args.iters, args.lr)
     _preflight(cases)
     run_id = records.new_run_id()
@@ -456,7 +415,7 @@ def cmd_scale(args, argv=()) -> int:
 
 
 def cmd_backends(args, argv=()) -> int:
-    check.print_backends(list(dict.fromkeys([*BACKENDS, *(_resolve("SPEC", s) for s in args.specs)])))
+    check.print_backends(list(dict.fromkeys([*BACKENDS, *(argtypes.resolve_spec("SPEC", s) for s in args.specs)])))
     return 0
 
 
@@ -466,7 +425,7 @@ def cmd_check(args, argv=()) -> int:
         cls = get_backend(name)
     except Exception as exc:  # not a spec, a missing file or class, an import that fails: cannot load, exit 2
         raise UsageError(f"cannot load {args.spec!r}: {exc}") from None
-    datasets, devices = _datasets(args.datasets), argtypes.devices([args.device])
+    datasets, devices = argtypes.datasets(args.datasets), argtypes.devices([args.device])
     try:
         cases = matrix(tuple(dict.fromkeys([name, *check.ALONGSIDE])), devices, datasets, [args.dtype],
                        [args.formulation], (args.batch_size,), iters=args.iters,
@@ -492,7 +451,7 @@ def cmd_grad(args, argv=()) -> int:
 
 def cmd_trajectory(args, argv=()) -> int:
     _common(args)
-    args.a, args.b = _resolve("--a", args.a), _resolve("--b", args.b)
+    args.a, args.b = argtypes.resolve_spec("--a", args.a), argtypes.resolve_spec("--b", args.b)
     if args.a == args.b:
         raise UsageError(f"--a and --b must name two different backends, got {args.a!r} twice")
     run_id = records.new_run_id()

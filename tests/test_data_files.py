@@ -371,7 +371,7 @@ def test_cli_refuses_before_any_work(args, fragment, capsys, tmp_path):
 
 
 def test_cli_prints_the_mapping_and_names_carry_the_options(capsys):
-    from bench.cli import _datasets
+    from bench.argtypes import datasets as _datasets
 
     names = _datasets([str(FILES / "three_classes.csv"), "iris"], positive="setosa", standardize=True)
     assert names == (f"{FILES / 'three_classes.csv'}[positive=setosa,standardize]", "iris[standardize]")

@@ -39,11 +39,13 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
 from implementations.reference import finite_difference, reference_run, rounded
 from implementations.schedule import init_params
 
+from .. import atomic
 from ..data import Dataset, load
 from ..oracle import rounding_bound, saturated_count
 from ..results import NOTHING_RAN_EXIT
@@ -202,10 +204,6 @@ def run(datasets, backends, devices, dtypes, formulations, l2s=(0.0,), seed: int
     """``python -m bench grad``: write ``<out>/gradients.csv``, print the comparisons that ran;
     exit 0, 1 when a comparison is outside tolerance with no saturation to explain it, or
     ``NOTHING_RAN_EXIT`` when every backend was skipped."""
-    import pandas as pd
-
-    from .. import atomic
-
     frames = []
     for name in datasets:
         ds = load(name, seed)

@@ -19,12 +19,14 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from implementations import BackendUnavailableError, TrainConfig, create_trainer
 from implementations.reference import tolerance
 from implementations.schedule import init_params
 from implementations.testing import in_lockstep
 
+from .. import atomic
 from ..data import Dataset, load
 from ..oracle import saturated_count
 from ..results import NOTHING_RAN_EXIT
@@ -97,10 +99,6 @@ def run(datasets, a: str, b: str, devices, dtypes, formulations, l2s=(0.0,), n_i
         seed: int = 0, out=None) -> int:
     """``python -m bench trajectory``: write ``<out>/trajectory.csv`` and ``trajectory_steps.csv``,
     print the cases that ran; exit 0, or ``NOTHING_RAN_EXIT`` when every case was skipped."""
-    import pandas as pd
-
-    from .. import atomic
-
     rows, curves, skipped = [], [], []
     for name in datasets:
         ds = load(name, seed)
