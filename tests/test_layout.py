@@ -5,7 +5,6 @@ short enough to read; project imports sit at the top of a module, where readers 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
