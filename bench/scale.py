@@ -52,6 +52,8 @@ COLUMNS = [  # scale.csv: these columns of the rows, in this order
     "time_per_iter_s", "iqr_per_iter_s", "noisy", "collective_s", "task_overhead_s", "startup_s", "transfer_s",
     "speedup_vs_ws1", "efficiency_vs_ws1", "baseline", "speedup_vs_single", "efficiency_vs_single",
     "rel_dparam", "tolerance", "verdict", "oversubscribed", "status", "reason",
+    # across hosts (bench.scale_hosts): empty on rows of one machine
+    "hosts", "scaling", "tx_bytes_per_step", "rx_bytes_per_step", "peak_mem_mb", "worker_peak_mb", "memory_limit_mb",
 ]
 
 

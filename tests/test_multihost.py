@@ -15,10 +15,11 @@ import time
 
 import pytest
 
+from bench import netns
 from bench.data import load
 from bench.data.shards import write_shards
 
-from . import netns
+from .netns import hosts_fixture
 
 pytestmark = pytest.mark.multihost
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,7 +131,7 @@ def _assert_empty(hosts):
 
 
 def test_torchrun_two_nodes(request, shard_sets, tmp_path):
-    hosts = netns.hosts_fixture(request, 2)
+    hosts = hosts_fixture(request, 2)
     cases, out = _cases(shard_sets), str(tmp_path / "rows.json")
     procs = [_torchrun(hosts, shard_sets, cases, out, node) for node in (0, 1)]
     for p in procs:
@@ -143,7 +144,7 @@ def test_torchrun_two_nodes(request, shard_sets, tmp_path):
 
 
 def test_dask_scheduler_two_workers(request, shard_sets, tmp_path):
-    hosts = netns.hosts_fixture(request, 3)
+    hosts = hosts_fixture(request, 3)
     sched, servers = _dask_cluster(hosts)
     cases, out = _cases(shard_sets), str(tmp_path / "rows.json")
     client = _client(hosts, shard_sets, cases, out, sched)
@@ -172,7 +173,7 @@ def _wait_ready(path, procs, limit=90):
 
 @pytest.mark.parametrize("fault", ["link-down", "kill"])
 def test_torchrun_fault(request, shard_sets, tmp_path, fault):
-    hosts = netns.hosts_fixture(request, 2)
+    hosts = hosts_fixture(request, 2)
     ready = str(tmp_path / "ready")
     procs = [_torchrun(hosts, shard_sets, _fault_case(shard_sets, ready), str(tmp_path / "rows.json"), n) for n in (0, 1)]
     _wait_ready(ready, procs)
@@ -195,7 +196,7 @@ def test_torchrun_fault(request, shard_sets, tmp_path, fault):
 
 
 def test_dask_worker_killed(request, shard_sets, tmp_path):
-    hosts = netns.hosts_fixture(request, 3)
+    hosts = hosts_fixture(request, 3)
     sched, servers = _dask_cluster(hosts)
     ready = str(tmp_path / "ready")
     client = _client(hosts, shard_sets, _fault_case(shard_sets, ready), str(tmp_path / "rows.json"), sched)
