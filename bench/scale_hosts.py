@@ -33,6 +33,7 @@ float64 oracle.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -63,6 +64,23 @@ TORCH_PORT, DASK_PORT = 29500, 8786
 ROOT = str(Path(__file__).resolve().parent.parent)  # the repository: on every simulated host's PYTHONPATH
 BIN = os.path.dirname(sys.executable)
 WEAK = re.compile(r"^synthetic-(\d+)x(\d+)(.*)$")
+
+
+HELP = ("Strong scaling of the data-parallel backends over world sizes, on this machine (default) or across "
+        "hosts: --simulate-hosts N runs torch-ddp (torchrun, c10d) and numpy-dask (dask scheduler/worker) in N "
+        "network namespaces here (root only); --scheduler tcp://HOST:8786 uses a Dask cluster whose workers "
+        "were started on the other machines. This driver cannot start processes on other machines (no ssh): "
+        "for torch-ddp across real hosts it prints the torchrun command to run on each node. Across hosts "
+        "each worker reads only its own parts of a shard folder; see docs/distributed.md.")
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """``800M``, ``2G``, ``1.5G``, ``123456`` (bytes; K, M, G, T are powers of 1024)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(text), re.IGNORECASE)
+    if not m or float(m[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive size such as 800M or 2G, got {text!r}")
+    return int(float(m[1]) * UNITS[m[2].upper()])
 
 
 class RowSkipped(Exception):
@@ -204,7 +222,7 @@ class Simulated:
         for node in range(nodes):
             h = node + 1
             argv = torchrun_command(shards, cfg, nodes, cfg.workers // nodes, self.hosts.addrs[1], self.hosts.addrs[h],
-                                    f"{int(node == 0)},join_timeout={self.timeout * 4},read_timeout={self.timeout}",
+                                    f"{int(node == 0)},join_timeout={int(self.timeout * 4)},read_timeout={max(1, int(self.timeout))}",
                                     port, out, self.memory_limit)
             argv[0] = os.path.join(BIN, "torchrun")
             procs.append(self._start(h, argv, os.path.join(work, f"node{node}.log")))
