@@ -51,6 +51,35 @@ def _net_bytes(ifname: str | None) -> tuple[int, int]:
         return 0, 0
 
 
+def peak_rss_now(dask_worker=None) -> int:
+    """This process's peak resident memory in bytes: ``VmHWM`` of ``/proc/self/status``, which counts
+    this program only. (``ru_maxrss`` also keeps the peak from before ``exec``: a worker forked from a
+    large parent, such as torchrun's agent or this driver, would report the parent's size.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024 if resource is not None else 0
+
+
+def _worker_peaks(engine: str, trainer) -> list[int]:
+    """Each worker's :func:`peak_rss_now`: all-gathered from the ranks under torchrun, read on each
+    chunk's Dask worker; otherwise what the trainer reports."""
+    if engine == "numpy-dask":
+        peaks = trainer.group.client.run(peak_rss_now, workers=sorted(set(trainer.placement)))
+        return [int(peaks[a]) for a in trainer.placement]
+    if trainer.torchrun:
+        import torch.distributed as dist  # torch-ddp rows only
+
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, peak_rss_now())
+        return everyone
+    return trainer.peak_rss()
+
+
 def worker_net_bytes(dask_worker=None) -> tuple[int, int]:
     """Run on a Dask worker (``client.run``): the byte counters of the interface that carries the
     worker's own address (``psutil``, which reads this network namespace's ``/proc/net/dev``); (0, 0)
@@ -144,7 +173,7 @@ def measure_on_shards(engine: str, shards: str, config: TrainConfig, scheduler: 
                "worker_tx_bytes_per_step": worker_tx, "worker_rx_bytes_per_step": worker_rx,
                "collective_s": trainer.collective_time(reps=10),
                "task_overhead_s": trainer.task_overhead(reps=5) if hasattr(trainer, "task_overhead") else None,
-               "peak_rss_bytes": trainer.peak_rss(), **_placement(engine, trainer),
+               "peak_rss_bytes": _worker_peaks(engine, trainer), **_placement(engine, trainer),
                "w": np.asarray(res.w).tolist(), "b": np.asarray(res.b).tolist(), "losses": res.losses.tolist()}
     if check and int(os.environ.get("RANK", "0")) == 0:
         ref = stream_reference_run(meta, w0, b0, config)

@@ -109,7 +109,7 @@ def plan(backends, workers, datasets, scalings, dtype: str, n_iters: int, lr: fl
     sizes = sorted(dict.fromkeys(workers))
     singles = [b for b in backends if not _data_parallel(b)]
     engines = [b for b in backends if _data_parallel(b)]
-    out = []
+    out, baselined = [], set()
 
     def case(backend, ds, ws):
         return Case(backend, ds, TrainConfig(lr=lr, n_iters=n_iters, dtype=dtype, formulation=SCALE_FORMULATION,
@@ -118,8 +118,9 @@ def plan(backends, workers, datasets, scalings, dtype: str, n_iters: int, lr: fl
     for scaling in scalings:
         for base in datasets:
             per_ws = {ws: base if scaling == "strong" else weak_dataset(base, ws) for ws in sizes}
-            for ds in dict.fromkeys(per_ws.values()):
+            for ds in dict.fromkeys(ds for ds in per_ws.values() if ds not in baselined):
                 out += [HostCase(case(b, ds, 1), "", base) for b in singles]
+                baselined.add(ds)
             out += [HostCase(case(b, per_ws[ws], ws), scaling, base, sizes[-1] if scaling == "strong" else ws)
                     for b in engines for ws in sizes]
     return out

@@ -13,12 +13,14 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
-from bench import netns
+from bench import netns, scale
 from bench.data import load
 from bench.data.shards import write_shards
 
+from .cli import run_cli
 from .netns import hosts_fixture
 
 pytestmark = pytest.mark.multihost
@@ -210,3 +212,26 @@ def test_dask_worker_killed(request, shard_sets, tmp_path):
     assert len(lines) == 1 and hosts.addrs[2] in lines[0], err[-3000:]
     print(f"numpy-dask kill: client ended after {took:.1f} s: {lines[0][:300]}")
     _assert_empty(hosts)
+
+
+def test_bench_scale_simulated_hosts(tmp_path):
+    """``bench scale --simulate-hosts 2``: one row per engine at world size 2 across two namespaces,
+    the figures across hosts filled in, the agreement kept, no namespace left behind."""
+    out = tmp_path / "scale"
+    proc = run_cli("scale", "--simulate-hosts", "2", "--backends", "torch-ddp", "numpy-dask", "--workers", "2",
+                   "--datasets", "synthetic-120x4", "--dtype", "float64", "--iters", "3", "--out", str(out))
+    rows = pd.read_csv(out / "runs.csv")
+    if (rows["status"] == "skipped").all() and rows["reason"].str.contains("namespaces").all():
+        pytest.skip(rows["reason"].iloc[0])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    view = pd.read_csv(out / "scale.csv")
+    assert list(view.columns) == scale.COLUMNS and (out / "scale.png").is_file()
+    assert sorted(view["backend"]) == ["numpy-dask", "torch-ddp"]
+    for _, r in view.iterrows():
+        assert r["status"] == "ok" and r["hosts"] == 2 and r["scaling"] == "strong", r.to_dict()
+        assert r["rel_dparam"] <= TOL
+        for col in ("startup_s", "time_per_iter_s", "collective_s", "tx_bytes_per_step", "rx_bytes_per_step",
+                    "peak_mem_mb"):
+            assert r[col] > 0, (r["backend"], col, r[col])
+        assert len(str(r["worker_peak_mb"]).split()) == 2
+    assert not netns.ours()
