@@ -446,4 +446,5 @@ def _host_row(hc: HostCase, hosts, shards: Shards, run_id: str, memory_limit, si
         return Row.for_case(run_id, hc.case, scaling=hc.scaling, status="skipped", reason=str(exc))
     except Exception as exc:
         return Row.for_case(run_id, hc.case, scaling=hc.scaling, oversubscribed=over, status="failed",
+                            memory_limit_mb=memory_limit / 1e6 if memory_limit else None,
                             reason=f"{type(exc).__name__}: {exc}")
