@@ -235,3 +235,17 @@ def test_bench_scale_simulated_hosts(tmp_path):
             assert r[col] > 0, (r["backend"], col, r[col])
         assert len(str(r["worker_peak_mb"]).split()) == 2
     assert not netns.ours()
+
+
+def test_bench_scale_without_namespaces_skips_with_the_reason(tmp_path, monkeypatch):
+    """Where namespaces cannot be made (not root), every row across hosts is skipped with the reason."""
+    def refuse(count):
+        raise netns.NetnsUnavailable("cannot create network namespaces (needs root or CAP_NET_ADMIN): test")
+
+    monkeypatch.setattr(netns, "build", refuse)
+    out = tmp_path / "scale"
+    proc = run_cli("scale", "--simulate-hosts", "2", "--backends", "torch-ddp", "numpy-dask", "--workers", "2",
+                   "--datasets", "synthetic-120x4", "--iters", "3", "--out", str(out))
+    rows = pd.read_csv(out / "scale.csv")
+    assert proc.returncode == 1 and (rows["status"] == "skipped").all()
+    assert rows["reason"].str.startswith("--simulate-hosts: cannot create network namespaces").all()
