@@ -228,21 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--lr", type=argtypes.positive_float, default=SEED_LR, help="learning rate (default: 0.01)")
     sc.add_argument("--out", type=folder_arg, default=None,
                     help="output folder (default: results/scale/<run-id>, always new)")
-    sc.add_argument("--simulate-hosts", type=argtypes.positive_int, default=None, metavar="N",
-                    help="across N simulated hosts on this machine: network namespaces (root only; without the "
-                         "rights the rows are skipped with the reason), removed on every ending")
-    sc.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
-                    help="across real hosts: a Dask scheduler whose workers run on the other machines (numpy-dask "
-                         "rows); torch-ddp rows are skipped with the torchrun command to run on each node")
-    sc.add_argument("--scaling", nargs="+", choices=scale_hosts.SCALINGS, default=["strong"],
-                    help="across hosts: strong (the same data at every world size) and/or weak (synthetic-<n>x<d> "
-                         "is n rows per worker) (default: strong)")
-    sc.add_argument("--memory-limit", type=scale_hosts.parse_bytes, default=None, metavar="BYTES",
-                    help="across hosts: each worker's memory (e.g. 800M, 2G): dask worker --memory-limit, a torch "
-                         "rank's RLIMIT_DATA")
-    sc.add_argument("--shards-dir", default=None, metavar="DIR",
-                    help="across hosts: where the shard folders of data sets that are not one are written (default: "
-                         "a temporary folder, removed at the end; with real hosts, a path every host sees)")
+    scale_hosts.add_arguments(sc)
     _add_overwrite(sc)
     sc.set_defaults(func=cmd_scale)
 
@@ -458,37 +444,21 @@ def _data_files(names, seed) -> dict:
 
 def cmd_scale(args, argv=()) -> int:
     backends = _backends(args.backends, scale.data_parallel_backends)
-    if args.simulate_hosts or args.scheduler:
-        return _scale_hosts(args, backends)
-    if args.scaling != ["strong"] or args.memory_limit or args.shards_dir:
-        raise UsageError("--scaling, --memory-limit and --shards-dir apply across hosts (--simulate-hosts or "
-                         "--scheduler)")
-    datasets = _datasets(args.datasets)
-    cases = scale.cases(backends, args.workers, datasets, args.dtype, args.iters, args.lr)
-    _preflight(cases)
-    run_id = records.new_run_id()
-    folder = _claim(args, "scale", run_id, owned=(*RUN_OWNED, *scale.OWNED), report=False)
-    opts = RunOptions(repeats=args.rounds, warmup=1, budget_s=None, threads=args.threads, optimum=False)
-    result = run(cases, [NothingRan(), scale.ScaleView(folder), folder, Console(folder, table=False)], opts,
-                 run_id=run_id)
-    return _ended(args.command, result)
-
-
-def _scale_hosts(args, backends) -> int:
-    """``bench scale`` across simulated or real hosts (bench.scale_hosts): rows in the same files."""
-    if args.simulate_hosts and args.scheduler:
-        raise UsageError("give one of --simulate-hosts N (namespaces here) or --scheduler ADDRESS (real hosts)")
-    datasets = _datasets(args.datasets, load=False)  # the driver never loads a shard folder's rows
+    across = scale_hosts.check_arguments(args)  # across hosts (bench.scale_hosts), or None: on this machine
+    datasets = _datasets(args.datasets, load=across is None)  # across hosts the driver never loads the rows
     try:
-        items = scale_hosts.plan(backends, args.workers, datasets, args.scaling, args.dtype, args.iters, args.lr)
+        cases = (scale.cases(backends, args.workers, datasets, args.dtype, args.iters, args.lr) if across is None
+                 else scale_hosts.plan(backends, args.workers, datasets, args.scaling, args.dtype, args.iters, args.lr))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if across is None:
+        _preflight(cases)
     run_id = records.new_run_id()
     folder = _claim(args, "scale", run_id, owned=(*RUN_OWNED, *scale.OWNED), report=False)
     opts = RunOptions(repeats=args.rounds, warmup=1, budget_s=None, threads=args.threads, optimum=False)
-    result = scale_hosts.run(items, [NothingRan(), scale.ScaleView(folder), folder, Console(folder, table=False)],
-                             opts, run_id, simulate=args.simulate_hosts, scheduler=args.scheduler,
-                             memory_limit=args.memory_limit, shards_dir=args.shards_dir)
+    sinks = [NothingRan(), scale.ScaleView(folder), folder, Console(folder, table=False)]
+    result = (run(cases, sinks, opts, run_id=run_id) if across is None
+              else scale_hosts.run(cases, sinks, opts, run_id, **across))
     return _ended(args.command, result)
 
 

@@ -9,10 +9,12 @@ runs on each host (``docs/distributed.md``)::
         -m bench.hosts torch-ddp DIR --steps 100 --out row.json          (on every node)
     python -m bench.hosts numpy-dask DIR --scheduler tcp://HOST0:8786 --workers 2 --out row.json
 
-Under torchrun every rank runs it; rank 0 writes ``--out``. Bytes are read from the kernel's
+Under torchrun every rank runs it; rank 0 writes ``--out``. ``--memory-limit BYTES`` caps a rank's
+data segment (``RLIMIT_DATA``); each worker's peak memory is its ``VmHWM``. Bytes are read from the kernel's
 counters of the interface the traffic goes through (``GLOO_SOCKET_IFNAME`` or ``--ifname``):
 ``/sys/class/net/IF/statistics/{tx,rx}_bytes``, before and after the timed steps, so they include
-every protocol's headers and anything else on that interface.
+every protocol's headers and anything else on that interface; per worker, each rank reads its own
+interface (all-gathered) and each Dask worker the interface of its address.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ class Row:
     scaling: str | None = None  # strong (the same data at every world size) or weak (the same rows per worker)
     tx_bytes_per_step: float | None = None  # bytes sent per step per worker (its host's interface, mean over workers)
     rx_bytes_per_step: float | None = None  # bytes received per step per worker, likewise
-    worker_peak_mb: str | None = None  # each worker's peak resident memory, MB, space-separated (peak_mem_mb: the largest)
+    worker_peak_mb: str | None = None  # each worker's peak resident memory, MB, space-separated (peak_mem_mb: largest)
     memory_limit_mb: float | None = None  # the per-worker memory limit the row ran under
 
     def __post_init__(self):

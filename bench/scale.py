@@ -19,6 +19,10 @@ declares and offers, never from its name:
 * ``oversubscribed`` when workers × threads exceed the cores this process may use: such rows are
   kept and flagged, not hidden.
 
+Across hosts (``--simulate-hosts N`` or ``--scheduler``) the rows come from :mod:`bench.scale_hosts`
+instead, into the same files: they add ``hosts``, ``scaling`` (strong / weak), bytes per step per
+worker, peak memory per worker and the memory limit, and the plot shows strong and weak scaling.
+
 ``scale.csv`` and ``scale.png`` are views of those rows (:func:`view`, :func:`plot`), written by
 :class:`ScaleView` beside ``runs.csv`` in the same claimed folder.
 """

@@ -49,7 +49,9 @@ from implementations import TrainConfig, get_backend
 from implementations._shards import read_meta
 
 from . import data, interrupts, netns
+from .argtypes import UsageError, positive_int
 from .cases import SEED_LR
+from .data.shards import write_shards
 from .hosts import measure_on_shards
 from .interrupts import Terminated
 from .measure import Evaluator
@@ -73,6 +75,39 @@ HELP = ("Strong scaling of the data-parallel backends over world sizes, on this 
         "for torch-ddp across real hosts it prints the torchrun command to run on each node. Across hosts "
         "each worker reads only its own parts of a shard folder; see docs/distributed.md.")
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def add_arguments(sc: argparse.ArgumentParser) -> None:
+    """``bench scale``'s switches across hosts."""
+    sc.add_argument("--simulate-hosts", type=positive_int, default=None, metavar="N",
+                    help="across N simulated hosts on this machine: network namespaces (root only; without the "
+                         "rights the rows are skipped with the reason), removed on every ending")
+    sc.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                    help="across real hosts: a Dask scheduler whose workers run on the other machines (numpy-dask "
+                         "rows); torch-ddp rows are skipped with the torchrun command to run on each node")
+    sc.add_argument("--scaling", nargs="+", choices=SCALINGS, default=["strong"],
+                    help="across hosts: strong (the same data at every world size) and/or weak (synthetic-<n>x<d> "
+                         "is n rows per worker) (default: strong)")
+    sc.add_argument("--memory-limit", type=parse_bytes, default=None, metavar="BYTES",
+                    help="across hosts: each worker's memory (e.g. 800M, 2G; powers of 1024): dask worker "
+                         "--memory-limit, a torch rank's RLIMIT_DATA")
+    sc.add_argument("--shards-dir", default=None, metavar="DIR",
+                    help="across hosts: where the shard folders of data sets that are not one are written (default: "
+                         "a temporary folder, removed at the end; with real hosts, a path every host sees)")
+
+
+def check_arguments(args) -> dict | None:
+    """``bench scale``'s arguments across hosts as :func:`run`'s keywords; None on one machine. A
+    switch that applies across hosts only, or both kinds of hosts at once, is a ``UsageError``."""
+    if args.simulate_hosts and args.scheduler:
+        raise UsageError("give one of --simulate-hosts N (namespaces here) or --scheduler ADDRESS (real hosts)")
+    if not (args.simulate_hosts or args.scheduler):
+        if args.scaling != ["strong"] or args.memory_limit or args.shards_dir:
+            raise UsageError("--scaling, --memory-limit and --shards-dir apply across hosts (--simulate-hosts or "
+                             "--scheduler)")
+        return None
+    return {"simulate": args.simulate_hosts, "scheduler": args.scheduler, "memory_limit": args.memory_limit,
+            "shards_dir": args.shards_dir}
 
 
 def parse_bytes(text: str) -> int:
@@ -142,7 +177,7 @@ def _classes(name: str) -> int:
 
 
 def torchrun_command(shards: str, cfg: TrainConfig, nodes: int | str = 2, per_node: int | str = 1,
-                     host0: str = "HOST0", here: str = "HOSTi", is_host: int | str = "1 on HOST0, else 0",
+                     host0: str = "HOST0", here: str = "HOSTi", is_host: int | str = "IS_HOST",
                      port: int = TORCH_PORT, out: str = "row.json", memory_limit: int | None = None) -> list[str]:
     """The command every node runs for one torch-ddp row (``bench.hosts`` under torchrun)."""
     argv = ["torchrun", "--nnodes", str(nodes), "--nproc-per-node", str(per_node), "--rdzv-backend", "c10d",
@@ -168,8 +203,6 @@ class Shards:
             return os.path.abspath(src.base)
         key = (name, parts)
         if key not in self.made:
-            from .data.shards import write_shards  # bench.data's writer; imported where it is first needed
-
             ds = data.load(name, self.seed)
             out = os.path.join(self.folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + f"-p{parts}")
             shutil.rmtree(out, ignore_errors=True)
@@ -222,9 +255,9 @@ class Simulated:
         procs = []
         for node in range(nodes):
             h = node + 1
+            conf = f"{int(node == 0)},join_timeout={int(self.timeout * 4)},read_timeout={max(1, int(self.timeout))}"
             argv = torchrun_command(shards, cfg, nodes, cfg.workers // nodes, self.hosts.addrs[1], self.hosts.addrs[h],
-                                    f"{int(node == 0)},join_timeout={int(self.timeout * 4)},read_timeout={max(1, int(self.timeout))}",
-                                    port, out, self.memory_limit)
+                                    conf, port, out, self.memory_limit)
             argv[0] = os.path.join(BIN, "torchrun")
             procs.append(self._start(h, argv, os.path.join(work, f"node{node}.log")))
         self._wait(procs, work)
@@ -285,11 +318,11 @@ class Real:
         if engine == "torch-ddp":
             cmd = " ".join(torchrun_command(shards, cfg, memory_limit=self.memory_limit))
             if not self.printed:
-                print(f"torch-ddp across real hosts: run on every node (GLOO_SOCKET_IFNAME set to the interface "
-                      f"between them):\n  {cmd}", flush=True)
+                print(f"torch-ddp across real hosts: run on every node, with GLOO_SOCKET_IFNAME set to the interface "
+                      f"between them, HOSTi its own address and IS_HOST 1 on HOST0, else 0:\n  {cmd}", flush=True)
                 self.printed = True
-            raise RowSkipped("this driver starts no process on another machine: run on each node "
-                             f"GLOO_SOCKET_IFNAME=IF {cmd}")
+            raise RowSkipped("this driver starts no process on another machine (no ssh): run on each node "
+                             f"GLOO_SOCKET_IFNAME=IF {cmd} (HOSTi: the node's address; IS_HOST: 1 on HOST0, else 0)")
         return measure_on_shards(engine, shards, cfg, scheduler=self.scheduler)
 
     def close(self) -> None:
