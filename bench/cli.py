@@ -18,7 +18,7 @@ from pathlib import Path
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS, OPTIMIZERS, get_backend, resolve
 
-from . import argtypes, check, compare, data, gpu, records, roofline, scale, shard, suites
+from . import argtypes, check, compare, data, gpu, records, roofline, scale, scale_hosts, shard, suites
 from . import time_to_model as ttm
 from .argtypes import UsageError
 from .cases import (
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     traj.set_defaults(func=cmd_trajectory)
 
     sc = sub.add_parser("scale", help="strong scaling of the data-parallel backends over world sizes",
-                        **_families(EXIT_CODES_HELP))
+                        description=scale_hosts.HELP, **_families(EXIT_CODES_HELP))
     sc.add_argument("--backends", "--libraries", dest="backends", nargs="+", default=None, metavar="NAME",
                     help=_backends_help("every data-parallel one") + "; a single-process backend named here "
                          "runs once, as the baseline of the data-parallel ones of its library")
@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--lr", type=argtypes.positive_float, default=SEED_LR, help="learning rate (default: 0.01)")
     sc.add_argument("--out", type=folder_arg, default=None,
                     help="output folder (default: results/scale/<run-id>, always new)")
+    scale_hosts.add_arguments(sc)
     _add_overwrite(sc)
     sc.set_defaults(func=cmd_scale)
 
@@ -403,14 +404,21 @@ def _data_files(names, seed) -> dict:
 
 def cmd_scale(args, argv=()) -> int:
     backends = argtypes.backends(args.backends, scale.data_parallel_backends)
-    datasets = argtypes.datasets(args.datasets)
-    cases = scale.cases(backends, args.workers, datasets, args.dtype, args.iters, args.lr)
-    _preflight(cases)
+    across = scale_hosts.check_arguments(args)  # across hosts (bench.scale_hosts), or None: on this machine
+    datasets = argtypes.datasets(args.datasets, load=across is None)  # across hosts the driver never loads the rows
+    try:
+        cases = (scale.cases(backends, args.workers, datasets, args.dtype, args.iters, args.lr) if across is None
+                 else scale_hosts.plan(backends, args.workers, datasets, args.scaling, args.dtype, args.iters, args.lr))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if across is None:
+        _preflight(cases)
     run_id = records.new_run_id()
     folder = _claim(args, "scale", run_id, owned=(*RUN_OWNED, *scale.OWNED), report=False)
     opts = RunOptions(repeats=args.rounds, warmup=1, budget_s=None, threads=args.threads, optimum=False)
-    result = run(cases, [NothingRan(), scale.ScaleView(folder), folder, Console(folder, table=False)], opts,
-                 run_id=run_id)
+    sinks = [NothingRan(), scale.ScaleView(folder), folder, Console(folder, table=False)]
+    result = (run(cases, sinks, opts, run_id=run_id) if across is None
+              else scale_hosts.run(cases, sinks, opts, run_id, **across))
     return _ended(args.command, result)
 
 

@@ -159,6 +159,13 @@ class Row:
     # how it ended
     status: str = "ok"
     reason: str = ""
+    # across hosts (`bench scale --simulate-hosts` / `--scheduler`, bench.scale_hosts): where and what it cost
+    hosts: int | None = None  # machines (or simulated hosts) the workers ran on
+    scaling: str | None = None  # strong (the same data at every world size) or weak (the same rows per worker)
+    tx_bytes_per_step: float | None = None  # bytes sent per step per worker (its host's interface, mean over workers)
+    rx_bytes_per_step: float | None = None  # bytes received per step per worker, likewise
+    worker_peak_mb: str | None = None  # each worker's peak resident memory, MB, space-separated (peak_mem_mb: largest)
+    memory_limit_mb: float | None = None  # the per-worker memory limit the row ran under
 
     def __post_init__(self):
         if self.status not in STATUSES:

@@ -19,6 +19,10 @@ declares and offers, never from its name:
 * ``oversubscribed`` when workers × threads exceed the cores this process may use: such rows are
   kept and flagged, not hidden.
 
+Across hosts (``--simulate-hosts N`` or ``--scheduler``) the rows come from :mod:`bench.scale_hosts`
+instead, into the same files: they add ``hosts``, ``scaling`` (strong / weak), bytes per step per
+worker, peak memory per worker and the memory limit, and the plot shows strong and weak scaling.
+
 ``scale.csv`` and ``scale.png`` are views of those rows (:func:`view`, :func:`plot`), written by
 :class:`ScaleView` beside ``runs.csv`` in the same claimed folder.
 """
@@ -52,6 +56,8 @@ COLUMNS = [  # scale.csv: these columns of the rows, in this order
     "time_per_iter_s", "iqr_per_iter_s", "noisy", "collective_s", "task_overhead_s", "startup_s", "transfer_s",
     "speedup_vs_ws1", "efficiency_vs_ws1", "baseline", "speedup_vs_single", "efficiency_vs_single",
     "rel_dparam", "tolerance", "verdict", "oversubscribed", "status", "reason",
+    # across hosts (bench.scale_hosts): empty on rows of one machine
+    "hosts", "scaling", "tx_bytes_per_step", "rx_bytes_per_step", "peak_mem_mb", "worker_peak_mb", "memory_limit_mb",
 ]
 
 
@@ -99,12 +105,16 @@ def view(frame: pd.DataFrame) -> pd.DataFrame:
 
 def plot(frame: pd.DataFrame, path: Path, machine: str) -> None:
     """Speed-up per step against world size, one line per data-parallel backend and dataset (the
-    rows with a ``speedup_vs_ws1``), the ideal line, oversubscribed points circled."""
+    rows with a ``speedup_vs_ws1``), the ideal line, oversubscribed points circled. Rows across
+    hosts (a ``scaling``): :func:`plot_hosts` instead."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if frame["scaling"].notna().any():
+        plot_hosts(frame, path, machine, plt)
+        return
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ok = frame[(frame["status"] == "ok") & frame["speedup_vs_ws1"].notna()]
     sizes = sorted(int(w) for w in ok["workers"].unique()) or [1]
@@ -122,6 +132,41 @@ def plot(frame: pd.DataFrame, path: Path, machine: str) -> None:
     ax.set_title(f"Strong scaling, {ok['dtype'].iloc[0] if len(ok) else ''}")
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
+    fig.text(0.99, 0.01, machine, ha="right", va="bottom", fontsize=6, color="0.4")
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def plot_hosts(frame: pd.DataFrame, path: Path, machine: str, plt) -> None:
+    """Across hosts: strong scaling (speed-up against workers = 1, solid, and against the fastest
+    single-process backend on the same data, dotted) and weak scaling (efficiency ``T_1 / T_W`` at
+    fixed rows per worker, ideal 1), one line per engine and data set."""
+    ok = frame[(frame["status"] == "ok") & frame["scaling"].notna()]
+    kinds = [k for k in ("strong", "weak") if (ok["scaling"] == k).any()] or ["strong"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6.4 * len(kinds), 4.4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        g_all = ok[ok["scaling"] == kind]
+        sizes = sorted(int(w) for w in g_all["workers"].unique()) or [1]
+        key = g_all["dataset"] if kind == "strong" else (g_all["n"] // g_all["workers"]).astype(str) + " rows/worker"
+        if kind == "strong":
+            ax.plot(sizes, sizes, "k--", lw=1, label="ideal (speedup = world size)")
+        else:
+            ax.axhline(1.0, color="k", ls="--", lw=1, label="ideal (time per step constant)")
+        for (backend, what), g in g_all.groupby([g_all["backend"], key]):
+            g = g.sort_values("workers")
+            y = g["speedup_vs_ws1"] if kind == "strong" else g["efficiency_vs_ws1"]
+            line = ax.plot(g["workers"], y, "o-", label=f"{backend}, {what}")[0]
+            if kind == "strong" and g["speedup_vs_single"].notna().any():
+                ax.plot(g["workers"], g["speedup_vs_single"], "s:", color=line.get_color(),
+                        label=f"{backend} vs {g['baseline'].dropna().iloc[0]} (one process)")
+        hosts = sorted(int(h) for h in g_all["hosts"].dropna().unique())
+        ax.set_xlabel(f"world size (workers, 1 thread each; hosts {', '.join(map(str, hosts)) or '?'})")
+        ax.set_ylabel("speedup per step" if kind == "strong" else "efficiency T_1 / T_W (fixed rows per worker)")
+        ax.set_xticks(sizes)
+        ax.set_title(f"{kind.capitalize()} scaling across hosts")
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
     fig.text(0.99, 0.01, machine, ha="right", va="bottom", fontsize=6, color="0.4")
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
@@ -150,7 +195,10 @@ class ScaleView(Sink):
         if self.console:
             shown = ["backend", "engine", "workers", "dataset", "time_per_iter_s", "collective_s", "speedup_vs_ws1",
                      "speedup_vs_single", "rel_dparam", "oversubscribed", "status"]
+            if df["scaling"].notna().any():  # across hosts: where, start-up, bytes and memory per worker
+                shown[3:3] = ["hosts", "scaling"]
+                shown[-3:-3] = ["startup_s", "tx_bytes_per_step", "peak_mem_mb"]
             # numbers as .3g, so that a small agreement figure (1e-07) is not printed as 0.0
             numeric = [c for c in shown if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
-                       and c != "workers"]
+                       and c not in ("workers", "hosts")]
             print(df[shown].to_string(index=False, formatters={c: format_cell for c in numeric}))

@@ -13,12 +13,15 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
+from bench import netns, scale
 from bench.data import load
 from bench.data.shards import write_shards
 
-from . import netns
+from .cli import run_cli
+from .netns import hosts_fixture
 
 pytestmark = pytest.mark.multihost
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,7 +133,7 @@ def _assert_empty(hosts):
 
 
 def test_torchrun_two_nodes(request, shard_sets, tmp_path):
-    hosts = netns.hosts_fixture(request, 2)
+    hosts = hosts_fixture(request, 2)
     cases, out = _cases(shard_sets), str(tmp_path / "rows.json")
     procs = [_torchrun(hosts, shard_sets, cases, out, node) for node in (0, 1)]
     for p in procs:
@@ -143,7 +146,7 @@ def test_torchrun_two_nodes(request, shard_sets, tmp_path):
 
 
 def test_dask_scheduler_two_workers(request, shard_sets, tmp_path):
-    hosts = netns.hosts_fixture(request, 3)
+    hosts = hosts_fixture(request, 3)
     sched, servers = _dask_cluster(hosts)
     cases, out = _cases(shard_sets), str(tmp_path / "rows.json")
     client = _client(hosts, shard_sets, cases, out, sched)
@@ -172,7 +175,7 @@ def _wait_ready(path, procs, limit=90):
 
 @pytest.mark.parametrize("fault", ["link-down", "kill"])
 def test_torchrun_fault(request, shard_sets, tmp_path, fault):
-    hosts = netns.hosts_fixture(request, 2)
+    hosts = hosts_fixture(request, 2)
     ready = str(tmp_path / "ready")
     procs = [_torchrun(hosts, shard_sets, _fault_case(shard_sets, ready), str(tmp_path / "rows.json"), n) for n in (0, 1)]
     _wait_ready(ready, procs)
@@ -195,7 +198,7 @@ def test_torchrun_fault(request, shard_sets, tmp_path, fault):
 
 
 def test_dask_worker_killed(request, shard_sets, tmp_path):
-    hosts = netns.hosts_fixture(request, 3)
+    hosts = hosts_fixture(request, 3)
     sched, servers = _dask_cluster(hosts)
     ready = str(tmp_path / "ready")
     client = _client(hosts, shard_sets, _fault_case(shard_sets, ready), str(tmp_path / "rows.json"), sched)
@@ -209,3 +212,40 @@ def test_dask_worker_killed(request, shard_sets, tmp_path):
     assert len(lines) == 1 and hosts.addrs[2] in lines[0], err[-3000:]
     print(f"numpy-dask kill: client ended after {took:.1f} s: {lines[0][:300]}")
     _assert_empty(hosts)
+
+
+def test_bench_scale_simulated_hosts(tmp_path):
+    """``bench scale --simulate-hosts 2``: one row per engine at world size 2 across two namespaces,
+    the figures across hosts filled in, the agreement kept, no namespace left behind."""
+    out = tmp_path / "scale"
+    proc = run_cli("scale", "--simulate-hosts", "2", "--backends", "torch-ddp", "numpy-dask", "--workers", "2",
+                   "--datasets", "synthetic-120x4", "--dtype", "float64", "--iters", "3", "--out", str(out))
+    rows = pd.read_csv(out / "runs.csv")
+    if (rows["status"] == "skipped").all() and rows["reason"].str.contains("namespaces").all():
+        pytest.skip(rows["reason"].iloc[0])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    view = pd.read_csv(out / "scale.csv")
+    assert list(view.columns) == scale.COLUMNS and (out / "scale.png").is_file()
+    assert sorted(view["backend"]) == ["numpy-dask", "torch-ddp"]
+    for _, r in view.iterrows():
+        assert r["status"] == "ok" and r["hosts"] == 2 and r["scaling"] == "strong", r.to_dict()
+        assert r["rel_dparam"] <= TOL
+        for col in ("startup_s", "time_per_iter_s", "collective_s", "tx_bytes_per_step", "rx_bytes_per_step",
+                    "peak_mem_mb"):
+            assert r[col] > 0, (r["backend"], col, r[col])
+        assert len(str(r["worker_peak_mb"]).split()) == 2
+    assert not netns.ours()
+
+
+def test_bench_scale_without_namespaces_skips_with_the_reason(tmp_path, monkeypatch):
+    """Where namespaces cannot be made (not root), every row across hosts is skipped with the reason."""
+    def refuse(count):
+        raise netns.NetnsUnavailable("cannot create network namespaces (needs root or CAP_NET_ADMIN): test")
+
+    monkeypatch.setattr(netns, "build", refuse)
+    out = tmp_path / "scale"
+    proc = run_cli("scale", "--simulate-hosts", "2", "--backends", "torch-ddp", "numpy-dask", "--workers", "2",
+                   "--datasets", "synthetic-120x4", "--iters", "3", "--out", str(out))
+    rows = pd.read_csv(out / "scale.csv")
+    assert proc.returncode == 1 and (rows["status"] == "skipped").all()
+    assert rows["reason"].str.startswith("--simulate-hosts: cannot create network namespaces").all()
