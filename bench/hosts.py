@@ -35,8 +35,7 @@ except ImportError:  # not POSIX: no per-process memory limit
     resource = None
 
 from implementations import TrainConfig, get_backend
-from implementations._distributed import timeout_s
-from implementations._shards import read_meta
+from implementations.shards import peak_rss_bytes, read_meta
 from implementations.reference import compare, config_tolerance
 from implementations.reference_stream import stream_reference_run
 from implementations.schedule import init_params
@@ -53,31 +52,17 @@ def _net_bytes(ifname: str | None) -> tuple[int, int]:
         return 0, 0
 
 
-def peak_rss_now(dask_worker=None) -> int:
-    """This process's peak resident memory in bytes: ``VmHWM`` of ``/proc/self/status``, which counts
-    this program only. (``ru_maxrss`` also keeps the peak from before ``exec``: a worker forked from a
-    large parent, such as torchrun's agent or this driver, would report the parent's size.)"""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024 if resource is not None else 0
-
-
 def _worker_peaks(engine: str, trainer) -> list[int]:
-    """Each worker's :func:`peak_rss_now`: all-gathered from the ranks under torchrun, read on each
+    """Each worker's :func:`implementations.shards.peak_rss_bytes`: all-gathered from the ranks under torchrun, read on each
     chunk's Dask worker; otherwise what the trainer reports."""
     if engine == "numpy-dask":
-        peaks = trainer.group.client.run(peak_rss_now, workers=sorted(set(trainer.placement)))
+        peaks = trainer.group.client.run(peak_rss_bytes, workers=sorted(set(trainer.placement)))
         return [int(peaks[a]) for a in trainer.placement]
     if trainer.torchrun:
         import torch.distributed as dist  # torch-ddp rows only
 
         everyone = [None] * dist.get_world_size()
-        dist.all_gather_object(everyone, peak_rss_now())
+        dist.all_gather_object(everyone, peak_rss_bytes())
         return everyone
     return trainer.peak_rss()
 
@@ -188,8 +173,8 @@ def measure_on_shards(engine: str, shards: str, config: TrainConfig, scheduler: 
 def _wait_for_workers(scheduler: str, count: int) -> None:
     from distributed import Client  # numpy-dask only
 
-    with Client(scheduler, timeout=timeout_s(), set_as_default=False) as client:
-        client.wait_for_workers(count, timeout=timeout_s())
+    with Client(scheduler, timeout=get_backend("numpy-dask").timeout_s(), set_as_default=False) as client:
+        client.wait_for_workers(count, timeout=get_backend("numpy-dask").timeout_s())
 
 
 def main(argv=None) -> int:

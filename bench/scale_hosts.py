@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from implementations import TrainConfig, get_backend
-from implementations._shards import read_meta
+from implementations.shards import read_meta
 
 from . import data, interrupts, netns
 from .argtypes import UsageError, positive_int

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ._loop import gradient_descent
 from ._optim import stepper
 from ._reduce import partial_sums, softmax_partial_sums
-from ._shards import load_parts, peak_rss_bytes
+from .shards import load_parts, peak_rss_bytes
 from ._torch_common import synchronize, to_device, to_host
 from .base import LOG_CLAMP
 
@@ -51,7 +51,7 @@ class Shard:
         self.loaded = True
 
     def load_shards(self, meta, group, w0, b0, n, config, sched) -> None:
-        """This rank's parts of a shard folder (:mod:`implementations._shards`), read here: no other
+        """This rank's parts of a shard folder (:mod:`implementations.shards`), read here: no other
         process ever holds these rows."""
         X, y = load_parts(meta, group, "float64")
         self.load(X, y, w0, b0, n, config, sched)

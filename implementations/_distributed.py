@@ -14,8 +14,8 @@ group to a pool (at most one idle group per key), where the next trainer with th
 it up; interpreter exit (``atexit``) closes every group, pooled or not.
 
 Shard folders. :meth:`GroupTrainer.prepare_shards` takes a folder of shards
-(:mod:`implementations._shards`) instead of arrays: the driver reads ``meta.json`` only, each worker
-is given consecutive parts (:func:`~implementations._shards.assign_parts`, so it holds one consecutive
+(:mod:`implementations.shards`) instead of arrays: the driver reads ``meta.json`` only, each worker
+is given consecutive parts (:func:`~implementations.shards.assign_parts`, so it holds one consecutive
 range of global rows) and reads them itself; the schedule and the math are those of ``prepare``.
 """
 
@@ -28,7 +28,7 @@ import weakref
 
 import numpy as np
 
-from ._shards import ShardError, ShardMeta, assign_parts, read_meta, worker_bounds
+from .shards import ShardError, ShardMeta, assign_parts, read_meta, worker_bounds
 from .base import Trainer
 from .schedule import batch_schedule
 from .validation import check_params
@@ -128,6 +128,8 @@ class GroupTrainer(Trainer):
     """The life cycle both data-parallel backends share: the group (process group or cluster) they
     run on, borrowed from a :class:`Pool` and handed back when the trainer is dropped, or torn down
     at once by :meth:`close` (idempotent; also on leaving a ``with`` block)."""
+
+    timeout_s = staticmethod(timeout_s)  # the bound on any one collective or scheduler call
 
     data_parallel = True
 

@@ -57,7 +57,7 @@ from ._loop import gradient_descent
 from ._optim import HAND_WRITTEN, stepper
 from ._reduce import (numpy_loss_sum, numpy_sigmoid, numpy_softmax, numpy_softmax_loss_sum, partial_sums,
                       softmax_partial_sums)
-from ._shards import load_parts, peak_rss_bytes
+from .shards import load_parts, peak_rss_bytes
 from ._sparse import is_csr
 from .base import BackendUnavailableError, DeviceUnavailableError
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._shards import ShardMeta, load_part, read_meta
+from .shards import ShardMeta, load_part, read_meta
 from .base import TrainConfig, TrainResult
 from .reference import OptimizerSteps, one_hot, rounded, sample_losses, sigmoid, softmax
 from .schedule import batch_schedule
@@ -83,7 +83,7 @@ def stream_loss_and_grad(root, w, b, formulation: str = "logits", l2: float = 0.
 
 def stream_reference_run(root, w0, b0, config: TrainConfig) -> TrainResult:
     """:func:`implementations.reference.reference_run` over a shard folder (``root`` a path or a
-    :class:`~implementations._shards.ShardMeta`): float64, data and init rounded to ``config.dtype``."""
+    :class:`~implementations.shards.ShardMeta`): float64, data and init rounded to ``config.dtype``."""
     meta = read_meta(root) if isinstance(root, str) else root
     k = config.n_classes
     if k >= 3:

@@ -47,7 +47,7 @@ try:
             rows.append(measure_on_shards(engine, c["shards"], cfg, scheduler))
             continue
         with get_backend(engine)(cfg, **kw) as tr:
-            from implementations._shards import read_meta
+            from implementations.shards import read_meta
             meta = read_meta(c["shards"])
             tr.prepare_shards(meta, *init_params(meta.d, 0, 0.5, cfg.n_classes))
             open(c["ready"], "w").close()

@@ -23,9 +23,10 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 # the contract and the registry's public API: whatever `implementations` exports, never a backend module
 CONTRACT_NAMES = set(implementations.__all__)
 # the contract's neighbours: the float64 oracle, the batch schedule and initial parameters, the
-# input checks and the conformance checks; none is a backend
+# input checks, the conformance checks, the shard-folder format and the streaming oracle; none is a backend
 PUBLIC_MODULES = ("implementations", "implementations.base", "implementations.testing", "implementations.reference",
-                  "implementations.schedule", "implementations.validation")
+                  "implementations.schedule", "implementations.validation", "implementations.shards",
+                  "implementations.reference_stream")
 HARNESS_MODULES = sorted(BENCH.rglob("*.py"))
 
 

@@ -1,7 +1,7 @@
 """Shard folders as data-set names: ``DIR`` (a folder holding ``meta.json``) or ``shards:DIR``.
 
 The format (``meta.json`` plus ``.npz`` parts of one schema) and the part reader are
-:mod:`implementations._shards`'s, because the engines' workers read their own parts with them. The
+:mod:`implementations.shards`'s, because the engines' workers read their own parts with them. The
 harness side here reads the metadata only (:func:`check_shards`, :func:`shards_shape`,
 :func:`shards_classes`), writes a folder (:func:`write_shards`, behind ``python -m bench shard``), and
 for a single-process backend concatenates the parts one at a time (:func:`load_shards`).
@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from implementations._shards import (
+from implementations.shards import (
     FORMAT,
     META,
     ShardError,

@@ -156,7 +156,15 @@ def load_parts(meta: ShardMeta, group, dtype: str):
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory (``ru_maxrss``), for the per-worker memory check."""
-    if resource is None:
-        return 0
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    """This process's peak resident memory in bytes, for the per-worker memory check: ``VmHWM`` of
+    ``/proc/self/status``, which counts this program only (``ru_maxrss``, the fallback elsewhere, also
+    keeps the peak from before ``exec``: a worker started from a large parent, such as torchrun's agent,
+    would report the parent's size)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024 if resource is not None else 0
