@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # end the run on one worker while the other waits)
 XDIST ?= -n auto --dist worksteal
 
-.PHONY: bench test test-fast lint setup clean gpu
+.PHONY: bench test test-fast lint setup clean gpu reference
 
 setup: $(STAMP)
 
@@ -43,6 +43,21 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench run
+
+# The reference run and the studies beside it, regenerated in one go from this code (nothing in
+# results/reference is older than the code that reads it: the folder is emptied first), then the
+# documents made from them: docs/results.md (verdict, tables, machine) and docs/schema.md. Long: the
+# four blocks, the sweep and the scale study take many minutes on a small machine.
+REFERENCE ?= results/reference
+reference: $(STAMP)
+	rm -rf $(REFERENCE)
+	$(BIN)/python -m bench run --blocks all --out $(REFERENCE)
+	$(BIN)/python -m bench sweep --out $(REFERENCE)/sweep
+	$(BIN)/python -m bench sweep --datasets synthetic-1Mx100 --record-every 1000 --iters 10 --out $(REFERENCE)/sweep-step-alone
+	$(BIN)/python -m bench scale --out $(REFERENCE)/scale
+	$(BIN)/python -m bench grad --l2 0 0.1 --out $(REFERENCE)/grad
+	$(BIN)/python -m bench trajectory --a numpy --b torch --out $(REFERENCE)/trajectory
+	$(BIN)/python -m bench report $(REFERENCE) --doc docs/results.md --schema docs/schema.md
 
 # Everything: ruff first (seconds), then the whole suite. Benchmarks run once each with timing
 # disabled; `pytest --benchmark-only` times them for real. pytest's exit 5 (no test collected) is

@@ -35,6 +35,7 @@ from .cases import (
 )
 from .diagnostics import grad, run_owned, trajectory
 from .output import RUN_OWNED, Console, FolderClaim, RunFolder, folder_arg
+from .report import documents
 from .results import NOTHING_RAN_EXIT, NothingRan, nothing_ran
 from .runner import run
 from .suites import (
@@ -205,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     scale_hosts.add_arguments(sc)
     _add_overwrite(sc)
     sc.set_defaults(func=cmd_scale)
+
+    rp = sub.add_parser("report", help="redraw a saved run's summary and plots; write docs/results.md, docs/schema.md")
+    documents.add_arguments(rp)
+    rp.set_defaults(func=lambda args, argv=(): documents.cmd_report(args))
 
     cmp = sub.add_parser("compare", help="compare two saved runs (or pytest-benchmark JSON files): ratios, p-values")
     compare.add_arguments(cmp)

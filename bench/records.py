@@ -188,6 +188,109 @@ class Row:
         return dataclasses.asdict(self)
 
 
+# Every column of runs.csv, in words: docs/schema.md is generated from these (python -m bench report
+# --schema docs/schema.md) and tests/test_schema_doc.py fails when a Row field has none. A new field
+# gets its line here.
+DESCRIPTIONS: dict[str, str] = {
+    # what ran
+    "run_id": "the run's id (UTC start time and a random suffix), the same on every row of a run",
+    "case_id": "the case's id: dataset, dtype, formulation, batch, l2, workers, (optimizer,) backend@device; "
+               "joins `losses.csv` and `time_to_target.csv`",
+    "backend": "the registered name or spec of the backend that ran",
+    "device": "`cpu`, `cuda[:N]` or `mps`",
+    "dtype": "`float32` or `float64`: of the data, the parameters and the arithmetic",
+    "formulation": "`probs` (sigmoid, then the log loss, as the seed writes it) or `logits` (the loss from the "
+                   "logits, the numerically stable form)",
+    "dataset": "the dataset's name, or the data file as given (with its options, e.g. `[standardize]`)",
+    "loop": "`full-batch` or `mini-batch`",
+    "dataset_origin": "where the data came from: a generator with its seed, a bundled set, or a file's path",
+    "dataset_sha256": "content hash of the final `X` and `y` (after casting and options); `bench compare` "
+                      "matches rows on it",
+    "density": "fraction of non-zero entries of `X`",
+    "library": "the backend's library as its class declares it (`numpy`, `torch`, `jax`, `numba`, `sklearn`, ...)",
+    "gradient": "how the backend gets its gradient: `hand-derived`, `autograd` or `solver`",
+    "engine": "what executes the step: `eager`, `inductor`, `xla`, `numba`, `gloo`, `dask`, ...",
+    "compiled": "whether the step runs compiled code (declared by the backend)",
+    "style": "how the loop is written, in a few words (\"the seed's loop\", \"hand-blocked, threaded\", ...)",
+    "n": "rows (samples) of the data set",
+    "d": "features of the data set",
+    "n_iters": "training steps (L-BFGS: iterations)",
+    "batch_size": "rows per mini-batch step; empty: full batch",
+    "epochs": "passes over the data: `n_iters · m / n` (`m` the rows per step)",
+    "l2": "L2 penalty: loss + (l2/2)·‖w‖², the bias not penalised",
+    "lr": "learning rate (step size); the seed's 0.01 on Iris, 1/L on synthetic data unless given",
+    "record_every": "the loss is recorded every this many steps (1: every step, as the seed does)",
+    "workers": "data-parallel workers (processes or Dask chunks); 1 for single-process backends",
+    "n_classes": "classes: 2 is the sigmoid model, K ≥ 3 softmax",
+    "optimizer": "`gd` (the seed's fixed step), `momentum`, `nesterov`, `adam`, `lbfgs`, or `solver` "
+                 "(scikit-learn's own)",
+    "evaluations": "L-BFGS rows: loss-and-gradient evaluations its line searches used",
+    "threads": "threads asked for, for every library (`--threads`, default every available core)",
+    "threads_torch": "threads torch reports using inside the run",
+    "threads_blas": "threads the BLAS pool under NumPy reports using inside the run (threadpoolctl)",
+    "threads_numba": "threads numba reports using inside the run",
+    "oversubscribed": "whether the libraries' threads together exceed the cores",
+    "rounds": "timed rounds of `run()`",
+    "warmup_rounds": "untimed warm-up rounds before them (compilation happens there)",
+    "time_median_s": "median wall time of one `run()` over the timed rounds, seconds",
+    "time_iqr_s": "interquartile range of those wall times, seconds",
+    "time_min_s": "fastest timed round, seconds",
+    "time_max_s": "slowest timed round, seconds",
+    "time_mean_s": "mean of the timed rounds, seconds",
+    "time_stddev_s": "standard deviation of the timed rounds, seconds",
+    "time_per_iter_s": "median time per training step: `time_median_s / n_iters`",
+    "iqr_per_iter_s": "interquartile range per step: `time_iqr_s / n_iters`",
+    "noisy": "whether the IQR exceeds 10 % of the median (the `reason` says why, where it can tell)",
+    "other_load": "cores busy with other processes (or stolen by the hypervisor) while the row was timed, "
+                  "from `/proc/stat`",
+    "times_s": "every timed round, space-separated seconds (for `bench compare`'s tests)",
+    "transfer_s": "`prepare()`: validation, cast and host→device copy, timed apart from training",
+    "compiled_graphs": "graphs (torch-compiled), XLA programs (jax) or kernels (numba) the row's calls used",
+    "compile_s": "seconds spent compiling them, in the warm-up or jax's `prepare`: never timed, never transfer",
+    "event_time_median_s": "cuda rows: CUDA-event time of the same rounds as `time_median_s`",
+    "event_time_per_iter_s": "cuda rows: CUDA-event time per step",
+    "device_name": "cuda rows: the GPU's name",
+    "bytes_per_step": "least bytes a step must read: `itemsize · (m·d + m + 2(d+1))`",
+    "achieved_gbps": "`bytes_per_step / time_per_iter_s`, GB/s",
+    "roofline_fraction": "achieved bandwidth over the run's measured memory floor (1.0 = at the floor); empty "
+                         "where a step's data fits in cache (K-class rows: against the larger of the memory and "
+                         "compute floors)",
+    "compute_fraction": "the step's flops (`4·m·d`; K-class `4·m·d·K`) per second over the measured in-cache "
+                        "multiply-add rate; where a step's data fits in cache (K-class rows: also out of cache)",
+    "bound": "which floor applies: `memory` or `compute`",
+    "peak_mem_mb": "memory `run()` allocates on top of the prepared data, MB (host RSS high-water mark, or "
+                   "`torch.cuda.max_memory_allocated`)",
+    "final_loss": "the loss after the last step",
+    "max_abs_dw": "largest absolute difference of the final weights from the float64 oracle's",
+    "abs_db": "absolute difference of the final bias from the oracle's",
+    "max_abs_dloss": "largest absolute difference of the recorded losses from the oracle's",
+    "rel_dparam": "relative difference of the final parameters from the oracle's, `‖θ − θ_ref‖ / ‖θ_ref‖`",
+    "rel_dloss": "largest relative difference of the recorded losses from the oracle's",
+    "tolerance": "the relative tolerance for this dtype and run length (docs/methodology.md)",
+    "verdict": "`pass` when `rel_dparam` and `rel_dloss` are within `tolerance`, `fail` otherwise, `n/a` where "
+               "not judged against the oracle (with why)",
+    "saturated": "samples with `p(1−p) < 1e-12` at the oracle's final parameters (where `probs` autograd and "
+                 "`p − y` part ways)",
+    "first_nonfinite_step": "first step whose loss or parameters became NaN or inf",
+    "optimum_loss": "scikit-learn's minimum of the same (penalised) objective, `L*`",
+    "suboptimality": "`final_loss − optimum_loss`",
+    "rel_dist_opt": "`‖θ − θ*‖ / ‖θ*‖`, distance from the optimum's parameters",
+    "time_to_target_s": "seconds until the relative suboptimality `(L − L*)/|L*|` came within `--target` "
+                        "(default 1e-3); empty: never (the same definition as `time_to_target.csv`)",
+    "startup_s": "data-parallel rows: process group or cluster start, seconds",
+    "collective_s": "data-parallel rows: one reduction of d + 1 values in the group, alone, seconds",
+    "task_overhead_s": "data-parallel rows: one tiny task through a scheduler (the path the backend avoids), seconds",
+    "speedup_vs_ws1": "data-parallel rows: time per step at workers = 1 of the same backend over this row's",
+    "efficiency_vs_ws1": "`speedup_vs_ws1 / workers`",
+    "baseline": "data-parallel rows: the fastest single-process backend of the same library in the run",
+    "speedup_vs_single": "data-parallel rows: the baseline's time per step over this row's",
+    "efficiency_vs_single": "`speedup_vs_single / workers`",
+    "status": "`ok`, `skipped` (device or library unavailable, or a configuration the backend does not "
+              "support), `diverged` (non-finite, or loss above 1e5× its first value) or `failed`",
+    "reason": "why a row is not `ok`, noisy or not judged; empty otherwise",
+}
+
+
 def _pandas_dtype(tp) -> str:
     args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
     return {int: "Int64", float: "Float64", bool: "boolean", str: "string"}[args[0]]

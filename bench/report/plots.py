@@ -80,8 +80,10 @@ def _corner(fig, df: pd.DataFrame | None, env: dict | None) -> None:
     machine = ((env or {}).get("cpu") or {}).get("model", "machine unknown")
     gpu = (env or {}).get("gpu")
     gpu = gpu.get("name") if isinstance(gpu, dict) else None  # a string: the GPU could not be read
-    fig.text(0.995, 0.003, f"{machine}{' + ' + gpu if gpu else ''} · run {run_id}", ha="right", va="bottom",
-             fontsize=7, color="0.4")
+    # a figure-level x label: constrained layout makes room for it below the axes' own labels (text
+    # placed at the bottom edge sat on them)
+    fig.supxlabel(f"{machine}{' + ' + gpu if gpu else ''} · run {run_id}", x=0.995, ha="right", fontsize=7,
+                  color="0.4")
 
 
 def _log_axes(ax, x: bool = True, y: bool = True) -> None:
@@ -130,14 +132,15 @@ def _grid(k: int, ncols: int = 2, w: float = 5.0, h: float = 3.6, **kw):
 def plot_time_vs_n(df: pd.DataFrame, path: Path, floor_gbps: float | None = None, env: dict | None = None) -> bool:
     """log-log median time per step vs n, one line per backend@device, at one width d only (the
     one with the most sizes n: a sweep also varies d at fixed n, and Iris (d = 4) is never joined to
-    d = 100 points); full batch, ``probs`` where present, no L2. False when nothing to plot.
-    (``write_report`` draws it only when some d has two sizes or more.)"""
+    d = 100 points); binary, full batch, plain gradient descent, ``probs`` where present, no L2 (a
+    K-class set of the same d, such as iris-3class beside iris, is another model, not another n).
+    False when no d has two sizes: a line needs two."""
     look = looks(df)
     ok = df[(df["status"] == "ok") & df["time_per_iter_s"].notna() & (df["loop"] == "full-batch")
-            & (df["l2"] == 0)]
-    if ok.empty:
+            & (df["l2"] == 0) & (df["n_classes"].fillna(2) == 2) & (df["optimizer"].fillna("gd") == "gd")]
+    if ok.empty or ok.groupby("d")["n"].nunique().max() < 2:
         return False
-    d = ok.groupby("d")["n"].nunique().idxmax()  # with one n per d: points, nothing joined
+    d = ok.groupby("d")["n"].nunique().idxmax()
     ok = ok[ok["d"] == d]
     dtypes = list(dict.fromkeys(ok["dtype"]))
     plt = _plt()
@@ -224,12 +227,13 @@ def plot_suboptimality(rows: pd.DataFrame, losses: pd.DataFrame, path: Path, dat
                 ax.text(0.01, t * abs(opt), f"{t:.0e}", transform=ax.get_yaxis_transform(), fontsize=6,
                         color="0.4", va="bottom", ha="left")
         _log_axes(ax)
-        ax.set_xlabel("wall time (s): step × time per step, or as measured (L-BFGS, sklearn)")
+        ax.set_xlabel("wall time (s)")
         ax.set_ylabel("L(θ_t) − L* (loss above optimum)")
-        note = " (full-data objective along the oracle's path)" if key[0] == "mini-batch" else ""
-        ax.set_title(f"{dataset}: {_panel_title(key)}{note}", fontsize=9)
+        note = "\n(full-data objective along the oracle's path)" if key[0] == "mini-batch" else ""
+        ax.set_title(f"{_panel_title(key)}{note}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
-    fig.suptitle(f"Time to accuracy on {dataset} (dotted: relative targets (L−L*)/L*)", fontsize=10)
+    fig.suptitle(f"Time to accuracy on {dataset}\nwall time: step × time per step (L-BFGS, scikit-learn: as measured); "
+                 "dotted: relative targets (L−L*)/L*", fontsize=9)
     _legend_outside(fig, axes)
     _corner(fig, rows, env)
     return _save(fig, path)
@@ -318,7 +322,9 @@ def plot_speed_vs_numpy(rows: pd.DataFrame, path: Path, env: dict | None = None)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_xticks(np.arange(len(groups)))
-        ax.set_xticklabels(groups, fontsize=8)
+        # about 70 characters of 8-point text fit side by side under a 6-inch panel: longer names break at their
+        # hyphens rather than run into the next group's
+        ax.set_xticklabels([_wrap(g, max(8, 70 // max(1, len(groups)))) for g in groups], fontsize=8)
         ax.set_ylabel(f"time per step / {base}'s (×)")
         ax.set_xlabel("dataset")
         ax.set_title(f"{panel}: below 1 = faster than {base}", fontsize=9)
@@ -336,6 +342,21 @@ def plot_speed_vs_numpy(rows: pd.DataFrame, path: Path, env: dict | None = None)
     fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
     _corner(fig, rows, env)
     return _save(fig, path)
+
+
+def _wrap(label: str, width: int) -> str:
+    """Each line of ``label`` longer than ``width`` characters broken after its hyphens (a part
+    longer than ``width`` stays whole)."""
+    out = []
+    for line in str(label).split("\n"):
+        parts, cur = re.findall(r"[^-]+-?|-", line), ""
+        for part in parts:
+            if cur and len(cur) + len(part) > width:
+                out.append(cur)
+                cur = ""
+            cur += part
+        out.append(cur)
+    return "\n".join(out)
 
 
 def slug(name: str) -> str:
