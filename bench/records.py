@@ -288,6 +288,13 @@ DESCRIPTIONS: dict[str, str] = {
     "status": "`ok`, `skipped` (device or library unavailable, or a configuration the backend does not "
               "support), `diverged` (non-finite, or loss above 1e5× its first value) or `failed`",
     "reason": "why a row is not `ok`, noisy or not judged; empty otherwise",
+    # across hosts (bench scale --simulate-hosts / --scheduler)
+    "hosts": "machines (or simulated hosts, network namespaces) the workers ran on",
+    "scaling": "`strong` (the same data at every world size) or `weak` (the same rows per worker)",
+    "tx_bytes_per_step": "bytes sent per step per worker, read from its host's interface counters (mean over workers)",
+    "rx_bytes_per_step": "bytes received per step per worker, likewise",
+    "worker_peak_mb": "each worker's peak resident memory (MB, VmHWM), space-separated; `peak_mem_mb` is the largest",
+    "memory_limit_mb": "the per-worker memory limit the row ran under (`--memory-limit`), empty when none",
 }
 
 

@@ -3,7 +3,7 @@ transpose as its own CSR tensor, and the rows of a mini-batch gathered on the de
 
 **Index width.** The CSR tensors keep int32 indices when ``nnz < 2**31`` (SciPy's own choice for
 such matrices), else int64: torch's CPU ``addmv`` on an int32 CSR matrix reads half the index
-bytes (``docs/sparse-torch.md``), and ``torch.sparse.mm``/autograd accept both.
+bytes (``docs/performance.md``), and ``torch.sparse.mm``/autograd accept both.
 
 **Mini-batch rows** (:class:`CsrBatches`). ``index_select`` on a CSR tensor is not implemented on
 CPU (torch 2.13), and slicing the SciPy matrix on the host would put a host-to-device copy in every

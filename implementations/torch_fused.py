@@ -38,7 +38,7 @@ the threaded one-pass path above with ``(B, K)`` blocks, ``G[B] = X_B^T R_B`` a 
 the calling thread, in block order).
 
 Sparse ``X`` (a SciPy matrix; torch CSR tensors with int32 indices, :mod:`implementations._torch_sparse`).
-The formulations PyTorch offers were measured on an rcv1-shaped float32 matrix (``docs/sparse-torch.md``)
+The formulations PyTorch offers were measured on an rcv1-shaped float32 matrix (``docs/performance.md``)
 and the fastest is kept: ``z = addmv(b, X, w)`` on the CSR ``X`` and ``g = mv(X^T, r)`` on ``X^T`` made
 once in ``prepare`` as its own CSR tensor (``addmm``/``mm`` for K classes). COO, CSC, ``X.t()`` of a
 CSR tensor, int64 indices, ``torch.sparse.mm``, gather + ``index_add_``/``segment_reduce`` were all

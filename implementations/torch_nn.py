@@ -61,7 +61,7 @@ takes no sparse input, so the model is :class:`SparseLinear`: an ``nn.Linear`` (
 the same optimizer groups) whose ``forward`` is ``torch.sparse.mm(x, weight.T) + bias``, the module
 people write for bag-of-words input. The other route, ``nn.EmbeddingBag(d, K, mode="sum")`` fed the
 CSR column indices, row offsets and ``per_sample_weights`` = the values, was measured once beside it on
-an rcv1-shaped matrix and is no faster (``docs/sparse-torch.md``), and it needs the data re-expressed
+an rcv1-shaped matrix and is no faster (``docs/performance.md``), and it needs the data re-expressed
 as bags. Mini-batches: the same ``DataLoader`` and sampler over the row indices, with a ``collate_fn``
 that gathers the batch's rows from the CSR arrays on the device (``TensorDataset`` cannot index a
 sparse tensor).
