@@ -35,10 +35,10 @@ except ImportError:  # not POSIX: no per-process memory limit
     resource = None
 
 from implementations import TrainConfig, get_backend
-from implementations.shards import peak_rss_bytes, read_meta
 from implementations.reference import compare, config_tolerance
 from implementations.reference_stream import stream_reference_run
 from implementations.schedule import init_params
+from implementations.shards import peak_rss_bytes, read_meta
 
 
 def _net_bytes(ifname: str | None) -> tuple[int, int]:

@@ -10,8 +10,7 @@ import numpy as np
 from implementations import reference
 from implementations.schedule import init_params
 
-from . import data as datasets
-from . import oracle
+from . import data as datasets, oracle
 from .records import Case
 
 # K-class data whose multinomial Newton step (n ((d+1) K)^2 flops) is above this gets no optimum: on

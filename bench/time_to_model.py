@@ -33,14 +33,16 @@ from implementations import TrainConfig
 
 from .cases import default_lr
 from .records import Case
-from .suites import TIME_TO_MODEL_BACKENDS as BACKENDS
-from .suites import TIME_TO_MODEL_DATASET as DATASET
-from .suites import TIME_TO_MODEL_DTYPE as DTYPE
-from .suites import TIME_TO_MODEL_FORMULATION as FORMULATION
-from .suites import TIME_TO_MODEL_L2 as L2
-from .suites import TIME_TO_MODEL_LOOPS as LOOPS
-from .suites import TIME_TO_MODEL_SOLVER_FITS as SOLVER_FITS
-from .suites import TIME_TO_MODEL_SOLVERS as SOLVERS
+from .suites import (
+    TIME_TO_MODEL_BACKENDS as BACKENDS,
+    TIME_TO_MODEL_DATASET as DATASET,
+    TIME_TO_MODEL_DTYPE as DTYPE,
+    TIME_TO_MODEL_FORMULATION as FORMULATION,
+    TIME_TO_MODEL_L2 as L2,
+    TIME_TO_MODEL_LOOPS as LOOPS,
+    TIME_TO_MODEL_SOLVER_FITS as SOLVER_FITS,
+    TIME_TO_MODEL_SOLVERS as SOLVERS,
+)
 
 
 def loops(lr_gd: float) -> dict[str, TrainConfig]:

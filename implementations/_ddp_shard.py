@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from ._loop import gradient_descent
 from ._optim import stepper
 from ._reduce import partial_sums, softmax_partial_sums
-from .shards import load_parts, peak_rss_bytes
 from ._torch_common import synchronize, to_device, to_host
 from .base import LOG_CLAMP
+from .shards import load_parts, peak_rss_bytes
 
 
 class Shard:

@@ -28,9 +28,9 @@ import weakref
 
 import numpy as np
 
-from .shards import ShardError, ShardMeta, assign_parts, read_meta, worker_bounds
 from .base import Trainer
 from .schedule import batch_schedule
+from .shards import ShardError, ShardMeta, assign_parts, read_meta, worker_bounds
 from .validation import check_params
 
 DEFAULT_TIMEOUT_S = 30.0  # collective / rendezvous / scheduler timeout, env LOGREG_DIST_TIMEOUT

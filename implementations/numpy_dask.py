@@ -55,11 +55,17 @@ import numpy as np
 from ._distributed import GroupTrainer, Pool, local_schedule, shard_bounds
 from ._loop import gradient_descent
 from ._optim import HAND_WRITTEN, stepper
-from ._reduce import (numpy_loss_sum, numpy_sigmoid, numpy_softmax, numpy_softmax_loss_sum, partial_sums,
-                      softmax_partial_sums)
-from .shards import load_parts, peak_rss_bytes
+from ._reduce import (
+    numpy_loss_sum,
+    numpy_sigmoid,
+    numpy_softmax,
+    numpy_softmax_loss_sum,
+    partial_sums,
+    softmax_partial_sums,
+)
 from ._sparse import is_csr
 from .base import BackendUnavailableError, DeviceUnavailableError
+from .shards import load_parts, peak_rss_bytes
 
 SCHEDULER_ENV = "LOGREG_DASK_SCHEDULER"
 _POOL = Pool("numpy-dask")

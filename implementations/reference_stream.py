@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .shards import ShardMeta, load_part, read_meta
 from .base import TrainConfig, TrainResult
 from .reference import OptimizerSteps, one_hot, rounded, sample_losses, sigmoid, softmax
 from .schedule import batch_schedule
+from .shards import ShardMeta, load_part, read_meta
 
 
 class _Parts:

@@ -77,10 +77,16 @@ import torch
 
 from . import _optim
 from ._loop import gradient_descent
-from ._torch_common import (TorchTrainerBase, exact_loss_and_grad, plain_grad, plain_grad_softmax, plain_step,
-                            plain_step_softmax, synchronize)
+from ._torch_common import (
+    TorchTrainerBase,
+    exact_loss_and_grad,
+    plain_grad,
+    plain_grad_softmax,
+    plain_step,
+    plain_step_softmax,
+    synchronize,
+)
 from .base import BackendUnavailableError
-
 
 STEPS_PER_CALL = 5  # K: steps traced into one full-batch call (compile time grows with it)
 # CUDA: "static" (default): CUDA graphs (mode="reduce-overhead") with X, y and the other per-trainer

@@ -63,8 +63,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as mp_wait
+from multiprocessing.connection import Connection, wait as mp_wait
 
 import torch
 import torch.distributed as dist

@@ -60,8 +60,17 @@ import torch.nn.functional as F
 from ._loop import gradient_descent
 from ._optim import HAND_WRITTEN, stepper
 from ._reduce import BlockPool
-from ._torch_common import (TorchTrainerBase, binary_loss, exact_loss_and_grad, plain_grad, plain_grad_softmax,
-                            plain_step, plain_step_softmax, softmax_loss, synchronize)
+from ._torch_common import (
+    TorchTrainerBase,
+    binary_loss,
+    exact_loss_and_grad,
+    plain_grad,
+    plain_grad_softmax,
+    plain_step,
+    plain_step_softmax,
+    softmax_loss,
+    synchronize,
+)
 from ._torch_sparse import scatter_t, transpose_csr
 
 BLOCK_MIN_BYTES = 32 * 2**20  # X of a step below this (a typical last-level cache): the plain step

@@ -10,14 +10,12 @@ import socket
 import threading
 import time
 import types
-from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as mp_wait
+from multiprocessing.connection import Connection, wait as mp_wait
 
 import pandas as pd
 import pytest
 
-from bench import cli
-from bench import env as environment
+from bench import cli, env as environment
 from bench.gpu import command, deadline, plan, stages
 from bench.memory import PeakMemory
 

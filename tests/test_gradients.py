@@ -13,8 +13,7 @@ from bench.diagnostics.trajectory import lockstep
 from bench.oracle import fit_optimum, rounding_bound
 from implementations import BACKENDS, FORMULATIONS, TrainConfig, get_backend
 from implementations._distributed import GroupTrainer
-from implementations.reference import finite_difference, rounded
-from implementations.reference import loss as oracle_loss
+from implementations.reference import finite_difference, loss as oracle_loss, rounded
 
 from .conftest import TRAINERS, train
 

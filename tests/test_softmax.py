@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import data as datasets
-from bench import oracle
+from bench import data as datasets, oracle
 from implementations import BACKENDS, BackendUnavailableError, TrainConfig, create_trainer, get_backend, reference
 from implementations.schedule import init_params
 

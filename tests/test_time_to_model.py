@@ -7,9 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli
-from bench import runner as pipeline
-from bench import time_to_model as ttm
+from bench import cli, runner as pipeline, time_to_model as ttm
 from bench.compare import compare_runs
 from bench.records import as_run
 from bench.report import pivot_times, time_to_target

@@ -41,7 +41,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from implementations import BACKENDS, DTYPES, FORMULATIONS, BackendUnavailableError, TrainConfig, create_trainer, get_backend
+from implementations import (
+    BACKENDS,
+    DTYPES,
+    FORMULATIONS,
+    BackendUnavailableError,
+    TrainConfig,
+    create_trainer,
+    get_backend,
+)
 from implementations.reference import finite_difference, reference_run, rounded
 from implementations.schedule import init_params
 

@@ -11,8 +11,17 @@ import pandas as pd
 
 from ..atomic import write_text
 from ..records import as_run
-from .format import (agrees, as_float, backend_order, dataset_title, failing_metric, format_number, format_time,
-                     loop_title, md_cell)
+from .format import (
+    agrees,
+    as_float,
+    backend_order,
+    dataset_title,
+    failing_metric,
+    format_number,
+    format_time,
+    loop_title,
+    md_cell,
+)
 from .stats import baseline_backend, failing_mask, first_to_target, judged_by_optimum, speed_vs_baseline, time_to_target
 from .verdict import crossovers, verdict
 
