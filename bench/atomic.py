@@ -57,5 +57,6 @@ def check_writable(folder: Path) -> Path:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
             pass
     except OSError as exc:
-        raise ValueError(f"--out must be a folder that can be written, got {str(folder)!r} ({exc.strerror or exc})") from None
+        raise ValueError(f"--out must be a folder that can be written, got {str(folder)!r} "
+                         f"({exc.strerror or exc})") from None
     return folder

@@ -153,7 +153,8 @@ def timing_lines(rows, name: str) -> tuple[list[str], list[str], dict]:
         by_ds.setdefault(r.dataset, {})[r.backend] = r
     for ds, got in by_ds.items():
         mine = got.get(name)
-        head = f"  {ds} ({mine.n}×{mine.d}, {mine.n_iters} steps, {mine.dtype} {mine.formulation}):" if mine else f"  {ds}:"
+        head = (f"  {ds} ({mine.n}×{mine.d}, {mine.n_iters} steps, {mine.dtype} {mine.formulation}):" if mine
+                else f"  {ds}:")
         parts, ratio = [], {}
         for b in (name, *[a for a in ALONGSIDE if a != name]):
             r = got.get(b)

@@ -86,7 +86,8 @@ def _alpha(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("a", metavar="A", help="baseline: a run folder (runs.csv + env.json) or a pytest-benchmark JSON file")
+    parser.add_argument("a", metavar="A",
+                        help="baseline: a run folder (runs.csv + env.json) or a pytest-benchmark JSON file")
     parser.add_argument("b", metavar="B", help="the run to judge against A (same kinds as A)")
     parser.add_argument("--threshold", type=_percent, default=5.0, metavar="PCT",
                         help="smallest change in median time per step called faster/slower, in percent (default: 5)")
@@ -307,8 +308,8 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05, alph
         })
         out.append(row)
     cols = ["case_id", *MATCH_KEYS, "loop", "time_per_iter_a_s", "time_per_iter_b_s", "ratio", "change_pct",
-            "rounds_a", "rounds_b", "p_value", "test", "significant", "call", "verdict_a", "verdict_b", "agreement_change",
-            "status_a", "status_b", "threads_a", "threads_b", "note"]
+            "rounds_a", "rounds_b", "p_value", "test", "significant", "call", "verdict_a", "verdict_b",
+            "agreement_change", "status_a", "status_b", "threads_a", "threads_b", "note"]
     return pd.DataFrame(out, columns=cols)
 
 
@@ -317,7 +318,8 @@ def _other_data(r, keep) -> dict:
     row = {k: r[f"{k}_a"] for k in keep[1:]}
     row["case_id"] = r["case_id_a"]
     short = {s: str(r[f"dataset_sha256_{s}"])[:12] for s in ("a", "b")}
-    row.update({"time_per_iter_a_s": as_float(r["time_per_iter_s_a"]), "time_per_iter_b_s": as_float(r["time_per_iter_s_b"]),
+    row.update({"time_per_iter_a_s": as_float(r["time_per_iter_s_a"]),
+                "time_per_iter_b_s": as_float(r["time_per_iter_s_b"]),
                 "ratio": math.nan, "change_pct": math.nan, "p_value": math.nan, "test": "none",
                 "significant": None, "call": "—", "agreement_change": "",
                 "status_a": r["status_a"], "status_b": r["status_b"],

@@ -53,8 +53,8 @@ def _net_bytes(ifname: str | None) -> tuple[int, int]:
 
 
 def _worker_peaks(engine: str, trainer) -> list[int]:
-    """Each worker's :func:`implementations.shards.peak_rss_bytes`: all-gathered from the ranks under torchrun, read on each
-    chunk's Dask worker; otherwise what the trainer reports."""
+    """Each worker's :func:`implementations.shards.peak_rss_bytes`: all-gathered from the ranks under
+    torchrun, read on each chunk's Dask worker; otherwise what the trainer reports."""
     if engine == "numpy-dask":
         peaks = trainer.group.client.run(peak_rss_bytes, workers=sorted(set(trainer.placement)))
         return [int(peaks[a]) for a in trainer.placement]

@@ -199,6 +199,6 @@ class ScaleView(Sink):
                 shown[3:3] = ["hosts", "scaling"]
                 shown[-3:-3] = ["startup_s", "tx_bytes_per_step", "peak_mem_mb"]
             # numbers as .3g, so that a small agreement figure (1e-07) is not printed as 0.0
-            numeric = [c for c in shown if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
-                       and c not in ("workers", "hosts")]
+            numeric = [c for c in shown if pd.api.types.is_numeric_dtype(df[c])
+                       and not pd.api.types.is_bool_dtype(df[c]) and c not in ("workers", "hosts")]
             print(df[shown].to_string(index=False, formatters={c: format_cell for c in numeric}))

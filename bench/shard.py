@@ -18,7 +18,8 @@ from .data.shards import write_shards
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", metavar="FILE", help="a data file or data-set name to split")
-    p.add_argument("--parts", type=positive_int, default=None, help="how many parts of equal size (as numpy.array_split)")
+    p.add_argument("--parts", type=positive_int, default=None,
+                   help="how many parts of equal size (as numpy.array_split)")
     p.add_argument("--sizes", default=None, help="comma-separated row counts of the parts instead (unequal shards)")
     p.add_argument("--out", required=True, metavar="DIR", help="the shard folder to write (new or empty)")
     p.add_argument("--seed", type=int, default=0, help="the seed of a synthetic set")

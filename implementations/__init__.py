@@ -129,7 +129,8 @@ def resolve(spec: str) -> str:
     registered is registered under the spec itself, so rows name exactly what the user typed.
     ValueError (one line: what was expected, what came) for anything else."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"backend must be a registered name, 'package.module:Class' or 'path/file.py:Class', got {spec!r}")
+        raise ValueError(f"backend must be a registered name, 'package.module:Class' or 'path/file.py:Class', "
+                         f"got {spec!r}")
     if spec in _SPECS:
         return spec
     _read_plugins()

@@ -45,8 +45,9 @@ class Shard:
                              if config.formulation == "probs"
                              else (lambda Z, P, Y: torch.logsumexp(Z, 1).sum() - (Y * Z).sum()))
         else:
-            self.loss_sum = ((lambda z, p, y: F.binary_cross_entropy(p, y, reduction="sum")) if config.formulation == "probs"
-                         else (lambda z, p, y: F.binary_cross_entropy_with_logits(z, y, reduction="sum")))
+            self.loss_sum = ((lambda z, p, y: F.binary_cross_entropy(p, y, reduction="sum"))
+                             if config.formulation == "probs"
+                             else (lambda z, p, y: F.binary_cross_entropy_with_logits(z, y, reduction="sum")))
         synchronize(dev)
         self.loaded = True
 

@@ -80,7 +80,8 @@ def numpy_loss_sum(formulation):
     """``loss_sum(z, p, y)`` in NumPy: ``probs`` clamps each log at -100 (torch's BCE), ``logits`` is
     ``sum(log(1 + e^z) - y z)``."""
     if formulation == "probs":
-        return lambda z, p, y: -np.sum(y * np.maximum(np.log(p), LOG_CLAMP) + (1 - y) * np.maximum(np.log1p(-p), LOG_CLAMP))
+        return lambda z, p, y: -np.sum(y * np.maximum(np.log(p), LOG_CLAMP)
+                                       + (1 - y) * np.maximum(np.log1p(-p), LOG_CLAMP))
     return lambda z, p, y: np.sum(np.logaddexp(0, z) - y * z)
 
 

@@ -9,9 +9,10 @@ A backend is one class deriving from :class:`Trainer`, in one file, registered i
     old data and discards the old result (``result()`` raises until the next ``run()``); one that is
     refused (``ValueError``) changes nothing.
 ``run()``                  *the only timed method.* Runs ``config.n_iters`` gradient steps
-    (full batch, or the mini-batches of :func:`batch_schedule`) starting again from ``(w0, b0)`` every call, so a benchmark can call it round after
-    round. It returns only after all device work is done (CUDA/MPS synchronized). Losses stay on
-    the device during the loop: no ``.item()``, no print, no host sync per step.
+    (full batch, or the mini-batches of :func:`batch_schedule`) starting again from ``(w0, b0)``
+    every call, so a benchmark can call it round after round. It returns only after all device
+    work is done (CUDA/MPS synchronized). Losses stay on the device during the loop: no
+    ``.item()``, no print, no host sync per step.
 ``result()``               *untimed.* Copies the final parameters and the loss history to the
     host as a :class:`TrainResult` (float64 NumPy).
 ``loss_and_grad(w, b)``    The loss and its gradient at ``(w, b)`` on the *full* prepared data (all
@@ -178,10 +179,12 @@ class TrainConfig:
                                              "'cpu:0')")
             object.__setattr__(self, "device", "cpu")  # one spelling for every backend
         if self.batch_size is not None:
-            if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+            if (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer))
+                    or self.batch_size < 1):
                 raise ValueError(f"batch_size must be None (full batch) or an integer >= 1, got {self.batch_size!r}")
             object.__setattr__(self, "batch_size", int(self.batch_size))
-        if isinstance(self.l2, bool) or not isinstance(self.l2, numbers.Real) or not (math.isfinite(self.l2) and self.l2 >= 0):
+        if (isinstance(self.l2, bool) or not isinstance(self.l2, numbers.Real)
+                or not (math.isfinite(self.l2) and self.l2 >= 0)):
             raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
         object.__setattr__(self, "l2", float(self.l2))
         # finite in Python is not enough: the step runs in `dtype`, where lr = 1e39 is inf in float32
@@ -305,7 +308,8 @@ class Trainer(ABC):
         who = cls._who()
         kind = config.device.partition(":")[0]
         if config.batch_size is not None and not cls.supports_minibatch:
-            return f"{who} declares supports_minibatch = False: it runs full batch only, got batch_size={config.batch_size}"
+            return (f"{who} declares supports_minibatch = False: it runs full batch only, "
+                    f"got batch_size={config.batch_size}")
         if config.l2 and not cls.supports_l2:
             return f"{who} declares supports_l2 = False, got l2={config.l2:g}"
         if config.n_classes >= 3 and not cls.supports_multiclass:

@@ -132,7 +132,8 @@ class NumbaTrainer(Trainer):
         try:
             import numba  # noqa: F401
         except ImportError:
-            raise BackendUnavailableError("the numba backend needs numba, which is not installed (pip install '.[numba]')") from None
+            raise BackendUnavailableError("the numba backend needs numba, which is not installed "
+                                          "(pip install '.[numba]')") from None
         self.compile_s = 0.0  # seconds this trainer's runs spent compiling kernels (or loading them from numba's cache)
         self._kernels_called: set = set()
 

@@ -28,8 +28,9 @@ traffic is the step number and ``(w, b)``, never row indices or rows.
 Cluster: by default ``prepare()`` (untimed) starts ``LocalCluster(n_workers=workers,
 threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)`` — loopback only,
 one single-threaded worker process per chunk, started without re-running the main script (so no
-``if __name__ == "__main__":`` guard is needed, and ``python - < script.py`` works). To join a real cluster instead, give a scheduler
-address: ``NumpyDaskTrainer(config, scheduler="tcp://host:8786")`` or the environment variable
+``if __name__ == "__main__":`` guard is needed, and ``python - < script.py`` works). To join a real
+cluster instead, give a scheduler address: ``NumpyDaskTrainer(config, scheduler="tcp://host:8786")``
+or the environment variable
 ``LOGREG_DASK_SCHEDULER=tcp://host:8786`` (``workers`` is then the number of chunks, spread round-robin
 over the cluster's workers). ``close()`` closes the client and a local cluster, never a remote one.
 

@@ -43,8 +43,9 @@ Softmax regression (``n_classes = K >= 3``; math in the ``numpy`` backend): ``y`
 
 summed in block order as above.
 
-Sparse ``X`` (``supports_sparse``): the step is the ``numpy`` backend's (:func:`implementations.numpy_backend.sigmoid_step`,
-``softmax_step``) on a :class:`implementations._sparse.ThreadedCSR`: ``X`` and its transpose (made once, in
+Sparse ``X`` (``supports_sparse``): the step is the ``numpy`` backend's
+(:func:`implementations.numpy_backend.sigmoid_step`, ``softmax_step``) on a
+:class:`implementations._sparse.ThreadedCSR`: ``X`` and its transpose (made once, in
 ``prepare``) cut into row blocks of about ``SPARSE_BLOCK_NNZ`` non-zeros, the blocks of ``X w`` and then of
 ``X^T r`` run on the same thread pool (SciPy's CSR matvec releases the GIL but is single-threaded). Each
 entry of ``X w`` and ``X^T r`` is one row's dot product, so the bits equal SciPy's serial products for
@@ -131,7 +132,8 @@ class NumpyFusedTrainer(Trainer):
             self._yg = np.empty((self.schedule.batch_size,) + self.y.shape[1:], dt)
         _controller()  # scan the libraries here, untimed
         self._parallel_ok = m * self.d >= PARALLEL_MIN_ELEMENTS
-        self._lr, self._l2, self._half_l2 = dt.type(self.config.lr), dt.type(self.config.l2), dt.type(0.5 * self.config.l2)
+        self._lr, self._l2 = dt.type(self.config.lr), dt.type(self.config.l2)
+        self._half_l2 = dt.type(0.5 * self.config.l2)
 
     def _prepare_sparse(self, X, y, w0, b0):
         dt = np.dtype(self.config.dtype)

@@ -204,7 +204,8 @@ def reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
             Xb, yb = (X, y) if schedule is None else (X[schedule[t]], y[schedule[t]])
             z = Xb @ w + b
             if t % config.record_every == 0:
-                losses[t // config.record_every] = np.mean(sample_losses(z, yb, config.formulation)) + 0.5 * config.l2 * (w @ w)
+                losses[t // config.record_every] = (np.mean(sample_losses(z, yb, config.formulation))
+                                                    + 0.5 * config.l2 * (w @ w))
             r = sigmoid(z) - yb
             w, b = update(w, b, Xb.T @ r / len(yb) + config.l2 * w, float(np.mean(r)))
     return TrainResult.from_arrays(w, b, losses, config.record_every)
@@ -214,7 +215,8 @@ def _softmax_steps(X, y, w0, b0, config: TrainConfig):
     """The float64 softmax gradient-descent path of ``config``: yields ``(t, W, b, Xb, yb, Zb)`` before
     step ``t``'s update (``W -= lr (Xb^T (P - Y) / m + λ W)``, ``b -= lr mean_rows(P - Y)``)."""
     k = config.n_classes
-    X, W, b = rounded(X, config.dtype), rounded(w0, config.dtype).reshape(-1, k).copy(), rounded(b0, config.dtype).reshape(k)
+    X = rounded(X, config.dtype)
+    W, b = rounded(w0, config.dtype).reshape(-1, k).copy(), rounded(b0, config.dtype).reshape(k)
     y = labels(y)
     Y = one_hot(y, k)
     schedule = None if config.batch_size is None else batch_schedule(X.shape[0], config.batch_size,
@@ -370,8 +372,8 @@ class Divergence:
 # -- finite differences ---------------------------------------------------------------------------
 
 def finite_difference(X, y, w, b, formulation, l2: float = 0.0) -> np.ndarray:
-    """Central differences of the oracle's ``loss`` (penalty included) over ``θ = (w, b)`` in float64, the five-point stencil
-    ``(8 (L(θ+h) - L(θ-h)) - (L(θ+2h) - L(θ-2h))) / 12h`` (truncation O(h^4)), one step per
+    """Central differences of the oracle's ``loss`` (penalty included) over ``θ = (w, b)`` in float64,
+    the five-point stencil ``(8 (L(θ+h) - L(θ-h)) - (L(θ+2h) - L(θ-2h))) / 12h`` (truncation O(h^4)), one step per
     coordinate: ``h_j = eps^(1/5) max(1, |θ_j|) / max(1, rms(x_j))``, so that ``h_j x_j`` — the
     change it makes to ``z`` — is the same size for every feature whatever its units."""
     w, X = np.asarray(w, dtype=np.float64), as_float64(X)

@@ -138,10 +138,12 @@ def _raises(exc_type, func, *args, match: str = "") -> str:
 # -- the checks ------------------------------------------------------------------------------------
 
 def check_declared_attributes(cls):
-    """The class says what it is — ``library`` (a non-empty str; the default "?" is allowed), ``gradient`` (hand-derived or autograd),
-    ``engine`` (non-empty), ``compiled``/``data_parallel`` (bools), ``style`` (str) — and what it supports:
-    ``supports_minibatch``/``supports_l2`` (bools), ``devices`` (None or device kinds), ``dtypes`` (within float32, float64)."""
-    _require(isinstance(cls, type) and issubclass(cls, Trainer), f"{cls!r} is not a subclass of implementations.Trainer")
+    """The class says what it is — ``library`` (a non-empty str; the default "?" is allowed),
+    ``gradient`` (hand-derived or autograd), ``engine`` (non-empty), ``compiled``/``data_parallel``
+    (bools), ``style`` (str) — and what it supports: ``supports_minibatch``/``supports_l2`` (bools),
+    ``devices`` (None or device kinds), ``dtypes`` (within float32, float64)."""
+    _require(isinstance(cls, type) and issubclass(cls, Trainer),
+             f"{cls!r} is not a subclass of implementations.Trainer")
     problems = []
     if not (isinstance(cls.library, str) and cls.library.strip()):
         problems.append(f"library must name whose arrays the step runs on (numpy, torch, ...), got {cls.library!r}")

@@ -40,8 +40,9 @@ is part of each graph's key.
 
 **When it compiles.** ``run()`` first calls every compiled function this configuration uses once
 with each shape it will see (a module-level record per shape, dtype, device and variant, so a
-trainer whose shapes another trainer of the process already ran compiles nothing): in the harness that is the warm-up run
-(``bench.pipeline`` runs a short trainer of the same case first), so the timed rounds never trace
+trainer whose shapes another trainer of the process already ran compiles nothing): in the harness
+that is the warm-up run (``bench.pipeline`` runs a short trainer of the same case first), so the
+timed rounds never trace
 or compile. ``fullgraph=True``: a graph break is an error, never a silent eager fallback, and
 ``recompile_limit`` is raised for these calls only, with ``fail_on_recompile_limit_hit``, so that
 many shapes in one process (a test session) cannot make dynamo fall back to eager either.
@@ -225,7 +226,8 @@ class TorchCompiledTrainer(TorchTrainerBase):
     def __init__(self, config):
         super().__init__(config)
         if self.dev.type == "cpu" and not _has_cxx():
-            raise BackendUnavailableError("torch-compiled on cpu needs a C++ compiler (none of g++, c++, clang++ found)")
+            raise BackendUnavailableError("torch-compiled on cpu needs a C++ compiler "
+                                          "(none of g++, c++, clang++ found)")
         if self.dev.type == "mps":
             raise BackendUnavailableError("torch-compiled: torch.compile is not supported on 'mps' here")
         if self.dev.type == "cuda":
@@ -248,7 +250,8 @@ class TorchCompiledTrainer(TorchTrainerBase):
         if self._cuda and CUDA_MODE == "static":
             # read in place by every replay; a new trainer's tensors (new addresses) make the graphs
             # re-record, which _prime does here, before any timed call
-            for t in (self.X, self.y, self._lr, self._l2, getattr(self, "batch_idx", None), getattr(self, "_adam", None)):
+            for t in (self.X, self.y, self._lr, self._l2,
+                      getattr(self, "batch_idx", None), getattr(self, "_adam", None)):
                 if isinstance(t, torch.Tensor):
                     torch._dynamo.mark_static_address(t)
             with torch.no_grad(), _dynamo_limits():  # as in run(): dynamo guards on the grad mode

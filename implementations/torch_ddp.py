@@ -29,8 +29,9 @@ Launch, two ways:
   a socket pair each), which rendezvous through a ``TCPStore`` the parent serves on ``127.0.0.1`` at a port the
   OS picks (no race for a "free" port); gloo is bound to the loopback interface
   (``GLOO_SOCKET_IFNAME``). The parent sends each rank its shard and its slice of the batch schedule
-  once, then drives the ranks over those sockets (pickled messages): ``run()`` tells every rank to run ``n_iters`` steps and waits
-  for all of them (rank 0 returns ``w, b, losses``); ``loss_and_grad`` likewise.
+  once, then drives the ranks over those sockets (pickled messages): ``run()`` tells every rank to
+  run ``n_iters`` steps and waits for all of them (rank 0 returns ``w, b, losses``);
+  ``loss_and_grad`` likewise.
 * **torchrun** (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set). The trainer joins the
   launcher's group in-process (``init_method="env://"``): each torchrun process is one rank, loads
   the same data, keeps its own shard, and every rank ends with the same parameters (rank 0's result
@@ -203,7 +204,8 @@ class LocalGroup:
                 with child:
                     proc = subprocess.Popen(
                         [sys.executable, "-c", _RANK_PROGRAM,
-                         str(rank), str(workers), str(self.store.port), str(child.fileno()), repr(timeout), device, ifname],
+                         str(rank), str(workers), str(self.store.port), str(child.fileno()), repr(timeout),
+                         device, ifname],
                         pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
                 self.procs.append(proc)
                 self.conns.append(Connection(parent.detach()))
@@ -345,7 +347,8 @@ class JoinedGroup:
             lost = ("" if not isinstance(exc, (RuntimeError, dist.DistBackendError)) or self.workers < 2 else
                     f" lost contact with rank(s) {[r for r in range(self.workers) if r != self.rank]} during {cmd};")
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise RankError(f"torch-ddp: rank {self.rank} of {self.workers}:{lost} {type(exc).__name__}: {first}") from None
+            raise RankError(f"torch-ddp: rank {self.rank} of {self.workers}:{lost} "
+                            f"{type(exc).__name__}: {first}") from None
 
     def reset(self) -> None:
         self.shard.reset()

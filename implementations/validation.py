@@ -168,9 +168,11 @@ def _dense_X(X) -> np.ndarray:
     try:
         X = np.asarray(X)
     except (TypeError, ValueError):  # ragged rows
-        raise ValueError(f"X must be a 2-D array of shape (n, d), got rows of different lengths ({_shown(X)})") from None
+        raise ValueError(f"X must be a 2-D array of shape (n, d), got rows of different lengths "
+                         f"({_shown(X)})") from None
     if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array of shape (n, d), got an array with {X.ndim} dimension(s), shape {X.shape}")
+        raise ValueError(f"X must be a 2-D array of shape (n, d), got an array with {X.ndim} dimension(s), "
+                         f"shape {X.shape}")
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
         raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
     n, d = X.shape
@@ -179,7 +181,8 @@ def _dense_X(X) -> np.ndarray:
     X = X.astype(np.float64)
     if not np.all(np.isfinite(X)):
         bad = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"X must contain only finite values, got {X[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+        raise ValueError(f"X must contain only finite values, got {X[tuple(bad)]} "
+                         f"at index {tuple(int(i) for i in bad)}")
     return X
 
 

@@ -93,8 +93,9 @@ def test_a_data_file_changed_during_the_run_leaves_its_rows_describing_the_data_
     loop = tmp_path / "sneaky.py"
     loop.write_text(SNEAKY.format(target=str(data), action=action))
     out = tmp_path / "out"
-    r = run_cli("run", "--backends", "sneaky.py:Sneaky", "numpy", "--datasets", "iris", "data.tsv", "--dtypes", "float64",
-                "--formulations", "logits", "--iters", "20", "--repeats", "1", "--out", out, cwd=tmp_path)
+    r = run_cli("run", "--backends", "sneaky.py:Sneaky", "numpy", "--datasets", "iris", "data.tsv",
+                "--dtypes", "float64", "--formulations", "logits", "--iters", "20", "--repeats", "1", "--out", out,
+                cwd=tmp_path)
     runs = pd.read_csv(out / "runs.csv")
     env = json.loads((out / "env.json").read_text())
     described = next(v for k, v in env["datasets"].items() if "data.tsv" in k)

@@ -156,7 +156,8 @@ def test_an_interrupt_at_the_watchdog_stop_still_packs(quick_command, monkeypatc
     monkeypatch.setattr(deadline.Watchdog, "stop", late_stop)
     code = quick_command(tmp_path)
     assert code == (0 if watchdog else 130)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(plan.OWNED) - {"crossover.png", "runs.csv"})  # no row, no plot
+    # no row, no plot
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(plan.OWNED) - {"crossover.png", "runs.csv"})
 
 
 def test_a_stage_that_did_not_run_is_a_failure(quick_command, monkeypatch, tmp_path):

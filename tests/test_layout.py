@@ -48,7 +48,8 @@ def _is_project(name: str) -> bool:
 
 
 def test_every_module_is_found():
-    assert {"bench/cli.py", "bench/runner.py", "implementations/base.py", "implementations/reference.py"} <= set(MODULES)
+    assert ({"bench/cli.py", "bench/runner.py", "implementations/base.py", "implementations/reference.py"}
+            <= set(MODULES))
 
 
 @pytest.mark.parametrize("rel", [r for r in MODULES if r.startswith("implementations/")])

@@ -80,15 +80,17 @@ def _env(hosts, i: int) -> dict:
 
 def _cases(sets, steps=3):
     def case(key, k, bs):
-        return {"shards": sets[key], "config": {"lr": 0.5, "n_iters": steps, "dtype": "float64", "formulation": "logits",
-                                                "batch_size": bs, "workers": 2, "n_classes": k}}
+        return {"shards": sets[key], "config": {"lr": 0.5, "n_iters": steps, "dtype": "float64",
+                                                "formulation": "logits", "batch_size": bs, "workers": 2,
+                                                "n_classes": k}}
     return [case("bin", 2, None), case("bin", 2, 16), case("k3", 3, None), case("k3", 3, 16)]
 
 
 def _torchrun(hosts, sets, cases, out, node: int):
     argv = [os.path.join(BIN, "torchrun"), "--nnodes", "2", "--nproc-per-node", "1",
             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{hosts.addrs[0]}:{TORCH_PORT}", "--rdzv-id", "logreg",
-            "--local-addr", hosts.addrs[node], "--max-restarts", "0", "--rdzv-conf", f"join_timeout={TIMEOUT_S * 4},read_timeout={TIMEOUT_S},is_host={int(node == 0)}",
+            "--local-addr", hosts.addrs[node], "--max-restarts", "0",
+            "--rdzv-conf", f"join_timeout={TIMEOUT_S * 4},read_timeout={TIMEOUT_S},is_host={int(node == 0)}",
             sets["driver"], json.dumps(cases), out, "torch-ddp", ""]
     return subprocess.Popen(hosts.cmd(node, argv), env=_env(hosts, node), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -177,7 +179,8 @@ def _wait_ready(path, procs, limit=90):
 def test_torchrun_fault(request, shard_sets, tmp_path, fault):
     hosts = hosts_fixture(request, 2)
     ready = str(tmp_path / "ready")
-    procs = [_torchrun(hosts, shard_sets, _fault_case(shard_sets, ready), str(tmp_path / "rows.json"), n) for n in (0, 1)]
+    procs = [_torchrun(hosts, shard_sets, _fault_case(shard_sets, ready), str(tmp_path / "rows.json"), n)
+             for n in (0, 1)]
     _wait_ready(ready, procs)
     t0 = time.monotonic()
     if fault == "link-down":

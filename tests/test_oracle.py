@@ -75,7 +75,8 @@ def test_tolerances_are_the_derived_ones():
     # (the public checks' 300 steps, test_minibatch's 40-60) is held to the bound derived for its length
     assert reference.tolerance("float32", 5000, 100, 4) == pytest.approx(2**-24 * np.sqrt(5000) * (5 + np.log2(100)))
     assert 4e-5 < reference.tolerance("float32", 5000, 100, 4) < 6e-5
-    assert reference.tolerance("float32", 200, 100, 4) == pytest.approx(reference.tolerance("float32", 5000, 100, 4) / 5)
+    assert (reference.tolerance("float32", 200, 100, 4)
+            == pytest.approx(reference.tolerance("float32", 5000, 100, 4) / 5))
     assert reference.tolerance("float64", 5000, 100, 4) == 1e-10
 
 

@@ -286,7 +286,8 @@ def test_float32_within_the_derived_tolerance(name):
     X, y, w0, b0 = _problem(60, 5, 4, seed=4)
     cfg = TrainConfig(lr=0.5, n_iters=30, dtype="float32", formulation="logits", n_classes=4)
     res, _ = _train(name, cfg, X, y, w0, b0)
-    agreement = reference.compare(res, reference.reference_run(X, y, w0, b0, cfg), reference.config_tolerance(cfg, 60, 5))
+    agreement = reference.compare(res, reference.reference_run(X, y, w0, b0, cfg),
+                                  reference.config_tolerance(cfg, 60, 5))
     assert agreement.ok, agreement
 
 

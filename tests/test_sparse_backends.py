@@ -82,7 +82,8 @@ def test_sparse_oracle_equals_dense_oracle(case, n_classes):
     kw.update({"full": {}, "batch": dict(batch_size=32, record_every=3),
                "l2-adam": dict(l2=0.05, optimizer="adam", lr=0.05)}[case])
     config = TrainConfig(**kw)
-    sparse, dense = reference.reference_run(X, y, w0, b0, config), reference.reference_run(X.toarray(), y, w0, b0, config)
+    sparse = reference.reference_run(X, y, w0, b0, config)
+    dense = reference.reference_run(X.toarray(), y, w0, b0, config)
     agreement = reference.compare(sparse, dense, 1e-14)
     assert agreement.ok, agreement
     steps = [0, 7, STEPS - 1]
@@ -263,7 +264,8 @@ def test_threaded_csr_is_scipy_bit_for_bit():
     assert len(A.blocks) > 10 and len(A.T.blocks) > 10
     A.set_threads(3)
     rng = np.random.default_rng(0)
-    for v, r in ((rng.standard_normal(D), rng.standard_normal(N)), (rng.standard_normal((D, 3)), rng.standard_normal((N, 3)))):
+    for v, r in ((rng.standard_normal(D), rng.standard_normal(N)),
+                 (rng.standard_normal((D, 3)), rng.standard_normal((N, 3)))):
         assert np.array_equal(A @ v, X @ v)
         assert np.array_equal(A.T @ r, transpose(X) @ r)
 

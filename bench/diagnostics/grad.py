@@ -129,9 +129,9 @@ def _note(formulation, dtype, sat, passed, a, b, k: int = 2) -> str:
     autograd = {m: lib for m in sorted(methods) if (lib := _autograd_library(m))}
     for m, lib in autograd.items():
         if lib == "torch":
-            why.append(f"autograd through sigmoid->BCE ({m}) computes (p - y) / max(p(1-p), 1e-12) * p(1-p), which "
-                       "shrinks the gradient of samples with p(1-p) < 1e-12 (|z| > 27.6) and zeroes it once p rounds to "
-                       f"exactly 0 or 1 ({'z > 16.6' if dtype == 'float32' else 'z > 36.7'} in {dtype})")
+            why.append(f"autograd through sigmoid->BCE ({m}) computes (p - y) / max(p(1-p), 1e-12) * p(1-p), "
+                       "which shrinks the gradient of samples with p(1-p) < 1e-12 (|z| > 27.6) and zeroes it once p "
+                       f"rounds to exactly 0 or 1 ({'z > 16.6' if dtype == 'float32' else 'z > 36.7'} in {dtype})")
         else:
             why.append(f"autograd ({m}, {lib}) differentiates the clamped probs loss, flat for samples whose p rounds "
                        "to exactly 0 or 1")
@@ -152,7 +152,8 @@ def _has_gradient(name: str) -> bool:
 
 
 def compare_gradients(ds: Dataset, backends=None, dtypes=DTYPES, formulations=FORMULATIONS,
-                      device: str = "cpu", seed: int = 0, pts: list[Point] | None = None, l2: float = 0.0) -> list[dict]:
+                      device: str = "cpu", seed: int = 0, pts: list[Point] | None = None,
+                      l2: float = 0.0) -> list[dict]:
     """One row per (point, formulation, dtype, pair of methods); a backend that cannot run on
     ``device`` gets one ``skipped`` row per dtype and formulation, with the reason in ``note``.
     ``backends``: registered names (default: every one registered now that computes a gradient —

@@ -107,8 +107,8 @@ def summary_text(env: dict, figures: dict, stages: list[Stage], df, lines, clock
     b, e = g["best_gpu_row"], g["event_vs_wall"]
     s += ["", "## The GPU's own figures", ""]
     if b:
-        s.append(f"- best GPU row at the largest n: `{b['backend']}` {b['dtype']} n = {int(b['n'])}, d = {int(b['d'])}: "
-                 f"{_fmt(b['time_per_iter_s'])} s/step, {_fmt(b['achieved_gbps'], '.4g')} GB/s = "
+        s.append(f"- best GPU row at the largest n: `{b['backend']}` {b['dtype']} n = {int(b['n'])}, "
+                 f"d = {int(b['d'])}: {_fmt(b['time_per_iter_s'])} s/step, {_fmt(b['achieved_gbps'], '.4g')} GB/s = "
                  f"{_fmt(b['roofline_fraction'], '.1%')} of the measured device read bandwidth")
     else:
         s.append("- no GPU row was timed")

@@ -109,8 +109,10 @@ def failing_table(df: pd.DataFrame) -> pd.DataFrame:
 def target_table(firsts: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, loop and target: the first correct row to get there."""
     return _table([[f["dataset"], f["loop"], f"{f['target']:.0e}",
-                    "—" if pd.isna(f["backend"]) else f"{f['backend']} ({f['device']}, {f['dtype']}, {f['formulation']}"
-                    + ("" if pd.isna(f.get("optimizer")) or f.get("optimizer") in (None, "gd") else f", {f['optimizer']}")
+                    "—" if pd.isna(f["backend"])
+                    else f"{f['backend']} ({f['device']}, {f['dtype']}, {f['formulation']}"
+                    + ("" if pd.isna(f.get("optimizer")) or f.get("optimizer") in (None, "gd")
+                       else f", {f['optimizer']}")
                     + ")",
                     format_time(f["time_s"]), format_number(f["step"], "{:.0f}"), f"{f['reached']} of {f['cases']}"]
                    for _, f in firsts.iterrows()],
@@ -128,15 +130,17 @@ def rows_table(g: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
         cells.append([r["backend"], r["device"], r["formulation"], format_number(r["l2"], "{:g}"), str(r["optimizer"]),
                       format_time(r["time_per_iter_s"]) + (" ~" if str(r["noisy"]) == "True" else ""),
                       format_time(r["iqr_per_iter_s"]), format_number(r["vs_baseline"], "{:.2f}×"),
-                      format_number(r["achieved_gbps"], "{:.2f}"), format_number(frac, "{:.1%}") + (frac_kind if pd.notna(frac) else ""),
-                      format_number(r["rel_dparam"], "{:.1e}"), format_number(r["rel_dloss"], "{:.1e}"), format_number(r["tolerance"], "{:.1e}"),
+                      format_number(r["achieved_gbps"], "{:.2f}"),
+                      format_number(frac, "{:.1%}") + (frac_kind if pd.notna(frac) else ""),
+                      format_number(r["rel_dparam"], "{:.1e}"), format_number(r["rel_dloss"], "{:.1e}"),
+                      format_number(r["tolerance"], "{:.1e}"),
                       "yes" if agrees(r) else (str(r["verdict"]) if str(r["verdict"]).startswith("n/a") else
                                                 "no" if pd.notna(r["verdict"]) else "—"),
                       format_number(r["threads"], "{:.0f}"),
                       str(r["status"]) if r["status"] == "ok" else f"{r['status']}: {r['reason']}"])
     vs = f"vs {baseline or 'numpy'}"
-    return _table(cells, ["backend", "device", "formulation", "l2", "optimizer", "time/step", "IQR", vs, "GB/s", "of floor",
-                          "rel Δparam", "rel Δloss", "tol", "agrees with oracle", "threads", "status"],
+    return _table(cells, ["backend", "device", "formulation", "l2", "optimizer", "time/step", "IQR", vs, "GB/s",
+                          "of floor", "rel Δparam", "rel Δloss", "tol", "agrees with oracle", "threads", "status"],
                   right=("time/step", "IQR", vs, "GB/s", "of floor", "rel Δparam", "rel Δloss", "tol", "threads"))
 
 
@@ -187,7 +191,8 @@ def _env_line(df: pd.DataFrame, env: dict | None) -> str:
             f"{gpu_text}; {libs}; {env.get('threads', '?')} threads per library.")
 
 
-PIVOT_NOTE = "Median time per training step (`✗` = does not agree with the oracle, `~` = noisy: IQR > 10 % of the median)."
+PIVOT_NOTE = ("Median time per training step (`✗` = does not agree with the oracle, "
+              "`~` = noisy: IQR > 10 % of the median).")
 
 
 def summary_markdown(df: pd.DataFrame, losses: pd.DataFrame | None = None, env: dict | None = None) -> str:
