@@ -99,7 +99,9 @@ def _gpu_details(torch, devices) -> dict:
     gpu = {}
     out = _nvidia_smi(NVIDIA_SMI_FIELDS)
     gpu["nvidia_smi"] = None if out is None else [
-        dict(zip(NVIDIA_SMI_FIELDS.split(","), (x.strip() for x in line.split(",")))) for line in out.splitlines()]
+        # strict=False: a line nvidia-smi prints instead of the fields (an error) gives fewer values
+        dict(zip(NVIDIA_SMI_FIELDS.split(","), (x.strip() for x in line.split(",")), strict=False))
+        for line in out.splitlines()]
     try:
         gpu["torch_cuda"] = torch.version.cuda
         gpu["cudnn"] = torch.backends.cudnn.version() if torch.cuda.is_available() else None

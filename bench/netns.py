@@ -80,7 +80,7 @@ def build(count: int) -> Hosts:
     try:
         _ip("link", "add", hosts.bridge, "type", "bridge")
         _ip("link", "set", hosts.bridge, "up")
-        for i, (ns, ifname, outer) in enumerate(zip(hosts.names, hosts.ifnames, hosts.outer)):
+        for i, (ns, ifname, outer) in enumerate(zip(hosts.names, hosts.ifnames, hosts.outer, strict=True)):
             if i:
                 _ip("netns", "add", ns)
             _ip("link", "add", outer, "type", "veth", "peer", "name", ifname, "netns", ns)
@@ -105,7 +105,7 @@ def teardown(hosts: Hosts) -> None:
     deadline = time.monotonic() + 5
     while any(hosts.pids(i) for i in range(len(hosts.names))) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for ns, outer in zip(hosts.names, hosts.outer):
+    for ns, outer in zip(hosts.names, hosts.outer, strict=True):
         subprocess.run(["ip", "link", "del", outer], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
     subprocess.run(["ip", "link", "del", hosts.bridge], capture_output=True, check=False)

@@ -58,7 +58,7 @@ def cases(devices=("cpu",), seed: int = 0, backends=BACKENDS, solvers=SOLVERS, d
     """The block's cases: every loop of every backend, then the scikit-learn rows (cpu only). ``lr``
     is :func:`bench.cases.default_lr` or a stand-in with its signature ``lr(dataset, l2, seed)``."""
     out = []
-    for opt, cfg in loops(lr(dataset, L2, seed)).items():
+    for _opt, cfg in loops(lr(dataset, L2, seed)).items():
         for backend in backends:
             for device in devices:
                 out.append(Case(backend, dataset, replace(cfg, device=device)))

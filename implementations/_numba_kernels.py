@@ -342,9 +342,9 @@ def csr_loss_grad(indptr, indices, data, y, w, b, logits, gw):
         z = b
         for q in range(indptr[i], indptr[i + 1]):
             z += data[q] * w[indices[q]]
-        r, l = row_terms(z, y[i], logits, True, w.dtype.type(1))
+        r, row_loss = row_terms(z, y[i], logits, True, w.dtype.type(1))
         gb += r
-        ls += l
+        ls += row_loss
         for q in range(indptr[i], indptr[i + 1]):
             gw[indices[q]] += r * data[q]
     return gb, ls
@@ -382,9 +382,9 @@ def csr_run(indptr, indices, data, tptr, tind, tdat, y, w, b, lr, l2, n_iters, r
                 z = b
                 for q in range(indptr[i], indptr[i + 1]):
                     z += data[q] * w[indices[q]]
-                r, l = row_terms(z, y[i], logits, record, w.dtype.type(1))
+                r, row_loss = row_terms(z, y[i], logits, record, w.dtype.type(1))
                 gb += r
-                ls += l
+                ls += row_loss
                 for q in range(indptr[i], indptr[i + 1]):
                     g[indices[q]] += r * data[q]
             m = offsets[t + 1] - offsets[t]

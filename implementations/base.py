@@ -376,10 +376,12 @@ class Trainer(ABC):
         loss, gb = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0]) for v in (loss, gb))
         return loss, np.asarray(gw, dtype=np.float64).reshape(-1), gb
 
-    def synchronize(self) -> None:
+    # optional hook: a no-op by default, overridden by backends with asynchronous device work
+    def synchronize(self) -> None:  # noqa: B027
         """Wait for queued device work; a no-op on CPU backends."""
 
-    def close(self) -> None:
+    # optional hook: a no-op by default, overridden by backends that hold processes or a cluster
+    def close(self) -> None:  # noqa: B027
         """Release what the backend holds besides memory (a process group, a cluster); idempotent.
         A no-op for single-process backends. Trainers are also context managers that close on exit."""
 

@@ -147,17 +147,17 @@ def make_loss(jax, formulation: str, l2: float, n_classes: int = 2):
         z = X @ w + b
         if n_classes >= 3:  # softmax; y is the one-hot Y (m, K)
             if formulation == "logits":
-                l = jax.nn.logsumexp(z, axis=1) - jnp.sum(y * z, axis=1)
+                per_row = jax.nn.logsumexp(z, axis=1) - jnp.sum(y * z, axis=1)
             else:
-                l = -jnp.sum(y * clamped_log(jax.nn.softmax(z, axis=1)), axis=1)
-            mean = jnp.mean(l) if c is None else jnp.sum(jnp.where(c, l, 0)) / m
+                per_row = -jnp.sum(y * clamped_log(jax.nn.softmax(z, axis=1)), axis=1)
+            mean = jnp.mean(per_row) if c is None else jnp.sum(jnp.where(c, per_row, 0)) / m
             return mean + 0.5 * l2 * jnp.sum(w * w) if l2 else mean
         if formulation == "logits":
-            l = jnp.logaddexp(0, z) - y * z
+            per_row = jnp.logaddexp(0, z) - y * z
         else:
             p = jax.nn.sigmoid(z)
-            l = -(y * clamped_log(p) + (1 - y) * clamped_log(1 - p))
-        mean = jnp.mean(l) if c is None else jnp.sum(jnp.where(c, l, 0)) / m
+            per_row = -(y * clamped_log(p) + (1 - y) * clamped_log(1 - p))
+        mean = jnp.mean(per_row) if c is None else jnp.sum(jnp.where(c, per_row, 0)) / m
         return mean + 0.5 * l2 * (w @ w) if l2 else mean
 
     return loss

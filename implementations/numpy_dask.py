@@ -272,15 +272,15 @@ class NumpyDaskTrainer(GroupTrainer):
         shard = ((lambda lo, hi: X[lo:hi].astype(cfg.dtype)) if sparse else
                  (lambda lo, hi: np.ascontiguousarray(X[lo:hi], dtype=cfg.dtype)))
         x_chunks = [client.scatter(shard(lo, hi), workers=[addr], hash=False)
-                    for (lo, hi), addr in zip(bounds, self.placement)]
+                    for (lo, hi), addr in zip(bounds, self.placement, strict=True)]
         y_chunks = [client.scatter(np.ascontiguousarray(y[lo:hi], dtype=cfg.dtype), workers=[addr], hash=False)
-                    for (lo, hi), addr in zip(bounds, self.placement)]
+                    for (lo, hi), addr in zip(bounds, self.placement, strict=True)]
         meta = X[:0].astype(cfg.dtype) if sparse else None  # dask's view of a chunk's type
         self.X = da.concatenate([da.from_delayed(f, (hi - lo, self.d), dtype=cfg.dtype, meta=meta)
-                                 for f, (lo, hi) in zip(x_chunks, bounds)])
+                                 for f, (lo, hi) in zip(x_chunks, bounds, strict=True)])
         futures = [client.submit(ChunkSums, xc, yc, local_schedule(self.schedule, lo, hi), cfg.formulation,
                                  actor=True, workers=[addr], allow_other_workers=False, pure=False)
-                   for xc, yc, (lo, hi), addr in zip(x_chunks, y_chunks, bounds, self.placement)]
+                   for xc, yc, (lo, hi), addr in zip(x_chunks, y_chunks, bounds, self.placement, strict=True)]
         self._actor_futures = futures  # keeps the actors alive
         with client.as_current():  # actor handles bind to the current client (not a global default)
             self.actors = [f.result(timeout=self.timeout) for f in futures]
@@ -389,7 +389,7 @@ class NumpyDaskTrainer(GroupTrainer):
         self.X = None  # no dask.array over the data: the client never sees the rows
         futures = [client.submit(ShardSums, meta, g, cfg.dtype, self.k, local_schedule(self.schedule, lo, hi),
                                  cfg.formulation, actor=True, workers=[addr], allow_other_workers=False, pure=False)
-                   for g, (lo, hi), addr in zip(groups, bounds, self.placement)]
+                   for g, (lo, hi), addr in zip(groups, bounds, self.placement, strict=True)]
         self._actor_futures = futures
         with client.as_current():
             try:

@@ -171,15 +171,15 @@ class OptimizerSteps:
         grads = (np.asarray(gw, dtype=np.float64), np.asarray(gb, dtype=np.float64))
         if self.optimizer in ("momentum", "nesterov"):
             self.state = grads if self.state is None else tuple(self.MOMENTUM * buf + g
-                                                                for buf, g in zip(self.state, grads))
+                                                                for buf, g in zip(self.state, grads, strict=True))
             steps = (self.state if self.optimizer == "momentum"
-                     else tuple(g + self.MOMENTUM * buf for g, buf in zip(grads, self.state)))
+                     else tuple(g + self.MOMENTUM * buf for g, buf in zip(grads, self.state, strict=True)))
         else:
             if self.state is None:
                 self.state = tuple((np.zeros_like(g), np.zeros_like(g)) for g in grads)
             b1, b2, t = self.BETA1, self.BETA2, self.t
             self.state = tuple((b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g)
-                               for (m, v), g in zip(self.state, grads))
+                               for (m, v), g in zip(self.state, grads, strict=True))
             steps = tuple((m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + self.EPS) for m, v in self.state)
         w_new = w - lr * steps[0]
         b_new = b - lr * steps[1]
@@ -235,7 +235,8 @@ def _softmax_steps(X, y, w0, b0, config: TrainConfig):
 def _softmax_reference_run(X, y, w0, b0, config: TrainConfig) -> TrainResult:
     losses = np.empty(config.n_records)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        for t, W, b, Xb, yb, Z in _softmax_steps(X, y, w0, b0, config):
+        # b is read after the loop: the last step's bias
+        for t, W, b, _Xb, yb, Z in _softmax_steps(X, y, w0, b0, config):  # noqa: B007
             if Z is not None and t % config.record_every == 0:
                 losses[t // config.record_every] = (np.mean(sample_losses(Z, yb, config.formulation))
                                                     + 0.5 * config.l2 * np.sum(W * W))

@@ -65,7 +65,7 @@ def _step_sums(parts: _Parts, meta: ShardMeta, rows, w, b, formulation: str):
     for p, local in pieces:
         X, y = parts(p)
         s = _part_sums(X if local is None else X[local], y if local is None else y[local], w, b, formulation)
-        total = s if total is None else tuple(a + c for a, c in zip(total, s))
+        total = s if total is None else tuple(a + c for a, c in zip(total, s, strict=True))
     return total
 
 

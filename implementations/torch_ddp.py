@@ -229,7 +229,7 @@ class LocalGroup:
                             "prepare() a new trainer")
         self.busy = True
         try:
-            for conn, args in zip(self.conns, per_rank_args):
+            for conn, args in zip(self.conns, per_rank_args, strict=True):
                 conn.send((cmd, args))
         except (BrokenPipeError, OSError):
             self.broken = True
@@ -399,7 +399,8 @@ class TorchDDPTrainer(GroupTrainer):
         self._acquire()
         mine = self.torchrun["rank"] if self.torchrun else None
         args = [(meta, g, w0, b0, self.n, self.config, local_schedule(self.schedule, lo, hi))
-                if mine is None or r == mine else () for r, (g, (lo, hi)) in enumerate(zip(groups, bounds))]
+                if mine is None or r == mine else ()
+                for r, (g, (lo, hi)) in enumerate(zip(groups, bounds, strict=True))]
         self._group.call("load_shards", args)
 
     def peak_rss(self) -> list[int]:

@@ -18,7 +18,7 @@ def _write_tsv(path, shift: float = 0.0):
     X = rng.normal(size=(60, 2))
     y = (X[:, 0] > 0).astype(int)
     X[0, 0] += shift
-    path.write_text("a\tb\tlabel\n" + "".join(f"{r[0]:.6f}\t{r[1]:.6f}\t{t}\n" for r, t in zip(X, y)))
+    path.write_text("a\tb\tlabel\n" + "".join(f"{r[0]:.6f}\t{r[1]:.6f}\t{t}\n" for r, t in zip(X, y, strict=True)))
 
 
 @pytest.fixture(scope="module")

@@ -122,7 +122,7 @@ def _check_rows(out, cases):
     with open(out) as f:
         rows = json.load(f)
     assert len(rows) == len(cases)
-    for row, case in zip(rows, cases):
+    for row, case in zip(rows, cases, strict=True):
         assert row["rel_diff"] <= TOL, (case, row["rel_diff"])
         assert row["ok"]
         assert all(b > 0 for b in row["peak_rss_bytes"]) and len(row["peak_rss_bytes"]) == 2

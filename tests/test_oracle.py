@@ -149,7 +149,7 @@ def test_no_harness_module_imports_a_backend(path):
 def test_reference_imports_only_the_contract():
     """The float64 oracle is written apart from every backend: it may use the contract's types and
     the batch schedule, nothing else of the project."""
-    for module, names in _imports(Path(implementations.__file__).parent / "reference.py"):
+    for module, _names in _imports(Path(implementations.__file__).parent / "reference.py"):
         assert module in ("implementations.base", "implementations.schedule"), module
 
 

@@ -78,9 +78,9 @@ def backend_order(df: pd.DataFrame) -> list[str]:
     names = list(dict.fromkeys(df["backend"].dropna().astype(str)))
     lib = {}
     if "library" in df:
-        for b, l in zip(df["backend"], df["library"]):
-            if pd.notna(b) and pd.notna(l):
-                lib.setdefault(str(b), str(l))
+        for b, library in zip(df["backend"], df["library"], strict=True):
+            if pd.notna(b) and pd.notna(library):
+                lib.setdefault(str(b), str(library))
 
     def rank(b):
         lb = lib.get(b, "")

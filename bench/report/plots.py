@@ -49,7 +49,7 @@ def looks(df: pd.DataFrame) -> dict[str, dict]:
     while the palette lasts: in name order, a backend whose hashed colour is taken takes the next
     free one."""
     library = {}
-    for b, lib in zip(df["backend"], df["library"] if "library" in df else [None] * len(df)):
+    for b, lib in zip(df["backend"], df["library"] if "library" in df else [None] * len(df), strict=True):
         if pd.notna(b):
             library.setdefault(str(b), lib)
     taken: set[int] = set()
@@ -112,7 +112,7 @@ def _legend_outside(fig, axes) -> None:
     """One legend for the figure, right of the panels, each label once."""
     seen: dict[str, object] = {}
     for ax in np.ravel(axes):
-        for h, lab in zip(*ax.get_legend_handles_labels()):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(lab, h)
     if seen:
         fig.legend(list(seen.values()), list(seen.keys()), loc="outside right center", fontsize=8, frameon=False)
@@ -146,7 +146,7 @@ def plot_time_vs_n(df: pd.DataFrame, path: Path, floor_gbps: float | None = None
     plt = _plt()
     fig, axes = plt.subplots(1, len(dtypes), figsize=(5.5 * len(dtypes) + 2, 4.2), squeeze=False, sharey=True,
                              layout="constrained")
-    for ax, dtype in zip(axes[0], dtypes):
+    for ax, dtype in zip(axes[0], dtypes, strict=True):
         g = ok[ok["dtype"] == dtype]
         form = "probs" if "probs" in set(g["formulation"]) else g["formulation"].iloc[0]
         g = g[g["formulation"] == form]
@@ -203,7 +203,7 @@ def plot_suboptimality(rows: pd.DataFrame, losses: pd.DataFrame, path: Path, dat
         return False
     keys = _panel_keys(g[g["case_id"].isin(set(cur["case_id"]))])
     fig, axes = _grid(len(keys))
-    for ax, key in zip(axes.ravel(), keys):
+    for ax, key in zip(axes.ravel(), keys, strict=False):  # the grid's spare axes stay hidden
         sub = _panel_rows(g, key)
         for backend in backend_order(sub):
             for _, r in sub[sub["backend"] == backend].iterrows():
@@ -262,7 +262,8 @@ def plot_loss_vs_oracle(rows: pd.DataFrame, losses: pd.DataFrame, path: Path, en
         for dtype in sorted(set(h["dtype"])):
             panels.append((ds, loop, form, dtype, h[h["dtype"] == dtype]))
     fig, axes = _grid(len(panels), ncols=min(4, max(2, len(set(g["dtype"])))), w=4.0, h=3.0, sharey=True)
-    for ax, (ds, loop, form, dtype, h) in zip(axes.ravel(), panels):
+    # the grid's spare axes stay hidden
+    for ax, (ds, loop, form, dtype, h) in zip(axes.ravel(), panels, strict=False):
         for backend in backend_order(h):
             for _, r in h[h["backend"] == backend].iterrows():
                 c = losses[losses["case_id"] == r["case_id"]]
@@ -297,7 +298,7 @@ def plot_speed_vs_numpy(rows: pd.DataFrame, path: Path, env: dict | None = None)
         np.where(s["optimizer"].astype(str) != "gd", "\n" + s["optimizer"].astype(str), "")  # part of the identity
     panels = list(dict.fromkeys(s["panel"]))
     fig, axes = _grid(len(panels), ncols=2, w=6.0, h=3.8)
-    for ax, panel in zip(axes.ravel(), panels):
+    for ax, panel in zip(axes.ravel(), panels, strict=False):  # the grid's spare axes stay hidden
         p = s[s["panel"] == panel]
         groups = list(dict.fromkeys(p["group"]))
         bars = [(b, dev) for b in backend_order(p) for dev in sorted(set(p[p["backend"] == b]["device"]))]
@@ -312,7 +313,7 @@ def plot_speed_vs_numpy(rows: pd.DataFrame, path: Path, env: dict | None = None)
             hatch = ["//" if a is False else "" for a in q["agrees"].tolist()]
             cont = ax.bar(x, ratio, width, color=colour, edgecolor="k", lw=0.4,
                           label=f"{b} ({dev})", yerr=err, capsize=2, error_kw={"lw": 0.8})
-            for patch, h in zip(cont.patches, hatch):
+            for patch, h in zip(cont.patches, hatch, strict=True):
                 patch.set_hatch(h)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_yscale("log")
