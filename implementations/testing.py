@@ -31,8 +31,7 @@ The checks (:func:`checks` lists them for a class):
   against the oracle's, bisected, so a schedule or a momentum buffer goes wrong at its own step).
 
 A case outside what the class declares it supports is skipped (``pytest.skip`` under pytest), not failed.
-The data is Iris as the seed takes it (100 × 4) and the seed's init; ``lr = 0.01``.
-"""
+The data is Iris as the seed takes it (100 × 4) and the seed's init; ``lr = 0.01``."""
 
 from __future__ import annotations
 
@@ -498,5 +497,4 @@ def _as_class(obj) -> type:
 __all__ = ["Check", "CheckFailed", "CheckResult", "CheckSkipped", "Divergence", "check_bad_input", "check_call_order",
            "check_declared_attributes", "check_loss_and_grad", "check_oracle_agreement", "check_restart_from_w0",
            "check_result_shapes", "check_trainer", "checks", "first_divergence", "in_lockstep", "iris_3class_problem",
-           "iris_problem",
-           "parametrize_with_checks", "run_checks"]
+           "iris_problem", "parametrize_with_checks", "run_checks"]
