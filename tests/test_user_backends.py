@@ -160,15 +160,15 @@ def test_entry_point_plugin_is_listed_and_checked(tmp_path):
 
 
 def test_backends_argument_takes_a_spec():
-    from bench import cli
+    from bench import argtypes, cli
 
     args = cli.build_parser().parse_args(["run", "--backends", "numpy", "examples/my_loop.py:MyLoop"])
     try:
-        assert cli._backends(args.backends, None) == ("numpy", "examples/my_loop.py:MyLoop")
+        assert argtypes.backends(args.backends, None) == ("numpy", "examples/my_loop.py:MyLoop")
     finally:
         unregister("examples/my_loop.py:MyLoop")
-    with pytest.raises(cli.UsageError, match="--backends: .*no such file"):
-        cli._backends(["nowhere.py:X"], None)
+    with pytest.raises(argtypes.UsageError, match="--backends: .*no such file"):
+        argtypes.backends(["nowhere.py:X"], None)
 
 
 # -- a misbehaving user backend is a row, and the run goes on --------------------------------------
