@@ -60,7 +60,8 @@ EXIT_CODES_HELP = (
     "argument or --out, refused before any work; 130 / 143 interrupted by SIGINT / SIGTERM (finished rows kept)")
 
 
-def _datasets(values, label=None, positive=None, standardize=False, load=True, many_classes=False):
+def _datasets(values, label=None, positive=None, standardize=False, load=True, many_classes=False, dense=False,
+              n_features=None):
     """Dataset names with ``--label``/``--positive``/``--standardize`` written in (bench.data's
     ``name[options]``); each checked before any work: a named or synthetic set by its name, a file
     by its type, label column and size against the memory (before it is read), then (``load``)
@@ -68,7 +69,8 @@ def _datasets(values, label=None, positive=None, standardize=False, load=True, m
     the file."""
     names = []
     try:
-        names = list(dict.fromkeys(data.with_options(v, label, positive, standardize, many_classes) for v in values))
+        names = list(dict.fromkeys(data.with_options(v, label, positive, standardize, many_classes, dense, n_features)
+                                   for v in values))
         for name in names:
             data.check(name)
     except ValueError as exc:
@@ -110,6 +112,12 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--allow-many-classes", action="store_true",
                    help="train a label column that looks continuous, or has about one class per row, as that many "
                         "classes (refused without it: such a column is rarely a class label)")
+    p.add_argument("--dense", action="store_true",
+                   help="a sparse data set (LIBSVM, a sparse .npz, sparse-...) as a dense array (default: kept "
+                        "sparse, CSR; refused where the dense form would not fit in memory)")
+    p.add_argument("--n-features", type=argtypes.positive_int, default=None, metavar="D",
+                   help="a LIBSVM file's width: D columns (default: its largest feature index; an index beyond D "
+                        "is refused)")
     p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT", help="float32 float64 (default: both)")
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
@@ -307,7 +315,7 @@ def _common(args, listing: bool = False):
     args.datasets_given = args.datasets is not None
     args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets,
                               args.label, args.positive, args.standardize, load=not listing,
-                              many_classes=args.allow_many_classes)
+                              many_classes=args.allow_many_classes, dense=args.dense, n_features=args.n_features)
     args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
     args.formulations = argtypes.choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))

@@ -159,6 +159,9 @@ class Row:
     # how it ended
     status: str = "ok"
     reason: str = ""
+    # sparse data (bench.data): the stored non-zeros of X, and how X was held ("csr" or "dense")
+    nnz: int | None = None
+    storage: str | None = None
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -227,7 +230,7 @@ _NEWER_COLUMNS: dict[str, str] = {
     "threads_numba": "Int64", "oversubscribed": "boolean", "compute_fraction": "Float64",
     "library": "string", "gradient": "string", "engine": "string", "compiled": "boolean", "style": "string",
     "dataset_origin": "string", "dataset_sha256": "string", "density": "Float64",
-    "n_classes": "Int64", "bound": "string", "optimizer": "string", "evaluations": "Int64", "compiled_graphs": "Int64", "compile_s": "Float64",
+    "n_classes": "Int64", "nnz": "Int64", "storage": "string", "bound": "string", "optimizer": "string", "evaluations": "Int64", "compiled_graphs": "Int64", "compile_s": "Float64",
 }
 ATTRIBUTE_COLUMNS = ("library", "gradient", "engine", "compiled", "style")
 # time_s: the point's measured wall time where the row recorded one (see point_times), else empty

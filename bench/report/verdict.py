@@ -99,6 +99,13 @@ def _agreement_sentence(g: pd.DataFrame) -> str:
 
 def _fraction_phrase(r) -> str:
     cf, rf = as_float(r["compute_fraction"]), as_float(r["roofline_fraction"])
+    if str(r.get("storage")) == "csr" and not math.isnan(rf):  # sparse: memory-bound at any size (bench.roofline)
+        if rf > 1:
+            return (f"{rf:.1%} of the CSR memory floor: its matrix fits in cache, so the gathers' latency, not DRAM "
+                    "bandwidth, bounds it")
+        near = ("near the memory bound" if rf >= 0.5 else
+                "far from it: bound by its gathers, scatters and per-call overhead, not by bandwidth")
+        return f"{rf:.1%} of the CSR memory floor (values and indices read for X w and again for Xᵀ r; {near})"
     if as_float(r.get("n_classes")) >= 3 and not math.isnan(rf):  # softmax out of cache: the larger floor (bound)
         which = "compute" if str(r.get("bound")) == "compute" else "memory-bandwidth"
         return f"{rf:.1%} of its floor (the {which} floor: a K-class step does 4·m·d·K flops per read of X)"
