@@ -18,7 +18,7 @@ from pathlib import Path
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS, OPTIMIZERS, get_backend, resolve
 
-from . import argtypes, check, compare, data, gpu, records, roofline, scale, shard, suites
+from . import argtypes, check, compare, data, gpu, records, roofline, scale, shard, sparse_sweep, suites
 from . import time_to_model as ttm
 from .argtypes import UsageError
 from .cases import (
@@ -179,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, {'/'.join(suites.MINIBATCH_DTYPES)}, "
                           f"{'/'.join(suites.MINIBATCH_FORMULATIONS)}, {suites.MINIBATCH_ITERS} steps), softmax (full "
                           f"batch on {' and '.join(SOFTMAX_DATASETS)}, {'/'.join(suites.SOFTMAX_DTYPES)}), "
-                          "time-to-model (see --time-to-model; --backends picks its loops and solvers there too), or "
+                          "time-to-model (see --time-to-model; --backends picks its loops and solvers there too), "
+                          f"sparse (CSR sets {' and '.join(suites.SPARSE_DATASETS)}, then a density sweep writing "
+                          "sparse_vs_dense.csv), or "
                           f"all (the reference run) (default: {' '.join(suites.DEFAULT_BLOCKS)})")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=argtypes.positive_float, default=1e-3,
@@ -345,6 +347,8 @@ def _cases(args, lr=None, ttm_lr=default_lr):
             if "softmax" in blocks:
                 softmax = tuple(data.with_options(ds, standardize=args.standardize) for ds in SOFTMAX_DATASETS)
                 cases += matrix(datasets_=softmax, **{**common, "dtypes": suites.SOFTMAX_DTYPES})
+            if "sparse" in blocks:  # CSR sets and the density sweep (bench.sparse_sweep)
+                cases += sparse_sweep.block_cases(matrix, {**common, "l2s": args.l2})
             if "time-to-model" in blocks:  # --backends picks its loops and solvers, as with --time-to-model
                 cases += _time_to_model_cases(args, ttm_lr)
         if getattr(args, "time_to_model", False):

@@ -12,7 +12,7 @@ registered backend the block accepts (``bench.cases.default_backends``).
 from __future__ import annotations
 
 # -- bench run: its blocks (--blocks); `make bench` runs DEFAULT_BLOCKS, `--blocks all` is the reference run
-BLOCKS = ("main", "minibatch", "softmax", "time-to-model")
+BLOCKS = ("main", "minibatch", "softmax", "time-to-model", "sparse")
 DEFAULT_BLOCKS = ("main", "minibatch")
 
 # main: every single-process backend, full batch, binary, both dtypes and formulations (the run's own
@@ -40,6 +40,19 @@ TIME_TO_MODEL_DEVICES = ("cpu",)
 # optimizer -> (lr, steps); lr None: 1/L of the problem (the largest safe fixed step)
 TIME_TO_MODEL_LOOPS = {"gd": (None, 1000), "adam": (0.1, 1000), "lbfgs": (1.0, 100)}
 TIME_TO_MODEL_SOLVER_FITS = 10  # scikit-learn fits with max_iter = 1, 2, 4, ... 2^(fits - 1)
+
+# sparse (bench.sparse_sweep): an rcv1-shaped set (20,242 x 47,236 at density 0.16 %) and one with ten
+# times its rows, both formulations, float32 and float64, every single-process backend (those without
+# sparse support: skipped with the reason); then the density sweep at one shape, each density kept
+# sparse and densified, its answer in sparse_vs_dense.csv / .png and the verdict
+SPARSE_DATASETS = ("sparse-20kx47k-d0.0016", "sparse-200kx47k-d0.0016")
+SPARSE_DTYPES, SPARSE_FORMULATIONS = ("float32", "float64"), ("probs", "logits")
+SPARSE_ITERS = 20
+SPARSE_SWEEP_SHAPE = (10_000, 2_000)  # dense float32: 80 MB, beyond the cache as the sparse sets are
+SPARSE_SWEEP_DENSITIES = (1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.5)
+SPARSE_SWEEP_BACKENDS = ("numpy", "numpy-fused", "numba", "torch", "torch-manual", "torch-fused", "torch-nn")
+SPARSE_SWEEP_DTYPE, SPARSE_SWEEP_FORMULATION = "float32", "logits"
+SPARSE_SWEEP_ITERS = 20
 
 # -- bench sweep: n from 1e2 to 1e6 at d = 100, and d = 10 and 1000 at n = 1e4; float32, probs
 SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", "synthetic-100kx100",

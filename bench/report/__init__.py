@@ -22,17 +22,36 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import sparse_sweep
 from ..atomic import write_atomic
 from ..records import LOSS_COLUMNS, as_run
 from ..targets import TARGETS
 from .format import backend_order, format_time, what
-from .plots import (looks, plot_loss_vs_oracle, plot_speed_vs_numpy, plot_suboptimality, plot_time_vs_n, slug,
-                    style)
-from .stats import (baseline_backend, correct_mask, failing_mask, first_to_target, quartiles, ratio_with_range,
-                    round_times_per_step, speed_vs_baseline, speed_vs_numpy_frame, suboptimality_curves,
-                    time_to_target)
-from .tables import (failing_table, pivot_times, print_summary, rows_table, summary_markdown, target_table,
-                     to_markdown, to_rich, write_summary)
+from .plots import looks, plot_loss_vs_oracle, plot_speed_vs_numpy, plot_suboptimality, plot_time_vs_n, slug, style
+from .stats import (
+    baseline_backend,
+    correct_mask,
+    failing_mask,
+    first_to_target,
+    quartiles,
+    ratio_with_range,
+    round_times_per_step,
+    speed_vs_baseline,
+    speed_vs_numpy_frame,
+    suboptimality_curves,
+    time_to_target,
+)
+from .tables import (
+    failing_table,
+    pivot_times,
+    print_summary,
+    rows_table,
+    summary_markdown,
+    target_table,
+    to_markdown,
+    to_rich,
+    write_summary,
+)
 from .verdict import crossovers, verdict
 
 
@@ -49,6 +68,7 @@ def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dic
     ttt = time_to_target(rows, losses)
     write_atomic(out / "time_to_target.csv", lambda tmp: ttt.to_csv(tmp, index=False))
     written.append(out / "time_to_target.csv")
+    written += sparse_sweep.write(rows, out)  # sparse_vs_dense.csv / .png where a density sweep ran
     floor = ((env or {}).get("roofline") or {}).get("host_read")
     ok = rows[(rows["status"] == "ok") & rows["time_per_iter_s"].notna()]
     if ok.groupby("d")["n"].nunique().max() >= 2 and \
