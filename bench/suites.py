@@ -81,6 +81,9 @@ GPU_SWEEP_BACKENDS = ("numpy", "torch", "torch-manual", "torch-compiled", "jax")
 GPU_COMPILED = "torch-compiled"  # its own pass after the others (see sweep_chunks)
 GPU_HOST_ONLY_BACKENDS = ("numpy-fused",)  # the host at its best, beside the GPU rows (cpu rows only)
 GPU_DDP_BACKENDS = ("torch", "torch-ddp")  # torch-ddp: one spawned rank (NCCL on cuda, gloo on cpu)
+# sparse chunks of the default stage: torch's CSR loops on every device; numpy on cuda (CuPy) refuses a sparse X
+# (a skipped row saying why), numpy on cpu is SciPy's CSR beside them
+GPU_SPARSE_BACKENDS = ("numpy", "torch", "torch-manual", "torch-fused")
 GPU_FORMULATION = "probs"  # the seed's
 GPU_DEFAULT_DTYPE = "float32"
 GPU_SWEEP_DTYPES = ("float32", "float64")
@@ -88,6 +91,7 @@ GPU_SWEEP_DTYPES = ("float32", "float64")
 GPU_FULL = {
     "default_backends": None,  # None: every single-process backend (bench.cases.default_backends)
     "default_datasets": ("iris", "synthetic-10kx100", "synthetic-100kx100"),
+    "sparse_datasets": ("sparse-20kx47k-d0.0016",),  # the rcv1-shaped set, CSR (after the dense ones)
     "ddp_dataset": "synthetic-1Mx100",
     "sweep_n": (100, 1_000, 10_000, 100_000, 1_000_000),  # at d = 100
     "d_at": (100_000, (10, 1000)),  # d = 10 and 1000 at n = 1e5
@@ -106,6 +110,7 @@ GPU_FULL = {
 GPU_SMOKE = {
     "default_backends": None,
     "default_datasets": ("iris",),
+    "sparse_datasets": ("sparse-1kx2k-d0.01",),
     "ddp_dataset": "synthetic-1kx10",
     "sweep_n": (100, 1_000),
     "d_at": (1_000, (10,)),
