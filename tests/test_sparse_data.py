@@ -161,8 +161,8 @@ def test_memory_is_checked_by_non_zeros_and_dense_is_refused(monkeypatch, svm):
 
 
 def test_case_memory_counts_non_zeros():
-    from implementations import TrainConfig
     from bench.records import Case
+    from implementations import TrainConfig
 
     big = Case("numpy", "sparse-1Mx1M-d0.000001", TrainConfig(dtype="float32", n_iters=10))
     assert cases.memory_needed(big) < 200 * 2**20

@@ -268,8 +268,8 @@ def source(name: str) -> Source:
     if base in NAMED or base.startswith("synthetic-"):
         parse_name(base)
         if opts.keys() - {"standardize"}:
-            raise ValueError(f"dataset {base!r} is a named or synthetic set (dense already): label=, positive=, "
-                             "many-classes, dense and n-features= apply to data files and sparse sets only")
+            raise ValueError(f"dataset {base!r} is a named or synthetic set (dense already): label=, positive= and "
+                             "many-classes apply to data files only; dense and n-features= to sparse sets and files")
         return Source(base, standardize=opts.get("standardize", False))
     if base.startswith("shards:") or os.path.isdir(base):  # a folder of shards (bench.data.shards)
         if opts:

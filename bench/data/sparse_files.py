@@ -91,10 +91,11 @@ def sparse_info(path: str, Xs, dense: bool) -> tuple:
     if n == 0 or d == 0:
         raise DataFileError(f"{path}: no data rows")
     if not np.isfinite(Xs.data).all():
-        bad = Xs.indices[~np.isfinite(Xs.data)]
-        cols = ", ".join(f"feature {j + 1}" for j in np.unique(bad)[:10])
-        raise DataFileError(f"{path}: {len(bad)} non-finite values (NaN or inf) in {cols}"
-                            + (" ..." if len(np.unique(bad)) > 10 else ""))
+        per = np.bincount(Xs.indices[~np.isfinite(Xs.data)], minlength=d)
+        cols = [f"'feature {j + 1}' ({int(per[j])})" for j in np.flatnonzero(per)]
+        shown = ", ".join(cols[:10]) + (f", ... ({len(cols) - 10} more columns)" if len(cols) > 10 else "")
+        raise DataFileError(f"{path}: {int(per.sum())} missing or non-finite values (empty, NaN or inf) in "
+                            f"column{'s' if len(cols) > 1 else ''} {shown}")
     if Xs.nnz == 0:
         raise DataFileError(f"{path}: every feature value is zero ({n} rows, no non-zero value): nothing to learn from")
     info = {"density": Xs.nnz / (n * d), "empty_rows": int(np.count_nonzero(np.diff(Xs.indptr) == 0)),
