@@ -17,34 +17,10 @@ import math
 import pandas as pd
 
 from .. import sparse_sweep
-from .format import (
-    as_float,
-    backend_at,
-    backend_order,
-    cause_of,
-    dataset_title,
-    failing_metric,
-    format_time,
-    groups,
-    library_label,
-    loop_title,
-    md_cell,
-    named,
-    row_setting,
-    what,
-)
-from .stats import (
-    baseline_backend,
-    correct_mask,
-    failing_mask,
-    few_rounds_phrase,
-    first_to_target,
-    judged_by_optimum,
-    quartiles,
-    ratio_with_range,
-    time_to_target,
-    too_few_rounds,
-)
+from .format import (as_float, backend_at, backend_order, cause_of, dataset_title, failing_metric, format_time, groups,
+                     library_label, loop_title, md_cell, named, row_setting, what)
+from .stats import (baseline_backend, correct_mask, failing_mask, few_rounds_phrase, first_to_target, judged_by_optimum,
+                    quartiles, ratio_with_range, time_to_target, too_few_rounds)
 from .time_to_model import time_to_model_verdict
 
 MINI_BATCH_NOTE = ("Mini-batch rows record the loss of each step's batch (noisy); their suboptimality and time to "
