@@ -59,7 +59,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def datasets(values, label=None, positive=None, standardize=False, load=True, many_classes=False):
+def datasets(values, label=None, positive=None, standardize=False, load=True, many_classes=False, dense=False,
+             n_features=None):
     """Dataset names with ``--label``/``--positive``/``--standardize`` written in (bench.data's
     ``name[options]``); each checked before any work: a named or synthetic set by its name, a file
     by its type, label column and size against the memory (before it is read), then (``load``)
@@ -67,7 +68,8 @@ def datasets(values, label=None, positive=None, standardize=False, load=True, ma
     the file."""
     names = []
     try:
-        names = list(dict.fromkeys(data.with_options(v, label, positive, standardize, many_classes) for v in values))
+        names = list(dict.fromkeys(data.with_options(v, label, positive, standardize, many_classes, dense, n_features)
+                                   for v in values))
         for name in names:
             data.check(name)
     except ValueError as exc:

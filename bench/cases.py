@@ -154,6 +154,12 @@ def matrix(backends, devices, datasets_, dtypes, formulations, batch_sizes=(None
     return cases
 
 
+def sparse_memory(n: int, d: int, nnz: int, item: int) -> int:
+    """Bytes of a sparse case's data: the float64 CSR matrix and the oracle's copy, the run's dtype copy
+    and its CSR transpose (values and int32 indices each), the labels."""
+    return int(2 * (12 * nnz + 8 * (n + 1)) + 2 * ((item + 4) * nnz + 4 * (n + d + 2)) + 8 * n * 2)
+
+
 def memory_needed(case: Case) -> int:
     """Bytes a case needs at its peak, roughly: the float64 dataset, its copy in the run's dtype
     (and the oracle's rounded float64 copy), the loss buffers of backend and oracle, the schedule."""
@@ -161,6 +167,9 @@ def memory_needed(case: Case) -> int:
     c = case.config
     item = np.dtype(c.dtype).itemsize
     data = 8 * n * (d + 1) * 2 + item * n * (d + 1) * 2
+    nnz = datasets.nnz(case.dataset)
+    if nnz is not None:  # sparse: by the stored values, never n x d (bench.data.sparse_files)
+        data = sparse_memory(n, d, nnz, item)
     losses = 8 * c.n_records * 4
     schedule = 0 if c.batch_size is None else 8 * (c.n_iters * c.batch_size + c.n_iters) * 2
     return int(data + losses + schedule)

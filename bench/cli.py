@@ -18,7 +18,7 @@ from pathlib import Path
 
 from implementations import BACKENDS, DTYPES, FORMULATIONS, OPTIMIZERS, get_backend, resolve
 
-from . import argtypes, check, compare, data, gpu, records, roofline, scale, scale_hosts, shard, suites
+from . import argtypes, check, compare, data, gpu, records, roofline, scale, scale_hosts, shard, sparse_sweep, suites
 from . import time_to_model as ttm
 from .argtypes import UsageError
 from .cases import (
@@ -85,6 +85,12 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--allow-many-classes", action="store_true",
                    help="train a label column that looks continuous, or has about one class per row, as that many "
                         "classes (refused without it: such a column is rarely a class label)")
+    p.add_argument("--dense", action="store_true",
+                   help="a sparse data set (LIBSVM, a sparse .npz, sparse-...) as a dense array (default: kept "
+                        "sparse, CSR; refused where the dense form would not fit in memory)")
+    p.add_argument("--n-features", type=argtypes.positive_int, default=None, metavar="D",
+                   help="a LIBSVM file's width: D columns (default: its largest feature index; an index beyond D "
+                        "is refused)")
     p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT", help="float32 float64 (default: both)")
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
@@ -146,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, {'/'.join(suites.MINIBATCH_DTYPES)}, "
                           f"{'/'.join(suites.MINIBATCH_FORMULATIONS)}, {suites.MINIBATCH_ITERS} steps), softmax (full "
                           f"batch on {' and '.join(SOFTMAX_DATASETS)}, {'/'.join(suites.SOFTMAX_DTYPES)}), "
-                          "time-to-model (see --time-to-model; --backends picks its loops and solvers there too), or "
+                          "time-to-model (see --time-to-model; --backends picks its loops and solvers there too), "
+                          f"sparse (CSR sets {' and '.join(suites.SPARSE_DATASETS)}, then a density sweep writing "
+                          "sparse_vs_dense.csv), or "
                           f"all (the reference run) (default: {' '.join(suites.DEFAULT_BLOCKS)})")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=argtypes.positive_float, default=1e-3,
@@ -272,7 +280,7 @@ def _common(args, listing: bool = False):
     args.datasets_given = args.datasets is not None
     args.datasets = argtypes.datasets(args.datasets if args.datasets_given else args.default_datasets,
                               args.label, args.positive, args.standardize, load=not listing,
-                              many_classes=args.allow_many_classes)
+                              many_classes=args.allow_many_classes, dense=args.dense, n_features=args.n_features)
     args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
     args.formulations = argtypes.choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))
@@ -302,6 +310,8 @@ def _cases(args, lr=None, ttm_lr=default_lr):
             if "softmax" in blocks:
                 softmax = tuple(data.with_options(ds, standardize=args.standardize) for ds in SOFTMAX_DATASETS)
                 cases += matrix(datasets_=softmax, **{**common, "dtypes": suites.SOFTMAX_DTYPES})
+            if "sparse" in blocks:  # CSR sets and the density sweep (bench.sparse_sweep)
+                cases += sparse_sweep.block_cases(matrix, {**common, "l2s": args.l2})
             if "time-to-model" in blocks:  # --backends picks its loops and solvers, as with --time-to-model
                 cases += _time_to_model_cases(args, ttm_lr)
         if getattr(args, "time_to_model", False):

@@ -77,6 +77,7 @@ class Sizes:
     d: int
     m: int
     bytes_per_step: int
+    nnz: int | None = None  # sparse X: the stored values a step reads (its m rows'), None for dense
 
 
 def k_class_floor(sizes, case: Case, figs: dict, time_per_iter_s: float) -> dict:
@@ -104,7 +105,10 @@ def timing_fields(case: Case, m: Measurement, load: tuple | None, sizes: Sizes, 
         fields["other_load"] = load[0] + (load[1] or 0.0)
     t = fields["time_per_iter_s"]
     fields["achieved_gbps"] = sizes.bytes_per_step / t / 1e9
-    if case.device == "cpu" and figs and roofline.fits_in_cache(sizes.bytes_per_step, figs):
+    if sizes.nnz is not None:  # sparse: memory-bound at every size, against the CSR floor (bench.roofline)
+        fields.update(roofline.sparse_floor_fields(sizes.bytes_per_step, sizes.nnz, case.config.dtype, figs, t,
+                                                   case.config.n_classes, case.device.split(":")[0]))
+    elif case.device == "cpu" and figs and roofline.fits_in_cache(sizes.bytes_per_step, figs):
         fields["compute_fraction"] = roofline.compute_fraction(t, sizes.m, sizes.d, case.config.dtype, figs,
                                                                case.config.n_classes)
         fields["bound"] = "compute"
@@ -116,6 +120,25 @@ def timing_fields(case: Case, m: Measurement, load: tuple | None, sizes: Sizes, 
             fields["roofline_fraction"] = fields["achieved_gbps"] / bw
             fields["bound"] = "memory"
     return fields
+
+
+def sparse_nnz(ds, name: str) -> int | None:
+    """The stored values of a dataset kept sparse: the loaded data's, else from its name; None for dense."""
+    if ds is not None:
+        return ds.nnz if ds.storage == "csr" else None
+    try:
+        return datasets.nnz(name)
+    except ValueError:  # a file that cannot be read: its row says why
+        return None
+
+
+def data_storage(ds, name: str) -> dict:
+    """A row's ``storage`` (``csr`` or ``dense``) and ``nnz`` (stored non-zeros; dense: the non-zero
+    entries of the loaded array), from the loaded data, else from the name; empty where unknown."""
+    if ds is not None:
+        return {"storage": ds.storage, "nnz": ds.nnz}
+    nnz = sparse_nnz(None, name)
+    return {"storage": "csr", "nnz": nnz} if nnz is not None else {}
 
 
 def compile_seconds(trainer) -> float:
@@ -217,6 +240,11 @@ class Evaluator:
         if not n:
             return None
         m = min(case.config.batch_size or n, n)
+        nnz = sparse_nnz(ds, case.dataset)
+        if nnz is not None:  # a step reads its m rows' share of the stored values, never n x d
+            step_nnz = round(nnz * m / n)
+            return Sizes(n, d, m, roofline.sparse_bytes_per_step(m, step_nnz, d, case.config.dtype,
+                                                                 case.config.n_classes), step_nnz)
         return Sizes(n, d, m, bytes_per_step(m, d, case.config.dtype, case.config.n_classes))
 
     def row(self, case: Case, **fields) -> Row:
@@ -226,6 +254,7 @@ class Evaluator:
         ds = self.inputs.loaded(case.dataset)
         if ds is not None:  # what the data is: so that compare never matches two files sharing a name
             base.update(dataset_origin=ds.origin, dataset_sha256=ds.sha256, density=ds.density)
+        base.update(data_storage(ds, case.dataset))
         sizes = self.sizes(case)
         if sizes is not None:
             try:  # what the backend declares it is; a backend that cannot be imported leaves them empty

@@ -5,6 +5,10 @@ with it) is :mod:`implementations.reference`, beside the contract. What stays he
 harness asks: how many samples saturate (the reason a ``probs`` run leaves the oracle), an a-priori
 bound on a float32 gradient's rounding error (``bench grad``'s tolerance), the smoothness bound that
 picks a case's step size, and scikit-learn's exact optimum (suboptimality, time to target).
+
+Each takes a dense array or a SciPy sparse ``X`` (CSR); a sparse one is never densified: the
+smoothness bound's largest eigenvalue comes from ``eigsh`` on the operator ``v -> A^T (A v) / n``,
+the optimum from L-BFGS (Newton-Cholesky's ``d x d`` Hessian would be dense).
 """
 
 from __future__ import annotations
@@ -14,10 +18,25 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
 
 from implementations.reference import LOG_CLAMP, labels, loss, one_hot, sigmoid, softmax
 
 BCE_BACKWARD_EPS = 1e-12  # torch's binary_cross_entropy backward divides by max(p (1 - p), 1e-12)
+SPARSE_OPTIMUM_MAX_ITER = 2000  # L-BFGS iterations for a sparse optimum (each: two sparse products)
+
+
+def _in(X, dtype):
+    """``X`` as ``dtype`` computes on it: a sparse ``X`` stays sparse (its values cast)."""
+    return X.astype(dtype) if scipy.sparse.issparse(X) else np.asarray(X, dtype=dtype)
+
+
+def _abs_with_ones(X):
+    """``|[X 1]|``: dense, or sparse (CSR) for a sparse ``X``."""
+    if scipy.sparse.issparse(X):
+        return scipy.sparse.hstack([abs(scipy.sparse.csr_array(X)), np.ones((X.shape[0], 1))], format="csr")
+    return np.abs(np.hstack([X, np.ones((X.shape[0], 1))]))
 
 
 def saturated_count(X, w, b, dtype: str, y=None) -> int:
@@ -38,13 +57,13 @@ def saturated_count(X, w, b, dtype: str, y=None) -> int:
     if np.ndim(w) == 2:
         if y is None:
             raise ValueError("saturated_count needs the labels y for a softmax model (w of shape (d, K))")
-        Z = np.asarray(X, dtype=dt) @ np.asarray(w, dtype=dt) + np.asarray(b, dtype=dt)
+        Z = _in(X, dt) @ np.asarray(w, dtype=dt) + np.asarray(b, dtype=dt)
         with np.errstate(under="ignore", divide="ignore", over="ignore", invalid="ignore"):
             E = np.exp(Z - np.max(Z, axis=1, keepdims=True))
             P = E / np.sum(E, axis=1, keepdims=True)
             logp = np.log(P[np.arange(P.shape[0]), labels(y)])
         return int(np.count_nonzero(~(logp >= LOG_CLAMP)))
-    z = np.asarray(X, dtype=dt) @ np.asarray(w, dtype=dt) + dt.type(b)
+    z = _in(X, dt) @ np.asarray(w, dtype=dt) + dt.type(b)
     p = sigmoid(z).astype(dt)
     return int(np.count_nonzero(p * (1 - p) < BCE_BACKWARD_EPS))
 
@@ -71,17 +90,17 @@ def rounding_bound(X, y, w, b, dtype: str, l2: float = 0.0) -> np.ndarray:
         k = W.shape[1]
         P = softmax(X @ W + bb)
         R = P - one_hot(y, k)
-        delta = (d + 1) * u * (np.abs(X) @ np.abs(W) + np.abs(bb))
+        Xa = _abs_with_ones(X)
+        delta = (d + 1) * u * (Xa[:, :-1] @ np.abs(W) + np.abs(bb))
         dR = P * (delta + np.sum(P * delta, axis=1, keepdims=True)) + (k + 4) * u
-        Xa = np.abs(np.hstack([X, np.ones((n, 1))]))
         bound = (Xa.T @ dR + (math.log2(max(n, 2)) + 1) * u * (Xa.T @ np.abs(R))) / n  # (d + 1, K)
         bound[:-1] += 2 * u * l2 * np.abs(W)
         return np.concatenate([bound[:-1].ravel(), bound[-1]])
     z = X @ w + b
     p = sigmoid(z)
     r = p - y
-    dr = u * (p * (1 - p) * (d + 1) * (np.abs(X) @ np.abs(w) + abs(b)) + 4)
-    Xa = np.abs(np.hstack([X, np.ones((n, 1))]))
+    Xa = _abs_with_ones(X)
+    dr = u * (p * (1 - p) * (d + 1) * (Xa[:, :-1] @ np.abs(w) + abs(b)) + 4)
     bound = (Xa.T @ dr + (math.log2(max(n, 2)) + 1) * u * (Xa.T @ np.abs(r))) / n
     bound[:-1] += 2 * u * l2 * np.abs(w)
     return bound
@@ -97,9 +116,33 @@ def smoothness(X, l2: float = 0.0, n_classes: int = 2) -> float:
     the softmax Jacobian. ``H_i ⪯ (1/2) (I - 11^T/K) ⪯ (1/2) I`` (Böhning 1992: for any ``v``,
     ``v^T H_i v = Var_{p_i}(v) <= (max v - min v)^2 / 4 <= ||v||^2 / 2``), so the Hessian is
     ``⪯ (1/2) I_K ⊗ A^T A / n + l2 I`` and ``L <= λmax(A^T A) / (2 n) + l2``: twice the binary bound."""
+    if scipy.sparse.issparse(X):
+        return sparse_lambda_max(X) / (2 if n_classes >= 3 else 4) + l2
     X = np.asarray(X, dtype=np.float64)
     A = np.hstack([X, np.ones((X.shape[0], 1))])
     return float(np.linalg.eigvalsh(A.T @ A / X.shape[0])[-1] / (2 if n_classes >= 3 else 4) + l2)
+
+
+def sparse_lambda_max(X, tol: float = 1e-8) -> float:
+    """``λmax(A^T A / n)`` with ``A = [X 1]`` for a SciPy sparse ``X``, never densified: ARPACK's
+    Lanczos (``eigsh``) on the operator ``v -> A^T (A v) / n`` (two sparse products a call), raised
+    by the relative tolerance so that it stays an upper bound."""
+    X = scipy.sparse.csr_array(X, dtype=np.float64)
+    n, d = X.shape
+    XT = X.T.tocsr()
+
+    def apply(v):
+        v = np.ravel(v)
+        r = X @ v[:-1] + v[-1]
+        return np.append(XT @ r, r.sum()) / n
+
+    op = scipy.sparse.linalg.LinearOperator((d + 1, d + 1), matvec=apply, dtype=np.float64)
+    if d + 1 <= 2:  # ARPACK needs k < dimension: the 2 x 2 case by hand
+        M = np.column_stack([apply(e) for e in np.eye(d + 1)])
+        return float(np.linalg.eigvalsh(M)[-1])
+    v0 = np.ones(d + 1)  # deterministic: a run's 1/L does not depend on ARPACK's random start
+    top = scipy.sparse.linalg.eigsh(op, k=1, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
+    return float(top[0] * (1 + 10 * tol))
 
 
 # -- the optimum --------------------------------------------------------------------------------
@@ -145,13 +188,21 @@ def fit_optimum(X, y, l2: float = 0.0, tol: float = 1e-12, max_iter: int = 1000,
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    sparse = scipy.sparse.issparse(X)
+    X = scipy.sparse.csr_array(X, dtype=np.float64) if sparse else np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if sparse and l2 == 0 and X.shape[1] + 1 >= X.shape[0]:
+        raise ValueError(f"sparse data with more features than rows ({X.shape[1]} >= {X.shape[0]}) and no penalty: "
+                         "the data is almost surely separable and the unpenalised optimum lies at infinity; give "
+                         "--l2 for an optimum")
     major, minor = (int(v) for v in sklearn.__version__.split(".")[:2])
     if l2 > 0:
         kwargs = {"C": 1.0 / (X.shape[0] * l2)}
     else:
         kwargs = {"C": np.inf} if (major, minor) >= (1, 8) else {"penalty": None}
-    model = LogisticRegression(**kwargs, solver="newton-cholesky", tol=tol, max_iter=max_iter)
+    # sparse: L-BFGS (Newton-Cholesky would form a dense d x d Hessian), to its gradient tolerance
+    model = (LogisticRegression(**kwargs, solver="lbfgs", tol=tol, max_iter=max(max_iter, SPARSE_OPTIMUM_MAX_ITER))
+             if sparse else LogisticRegression(**kwargs, solver="newton-cholesky", tol=tol, max_iter=max_iter))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(X, y)

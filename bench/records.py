@@ -166,6 +166,9 @@ class Row:
     rx_bytes_per_step: float | None = None  # bytes received per step per worker, likewise
     worker_peak_mb: str | None = None  # each worker's peak resident memory, MB, space-separated (peak_mem_mb: largest)
     memory_limit_mb: float | None = None  # the per-worker memory limit the row ran under
+    # sparse data (bench.data): the stored non-zeros of X, and how X was held ("csr" or "dense")
+    nnz: int | None = None
+    storage: str | None = None
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -295,6 +298,9 @@ DESCRIPTIONS: dict[str, str] = {
     "rx_bytes_per_step": "bytes received per step per worker, likewise",
     "worker_peak_mb": "each worker's peak resident memory (MB, VmHWM), space-separated; `peak_mem_mb` is the largest",
     "memory_limit_mb": "the per-worker memory limit the row ran under (`--memory-limit`), empty when none",
+    # sparse data
+    "nnz": "the stored non-zeros of X (sparse data); for a dense X, its non-zero entries",
+    "storage": "how X was held: `csr` (sparse, SciPy CSR) or `dense`",
 }
 
 
@@ -344,7 +350,7 @@ _NEWER_COLUMNS: dict[str, str] = {
     "threads_numba": "Int64", "oversubscribed": "boolean", "compute_fraction": "Float64",
     "library": "string", "gradient": "string", "engine": "string", "compiled": "boolean", "style": "string",
     "dataset_origin": "string", "dataset_sha256": "string", "density": "Float64",
-    "n_classes": "Int64", "bound": "string", "optimizer": "string", "evaluations": "Int64", "compiled_graphs": "Int64", "compile_s": "Float64",
+    "n_classes": "Int64", "nnz": "Int64", "storage": "string", "bound": "string", "optimizer": "string", "evaluations": "Int64", "compiled_graphs": "Int64", "compile_s": "Float64",
 }
 ATTRIBUTE_COLUMNS = ("library", "gradient", "engine", "compiled", "style")
 # time_s: the point's measured wall time where the row recorded one (see point_times), else empty

@@ -57,6 +57,16 @@ reports ``roofline_fraction = t_floor / t_measured`` (against that larger floor)
 ``roofline_fraction`` when the row is compute-bound); in cache it reports ``compute_fraction`` only,
 as a binary row does. Binary rows keep the rule above unchanged (``bound``: ``compute`` in cache,
 ``memory`` out of it, i.e. the fraction they report).
+
+**Sparse X (CSR).** A step on a CSR matrix moves, at the least, its values and column indices twice
+(once for ``z = X w``, once more for ``g = X^T r`` on the transpose stored as CSR), each product's
+row pointers, the labels, and the parameters read and written (the weights gathered, the gradient
+scattered): :func:`sparse_bytes_per_step`, about ``2 nnz (itemsize + 4)`` bytes. Its arithmetic is
+``4 nnz K`` flops, one multiply-add per stored value and product, so a sparse step is memory-bound
+at every size (1 flop per 6 bytes in float32); its floor is ``bytes / host_read`` and
+``roofline_fraction`` is reported for every sparse row, in cache or not
+(:func:`sparse_floor_fields`; where the matrix fits in cache the fraction may pass 1: that row is
+bound by the gathers' latency, not by DRAM, and the verdict says so).
 """
 
 from __future__ import annotations
@@ -359,3 +369,39 @@ def step_floor(bytes_per_step: int, m: int, d: int, dtype: str, figures: dict, n
     if comp is not None and (mem is None or comp > mem):
         return StepFloor(comp, "compute", mem, comp)
     return StepFloor(mem, "memory", mem, comp)
+
+
+INDEX_BYTES = 4  # a CSR column index or row pointer as every sparse backend here holds it (int32)
+
+
+def sparse_bytes_per_step(m: int, nnz: int, d: int, dtype: str, n_classes: int = 2,
+                          index_bytes: int = INDEX_BYTES) -> int:
+    """The least a step on ``m`` CSR rows holding ``nnz`` stored values must move: values and column
+    indices read for ``X w`` and again for ``X^T r`` (``2 nnz (itemsize + index_bytes)``), both
+    products' row pointers (``m + 1`` and ``d + 1``), the ``m`` labels, and the parameters read and
+    written (``(d + 1) K``: the weights gathered, the gradient scattered)."""
+    item = np.dtype(dtype).itemsize
+    k = n_classes if n_classes >= 3 else 1
+    return int(2 * nnz * (item + index_bytes) + (m + 1 + d + 1) * index_bytes + item * (m + 2 * (d + 1) * k))
+
+
+def sparse_floor_fields(bytes_per_step: int, nnz: int, dtype: str, figures: dict, time_per_step_s: float | None,
+                        n_classes: int = 2, device: str = "cpu") -> dict:
+    """A sparse row's figures against the hardware: ``roofline_fraction`` = (bytes / bandwidth) / the
+    measured step, ``compute_fraction`` = ``4 nnz K`` flops against the compute roof, ``bound`` =
+    the larger floor (``memory`` at any realistic size). Empty where the step or figures are unknown."""
+    if not time_per_step_s or time_per_step_s <= 0 or not figures:
+        return {}
+    if device == "cpu":
+        bw, peak = figures.get("host_read"), figures.get(f"host_gflops_{dtype}")
+    else:
+        bw, peak = figures.get("device_read") or figures.get("device_copy"), figures.get(f"device_gflops_{dtype}")
+    out: dict = {}
+    mem = bytes_per_step / (bw * 1e9) if bw else None
+    comp = 4 * nnz * (n_classes if n_classes >= 3 else 1) / (peak * 1e9) if peak else None
+    if comp is not None:
+        out["compute_fraction"] = comp / time_per_step_s
+    if mem is not None or comp is not None:
+        floor, bound = max((f, b) for f, b in ((mem, "memory"), (comp, "compute")) if f is not None)
+        out.update(roofline_fraction=floor / time_per_step_s, bound=bound)
+    return out

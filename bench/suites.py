@@ -12,7 +12,7 @@ registered backend the block accepts (``bench.cases.default_backends``).
 from __future__ import annotations
 
 # -- bench run: its blocks (--blocks); `make bench` runs DEFAULT_BLOCKS, `--blocks all` is the reference run
-BLOCKS = ("main", "minibatch", "softmax", "time-to-model")
+BLOCKS = ("main", "minibatch", "softmax", "time-to-model", "sparse")
 DEFAULT_BLOCKS = ("main", "minibatch")
 
 # main: every single-process backend, full batch, binary, both dtypes and formulations (the run's own
@@ -41,6 +41,19 @@ TIME_TO_MODEL_DEVICES = ("cpu",)
 TIME_TO_MODEL_LOOPS = {"gd": (None, 1000), "adam": (0.1, 1000), "lbfgs": (1.0, 100)}
 TIME_TO_MODEL_SOLVER_FITS = 10  # scikit-learn fits with max_iter = 1, 2, 4, ... 2^(fits - 1)
 
+# sparse (bench.sparse_sweep): an rcv1-shaped set (20,242 x 47,236 at density 0.16 %) and one with ten
+# times its rows, both formulations, float32 and float64, every single-process backend (those without
+# sparse support: skipped with the reason); then the density sweep at one shape, each density kept
+# sparse and densified, its answer in sparse_vs_dense.csv / .png and the verdict
+SPARSE_DATASETS = ("sparse-20kx47k-d0.0016", "sparse-200kx47k-d0.0016")
+SPARSE_DTYPES, SPARSE_FORMULATIONS = ("float32", "float64"), ("probs", "logits")
+SPARSE_ITERS = 20
+SPARSE_SWEEP_SHAPE = (10_000, 2_000)  # dense float32: 80 MB, beyond the cache as the sparse sets are
+SPARSE_SWEEP_DENSITIES = (1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.5)
+SPARSE_SWEEP_BACKENDS = ("numpy", "numpy-fused", "numba", "torch", "torch-manual", "torch-fused", "torch-nn")
+SPARSE_SWEEP_DTYPE, SPARSE_SWEEP_FORMULATION = "float32", "logits"
+SPARSE_SWEEP_ITERS = 20
+
 # -- bench sweep: n from 1e2 to 1e6 at d = 100, and d = 10 and 1000 at n = 1e4; float32, probs
 SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", "synthetic-100kx100",
                   "synthetic-1Mx100", "synthetic-10kx10", "synthetic-10kx1000")
@@ -68,6 +81,9 @@ GPU_SWEEP_BACKENDS = ("numpy", "torch", "torch-manual", "torch-compiled", "jax")
 GPU_COMPILED = "torch-compiled"  # its own pass after the others (see sweep_chunks)
 GPU_HOST_ONLY_BACKENDS = ("numpy-fused",)  # the host at its best, beside the GPU rows (cpu rows only)
 GPU_DDP_BACKENDS = ("torch", "torch-ddp")  # torch-ddp: one spawned rank (NCCL on cuda, gloo on cpu)
+# sparse chunks of the default stage: torch's CSR loops on every device; numpy on cuda (CuPy) refuses a sparse X
+# (a skipped row saying why), numpy on cpu is SciPy's CSR beside them
+GPU_SPARSE_BACKENDS = ("numpy", "torch", "torch-manual", "torch-fused")
 GPU_FORMULATION = "probs"  # the seed's
 GPU_DEFAULT_DTYPE = "float32"
 GPU_SWEEP_DTYPES = ("float32", "float64")
@@ -75,6 +91,7 @@ GPU_SWEEP_DTYPES = ("float32", "float64")
 GPU_FULL = {
     "default_backends": None,  # None: every single-process backend (bench.cases.default_backends)
     "default_datasets": ("iris", "synthetic-10kx100", "synthetic-100kx100"),
+    "sparse_datasets": ("sparse-20kx47k-d0.0016",),  # the rcv1-shaped set, CSR (after the dense ones)
     "ddp_dataset": "synthetic-1Mx100",
     "sweep_n": (100, 1_000, 10_000, 100_000, 1_000_000),  # at d = 100
     "d_at": (100_000, (10, 1000)),  # d = 10 and 1000 at n = 1e5
@@ -93,6 +110,7 @@ GPU_FULL = {
 GPU_SMOKE = {
     "default_backends": None,
     "default_datasets": ("iris",),
+    "sparse_datasets": ("sparse-1kx2k-d0.01",),
     "ddp_dataset": "synthetic-1kx10",
     "sweep_n": (100, 1_000),
     "d_at": (1_000, (10,)),

@@ -75,13 +75,14 @@ def test_tsv_parquet_and_npz_of_the_same_data_have_the_same_content_hash(tmp_pat
     assert data.shape(str(tmp_path / "good.parquet")) == (80, 3)  # from the metadata, before loading
 
 
-def test_svmlight_is_densified_with_its_density_recorded(tmp_path):
+def test_svmlight_stays_sparse_with_its_density_recorded(tmp_path):
     from sklearn.datasets import load_svmlight_file
 
     ds = load(SMALL_SVM)
     Xs, t = load_svmlight_file(SMALL_SVM)
-    assert (ds.n, ds.d) == (200, 8) and isinstance(ds.X, np.ndarray)
-    np.testing.assert_array_equal(ds.X, Xs.toarray())
+    assert (ds.n, ds.d) == (200, 8) and ds.storage == "csr"
+    np.testing.assert_array_equal(ds.X.toarray(), Xs.toarray())
+    np.testing.assert_array_equal(load(SMALL_SVM + "[dense]").X, Xs.toarray())
     np.testing.assert_array_equal(ds.y, (t == 1).astype(float))
     assert ds.density == pytest.approx(Xs.nnz / (200 * 8)) and 0 < ds.density < 1
     assert ds.info["mapping"] == {"-1": 0, "1": 1} and ds.info["format"] == "svmlight"

@@ -10,7 +10,8 @@ from dataclasses import replace
 import numpy as np
 
 from .dataset import Dataset, rms_init_scale
-from .names import informative_features, name_classes, parse_name, short_count
+from .names import informative_features, name_classes, parse_name, parse_sparse, short_count
+from .sparse import sparse_text
 
 
 def iris() -> Dataset:
@@ -103,10 +104,13 @@ NAMED_SETS = {"iris": iris, "breast-cancer": breast_cancer, "iris-3class": iris_
 
 
 def build(base: str, seed: int = 0) -> Dataset:
-    """A named set, or the synthetic set a ``synthetic-<n>x<d>[-k<K>][-x<scale>]`` name describes
-    (drawn with ``seed``), named ``base``."""
+    """A named set, or the synthetic set a ``synthetic-<n>x<d>[-k<K>][-x<scale>]`` or
+    ``sparse-<n>x<d>-d<density>[-k<K>]`` name describes (drawn with ``seed``), named ``base``."""
     if base in NAMED_SETS:
         return NAMED_SETS[base]()
+    if base.startswith("sparse-"):
+        n, d, density, k = parse_sparse(base)
+        return replace(sparse_text(n, d, density, k, seed=seed), name=base)
     n, d, scale = parse_name(base)
     k = name_classes(base)
     return replace(synthetic(n, d, seed=seed, scale=scale) if k == 2 else

@@ -1,5 +1,13 @@
 """Data files: CSV/TSV (optionally compressed), Parquet, NumPy ``.npz`` and LIBSVM/svmlight.
 
+LIBSVM files and sparse ``.npz`` files (``scipy.sparse.save_npz``'s arrays ``data``, ``indices``,
+``indptr``, ``shape``, ``format`` plus the labels ``y`` in the same file) stay sparse: a canonical
+float64 CSR array, checked against the memory by their non-zeros; ``dense`` (``--dense``) makes
+them a dense array, refused where that would not fit. A LIBSVM file's width is its largest
+feature index, or ``n-features=D`` (``--n-features``), which must hold every index. Empty rows
+and columns are counted and shown (a LIBSVM file of text often has some); a file with no
+non-zero value at all is refused.
+
 Before a file is loaded, :func:`check_file` looks at it cheaply (the file there and readable, not
 empty, its label column, its size from the header and line count or the file's metadata, against
 the memory available); :func:`load_file` then reads it into float64 arrays. Every way a file can be
@@ -28,6 +36,7 @@ from .. import roofline
 from .dataset import DataFileError, Dataset, finish
 from .labels import binary_labels, python_scalar
 from .names import LABEL_NAMES, TABLES, Source
+from .sparse_files import check_dense, from_sparse_npz, npz_sparse_peek, sparse_bytes, sparse_info, svmlight
 
 LOAD_COPIES = 3  # a file's float64 array, the table it came from and a working copy (standardize, checks)
 
@@ -209,6 +218,7 @@ class Peek:
     n: int  # rows (an estimate where ``exact`` is False)
     d: int  # features
     exact: bool
+    nnz: int | None = None  # stored non-zeros of a sparse file (LIBSVM, sparse .npz), None for a dense one
 
 
 @functools.lru_cache(maxsize=64)
@@ -232,6 +242,9 @@ def _peek(src: Source, key: tuple) -> Peek:
         return Peek(pf.metadata.num_rows, len(names) - 1, True)
     if fmt == "npz":
         shapes = npz_shapes(path)
+        if "X" not in shapes and "indptr" in shapes:
+            n, d, nnz = npz_sparse_peek(path, shapes)
+            return Peek(n, d, True, nnz)
         for arr in ("X", "y"):
             if arr not in shapes:
                 raise DataFileError(f"{path}: no array {arr!r}; the file holds {sorted(shapes) or 'no arrays'} "
@@ -242,23 +255,8 @@ def _peek(src: Source, key: tuple) -> Peek:
         return Peek(sx[0], sx[1], True)
     # svmlight: the sparse matrix is read now (a few bytes per stored value, less than the dense one)
     _check_memory(path, 3 * key[1], "to read it as a sparse matrix")
-    Xs, _ = _svmlight(path, key)
-    return Peek(Xs.shape[0], Xs.shape[1], True)
-
-
-@functools.lru_cache(maxsize=2)
-def _svmlight(path: str, key: tuple):
-    from sklearn.datasets import load_svmlight_file
-
-    try:
-        Xs, y = load_svmlight_file(path, dtype=np.float64)
-    except OverflowError:  # scikit-learn keeps feature indices in 32 bits
-        raise DataFileError(f"{path}: a feature index is too large for LIBSVM/svmlight (at least 2^31 = "
-                            f"{2**31}); indices must be below it (number the features 1, 2, ...)") from None
-    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"{path}: cannot be parsed as LIBSVM/svmlight ({type(exc).__name__}: {exc}); "
-                            "expected lines like '1 3:0.5 7:1'") from None
-    return Xs, y
+    Xs, _ = svmlight(path, key, src.n_features)
+    return Peek(Xs.shape[0], Xs.shape[1], True, int(Xs.nnz))
 
 
 def _check_memory(path: str, need: int, what: str) -> None:
@@ -269,13 +267,28 @@ def _check_memory(path: str, need: int, what: str) -> None:
 
 
 def check_file(src: Source) -> tuple[int, int]:
-    """The cheap checks of a data file (see the module's docstring); ``(n, d)``, an estimate for CSV/TSV."""
+    """The cheap checks of a data file (see the module's docstring); ``(n, d)``, an estimate for CSV/TSV.
+    A sparse file is checked by its non-zeros, never by ``n x d`` (unless ``dense`` is asked)."""
     p = _peek(src, stat_key(src.base))
     if p.n == 0:
         raise DataFileError(f"{src.base}: no data rows")
+    if p.nnz is not None:
+        if src.dense:
+            check_dense(src.base, p.n, p.d, p.nnz)
+        else:
+            _check_memory(src.base, LOAD_COPIES * sparse_bytes(p.n, p.nnz),
+                          f"to load {p.n} rows x {p.d} features with {p.nnz} non-zeros as float64 CSR")
+        return p.n, p.d
     _check_memory(src.base, LOAD_COPIES * 8 * p.n * (p.d + 1),
                   f"to load {'about ' if not p.exact else ''}{p.n} rows x {p.d} features as float64")
     return p.n, p.d
+
+
+def file_nnz(src: Source) -> int | None:
+    """Stored non-zeros of a sparse file (LIBSVM, sparse ``.npz``) kept sparse, else None."""
+    if src.dense or src.format not in ("svmlight", "npz"):
+        return None
+    return _peek(src, stat_key(src.base)).nnz
 
 
 def file_shape(src: Source) -> tuple[int, int]:
@@ -370,20 +383,12 @@ def _from_npz(path: str, positive: str | None, many_classes: bool = False):
     return X, y, labels
 
 
-def _from_svmlight(path: str, key: tuple, positive: str | None, many_classes: bool = False):
-    Xs, y = _svmlight(path, key)
-    n, d = Xs.shape
-    if n == 0 or d == 0:
-        raise DataFileError(f"{path}: no data rows")
-    if not np.isfinite(Xs.data).all():
-        per = np.bincount(Xs.indices[~np.isfinite(Xs.data)], minlength=d)
-        _refuse_non_finite(path, per, [f"feature {j + 1}" for j in range(d)])
-    density = Xs.nnz / (n * d)
-    # densified only here, after the memory check of check_file() (its figure is the dense one)
-    _check_memory(path, 8 * n * d * 2, f"to densify {n} x {d} (density {density:.3g})")
-    X = np.ascontiguousarray(Xs.toarray(), dtype=np.float64)
+def _from_svmlight(path: str, key: tuple, positive: str | None, many_classes: bool = False, dense: bool = False,
+                   n_features: int | None = None):
+    Xs, y = svmlight(path, key, n_features)
+    X, info = sparse_info(path, Xs, dense)
     y, labels = binary_labels(path, y, "the labels", positive, many_classes)
-    return X, y, {**labels, "density": density}
+    return X, y, {**labels, **info}
 
 
 @functools.lru_cache(maxsize=2)
@@ -392,10 +397,12 @@ def _load_file(src: Source, key: tuple) -> Dataset:
     check_file(src)  # the cheap checks first: type, label column, memory
     if fmt in TABLES:
         X, y, info = from_table(path, fmt, src.label, src.positive, src.many_classes)
+    elif fmt == "npz" and _peek(src, key).nnz is not None:
+        X, y, info = from_sparse_npz(path, src.positive, src.many_classes, src.dense)
     elif fmt == "npz":
         X, y, info = _from_npz(path, src.positive, src.many_classes)
     else:
-        X, y, info = _from_svmlight(path, key, src.positive, src.many_classes)
+        X, y, info = _from_svmlight(path, key, src.positive, src.many_classes, src.dense, src.n_features)
     density = info.pop("density", None)
     if density is None:
         density = float(np.count_nonzero(X)) / X.size

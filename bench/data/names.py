@@ -1,7 +1,8 @@
 """Dataset names: the grammar, taken apart into a :class:`Source` without loading anything.
 
 A name is a named set (``iris``, ``iris-3class``, ``breast-cancer``, ``digits``), a synthetic set
-``synthetic-<n>x<d>[-k<K>][-x<scale>]``, or a data file, any of them with options in brackets
+``synthetic-<n>x<d>[-k<K>][-x<scale>]``, a synthetic sparse set ``sparse-<n>x<d>-d<density>[-k<K>]``,
+or a data file, any of them with options in brackets
 (``data.csv[label=income,positive=>50K,standardize]``, written by :func:`with_options`).
 :data:`FAMILIES_HELP` lists them for ``--help``.
 """
@@ -22,6 +23,7 @@ NAMED = {"iris": (100, 4), "breast-cancer": (569, 30),  # named sets and their s
          "iris-3class": (150, 4), "digits": (1797, 64)}
 CLASSES = {"iris-3class": 3, "digits": 10}  # the named sets with K >= 3 classes (softmax); the others are binary
 SIZE = re.compile(r"^synthetic-(\d+)([kM]?)x(\d+)(?:-k(\d+))?(?:-x(\d+(?:\.\d*)?(?:e[+-]?\d+)?))?$")
+SPARSE = re.compile(r"^sparse-(\d+)([kM]?)x(\d+)([kM]?)-d(\d*\.?\d+(?:e[+-]?\d+)?)(?:-k(\d+))?$")
 MAX_CLASSES = 1000
 MAX_DIGITS = 12  # n and d: at most 12 digits (1e12 rows is far beyond any machine; Python refuses > 4300)
 
@@ -55,13 +57,27 @@ dataset families (--datasets NAME ...):
                         e.g. synthetic-10kx100
     ...-k<K>            K classes, 3 to {MAX_CLASSES} (softmax), e.g. synthetic-100kx100-k10
     ...-x<scale>        features multiplied by scale > 0 (saturates the sigmoid), e.g. synthetic-10kx100-x10
+  sparse-<n>x<d>-d<density>
+                        a text-like sparse set kept as CSR: n rows x d features (k, M as above), that
+                        fraction of entries non-zero, column frequencies Zipf-distributed, rows of
+                        positive values scaled to unit length (as TF-IDF), labels from a planted weight
+                        vector with 5 % flipped; seeded by --seed; e.g. sparse-20kx47k-d0.0016 (rcv1's shape)
+    ...-k<K>            K classes (the label is the planted W's best class), e.g. sparse-20kx47k-d0.0016-k3
   a data file           CSV {_endings('csv')}, TSV {_endings('tsv')},
                         Parquet {_endings('parquet')} (needs pyarrow), NumPy {_endings('npz')} (arrays X and y),
-                        LIBSVM/svmlight {_endings('svmlight')}
+                        LIBSVM/svmlight {_endings('svmlight')} (kept sparse, CSR),
+                        a sparse .npz: scipy.sparse.save_npz's arrays plus y (the labels), e.g.
+                        np.savez(path, data=X.data, indices=X.indices, indptr=X.indptr, shape=X.shape,
+                        format="csr", y=y) with X a CSR matrix (kept sparse)
   NAME[options]         any of them with options in brackets, written by --label, --positive, --standardize:
                         label=COLUMN   a table's label column (default: {', '.join(LABEL_NAMES)}, else the last)
                         positive=VALUE that label value is class 1, every other 0 (one-vs-rest)
-                        standardize    each feature to mean 0, variance 1
+                        standardize    each feature to mean 0, variance 1 (sparse data: unit variance
+                                       only, not centred, so that it stays sparse)
+                        dense          a sparse set as a dense array (written by --dense; refused where
+                                       the dense form would not fit in memory)
+                        n-features=D   a LIBSVM file's declared width (written by --n-features): columns
+                                       up to D (a feature index beyond it is refused)
                         many-classes   a file's label may look continuous or give more classes than
                                        half its rows (refused otherwise), written by --allow-many-classes
                         e.g. data.csv[label=income,positive=>50K,standardize]
@@ -106,7 +122,8 @@ def parse_name(name: str) -> tuple[int, int, float] | None:
     if not m:
         raise ValueError(
             f"dataset must be 'iris', 'breast-cancer', 'iris-3class', 'digits', "
-            f"'synthetic-<n>x<d>[-k<K>][-x<scale>]' (e.g. synthetic-10kx100, synthetic-100kx100-k10) "
+            f"'synthetic-<n>x<d>[-k<K>][-x<scale>]' (e.g. synthetic-10kx100, synthetic-100kx100-k10), "
+            f"'sparse-<n>x<d>-d<density>[-k<K>]' (e.g. sparse-20kx47k-d0.0016) "
             f"or a data file ({', '.join(EXTENSIONS_SHOWN)}), got {short!r}"
         )
     for what, digits in (("n", m.group(1)), ("d", m.group(3))):
@@ -130,11 +147,44 @@ def parse_name(name: str) -> tuple[int, int, float] | None:
     return n, d, scale
 
 
+_UNITS = {"": 1, "k": 1_000, "M": 1_000_000}
+
+
+def parse_sparse(name: str) -> tuple[int, int, float, int] | None:
+    """``(n, d, density, K)`` of ``sparse-<n>x<d>-d<density>[-k<K>]`` (``K`` = 2 without ``-k``), None
+    for a name of another family; ValueError naming the part that is wrong."""
+    m = SPARSE.match(name) if isinstance(name, str) else None
+    if m is None:
+        if isinstance(name, str) and name.startswith("sparse-"):
+            raise ValueError(f"dataset {shorten(name)!r}: a sparse set is named sparse-<n>x<d>-d<density>[-k<K>], "
+                             "e.g. sparse-20kx47k-d0.0016 or sparse-10kx1000-d0.01-k3")
+        return None
+    for what, digits in (("n", m.group(1)), ("d", m.group(3))):
+        if len(digits) > MAX_DIGITS:
+            raise ValueError(f"dataset {shorten(name)!r}: {what} must have at most {MAX_DIGITS} digits, "
+                             f"got {len(digits)}")
+    n, d = int(m.group(1)) * _UNITS[m.group(2)], int(m.group(3)) * _UNITS[m.group(4)]
+    density = float(m.group(5))
+    if n < 2 or d < 1:
+        raise ValueError(f"dataset {name!r}: need n >= 2 and d >= 1, got n={n}, d={d}")
+    if not 0 < density <= 1:
+        raise ValueError(f"dataset {name!r}: the density after -d must be in (0, 1], got {m.group(5)}")
+    if n * d * density < 1:
+        raise ValueError(f"dataset {name!r}: {n} x {d} at density {density:g} holds no non-zero value")
+    k = int(m.group(6)[:6]) if m.group(6) else 2
+    if m.group(6) and not 3 <= k <= MAX_CLASSES:
+        raise ValueError(f"dataset {name!r}: the class count after -k must be between 3 and {MAX_CLASSES} "
+                         f"(leave -k out for the binary model), got {m.group(6)}")
+    return n, d, density, k
+
+
 def name_classes(base: str) -> int:
     """The class count of a named or synthetic set's name (no options, no file): ``K`` of
     ``synthetic-<n>x<d>-k<K>``, 3 for ``iris-3class``, 10 for ``digits``, else 2."""
     if base in NAMED:
         return CLASSES.get(base, 2)
+    if base.startswith("sparse-"):
+        return parse_sparse(base)[3]
     m = SIZE.match(base)
     return int(m.group(4)) if m and m.group(4) else 2
 
@@ -149,6 +199,13 @@ class Source:
     standardize: bool = False
     format: str | None = None  # a file's format (FORMATS), None for a named or synthetic set
     many_classes: bool = False  # a file's label may look continuous or give > n/2 classes (--allow-many-classes)
+    dense: bool = False  # a sparse set (LIBSVM, sparse .npz, sparse-...) as a dense array (--dense)
+    n_features: int | None = None  # a LIBSVM file's declared width (--n-features)
+
+    @property
+    def sparse_name(self) -> bool:
+        """A synthetic sparse set (``sparse-<n>x<d>-d<density>``)."""
+        return self.format is None and self.base.startswith("sparse-")
 
     @property
     def is_file(self) -> bool:
@@ -157,7 +214,8 @@ class Source:
     @property
     def name(self) -> str:
         """The name again, options written in canonical order (:func:`with_options`)."""
-        return with_options(self.base, self.label, self.positive, self.standardize, self.many_classes)
+        return with_options(self.base, self.label, self.positive, self.standardize, self.many_classes, self.dense,
+                            self.n_features)
 
 
 def file_format(path: str) -> str | None:
@@ -191,16 +249,27 @@ def source(name: str) -> Source:
                 opts["standardize"] = True
             elif key == "many-classes" and not eq:
                 opts["many_classes"] = True
+            elif key == "dense" and not eq:
+                opts["dense"] = True
+            elif key == "n-features" and eq and value.isdigit() and len(value) <= MAX_DIGITS and int(value) > 0:
+                opts["n_features"] = int(value)
             elif key in ("label", "positive") and eq and value:
                 opts[key] = unquote(value)
             else:
                 raise ValueError(f"dataset {shorten(name)!r}: unknown option {part!r} in brackets "
-                                 "(known: label=COLUMN, positive=VALUE, standardize, many-classes)")
+                                 "(known: label=COLUMN, positive=VALUE, standardize, many-classes, dense, "
+                                 "n-features=D with D > 0)")
+    if base.startswith("sparse-"):
+        parse_sparse(base)
+        if opts.keys() - {"standardize", "dense"}:
+            raise ValueError(f"dataset {base!r} is a synthetic sparse set: label=, positive=, many-classes and "
+                             "n-features= apply to data files only")
+        return Source(base, standardize=opts.get("standardize", False), dense=opts.get("dense", False))
     if base in NAMED or base.startswith("synthetic-"):
         parse_name(base)
-        if "label" in opts or "positive" in opts or "many_classes" in opts:
-            raise ValueError(f"dataset {base!r} is a named or synthetic set: label=, positive= and many-classes "
-                             "apply to data files only")
+        if opts.keys() - {"standardize"}:
+            raise ValueError(f"dataset {base!r} is a named or synthetic set (dense already): label=, positive= and "
+                             "many-classes apply to data files only; dense and n-features= to sparse sets and files")
         return Source(base, standardize=opts.get("standardize", False))
     if base.startswith("shards:") or os.path.isdir(base):  # a folder of shards (bench.data.shards)
         if opts:
@@ -219,8 +288,10 @@ def source(name: str) -> Source:
     if "label" in opts and fmt not in TABLES:
         raise ValueError(f"{base}: label= names a column of a CSV/TSV/Parquet table; a {fmt} file has its labels "
                          "apart (npz: array y; svmlight: the first field of each line)")
+    if "n_features" in opts and fmt != "svmlight":
+        raise ValueError(f"{base}: n-features= (--n-features) declares a LIBSVM file's width; a {fmt} file has its own")
     return Source(base, opts.get("label"), opts.get("positive"), opts.get("standardize", False), fmt,
-                  opts.get("many_classes", False))
+                  opts.get("many_classes", False), opts.get("dense", False), opts.get("n_features"))
 
 
 def _quote(value: str) -> str:
@@ -229,17 +300,23 @@ def _quote(value: str) -> str:
 
 
 def with_options(name: str, label: str | None = None, positive: str | None = None,
-                 standardize: bool = False, many_classes: bool = False) -> str:
-    """``name`` with the CLI's ``--label``/``--positive``/``--standardize``/``--allow-many-classes``
-    written in: ``label`` on tables, ``positive`` and ``many-classes`` on files, ``standardize`` on
-    any; options already in the name are kept."""
+                 standardize: bool = False, many_classes: bool = False, dense: bool = False,
+                 n_features: int | None = None) -> str:
+    """``name`` with the CLI's ``--label``/``--positive``/``--standardize``/``--allow-many-classes``/
+    ``--dense``/``--n-features`` written in: ``label`` on tables, ``positive`` and ``many-classes`` on
+    files, ``standardize`` on any, ``dense`` on the sets that can be sparse (LIBSVM, ``.npz``,
+    ``sparse-...``), ``n-features`` on LIBSVM files; options already in the name are kept."""
     src = source(name)
     label = src.label or (label if src.format in TABLES else None)
     positive = src.positive or (positive if src.is_file else None)
+    can_be_sparse = src.format in ("svmlight", "npz") or src.sparse_name
+    width = src.n_features or (n_features if src.format == "svmlight" else None)
     parts = [f"label={_quote(label)}" if label else None,
              f"positive={_quote(positive)}" if positive is not None else None,
              "standardize" if (standardize or src.standardize) else None,
-             "many-classes" if src.is_file and (many_classes or src.many_classes) else None]
+             "many-classes" if src.is_file and (many_classes or src.many_classes) else None,
+             "dense" if can_be_sparse and (dense or src.dense) else None,
+             f"n-features={width}" if width else None]
     parts = [p for p in parts if p]
     return f"{src.base}[{','.join(parts)}]" if parts else src.base
 

@@ -16,6 +16,7 @@ from .. import atomic, records
 from ..cases import RunOptions, default_backends, default_lr, matrix
 from ..data import shape
 from ..runner import run
+from ..suites import GPU_SPARSE_BACKENDS as SPARSE_BACKENDS, SPARSE_ITERS
 from .deadline import Clock, Deadline
 from .plan import (
     COMPILED,
@@ -157,10 +158,19 @@ def expected_backends(stage: str) -> tuple[str, ...]:
 
 
 def stage_default(runner: Runner, stage: Stage, devices, smoke: bool) -> None:
+    """Every default backend on the default datasets, then the sparse (CSR) chunks: torch's CSR loops
+    on every device, numpy beside them (SciPy on the host; on cuda a skipped row saying why)."""
     p = plan_for(smoke)
     backends = p["default_backends"] or default_backends()
-    _chunked(runner, stage, [("default", ds, DEFAULT_DTYPE) for ds in p["default_datasets"]],
-             lambda group, ds, dt: _cases(backends, devices, ds, dt, iters=p["iters"]), estimated=p["estimate"])
+
+    def cases(group, ds, dt):
+        if group == "sparse":
+            return _cases(SPARSE_BACKENDS, devices, ds, dt, iters=p["iters"] or SPARSE_ITERS)
+        return _cases(backends, devices, ds, dt, iters=p["iters"])
+
+    chunks = ([("default", ds, DEFAULT_DTYPE) for ds in p["default_datasets"]]
+              + [("sparse", ds, DEFAULT_DTYPE) for ds in p.get("sparse_datasets", ())])
+    _chunked(runner, stage, chunks, cases, estimated=p["estimate"])
 
 
 def stage_ddp(runner: Runner, stage: Stage, devices, smoke: bool) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import sparse_sweep
 from ..atomic import write_atomic
 from ..records import LOSS_COLUMNS, as_run
 from ..targets import TARGETS
@@ -49,6 +50,7 @@ def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dic
     ttt = time_to_target(rows, losses)
     write_atomic(out / "time_to_target.csv", lambda tmp: ttt.to_csv(tmp, index=False))
     written.append(out / "time_to_target.csv")
+    written += sparse_sweep.write(rows, out)  # sparse_vs_dense.csv / .png where a density sweep ran
     floor = ((env or {}).get("roofline") or {}).get("host_read")
     ok = rows[(rows["status"] == "ok") & rows["time_per_iter_s"].notna()]
     if ok.groupby("d")["n"].nunique().max() >= 2 and \

@@ -16,6 +16,7 @@ import math
 
 import pandas as pd
 
+from .. import sparse_sweep
 from .format import (as_float, backend_at, backend_order, cause_of, dataset_title, failing_metric, format_time, groups,
                      library_label, loop_title, md_cell, named, row_setting, what)
 from .stats import (baseline_backend, correct_mask, failing_mask, few_rounds_phrase, first_to_target, judged_by_optimum,
@@ -62,6 +63,7 @@ def verdict(df: pd.DataFrame, losses: pd.DataFrame | None = None) -> list[tuple[
     if soft:
         out.append((SOFTMAX_TITLE, soft))
     out += time_to_model_verdict(df, losses)  # a block wherever L-BFGS / solver rows ran
+    out += sparse_sweep.verdict_block(df)  # a block wherever a density sweep ran (CSR and dense rows)
     return out
 
 
@@ -99,6 +101,13 @@ def _agreement_sentence(g: pd.DataFrame) -> str:
 
 def _fraction_phrase(r) -> str:
     cf, rf = as_float(r["compute_fraction"]), as_float(r["roofline_fraction"])
+    if str(r.get("storage")) == "csr" and not math.isnan(rf):  # sparse: memory-bound at any size (bench.roofline)
+        if rf > 1:
+            return (f"{rf:.1%} of the CSR memory floor: its matrix fits in cache, so the gathers' latency, not DRAM "
+                    "bandwidth, bounds it")
+        near = ("near the memory bound" if rf >= 0.5 else
+                "far from it: bound by its gathers, scatters and per-call overhead, not by bandwidth")
+        return f"{rf:.1%} of the CSR memory floor (values and indices read for X w and again for Xᵀ r; {near})"
     if as_float(r.get("n_classes")) >= 3 and not math.isnan(rf):  # softmax out of cache: the larger floor (bound)
         which = "compute" if str(r.get("bound")) == "compute" else "memory-bandwidth"
         return f"{rf:.1%} of its floor (the {which} floor: a K-class step does 4·m·d·K flops per read of X)"
