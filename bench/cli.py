@@ -91,7 +91,7 @@ def _backends_help(default: str) -> str:
             f"'path/file.py:Class' (default: {default})")
 
 
-def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
+def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True, dtypes_help="both"):
     p.add_argument("--backends", nargs="+", default=None, metavar="NAME",
                    help=_backends_help("every single-process one; the data-parallel ones have "
                                        "`python -m bench scale`"))
@@ -110,7 +110,8 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--standardize", action="store_true",
                    help="each feature to zero mean and unit variance (constant columns left alone), the same "
                         "arrays for the oracle and every backend")
-    p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT", help="float32 float64 (default: both)")
+    p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT",
+                   help=f"float32 float64 (default: {dtypes_help})")
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
     if timing:
@@ -162,12 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the main comparison: timings, equivalence, CSV, summary, plots",
                          **_families())
     _add_matrix_args(run, DEFAULT_DATASETS,
-                     iters_help="steps per run (default: 5000 on iris, fewer on big data, see README)")
+                     iters_help="steps per run (default: 5000 on iris, fewer on big data, see README)",
+                     dtypes_help=f"{' '.join(suites.DEFAULT_DTYPES)} in the default run, "
+                                 f"{' '.join(suites.REFERENCE_DTYPES)} with --blocks all (the reference run) "
+                                 "and in a matrix of --datasets or --batch-sizes")
+    run.set_defaults(dtypes=None)  # None: the blocks' own (bench.suites), picked in _cases
     run.add_argument("--batch-sizes", nargs="+", type=argtypes.batch_size, default=None, metavar="B",
                      help="'full' and/or mini-batch sizes (default: full, plus the mini-batch block of --blocks)")
     run.add_argument("--blocks", nargs="+", default=None, metavar="BLOCK",
                      help="the default run's blocks, when neither --datasets nor --batch-sizes is given: main (full "
-                          "batch, binary, on the default datasets), minibatch (the same backends at batch "
+                          f"batch, binary, on the default datasets, {'/'.join(suites.DEFAULT_DTYPES)}; "
+                          f"{'/'.join(suites.REFERENCE_DTYPES)} with all), minibatch (the same backends at batch "
                           f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, {'/'.join(suites.MINIBATCH_DTYPES)}, "
                           f"{'/'.join(suites.MINIBATCH_FORMULATIONS)}, {suites.MINIBATCH_ITERS} steps), softmax (full "
                           f"batch on {' and '.join(SOFTMAX_DATASETS)}, {'/'.join(suites.SOFTMAX_DTYPES)}), "
@@ -302,7 +308,7 @@ def _common(args, listing: bool = False):
     args.datasets_given = args.datasets is not None
     args.datasets = _datasets(args.datasets if args.datasets_given else args.default_datasets,
                               args.label, args.positive, args.standardize, load=not listing)
-    args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
+    args.dtypes = None if args.dtypes is None else argtypes.choices("--dtypes", args.dtypes, DTYPES)
     args.formulations = argtypes.choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))
     if getattr(args, "optimizers", None) is not None:
@@ -312,11 +318,13 @@ def _common(args, listing: bool = False):
 def _cases(args, lr=None, ttm_lr=default_lr):
     """The selection's cases, block by block (bench.suites); ``lr(dataset, l2)`` is the learning rate
     where --lr is not given, ``ttm_lr(dataset, l2, seed)`` the time-to-model block's 1/L."""
-    common = dict(backends=args.backends, devices=args.devices, dtypes=args.dtypes, formulations=args.formulations,
-                  l2s=args.l2, iters=args.iters, lr=args.lr or lr or SEED_LR, record_every=args.record_every,
-                  optimizers=tuple(dict.fromkeys(getattr(args, "optimizers", None) or ("gd",))))
     sizes = tuple(dict.fromkeys(args.batch_sizes)) if args.batch_sizes else (None,)
     blocks = _blocks(args)
+    dtypes = args.dtypes or (DTYPES if blocks is None else
+                             suites.REFERENCE_DTYPES if "all" in (getattr(args, "blocks", None) or ()) else suites.DEFAULT_DTYPES)
+    common = dict(backends=args.backends, devices=args.devices, dtypes=dtypes, formulations=args.formulations,
+                  l2s=args.l2, iters=args.iters, lr=args.lr or lr or SEED_LR, record_every=args.record_every,
+                  optimizers=tuple(dict.fromkeys(getattr(args, "optimizers", None) or ("gd",))))
     try:
         if blocks is None:  # a matrix of the user's: --datasets or --batch-sizes given, or a sweep
             cases = matrix(datasets_=args.datasets, batch_sizes=sizes, **common)
