@@ -131,10 +131,13 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True, dtype
                        help="threads for torch, the BLAS under NumPy and numba alike (default: every available core)")
         p.add_argument("--record-every", type=argtypes.positive_int, default=1,
                        help="record the loss every k steps (default: 1, as the seed does; larger k times the step alone)")
-        p.add_argument("--repeats", type=argtypes.positive_int, default=5,
-                       help="timed rounds per row (default: 5; at least 3 once --budget is spent)")
-        p.add_argument("--budget", type=argtypes.positive_float, default=1.0,
-                       help="seconds per row after which repeating stops (>= 3 rounds; default: 1)")
+        p.add_argument("--repeats", type=argtypes.positive_int, default=suites.ROUNDS_MIN,
+                       help=f"the least timed rounds per row; more are added while --budget lasts "
+                            f"(default: {suites.ROUNDS_MIN})")
+        p.add_argument("--budget", type=argtypes.positive_float, default=suites.ROUND_BUDGET_S,
+                       help=f"seconds of timed rounds per row: rounds are added until the rounds so far took this "
+                            f"long (at least --repeats, at most {suites.ROUNDS_MAX}; "
+                            f"default: {suites.ROUND_BUDGET_S:g})")
         p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                        help=f"a row still running after this many seconds is a failed row and the run goes on "
                             f"(SIGALRM: a backend inside one long C call stops when it returns; default: {ROW_TIMEOUT:g})")
@@ -273,9 +276,12 @@ def _add_check_args(p):
     p.add_argument("--batch-size", type=argtypes.batch_size, default=None, metavar="B",
                    help="'full' (default) or a mini-batch size for the timing rows")
     p.add_argument("--device", default="cpu", help="device of the timing rows (default: cpu)")
-    p.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed rounds per row (default: 3)")
-    p.add_argument("--budget", type=argtypes.positive_float, default=1.0,
-                   help="seconds per row after which repeating stops (default: 1)")
+    p.add_argument("--repeats", type=argtypes.positive_int, default=suites.ROUNDS_MIN,
+                   help=f"the least timed rounds per row; more are added while --budget lasts "
+                        f"(default: {suites.ROUNDS_MIN})")
+    p.add_argument("--budget", type=argtypes.positive_float, default=suites.ROUND_BUDGET_S,
+                   help=f"seconds of timed rounds per row: rounds are added until the rounds so far took this long "
+                        f"(at most {suites.ROUNDS_MAX}; default: {suites.ROUND_BUDGET_S:g})")
     p.add_argument("--threads", type=argtypes.positive_int, default=None, help="threads for every library (default: all cores)")
     p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                    help=f"a row or a check still running after this many seconds fails, and the command goes on "
@@ -320,8 +326,9 @@ def _cases(args, lr=None, ttm_lr=default_lr):
     where --lr is not given, ``ttm_lr(dataset, l2, seed)`` the time-to-model block's 1/L."""
     sizes = tuple(dict.fromkeys(args.batch_sizes)) if args.batch_sizes else (None,)
     blocks = _blocks(args)
+    reference = "all" in (getattr(args, "blocks", None) or ())  # --blocks all: the reference run
     dtypes = args.dtypes or (DTYPES if blocks is None else
-                             suites.REFERENCE_DTYPES if "all" in (getattr(args, "blocks", None) or ()) else suites.DEFAULT_DTYPES)
+                             suites.REFERENCE_DTYPES if reference else suites.DEFAULT_DTYPES)
     common = dict(backends=args.backends, devices=args.devices, dtypes=dtypes, formulations=args.formulations,
                   l2s=args.l2, iters=args.iters, lr=args.lr or lr or SEED_LR, record_every=args.record_every,
                   optimizers=tuple(dict.fromkeys(getattr(args, "optimizers", None) or ("gd",))))

@@ -44,6 +44,11 @@ TIME_TO_MODEL_DEVICES = ("cpu",)
 TIME_TO_MODEL_LOOPS = {"gd": (None, 1000), "adam": (0.1, 1000), "lbfgs": (1.0, 100)}
 TIME_TO_MODEL_SOLVER_FITS = 10  # scikit-learn fits with max_iter = 1, 2, 4, ... 2^(fits - 1)
 
+# -- every timed row (run, sweep, check): its rounds are budgeted as pytest-benchmark and timeit.autorange do
+# it: at least ROUNDS_MIN timed rounds (--repeats), more while the rounds so far took less than ROUND_BUDGET_S
+# seconds (--budget; timeit.autorange's 0.2 s), at most ROUNDS_MAX (past it the quartiles barely move)
+ROUNDS_MIN, ROUND_BUDGET_S, ROUNDS_MAX = 3, 0.2, 100
+
 # -- bench sweep: n from 1e2 to 1e6 at d = 100, and d = 10 and 1000 at n = 1e4; float32, probs
 SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", "synthetic-100kx100",
                   "synthetic-1Mx100", "synthetic-10kx10", "synthetic-10kx1000")
