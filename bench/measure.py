@@ -127,8 +127,8 @@ def compile_fields(trainer, warm, warm_aot: float = 0.0) -> dict:
     calls went through, and the seconds spent compiling them. torch-compiled compiles at its first
     calls, in the warm-up twin (or the timed trainer's own untimed warm-up round when the run is too
     short for a twin), and the timed trainer reuses those graphs; jax compiles ahead of time in
-    ``prepare`` (taken out of ``transfer_s``), each trainer its own program, so the twin's
-    ``prepare``-time compile (``warm_aot``) is not this row's."""
+    ``prepare`` (taken out of ``transfer_s``), each trainer its own program, so it gets no twin, and a
+    twin's ``prepare``-time compile (``warm_aot``), where one is made, is not this row's."""
     if not hasattr(trainer, "compiled_graphs"):
         return {}
     seconds = compile_seconds(trainer) + (compile_seconds(warm) - warm_aot if warm is not None else 0.0)
@@ -334,7 +334,10 @@ class Evaluator:
         warm, warm_aot = None, 0.0
         try:
             # a short twin for the warm-up, except on data-parallel backends (a second process group / cluster)
-            if case.config.n_iters > WARMUP_STEPS and o.warmup and not trainer.data_parallel:
+            # and on a trainer that compiled its whole run ahead of time in prepare (jax): a twin would compile
+            # a program of its own, warming nothing of this one, where one full-length run costs less
+            if case.config.n_iters > WARMUP_STEPS and o.warmup and not trainer.data_parallel \
+                    and not compile_seconds(trainer):
                 warm = create_trainer(case.backend, replace(case.config, n_iters=WARMUP_STEPS))
                 warm.prepare(ds.X, ds.y, problem.w0, problem.b0)
                 warm_aot = compile_seconds(warm)  # the twin's own program (jax: its shorter scan), not this row's

@@ -15,10 +15,13 @@ import time
 from types import SimpleNamespace
 
 from bench import suites
-from bench.cases import RunOptions, default_backends
+from bench.cases import RunOptions, default_backends, matrix
 from bench.records import read_run
 from bench.report import headlines
+from bench.runner import run
 from bench.timing import measure
+from examples.my_loop import MyLoop
+from implementations import register, unregister
 from tests.cli import run_cli
 
 
@@ -125,3 +128,30 @@ def test_console_ends_with_summary_md_headlines(tmp_path):
     verdict = md[md.index("## Verdict"):]
     plain = {_plain(x.removeprefix("- ")) for x in verdict.splitlines()}
     assert set(shown) <= plain
+
+
+class _CompilesAhead(MyLoop):
+    """A loop that compiles its whole run in ``prepare`` (as ``jax`` does): a twin would compile a
+    program of its own, so its warm-up is its own full-length run, and that run is the one judged."""
+
+    made = 0
+
+    def __init__(self, config):
+        super().__init__(config)
+        type(self).made += 1
+
+    def _prepare(self, X, y, w0, b0):
+        super()._prepare(X, y, w0, b0)
+        self.compile_s = 0.01
+
+
+def test_a_trainer_compiled_in_prepare_gets_no_twin_and_its_warmup_is_judged():
+    register("t-ahead", _CompilesAhead, replace=True)
+    try:
+        cases = matrix(["t-ahead"], ["cpu"], ["iris"], ["float64"], ["logits"], iters=50)  # > WARMUP_STEPS
+        result = run(cases, [], RunOptions(repeats=3, budget_s=None, optimum=False))
+    finally:
+        unregister("t-ahead")
+    (row,) = result.rows
+    assert _CompilesAhead.made == 1  # the timed trainer alone
+    assert row.status == "ok" and row.verdict == "pass" and row.rounds == 3 and row.warmup_rounds == 1
