@@ -364,9 +364,9 @@ class Console(Sink):
                 "failed": f"[red]run failed: {result.reason}[/red]: "}[result.status]
         self.err.print(f"{head}{len(result.rows)} row(s) {counts}, {fails} outside tolerance"
                        + (f"; wrote {where}/ ({', '.join(self.folder.written)})" if where else ""))
+        self._said = (result.status, result.exit_code)
         if df is not None and self.table:
             self.answer(df, where / "summary.md" if where and "summary.md" in self.folder.written else None)
-        self._said = (result.status, result.exit_code)
 
     def answer(self, df, summary=None, console=None) -> None:
         """The run's last lines: the verdict's answer (:func:`bench.report.headlines`, the same sentences
