@@ -26,9 +26,10 @@ SEED_K_CLASS = "iris-3class"  # the seed's data with its three classes: the seed
 
 @dataclass(frozen=True)
 class RunOptions:
-    repeats: int = 5
+    repeats: int = suites.ROUNDS_MIN  # the least timed rounds of a row
     warmup: int = 1
-    budget_s: float | None = 1.0  # per row: stop repeating (after 3 rounds) past this many seconds
+    # per row: rounds are added while the timed ones took less than this (None: `repeats` rounds exactly)
+    budget_s: float | None = suites.ROUND_BUDGET_S
     threads: int | None = None
     seed: int = 0
     target: float = 1e-3  # relative suboptimality (L - L*)/|L*| defining time_to_target_s

@@ -16,22 +16,32 @@ import functools
 import sys
 from pathlib import Path
 
-from implementations import BACKENDS, DTYPES, FORMULATIONS, OPTIMIZERS, get_backend, resolve
+from implementations import BACKENDS, DTYPES, FORMULATIONS, get_backend, resolve
 
-from . import argtypes, check, compare, data, gpu, records, roofline, scale, scale_hosts, shard, sparse_sweep, suites
-from . import time_to_model as ttm
+from . import (
+    argtypes,
+    check,
+    compare,
+    data,
+    gpu,
+    records,
+    roofline,
+    scale,
+    scale_hosts,
+    selection,
+    shard,
+    suites,
+    time_to_model as ttm,
+)
 from .argtypes import UsageError
 from .cases import (
     SEED_LR,
     RunOptions,
-    default_backends,
-    default_devices,
     default_lr,
     describe,
     fixed_lr,
     matrix,
     preflight,
-    solver_only,
 )
 from .diagnostics import grad, run_owned, trajectory
 from .output import RUN_OWNED, Console, FolderClaim, RunFolder, folder_arg
@@ -51,7 +61,6 @@ RESULTS = Path("results")
 # every dataset family is listed once, in bench.data's FAMILIES_HELP, shown below the options of each
 # command that takes --datasets
 DATASETS_HELP = "a named set, synthetic-<n>x<d>[-k<K>][-x<scale>], or a data file (every family is listed below)"
-USER_OPTIMIZERS = tuple(o for o in OPTIMIZERS if o != "solver")  # "solver": scikit-learn's own, not a choice
 ROW_TIMEOUT = 600.0  # seconds per row, generous: a user backend that hangs costs its row, not the run
 
 
@@ -66,7 +75,7 @@ def _backends_help(default: str) -> str:
             f"'path/file.py:Class' (default: {default})")
 
 
-def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
+def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True, dtypes_help="both"):
     p.add_argument("--backends", nargs="+", default=None, metavar="NAME",
                    help=_backends_help("every single-process one; the data-parallel ones have "
                                        "`python -m bench scale`"))
@@ -91,12 +100,13 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
     p.add_argument("--n-features", type=argtypes.positive_int, default=None, metavar="D",
                    help="a LIBSVM file's width: D columns (default: its largest feature index; an index beyond D "
                         "is refused)")
-    p.add_argument("--dtypes", nargs="+", default=list(DTYPES), metavar="DT", help="float32 float64 (default: both)")
+    p.add_argument("--dtypes", nargs="+", default=None, metavar="DT",
+                   help=f"float32 float64 (default: {dtypes_help})")
     p.add_argument("--formulations", nargs="+", default=list(FORMULATIONS), metavar="F",
                    help="probs logits (default: both)")
     if timing:
         p.add_argument("--optimizers", nargs="+", default=["gd"], metavar="OPT",
-                       help=f"{' '.join(USER_OPTIMIZERS)}: a dimension of the matrix like --dtypes; a backend that "
+                       help=f"{' '.join(selection.USER_OPTIMIZERS)}: a dimension of the matrix like --dtypes; a backend that "
                             "does not implement one gives a skipped row (default: gd, the seed's fixed step)")
     if iters_help:
         p.add_argument("--iters", type=argtypes.positive_int, default=None, help=iters_help)
@@ -111,10 +121,13 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True):
                        help="threads for torch, the BLAS under NumPy and numba alike (default: every available core)")
         p.add_argument("--record-every", type=argtypes.positive_int, default=1,
                        help="record the loss every k steps (default: 1, as the seed does; larger k times the step alone)")
-        p.add_argument("--repeats", type=argtypes.positive_int, default=5,
-                       help="timed rounds per row (default: 5; at least 3 once --budget is spent)")
-        p.add_argument("--budget", type=argtypes.positive_float, default=1.0,
-                       help="seconds per row after which repeating stops (>= 3 rounds; default: 1)")
+        p.add_argument("--repeats", type=argtypes.positive_int, default=suites.ROUNDS_MIN,
+                       help=f"the least timed rounds per row; more are added while --budget lasts "
+                            f"(default: {suites.ROUNDS_MIN})")
+        p.add_argument("--budget", type=argtypes.positive_float, default=suites.ROUND_BUDGET_S,
+                       help=f"seconds of timed rounds per row: rounds are added until the rounds so far took this "
+                            f"long (at least --repeats, at most {suites.ROUNDS_MAX}; "
+                            f"default: {suites.ROUND_BUDGET_S:g})")
         p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                        help=f"a row still running after this many seconds is a failed row and the run goes on "
                             f"(SIGALRM: a backend inside one long C call stops when it returns; default: {ROW_TIMEOUT:g})")
@@ -143,17 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the main comparison: timings, equivalence, CSV, summary, plots",
                          **_families())
     _add_matrix_args(run, DEFAULT_DATASETS,
-                     iters_help="steps per run (default: 5000 on iris, fewer on big data, see README)")
+                     iters_help="steps per run (default: 5000 on iris, fewer on big data, see README)",
+                     dtypes_help=f"{' '.join(suites.DEFAULT_DTYPES)} in the default run, "
+                                 f"{' '.join(suites.REFERENCE_DTYPES)} with --blocks all (the reference run) "
+                                 "and in a matrix of --datasets or --batch-sizes")
+    run.set_defaults(dtypes=None)  # None: the blocks' own (bench.suites), picked in _cases
     run.add_argument("--batch-sizes", nargs="+", type=argtypes.batch_size, default=None, metavar="B",
                      help="'full' and/or mini-batch sizes (default: full, plus the mini-batch block of --blocks)")
     run.add_argument("--blocks", nargs="+", default=None, metavar="BLOCK",
                      help="the default run's blocks, when neither --datasets nor --batch-sizes is given: main (full "
-                          "batch, binary, on the default datasets), minibatch (the same backends at batch "
+                          f"batch, binary, on the default datasets, {'/'.join(suites.DEFAULT_DTYPES)}; "
+                          f"{'/'.join(suites.REFERENCE_DTYPES)} with all), minibatch (the same backends at batch "
                           f"{MINIBATCH_SIZE} on {MINIBATCH_DATASET}, {'/'.join(suites.MINIBATCH_DTYPES)}, "
                           f"{'/'.join(suites.MINIBATCH_FORMULATIONS)}, {suites.MINIBATCH_ITERS} steps), softmax (full "
                           f"batch on {' and '.join(SOFTMAX_DATASETS)}, {'/'.join(suites.SOFTMAX_DTYPES)}), "
                           "time-to-model (see --time-to-model; --backends picks its loops and solvers there too), "
-                          f"sparse (CSR sets {' and '.join(suites.SPARSE_DATASETS)}, then a density sweep writing "
+                          f"sparse (CSR sets {' and '.join(suites.SPARSE_DATASETS + suites.SPARSE_LARGE_DATASETS)}, then a density sweep writing "
                           "sparse_vs_dense.csv), or "
                           f"all (the reference run) (default: {' '.join(suites.DEFAULT_BLOCKS)})")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
@@ -260,91 +278,18 @@ def _add_check_args(p):
     p.add_argument("--batch-size", type=argtypes.batch_size, default=None, metavar="B",
                    help="'full' (default) or a mini-batch size for the timing rows")
     p.add_argument("--device", default="cpu", help="device of the timing rows (default: cpu)")
-    p.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed rounds per row (default: 3)")
-    p.add_argument("--budget", type=argtypes.positive_float, default=1.0,
-                   help="seconds per row after which repeating stops (default: 1)")
+    p.add_argument("--repeats", type=argtypes.positive_int, default=suites.ROUNDS_MIN,
+                   help=f"the least timed rounds per row; more are added while --budget lasts "
+                        f"(default: {suites.ROUNDS_MIN})")
+    p.add_argument("--budget", type=argtypes.positive_float, default=suites.ROUND_BUDGET_S,
+                   help=f"seconds of timed rounds per row: rounds are added until the rounds so far took this long "
+                        f"(at most {suites.ROUNDS_MAX}; default: {suites.ROUND_BUDGET_S:g})")
     p.add_argument("--threads", type=argtypes.positive_int, default=None, help="threads for every library (default: all cores)")
     p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                    help=f"a row or a check still running after this many seconds fails, and the command goes on "
                         f"(default: {ROW_TIMEOUT:g})")
     p.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/check/<run-id>)")
     _add_overwrite(p)
-
-
-def _common(args, listing: bool = False):
-    """The selection's backends, devices, datasets, dtypes, formulations and penalties, checked.
-    ``listing``: only what ``--list`` needs (no torch to find devices, no data file read in full)."""
-    args.backends_given = args.backends is not None
-    args.backends = argtypes.backends(args.backends, default_backends)
-    args.devices = argtypes.devices(args.devices) if args.devices else ("cpu",) if listing else default_devices()
-    args.datasets_given = args.datasets is not None
-    args.datasets = argtypes.datasets(args.datasets if args.datasets_given else args.default_datasets,
-                              args.label, args.positive, args.standardize, load=not listing,
-                              many_classes=args.allow_many_classes, dense=args.dense, n_features=args.n_features)
-    args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
-    args.formulations = argtypes.choices("--formulations", args.formulations, FORMULATIONS)
-    args.l2 = tuple(dict.fromkeys(args.l2))
-    if getattr(args, "optimizers", None) is not None:
-        args.optimizers = argtypes.choices("--optimizers", args.optimizers, USER_OPTIMIZERS)
-
-
-def _cases(args, lr=None, ttm_lr=default_lr):
-    """The selection's cases, block by block (bench.suites); ``lr(dataset, l2)`` is the learning rate
-    where --lr is not given, ``ttm_lr(dataset, l2, seed)`` the time-to-model block's 1/L."""
-    common = dict(backends=args.backends, devices=args.devices, dtypes=args.dtypes, formulations=args.formulations,
-                  l2s=args.l2, iters=args.iters, lr=args.lr or lr or SEED_LR, record_every=args.record_every,
-                  optimizers=tuple(dict.fromkeys(getattr(args, "optimizers", None) or ("gd",))))
-    sizes = tuple(dict.fromkeys(args.batch_sizes)) if args.batch_sizes else (None,)
-    blocks = _blocks(args)
-    try:
-        if blocks is None:  # a matrix of the user's: --datasets or --batch-sizes given, or a sweep
-            cases = matrix(datasets_=args.datasets, batch_sizes=sizes, **common)
-        else:
-            cases = matrix(datasets_=args.datasets, **common) if "main" in blocks else []
-            if "minibatch" in blocks:
-                cases += matrix(datasets_=(data.with_options(MINIBATCH_DATASET, standardize=args.standardize),),
-                                batch_sizes=(MINIBATCH_SIZE,),
-                                **{**common, "dtypes": suites.MINIBATCH_DTYPES,
-                                   "formulations": suites.MINIBATCH_FORMULATIONS,
-                                   "iters": args.iters or suites.MINIBATCH_ITERS})
-            if "softmax" in blocks:
-                softmax = tuple(data.with_options(ds, standardize=args.standardize) for ds in SOFTMAX_DATASETS)
-                cases += matrix(datasets_=softmax, **{**common, "dtypes": suites.SOFTMAX_DTYPES})
-            if "sparse" in blocks:  # CSR sets and the density sweep (bench.sparse_sweep)
-                cases += sparse_sweep.block_cases(matrix, {**common, "l2s": args.l2})
-            if "time-to-model" in blocks:  # --backends picks its loops and solvers, as with --time-to-model
-                cases += _time_to_model_cases(args, ttm_lr)
-        if getattr(args, "time_to_model", False):
-            cases = _time_to_model_cases(args, ttm_lr)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return cases
-
-
-def _blocks(args) -> tuple[str, ...] | None:
-    """The default run's blocks picked by ``--blocks`` (``all``: every one); None where the run is the
-    user's own matrix (``--datasets`` or ``--batch-sizes`` given, or not ``run``)."""
-    given = getattr(args, "blocks", None)
-    if args.kind != "runs" or args.batch_sizes is not None or args.datasets_given:
-        if given:
-            raise UsageError("--blocks picks among the default run's blocks; with --datasets or --batch-sizes "
-                             "the run is that matrix alone")
-        return None
-    if not given:
-        return suites.DEFAULT_BLOCKS
-    if "all" in given:
-        return suites.BLOCKS
-    return argtypes.choices("--blocks", given, suites.BLOCKS)
-
-
-def _time_to_model_cases(args, lr=default_lr):
-    """The time-to-a-trained-model block (bench.time_to_model), on cpu: its default loops and solvers,
-    or (``--backends`` given) the named backends' loops, scikit-learn's named as solvers."""
-    backends, solvers = ttm.BACKENDS, ttm.SOLVERS
-    if args.backends_given:
-        backends = tuple(b for b in args.backends if not solver_only(b))
-        solvers = tuple(b for b in args.backends if solver_only(b))
-    return ttm.cases(("cpu",), args.seed, backends, solvers, lr=lr)
 
 
 def _claim(args, kind, run_id, owned=None, report=True):
@@ -375,13 +320,13 @@ def _ended(command, result) -> int:
 
 def cmd_run(args, argv=()) -> int:
     devices_given = args.devices is not None
-    _common(args, listing=args.list)
+    selection.common(args, listing=args.list)
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     if args.list:
         return _list(args, devices_given)
-    _preflight(_cases(args))
-    cases = _cases(args, lr=functools.partial(default_lr, seed=args.seed))
+    _preflight(selection.cases(args))
+    cases = selection.cases(args, lr=functools.partial(default_lr, seed=args.seed))
     run_id = records.new_run_id()
     folder = _claim(args, args.kind, run_id)
     folder.extra_env["datasets"] = _data_files(args.datasets, args.seed)
@@ -402,7 +347,7 @@ def _list(args, devices_given: bool) -> int:
             auto.add((dataset, l2))
         return SEED_LR
 
-    cases = _cases(args, lr=lr, ttm_lr=lr)
+    cases = selection.cases(args, lr=lr, ttm_lr=lr)
     _preflight(cases)
     for case in cases:
         shown = "auto" if case.config.optimizer == "gd" and (case.dataset, case.config.l2) in auto else None
@@ -464,7 +409,7 @@ def cmd_check(args, argv=()) -> int:
 
 
 def cmd_grad(args, argv=()) -> int:
-    _common(args)
+    selection.common(args)
     run_id = records.new_run_id()
     folder = _claim(args, "grad", run_id, owned=grad.OWNED, report=False)
     return run_owned(args.command, folder, run_id, lambda result: grad.run(
@@ -473,7 +418,7 @@ def cmd_grad(args, argv=()) -> int:
 
 
 def cmd_trajectory(args, argv=()) -> int:
-    _common(args)
+    selection.common(args)
     args.a, args.b = argtypes.resolve_spec("--a", args.a), argtypes.resolve_spec("--b", args.b)
     if args.a == args.b:
         raise UsageError(f"--a and --b must name two different backends, got {args.a!r} twice")

@@ -150,8 +150,8 @@ def compile_fields(trainer, warm, warm_aot: float = 0.0) -> dict:
     calls went through, and the seconds spent compiling them. torch-compiled compiles at its first
     calls, in the warm-up twin (or the timed trainer's own untimed warm-up round when the run is too
     short for a twin), and the timed trainer reuses those graphs; jax compiles ahead of time in
-    ``prepare`` (taken out of ``transfer_s``), each trainer its own program, so the twin's
-    ``prepare``-time compile (``warm_aot``) is not this row's."""
+    ``prepare`` (taken out of ``transfer_s``), each trainer its own program, so it gets no twin, and a
+    twin's ``prepare``-time compile (``warm_aot``), where one is made, is not this row's."""
     if not hasattr(trainer, "compiled_graphs"):
         return {}
     seconds = compile_seconds(trainer) + (compile_seconds(warm) - warm_aot if warm is not None else 0.0)
@@ -200,6 +200,13 @@ class ScaleBaselines:
         if threads is not None:
             fields["oversubscribed"] = w * threads.asked > available_cores()
         return fields
+
+
+def _kept(trainer):
+    """The trainer's result now, its arrays copied: a later run may write into the same buffers."""
+    res = trainer.result()
+    b = np.array(res.b) if isinstance(res.b, np.ndarray) else res.b
+    return replace(res, w=np.array(res.w), b=b, losses=np.array(res.losses))
 
 
 def _close(trainer) -> None:
@@ -268,14 +275,15 @@ class Evaluator:
 
     def evaluate(self, case: Case, trainer, m: Measurement | None, transfer_s: float | None = None,
                  peak_mem_mb: float | None = None, load: tuple | None = None,
-                 compiled: dict | None = None) -> Outcome:
+                 compiled: dict | None = None, res=None) -> Outcome:
         """The row of a trained ``trainer``: timing figures from ``m`` (None: untimed), agreement
         with the oracle or the optimum reached, the divergence rule, ``compiled`` (the compile
         fields), and the scale-out figures. ``load`` is ``(cores busy with other processes, cores
-        stolen by the hypervisor)`` while ``m`` was timed."""
+        stolen by the hypervisor)`` while ``m`` was timed. ``res``: the result judged (default: the
+        trainer's last run, ``trainer.result()``)."""
         compiled = compiled or {}
         ds = self.inputs.problem(case.dataset).dataset
-        res = trainer.result()
+        res = trainer.result() if res is None else res
         cfg = case.config
         w_shape = (ds.d, cfg.n_classes) if cfg.n_classes >= 3 else (ds.d,)  # softmax: W (d, K)
         if res.w.shape != w_shape or res.losses.shape != (cfg.n_records,):
@@ -338,7 +346,12 @@ class Evaluator:
             _close(trainer)
 
     def _train(self, case: Case, trainer, problem: Problem) -> Outcome:
-        """prepare (timed apart) -> warm-up -> timed rounds -> the row."""
+        """prepare (timed apart) -> warm-up -> timed rounds -> the row.
+
+        Every full-length run is timed or judged, none is paid for only to warm up or only to judge:
+        the warm-up is a short twin of :data:`WARMUP_STEPS` steps where the run is longer (then the
+        last timed round is the one judged), else the trainer's own full-length run, which is then
+        the one judged."""
         o, ds = self.options, problem.dataset
         try:
             _, transfer_s = timed(trainer.prepare, ds.X, ds.y, problem.w0, problem.b0)
@@ -350,13 +363,18 @@ class Evaluator:
         warm, warm_aot = None, 0.0
         try:
             # a short twin for the warm-up, except on data-parallel backends (a second process group / cluster)
-            if case.config.n_iters > WARMUP_STEPS and o.warmup and not trainer.data_parallel:
+            # and on a trainer that compiled its whole run ahead of time in prepare (jax): a twin would compile
+            # a program of its own, warming nothing of this one, where one full-length run costs less
+            if case.config.n_iters > WARMUP_STEPS and o.warmup and not trainer.data_parallel \
+                    and not compile_seconds(trainer):
                 warm = create_trainer(case.backend, replace(case.config, n_iters=WARMUP_STEPS))
                 warm.prepare(ds.X, ds.y, problem.w0, problem.b0)
                 warm_aot = compile_seconds(warm)  # the twin's own program (jax: its shorter scan), not this row's
+            judged = []  # the full-length warm-up's result, where the warm-up is the trainer's own run
+            keep = None if warm is not None or not o.warmup else lambda: judged.append(_kept(trainer))
             before = CpuSample.now()
             with PeakMemory(case.device) as peak:
-                m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm)
+                m = measure(trainer, o.repeats, o.warmup, o.budget_s, warm=warm, after_warmup=keep)
             load = CpuSample.now().others_since(before)
         except BackendUnavailableError as exc:  # e.g. a compiler found missing at first call
             return Outcome(self.row(case, status="skipped", reason=str(exc)))
@@ -365,7 +383,7 @@ class Evaluator:
         finally:
             _close(warm)
         return self.evaluate(case, trainer, m, transfer_s=transfer_s, peak_mem_mb=peak.mb, load=load,
-                             compiled=compile_fields(trainer, warm, warm_aot))
+                             compiled=compile_fields(trainer, warm, warm_aot), res=judged[0] if judged else None)
 
     def _failure(self, case: Case, exc: BaseException) -> Row:
         """A library's exception is a divergence when the math diverges there (e.g. torch's BCE

@@ -21,6 +21,7 @@ import errno
 import fcntl
 import fnmatch
 import os
+import re
 import shutil
 import stat
 import sys
@@ -37,6 +38,7 @@ from rich.progress import (
 
 from . import atomic, report
 from .env import environment
+from .records import as_run
 from .results import Outcome, RunResult, Sink, env_status
 
 # what `run` (and `sweep`) write into --out: only these are "a run", only these may be removed
@@ -316,6 +318,13 @@ class RunFolder(Sink):
             self.close()
 
 
+def _markup(text: str) -> str:
+    """The verdict's markdown (``**bold**``, backticks) as rich markup, as the console's summary shows it."""
+    text = text.replace("[", "\\[")
+    text = re.sub(r"\*\*(.+?)\*\*", r"[bold]\1[/bold]", text)
+    return re.sub(r"`([^`]+)`", r"[cyan]\1[/cyan]", text)
+
+
 class Console(Sink):
     """A progress bar while rows run; the summary, notes and one closing line on every ending."""
 
@@ -356,6 +365,21 @@ class Console(Sink):
         self.err.print(f"{head}{len(result.rows)} row(s) {counts}, {fails} outside tolerance"
                        + (f"; wrote {where}/ ({', '.join(self.folder.written)})" if where else ""))
         self._said = (result.status, result.exit_code)
+        if df is not None and self.table:
+            self.answer(df, where / "summary.md" if where and "summary.md" in self.folder.written else None)
+
+    def answer(self, df, summary=None, console=None) -> None:
+        """The run's last lines: the verdict's answer (:func:`bench.report.headlines`, the same sentences
+        as ``summary.md``'s verdict) and where the full summary is. One line per sentence, never wrapped."""
+        console = console or RichConsole(width=None if sys.stdout.isatty() else 140)
+        rows, _, _ = as_run(df, None)
+        console.print("\n[bold]The answer[/bold] (from the verdict)", soft_wrap=True)
+        for title, sentences in report.headlines(rows):
+            console.print(f"[bold]{_markup(title)}[/bold]", soft_wrap=True)
+            for text in sentences:
+                console.print(f"  • {_markup(text)}", soft_wrap=True)
+        if summary is not None:
+            console.print(f"Full summary: {summary}", soft_wrap=True, markup=False, highlight=False)
 
     def end(self, result):
         if getattr(self, "_said", None) not in (None, (result.status, result.exit_code)):

@@ -15,9 +15,12 @@ from __future__ import annotations
 BLOCKS = ("main", "minibatch", "softmax", "time-to-model", "sparse")
 DEFAULT_BLOCKS = ("main", "minibatch")
 
-# main: every single-process backend, full batch, binary, both dtypes and formulations (the run's own
-# --dtypes / --formulations), on these datasets
+# main: every single-process backend, full batch, binary, both formulations (the run's own --dtypes /
+# --formulations), on these datasets; float32 in the default run, float64 too in the reference run
+# (--blocks all): float64 is proven in the tests and there, and the default run stays short
 DEFAULT_DATASETS = ("iris", "synthetic-10kx100", "synthetic-100kx100")
+DEFAULT_DTYPES = ("float32",)
+REFERENCE_DTYPES = ("float32", "float64")
 
 # minibatch: every backend at batch 64 on a 100k-row set, float32, probs
 MINIBATCH_DATASET, MINIBATCH_SIZE, MINIBATCH_ITERS = "synthetic-100kx100", 64, 2000
@@ -41,18 +44,28 @@ TIME_TO_MODEL_DEVICES = ("cpu",)
 TIME_TO_MODEL_LOOPS = {"gd": (None, 1000), "adam": (0.1, 1000), "lbfgs": (1.0, 100)}
 TIME_TO_MODEL_SOLVER_FITS = 10  # scikit-learn fits with max_iter = 1, 2, 4, ... 2^(fits - 1)
 
-# sparse (bench.sparse_sweep): an rcv1-shaped set (20,242 x 47,236 at density 0.16 %) and one with ten
-# times its rows, both formulations, float32 and float64, every single-process backend (those without
-# sparse support: skipped with the reason); then the density sweep at one shape, each density kept
-# sparse and densified, its answer in sparse_vs_dense.csv / .png and the verdict
-SPARSE_DATASETS = ("sparse-20kx47k-d0.0016", "sparse-200kx47k-d0.0016")
+# sparse (bench.sparse_sweep): an rcv1-shaped set (20,242 x 47,236 at density 0.16 %, 1.5 M non-zeros), both
+# formulations, float32 and float64, every single-process backend (those without sparse support: skipped with
+# the reason); one with ten times its rows (15 M non-zeros) in float32, logits, a few steps: autograd through
+# torch's sparse product takes seconds a step there (docs/performance.md), and the reference run must end;
+# then the density sweep at one shape, each density kept sparse and densified, for each library's best
+# loops, its answer in sparse_vs_dense.csv / .png and the verdict
+SPARSE_DATASETS = ("sparse-20kx47k-d0.0016",)
 SPARSE_DTYPES, SPARSE_FORMULATIONS = ("float32", "float64"), ("probs", "logits")
-SPARSE_ITERS = 20
+SPARSE_ITERS = 10
+SPARSE_LARGE_DATASETS = ("sparse-200kx47k-d0.0016",)
+SPARSE_LARGE_DTYPES, SPARSE_LARGE_FORMULATIONS = ("float32",), ("logits",)
+SPARSE_LARGE_ITERS = 5
 SPARSE_SWEEP_SHAPE = (10_000, 2_000)  # dense float32: 80 MB, beyond the cache as the sparse sets are
-SPARSE_SWEEP_DENSITIES = (1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.5)
-SPARSE_SWEEP_BACKENDS = ("numpy", "numpy-fused", "numba", "torch", "torch-manual", "torch-fused", "torch-nn")
+SPARSE_SWEEP_DENSITIES = (1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5)
+SPARSE_SWEEP_BACKENDS = ("numpy", "numpy-fused", "numba", "torch-manual", "torch-fused")  # each library's best
 SPARSE_SWEEP_DTYPE, SPARSE_SWEEP_FORMULATION = "float32", "logits"
-SPARSE_SWEEP_ITERS = 20
+SPARSE_SWEEP_ITERS = 10
+
+# -- every timed row (run, sweep, check): its rounds are budgeted as pytest-benchmark and timeit.autorange do
+# it: at least ROUNDS_MIN timed rounds (--repeats), more while the rounds so far took less than ROUND_BUDGET_S
+# seconds (--budget; timeit.autorange's 0.2 s), at most ROUNDS_MAX (past it the quartiles barely move)
+ROUNDS_MIN, ROUND_BUDGET_S, ROUNDS_MAX = 3, 0.2, 100
 
 # -- bench sweep: n from 1e2 to 1e6 at d = 100, and d = 10 and 1000 at n = 1e4; float32, probs
 SWEEP_DATASETS = ("synthetic-100x100", "synthetic-1kx100", "synthetic-10kx100", "synthetic-100kx100",

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .suites import ROUNDS_MAX, ROUNDS_MIN
+
 NOISY_IQR_FRACTION = 0.10
 
 
@@ -132,20 +134,26 @@ class Measurement:
                 "device_name": self.device_name}
 
 
-def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None, warm=None) -> Measurement:
-    """Time ``trainer.run()``: ``warmup`` untimed calls first, then ``rounds`` timed ones (at
-    least 3; fewer than ``rounds`` once ``budget_s`` is spent).
+def measure(trainer, rounds: int = ROUNDS_MIN, warmup: int = 1, budget_s: float | None = None, warm=None,
+            max_rounds: int = ROUNDS_MAX, after_warmup=None) -> Measurement:
+    """Time ``trainer.run()`` as pytest-benchmark and ``timeit.autorange`` budget it: ``warmup``
+    untimed calls first, then at least ``rounds`` timed ones, and more while the timed rounds so far
+    took less than ``budget_s`` seconds, up to ``max_rounds`` (``budget_s`` None: ``rounds`` exactly).
 
     ``warm``, if given, is an already prepared trainer of the same backend, shapes, dtype and
     device but fewer steps: its ``run()`` serves as the warm-up (same code paths, same lazily
-    initialised or compiled kernels) without paying for a full-length untimed run."""
+    initialised or compiled kernels) without paying for a full-length untimed run. Without it the
+    warm-up is a full-length run of ``trainer`` itself: ``after_warmup()``, called once the warm-up
+    calls are done, lets the caller take that run's result to judge rather than paying for another."""
     for _ in range(warmup):
         (warm or trainer).run()
+    if after_warmup is not None:
+        after_warmup()
     # a data-parallel trainer's device work runs in its ranks' processes: no event here would see it
     events = None if getattr(trainer, "data_parallel", False) else \
         _CudaEvents.for_device(getattr(trainer.config, "device", "cpu"))
-    times = []
-    for i in range(rounds):
+    times: list[float] = []
+    while len(times) < max(rounds, 1) or (budget_s is not None and sum(times) < budget_s and len(times) < max_rounds):
         if events:
             events.start()
         t0 = time.perf_counter()
@@ -153,8 +161,6 @@ def measure(trainer, rounds: int, warmup: int = 1, budget_s: float | None = None
         times.append(time.perf_counter() - t0)
         if events:
             events.stop()
-        if budget_s is not None and i >= 2 and sum(times) > budget_s:
-            break
     if events:
         return Measurement(tuple(times), trainer.config.n_iters, warmup, events.seconds(), events.name)
     return Measurement(tuple(times), trainer.config.n_iters, warmup)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, roofline
+from bench import cli, roofline, selection
 from bench.cases import SEED_LR, bytes_per_step, default_iters, default_lr
 from bench.measure import k_class_floor
 from bench.records import Case, Row, as_run
@@ -80,8 +80,8 @@ def test_iris_3class_has_the_seed_settings():
 
 def _default_cases(argv):
     args = cli.build_parser().parse_args(["run", "--backends", "numpy", "torch", "--devices", "cpu", *argv])
-    cli._common(args)
-    return cli._cases(args)
+    selection.common(args)
+    return selection.cases(args)
 
 
 def test_default_run_is_main_and_minibatch_and_all_adds_softmax_and_time_to_model():

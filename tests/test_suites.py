@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench import cli, suites
+from bench import cli, selection, suites
 from implementations import BACKENDS, BackendUnavailableError, get_backend, origin
 
 from .cli import ROOT, run_cli
@@ -33,8 +33,8 @@ def test_list_prints_the_cases_without_torch_or_a_folder(args, tmp_path):
     lines, probe = _listed(*args, "--list", cwd=tmp_path)
     assert probe == {"code": 0, "torch": False, "new": []}
     parser = cli.build_parser().parse_args([*args, "--devices", "cpu"] if "--devices" not in args else args)
-    cli._common(parser, listing=True)
-    expected = [c.case_id for c in cli._cases(parser)]
+    selection.common(parser, listing=True)
+    expected = [c.case_id for c in selection.cases(parser)]
     assert [line.split()[0] for line in lines] == expected
     assert all(line.split()[1].startswith("n_iters=") and line.split()[2].startswith("lr=") for line in lines)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, runner as pipeline, time_to_model as ttm
+from bench import cli, runner as pipeline, selection, time_to_model as ttm
 from bench.compare import compare_runs
 from bench.records import as_run
 from bench.report import pivot_times, time_to_target
@@ -17,12 +17,12 @@ from bench.targets import point_times
 
 def _args(argv):
     args = cli.build_parser().parse_args(argv)
-    cli._common(args)
+    selection.common(args)
     return args
 
 
 def test_the_block_in_the_reference_run_and_time_to_model_alone():
-    cases = cli._cases(_args(["run", "--blocks", "all"]))
+    cases = selection.cases(_args(["run", "--blocks", "all"]))
     block = [c for c in cases if c.dataset == ttm.DATASET]
     got = {(c.backend, c.config.optimizer) for c in block}
     for b in ttm.BACKENDS:
@@ -32,10 +32,10 @@ def test_the_block_in_the_reference_run_and_time_to_model_alone():
                and c.device == "cpu" for c in block)
     # scikit-learn's solvers have no gradient descent: they are in no other block
     assert not [c for c in cases if c.backend.startswith("sklearn") and c.dataset != ttm.DATASET]
-    only = cli._cases(_args(["run", "--time-to-model", "--backends", "numpy", "sklearn-newton-cholesky"]))
+    only = selection.cases(_args(["run", "--time-to-model", "--backends", "numpy", "sklearn-newton-cholesky"]))
     assert {(c.backend, c.config.optimizer) for c in only} == {("numpy", "gd"), ("numpy", "adam"), ("numpy", "lbfgs"),
                                                                 ("sklearn-newton-cholesky", "solver")}
-    block = cli._cases(_args(["run", "--blocks", "time-to-model", "--backends", "numpy", "sklearn-newton-cholesky"]))
+    block = selection.cases(_args(["run", "--blocks", "time-to-model", "--backends", "numpy", "sklearn-newton-cholesky"]))
     assert [c.case_id for c in block] == [c.case_id for c in only], "--backends picks the block's loops either way"
 
 

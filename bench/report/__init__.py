@@ -34,7 +34,7 @@ from .stats import (baseline_backend, correct_mask, failing_mask, first_to_targe
                     time_to_target)
 from .tables import (failing_table, pivot_times, print_summary, rows_table, summary_markdown, target_table,
                      to_markdown, to_rich, write_summary)
-from .verdict import crossovers, verdict
+from .verdict import crossovers, headlines, verdict
 
 
 def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dict | None, out_folder) -> list[Path]:
@@ -69,7 +69,7 @@ def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dic
 
 __all__ = [
     "LOSS_COLUMNS", "TARGETS", "backend_order", "baseline_backend", "correct_mask", "crossovers", "failing_mask",
-    "failing_table", "first_to_target", "format_time", "looks", "pivot_times",
+    "failing_table", "first_to_target", "format_time", "headlines", "looks", "pivot_times",
     "plot_loss_vs_oracle", "plot_speed_vs_numpy", "plot_suboptimality", "plot_time_vs_n", "print_summary",
     "quartiles", "ratio_with_range", "round_times_per_step", "rows_table", "speed_vs_baseline",
     "speed_vs_numpy_frame", "style", "suboptimality_curves", "summary_markdown", "target_table", "time_to_target",

@@ -35,7 +35,7 @@ def verdict(df: pd.DataFrame, losses: pd.DataFrame | None = None) -> list[tuple[
     baseline = baseline_backend(df)
     out = []
     for ds, loop, g in groups(df):
-        title = f"{dataset_title(g)}, {loop_title(g)}"
+        title = _title(g)
         lines = [_agreement_sentence(g[~judged_by_optimum(g)]) + _judged_note(g)]
         not_run = g[~g["status"].isin(["ok", "diverged", "failed"])]
         if len(not_run):
@@ -44,14 +44,7 @@ def verdict(df: pd.DataFrame, losses: pd.DataFrame | None = None) -> list[tuple[
                     .groupby(["_who", "status", not_run["reason"].fillna("no reason recorded")], sort=False):
                 parts.append(f"`{who}` ({len(h)} row{'s' if len(h) > 1 else ''}): {status} — {md_cell(reason)}")
             lines.append("Not measured: " + "; ".join(parts) + ".")
-        good = g[correct_mask(g)]
-        ran = g[g["status"].isin(["ok", "diverged", "failed"])]
-        for device in sorted(set(ran["device"].dropna())):
-            lines.append(_fastest_sentence(good[good["device"] == device], device, baseline))
-            for dtype in list(dict.fromkeys(good.loc[good["device"] == device, "dtype"])):
-                s = _library_sentence(good[(good["device"] == device) & (good["dtype"] == dtype)], device, dtype)
-                if s:
-                    lines.append(s)
+        lines += _answer_lines(g, baseline)
         if firsts is not None:
             s = _target_sentence(firsts[(firsts["dataset"] == ds) & (firsts["loop"] == loop)], g)
             if s:
@@ -65,6 +58,31 @@ def verdict(df: pd.DataFrame, losses: pd.DataFrame | None = None) -> list[tuple[
     out += time_to_model_verdict(df, losses)  # a block wherever L-BFGS / solver rows ran
     out += sparse_sweep.verdict_block(df)  # a block wherever a density sweep ran (CSR and dense rows)
     return out
+
+
+def headlines(df: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """The answer alone, per dataset × loop: the title and, per device, the fastest correct row and
+    NumPy vs PyTorch per dtype -- the very sentences of :func:`verdict` (the console ends with them)."""
+    baseline = baseline_backend(df)
+    return [(_title(g), _answer_lines(g, baseline)) for _ds, _loop, g in groups(df)]
+
+
+def _title(g: pd.DataFrame) -> str:
+    return f"{dataset_title(g)}, {loop_title(g)}"
+
+
+def _answer_lines(g: pd.DataFrame, baseline: str | None) -> list[str]:
+    """Per device the row ran on: the fastest correct row, then NumPy vs PyTorch per dtype."""
+    good = g[correct_mask(g)]
+    ran = g[g["status"].isin(["ok", "diverged", "failed"])]
+    lines = []
+    for device in sorted(set(ran["device"].dropna())):
+        lines.append(_fastest_sentence(good[good["device"] == device], device, baseline))
+        for dtype in list(dict.fromkeys(good.loc[good["device"] == device, "dtype"])):
+            s = _library_sentence(good[(good["device"] == device) & (good["dtype"] == dtype)], device, dtype)
+            if s:
+                lines.append(s)
+    return lines
 
 
 def _judged_note(g: pd.DataFrame) -> str:
