@@ -119,7 +119,8 @@ def cmd_gpu(args) -> int:
     run_id = records.new_run_id()
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     env, figures, stages, interrupted = {}, {}, [], False
-    opts = RunOptions(repeats=5, warmup=1, budget_s=0.5, threads=args.threads, seed=0,
+    # at least 3 timed rounds a row, more while they took under 0.5 s (bench.timing.measure)
+    opts = RunOptions(repeats=3, warmup=1, budget_s=0.5, threads=args.threads, seed=0,
                       optimum=plan_for(smoke)["optimum"])
     runner = Runner(work, figures, opts, clock)
     try:
