@@ -16,8 +16,7 @@ import numpy as np
 
 from implementations import BACKENDS, TrainConfig, get_backend, origin
 
-from . import data as datasets
-from . import oracle, roofline, suites
+from . import data as datasets, oracle, roofline, suites
 from .records import Case
 
 SEED_LR = 0.01  # the seed article's learning rate
@@ -35,6 +34,9 @@ class RunOptions:
     target: float = 1e-3  # relative suboptimality (L - L*)/|L*| defining time_to_target_s
     optimum: bool = True  # fit scikit-learn's optimum per dataset and penalty
     row_timeout: float | None = None  # seconds per row (construction to result) before it is a `failed` row
+
+
+DEFAULT_OPTIONS = RunOptions()  # frozen, so one shared instance serves as every default argument
 
 
 def default_devices() -> tuple[str, ...]:

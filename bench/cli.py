@@ -106,8 +106,9 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True, dtype
                    help="probs logits (default: both)")
     if timing:
         p.add_argument("--optimizers", nargs="+", default=["gd"], metavar="OPT",
-                       help=f"{' '.join(selection.USER_OPTIMIZERS)}: a dimension of the matrix like --dtypes; a backend that "
-                            "does not implement one gives a skipped row (default: gd, the seed's fixed step)")
+                       help=f"{' '.join(selection.USER_OPTIMIZERS)}: a dimension of the matrix like --dtypes; a "
+                            "backend that does not implement one gives a skipped row (default: gd, the seed's fixed "
+                            "step)")
     if iters_help:
         p.add_argument("--iters", type=argtypes.positive_int, default=None, help=iters_help)
     p.add_argument("--lr", type=argtypes.positive_float, default=None,
@@ -118,9 +119,11 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True, dtype
     p.add_argument("--seed", type=argtypes.seed, default=0, help="data and init seed (default: 0)")
     if timing:
         p.add_argument("--threads", type=argtypes.positive_int, default=None,
-                       help="threads for torch, the BLAS under NumPy and numba alike (default: every available core)")
+                       help="threads for torch, the BLAS under NumPy and numba alike (default: every available "
+                            "core)")
         p.add_argument("--record-every", type=argtypes.positive_int, default=1,
-                       help="record the loss every k steps (default: 1, as the seed does; larger k times the step alone)")
+                       help="record the loss every k steps (default: 1, as the seed does; larger k times the step "
+                            "alone)")
         p.add_argument("--repeats", type=argtypes.positive_int, default=suites.ROUNDS_MIN,
                        help=f"the least timed rounds per row; more are added while --budget lasts "
                             f"(default: {suites.ROUNDS_MIN})")
@@ -130,7 +133,8 @@ def _add_matrix_args(p, datasets_default, *, iters_help=None, timing=True, dtype
                             f"default: {suites.ROUND_BUDGET_S:g})")
         p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                        help=f"a row still running after this many seconds is a failed row and the run goes on "
-                            f"(SIGALRM: a backend inside one long C call stops when it returns; default: {ROW_TIMEOUT:g})")
+                            "(SIGALRM: a backend inside one long C call stops when it returns; "
+                            f"default: {ROW_TIMEOUT:g})")
         p.add_argument("--list", action="store_true",
                        help="print the cases this selection would run, one a line (case id, steps, learning rate: "
                             "'auto' where 1/L needs the data), and stop: nothing runs, no folder is made; without "
@@ -171,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{'/'.join(suites.MINIBATCH_FORMULATIONS)}, {suites.MINIBATCH_ITERS} steps), softmax (full "
                           f"batch on {' and '.join(SOFTMAX_DATASETS)}, {'/'.join(suites.SOFTMAX_DTYPES)}), "
                           "time-to-model (see --time-to-model; --backends picks its loops and solvers there too), "
-                          f"sparse (CSR sets {' and '.join(suites.SPARSE_DATASETS + suites.SPARSE_LARGE_DATASETS)}, then a density sweep writing "
-                          "sparse_vs_dense.csv), or "
+                          f"sparse (CSR sets {' and '.join(suites.SPARSE_DATASETS + suites.SPARSE_LARGE_DATASETS)}, "
+                          "then a density sweep writing sparse_vs_dense.csv), or "
                           f"all (the reference run) (default: {' '.join(suites.DEFAULT_BLOCKS)})")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     run.add_argument("--target", type=argtypes.positive_float, default=1e-3,
@@ -183,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                           f"({', '.join(ttm.SOLVERS)}) to 1e-4 and 1e-6 relative suboptimality on "
                           f"{ttm.DATASET}, {ttm.DTYPE}, {ttm.FORMULATION}, l2={ttm.L2:g} (see bench/time_to_model.py); "
                           "--backends picks which")
-    run.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/runs/<run-id>, always new)")
+    run.add_argument("--out", type=folder_arg, default=None,
+                     help="output folder (default: results/runs/<run-id>, always new)")
     run.set_defaults(func=cmd_run, kind="runs", optimum=True)
 
     sweep = sub.add_parser("sweep", help="scaling sweep: time per step vs n (and d), with the memory floor",
@@ -198,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     grad = sub.add_parser("grad", help="compare gradients: hand-derived vs autograd vs finite differences",
                          **_families())
     _add_matrix_args(grad, ("iris",), timing=False)
-    grad.add_argument("--random-points", type=argtypes.positive_int, default=2, help="random parameter points (default: 2)")
+    grad.add_argument("--random-points", type=argtypes.positive_int, default=2,
+                      help="random parameter points (default: 2)")
     grad.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/grad/<run-id>)")
     grad.set_defaults(func=cmd_grad)
 
@@ -207,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_matrix_args(traj, ("synthetic-1000x10-x8",), iters_help="steps (default: 1000)", timing=False)
     traj.add_argument("--a", default="numpy", help="first backend (default: numpy)")
     traj.add_argument("--b", default="torch", help="second backend (default: torch)")
-    traj.add_argument("--out", type=folder_arg, default=None, help="output folder (default: results/trajectory/<run-id>)")
+    traj.add_argument("--out", type=folder_arg, default=None,
+                      help="output folder (default: results/trajectory/<run-id>)")
     traj.set_defaults(func=cmd_trajectory)
 
     sc = sub.add_parser("scale", help="strong scaling of the data-parallel backends over world sizes",
@@ -246,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("specs", nargs="*", metavar="SPEC",
                     help="also list these specs ('package.module:Class', 'path/file.py:Class')")
     bk.set_defaults(func=cmd_backends)
-    ck = sub.add_parser("check", help="is my loop right, and how fast: conformance, oracle, first divergent step, timing",
+    ck = sub.add_parser("check",
+                        help="is my loop right, and how fast: conformance, oracle, first divergent step, timing",
                         **_families("exit codes: 0 right; 1 wrong (a check failed, or one of its rows failed, "
                                     "diverged or disagrees with the oracle); 2 the spec cannot be loaded, or a bad "
                                     "argument; 130 / 143 interrupted"))
@@ -272,7 +280,8 @@ def _add_check_args(p):
                    help=f"datasets of the timing rows: {DATASETS_HELP} (default: {' '.join(suites.CHECK_DATASETS)})")
     p.add_argument("--iters", type=argtypes.positive_int, default=None,
                    help="steps per timing row (default: as for run, 5000 on iris, 50 on synthetic-10kx100)")
-    p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the timing rows (default: float32)")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float32",
+                   help="dtype of the timing rows (default: float32)")
     p.add_argument("--formulation", choices=list(FORMULATIONS), default="probs",
                    help="formulation of the timing rows (default: probs, the seed's)")
     p.add_argument("--batch-size", type=argtypes.batch_size, default=None, metavar="B",
@@ -284,7 +293,8 @@ def _add_check_args(p):
     p.add_argument("--budget", type=argtypes.positive_float, default=suites.ROUND_BUDGET_S,
                    help=f"seconds of timed rounds per row: rounds are added until the rounds so far took this long "
                         f"(at most {suites.ROUNDS_MAX}; default: {suites.ROUND_BUDGET_S:g})")
-    p.add_argument("--threads", type=argtypes.positive_int, default=None, help="threads for every library (default: all cores)")
+    p.add_argument("--threads", type=argtypes.positive_int, default=None,
+                   help="threads for every library (default: all cores)")
     p.add_argument("--row-timeout", type=argtypes.positive_float, default=ROW_TIMEOUT, metavar="SECONDS",
                    help=f"a row or a check still running after this many seconds fails, and the command goes on "
                         f"(default: {ROW_TIMEOUT:g})")

@@ -197,7 +197,7 @@ def plot_crossover(rows: pd.DataFrame, figures: dict | None, path, d: int = 100,
     backends = list(dict.fromkeys(pts.sort_values("backend")["backend"]))
     colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(backends)}
     fig, axes = plt.subplots(1, len(dtypes), figsize=(6.5 * len(dtypes), 4.8), squeeze=False)
-    for ax, dtype in zip(axes[0], dtypes):
+    for ax, dtype in zip(axes[0], dtypes, strict=True):  # one column of axes per dtype
         p = pts[pts["dtype"] == dtype]
         for (backend, kind), g in p.groupby(["backend", "kind"], sort=True):
             g = g.sort_values("n")

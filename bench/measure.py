@@ -23,9 +23,8 @@ import numpy as np
 
 from implementations import BackendUnavailableError, create_trainer, get_backend, reference
 
-from . import data as datasets
-from . import judge, roofline
-from .cases import RunOptions, bytes_per_step
+from . import data as datasets, judge, roofline
+from .cases import DEFAULT_OPTIONS, RunOptions, bytes_per_step
 from .inputs import Inputs, Problem
 from .memory import PeakMemory
 from .records import Case, Row
@@ -221,7 +220,7 @@ class Evaluator:
     inputs (``inputs``) and scale-out baselines (``baselines``) may be handed in, to be shared with
     another evaluator (:meth:`with_threads`)."""
 
-    def __init__(self, run_id: str, options: RunOptions = RunOptions(), threads: Threads | None = None,
+    def __init__(self, run_id: str, options: RunOptions = DEFAULT_OPTIONS, threads: Threads | None = None,
                  roofline: dict | None = None, max_problems: int = 1, inputs: Inputs | None = None,
                  baselines: ScaleBaselines | None = None):
         self.run_id, self.options, self.threads = run_id, options, threads

@@ -94,7 +94,8 @@ class Row:
     workers: int | None = None
     n_classes: int | None = None  # 2: the sigmoid model; K >= 3: softmax
     optimizer: str | None = None  # gd (the seed), momentum, nesterov, adam, lbfgs, solver
-    evaluations: int | None = None  # lbfgs: loss-and-gradient evaluations its line searches used (n_iters counts iterations)
+    # lbfgs: loss-and-gradient evaluations its line searches used (n_iters counts iterations)
+    evaluations: int | None = None
     # threads: asked for, and read back from each library inside the run
     threads: int | None = None
     threads_torch: int | None = None
@@ -116,8 +117,10 @@ class Row:
     other_load: float | None = None  # cores busy with other processes (or stolen by the hypervisor) while timing
     times_s: str | None = None  # every timed round, space-separated seconds (for bench compare)
     transfer_s: float | None = None
-    compiled_graphs: int | None = None  # graphs (torch-compiled), XLA programs (jax), kernels (numba) this row's calls used
-    compile_s: float | None = None  # seconds spent compiling them (warm-up or jax's prepare; never timed, never transfer)
+    # graphs (torch-compiled), XLA programs (jax), kernels (numba) this row's calls used, and the seconds spent
+    # compiling them (warm-up or jax's prepare; never timed, never transfer)
+    compiled_graphs: int | None = None
+    compile_s: float | None = None
     # cuda rows (bench.timing): CUDA-event time of the same rounds as the wall times above, and the device
     event_time_median_s: float | None = None
     event_time_per_iter_s: float | None = None
@@ -350,7 +353,8 @@ _NEWER_COLUMNS: dict[str, str] = {
     "threads_numba": "Int64", "oversubscribed": "boolean", "compute_fraction": "Float64",
     "library": "string", "gradient": "string", "engine": "string", "compiled": "boolean", "style": "string",
     "dataset_origin": "string", "dataset_sha256": "string", "density": "Float64",
-    "n_classes": "Int64", "nnz": "Int64", "storage": "string", "bound": "string", "optimizer": "string", "evaluations": "Int64", "compiled_graphs": "Int64", "compile_s": "Float64",
+    "n_classes": "Int64", "nnz": "Int64", "storage": "string", "bound": "string", "optimizer": "string",
+    "evaluations": "Int64", "compiled_graphs": "Int64", "compile_s": "Float64",
 }
 ATTRIBUTE_COLUMNS = ("library", "gradient", "engine", "compiled", "style")
 # time_s: the point's measured wall time where the row recorded one (see point_times), else empty
@@ -418,7 +422,7 @@ def _normalize_rows(df: pd.DataFrame) -> pd.DataFrame:
     if legacy:
         for i, name in df["backend"].items():
             if pd.notna(name) and str(name) in LEGACY_ATTRIBUTES:
-                for col, value in zip(ATTRIBUTE_COLUMNS, LEGACY_ATTRIBUTES[str(name)]):
+                for col, value in zip(ATTRIBUTE_COLUMNS, LEGACY_ATTRIBUTES[str(name)], strict=True):
                     df.at[i, col] = value
     df["l2"] = df["l2"].fillna(0.0)
     df["n_classes"] = df["n_classes"].fillna(2)  # runs before softmax were all binary

@@ -14,7 +14,8 @@ host read bandwidth is the best of three parallel reads of one array, each metho
 
 The array is at least 256 MiB and at least four times the last-level cache (so it streams from DRAM
 and not from cache; on this project's 2-core AMD EPYC VM, 32 MiB L3, idle, two runs each: ``host_read``
-30.3 and 31.9 GB/s on 256 MiB in 0.4-1.6 s, 27.4 and 30.9 GB/s on 1 GiB in 1.3-4.1 s), capped to a quarter of the memory available. ``host_read`` = the best = the floor.
+30.3 and 31.9 GB/s on 256 MiB in 0.4-1.6 s, 27.4 and 30.9 GB/s on 1 GiB in 1.3-4.1 s), capped to a
+quarter of the memory available. ``host_read`` = the best = the floor.
 ``host_copy`` (read + write, a 256 MiB slice) is kept for reference. On a GPU: a device-to-device copy.
 
 **The compute roof (data that fits in cache).** When ``X`` fits in cache the bandwidth floor is
@@ -291,7 +292,8 @@ def device_floor(device: str, read_bytes: int = DEVICE_READ_BYTES, gemm_n: int =
                 for dtype in ("float32", "float64"):
                     a = torch.randn(gemm_n, gemm_n, dtype=getattr(torch, dtype), device=dev)
                     c = torch.empty_like(a)
-                    out[f"device_gflops_{dtype}"] = round(2 * gemm_n**3 / best(lambda a=a, c=c: torch.mm(a, a, out=c)) / 1e9, 1)
+                    seconds = best(lambda a=a, c=c: torch.mm(a, a, out=c))
+                    out[f"device_gflops_{dtype}"] = round(2 * gemm_n**3 / seconds / 1e9, 1)
                     a = c = None
             finally:
                 torch.backends.cuda.matmul.allow_tf32 = tf32

@@ -23,7 +23,7 @@ from __future__ import annotations
 import signal
 
 from . import interrupts
-from .cases import RunOptions
+from .cases import DEFAULT_OPTIONS, RunOptions
 from .interrupts import Terminated
 from .measure import Evaluator, in_main_thread
 from .records import Case, new_run_id
@@ -103,8 +103,8 @@ def _deferred_signal(result: RunResult, signum: int) -> None:
         result.reason = f"{name} while writing the reports (they were finished first)"
 
 
-def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = RunOptions(), run_id: str | None = None,
-        figures=None) -> RunResult:
+def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = DEFAULT_OPTIONS,
+        run_id: str | None = None, figures=None) -> RunResult:
     """Run every case in order; hand each finished row to the sinks; end the same way whatever ends it.
 
     ``figures`` is the hardware's measured floor and roof (``bench.roofline.measure_roofline``'s

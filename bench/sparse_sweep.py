@@ -51,9 +51,10 @@ def block_cases(matrix, common: dict) -> list:
     cases = matrix(datasets_=suites.SPARSE_DATASETS, **{**common, "dtypes": suites.SPARSE_DTYPES,
                                                          "formulations": suites.SPARSE_FORMULATIONS,
                                                          "iters": common.get("iters") or suites.SPARSE_ITERS})
-    cases += matrix(datasets_=suites.SPARSE_LARGE_DATASETS, **{**common, "dtypes": suites.SPARSE_LARGE_DTYPES,
-                                                               "formulations": suites.SPARSE_LARGE_FORMULATIONS,
-                                                               "iters": common.get("iters") or suites.SPARSE_LARGE_ITERS})
+    cases += matrix(datasets_=suites.SPARSE_LARGE_DATASETS,
+                    **{**common, "dtypes": suites.SPARSE_LARGE_DTYPES,
+                       "formulations": suites.SPARSE_LARGE_FORMULATIONS,
+                       "iters": common.get("iters") or suites.SPARSE_LARGE_ITERS})
     backends = tuple(b for b in common["backends"] if b in suites.SPARSE_SWEEP_BACKENDS) or common["backends"]
     cases += matrix(datasets_=sweep_datasets(), **{**common, "backends": backends,
                                                    "dtypes": (suites.SPARSE_SWEEP_DTYPE,),

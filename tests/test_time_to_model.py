@@ -35,7 +35,8 @@ def test_the_block_in_the_reference_run_and_time_to_model_alone():
     only = selection.cases(_args(["run", "--time-to-model", "--backends", "numpy", "sklearn-newton-cholesky"]))
     assert {(c.backend, c.config.optimizer) for c in only} == {("numpy", "gd"), ("numpy", "adam"), ("numpy", "lbfgs"),
                                                                 ("sklearn-newton-cholesky", "solver")}
-    block = selection.cases(_args(["run", "--blocks", "time-to-model", "--backends", "numpy", "sklearn-newton-cholesky"]))
+    block = selection.cases(_args(["run", "--blocks", "time-to-model",
+                                   "--backends", "numpy", "sklearn-newton-cholesky"]))
     assert [c.case_id for c in block] == [c.case_id for c in only], "--backends picks the block's loops either way"
 
 

@@ -88,7 +88,8 @@ def synthetic_classes(n: int, d: int, k: int, seed: int = 0, scale: float = 1.0,
     informative = informative_features(d, k)
     if k > 2 ** informative:
         raise ValueError(f"dataset synthetic-{short_count(n)}x{d}-k{k}: {k} classes need at least "
-                         f"{math.ceil(math.log2(k))} features (make_classification: classes <= 2^informative), got d={d}")
+                         f"{math.ceil(math.log2(k))} features (make_classification: classes <= 2^informative), "
+                         f"got d={d}")
     X, y = make_classification(
         n_samples=n, n_features=d, n_informative=informative, n_redundant=0, n_repeated=0, n_classes=k,
         n_clusters_per_class=1, class_sep=1.0, flip_y=flip_y, random_state=seed,

@@ -199,7 +199,8 @@ def _label_column(path: str, columns, label: str | None) -> str:
     columns = [str(c) for c in columns]
     if label is not None:
         if label not in columns:
-            shown = ", ".join(repr(c) for c in columns[:20]) + (f" ... ({len(columns)} columns)" if len(columns) > 20 else "")
+            shown = ", ".join(repr(c) for c in columns[:20]) + (f" ... ({len(columns)} columns)"
+                                                                 if len(columns) > 20 else "")
             raise DataFileError(f"{path}: no label column {label!r} (--label); the columns are {shown}")
         return label
     for want in LABEL_NAMES:
@@ -334,7 +335,8 @@ def from_table(path: str, fmt: str, label: str | None, positive: str | None, man
     if len(df) == 0:
         raise DataFileError(f"{path}: no data rows (a header only)")
     if df.shape[1] < 2:
-        raise DataFileError(f"{path}: one column only: a data file needs at least one feature column and a label column")
+        raise DataFileError(f"{path}: one column only: a data file needs at least one feature column and a label "
+                            "column")
     col = _label_column(path, df.columns, label)
     features = df.drop(columns=[col])
     text = [c for c in features.columns
@@ -344,7 +346,8 @@ def from_table(path: str, fmt: str, label: str | None, positive: str | None, man
             v = features[c].dropna()
             v = v[pd.to_numeric(v, errors="coerce").isna()] if len(v) else v
             return f" (e.g. {python_scalar(v.iloc[0])!r})" if len(v) else ""
-        named = ", ".join(f"{c!r}{example(c)}" for c in text[:5]) + (f", ... ({len(text) - 5} more)" if len(text) > 5 else "")
+        named = ", ".join(f"{c!r}{example(c)}" for c in text[:5]) + (f", ... ({len(text) - 5} more)"
+                                                                     if len(text) > 5 else "")
         raise DataFileError(f"{path}: non-numeric feature column{'s' if len(text) > 1 else ''} {named}: encode "
                             "as numbers or drop, or name the label with --label")
     X = features.to_numpy(dtype=np.float64)

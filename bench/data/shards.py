@@ -61,7 +61,7 @@ def load_shards(src: Source, name: str) -> Dataset:
     workers read their own parts (``prepare_shards``)."""
     meta = _meta(src)
     X, y = np.empty((meta.n, meta.d)), np.empty(meta.n)
-    for p, (lo, hi) in enumerate(zip(meta.starts[:-1], meta.starts[1:])):
+    for p, (lo, hi) in enumerate(zip(meta.starts[:-1], meta.starts[1:], strict=True)):
         try:
             X[lo:hi], y[lo:hi] = load_part(meta, p)
         except ShardError as exc:

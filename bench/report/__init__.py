@@ -27,13 +27,31 @@ from ..atomic import write_atomic
 from ..records import LOSS_COLUMNS, as_run
 from ..targets import TARGETS
 from .format import backend_order, format_time, what
-from .plots import (looks, plot_loss_vs_oracle, plot_speed_vs_numpy, plot_suboptimality, plot_time_vs_n, slug,
-                    style)
-from .stats import (baseline_backend, correct_mask, failing_mask, first_to_target, quartiles, ratio_with_range,
-                    round_times_per_step, speed_vs_baseline, speed_vs_numpy_frame, suboptimality_curves,
-                    time_to_target)
-from .tables import (failing_table, pivot_times, print_summary, rows_table, summary_markdown, target_table,
-                     to_markdown, to_rich, write_summary)
+from .plots import looks, plot_loss_vs_oracle, plot_speed_vs_numpy, plot_suboptimality, plot_time_vs_n, slug, style
+from .stats import (
+    baseline_backend,
+    correct_mask,
+    failing_mask,
+    first_to_target,
+    quartiles,
+    ratio_with_range,
+    round_times_per_step,
+    speed_vs_baseline,
+    speed_vs_numpy_frame,
+    suboptimality_curves,
+    time_to_target,
+)
+from .tables import (
+    failing_table,
+    pivot_times,
+    print_summary,
+    rows_table,
+    summary_markdown,
+    target_table,
+    to_markdown,
+    to_rich,
+    write_summary,
+)
 from .verdict import crossovers, headlines, verdict
 
 

@@ -17,10 +17,34 @@ import math
 import pandas as pd
 
 from .. import sparse_sweep
-from .format import (as_float, backend_at, backend_order, cause_of, dataset_title, failing_metric, format_time, groups,
-                     library_label, loop_title, md_cell, named, row_setting, what)
-from .stats import (baseline_backend, correct_mask, failing_mask, few_rounds_phrase, first_to_target, judged_by_optimum,
-                    quartiles, ratio_with_range, time_to_target, too_few_rounds)
+from .format import (
+    as_float,
+    backend_at,
+    backend_order,
+    cause_of,
+    dataset_title,
+    failing_metric,
+    format_time,
+    groups,
+    library_label,
+    loop_title,
+    md_cell,
+    named,
+    row_setting,
+    what,
+)
+from .stats import (
+    baseline_backend,
+    correct_mask,
+    failing_mask,
+    few_rounds_phrase,
+    first_to_target,
+    judged_by_optimum,
+    quartiles,
+    ratio_with_range,
+    time_to_target,
+    too_few_rounds,
+)
 from .time_to_model import time_to_model_verdict
 
 MINI_BATCH_NOTE = ("Mini-batch rows record the loss of each step's batch (noisy); their suboptimality and time to "
@@ -91,9 +115,11 @@ def _judged_note(g: pd.DataFrame) -> str:
     if j.empty:
         return ""
     passed = int((j["verdict"] == "pass").fillna(False).sum())
-    return (f" {len(j)} L-BFGS/solver row{'s' if len(j) > 1 else ''} ({', '.join(f'`{b}`' for b in backend_order(j))}) "
-            f"follow{'' if len(j) > 1 else 's'} no lockstep path and {'are' if len(j) > 1 else 'is'} judged by the optimum "
-            f"reached instead: {passed} of {len(j)} within the dtype's relative suboptimality (1e-6 in float64).")
+    return (f" {len(j)} L-BFGS/solver row{'s' if len(j) > 1 else ''} "
+            f"({', '.join(f'`{b}`' for b in backend_order(j))}) "
+            f"follow{'' if len(j) > 1 else 's'} no lockstep path and {'are' if len(j) > 1 else 'is'} judged by the "
+            f"optimum reached instead: {passed} of {len(j)} within the dtype's relative suboptimality "
+            "(1e-6 in float64).")
 
 
 def _agreement_sentence(g: pd.DataFrame) -> str:
@@ -148,8 +174,8 @@ def _fastest_sentence(good: pd.DataFrame, device: str, baseline: str | None) -> 
     best = good.sort_values("time_per_iter_s", kind="stable").iloc[0]
     q1, med, q3 = quartiles(best)
     desc = what(best)
-    text = (f"Fastest correct on {device}: **{best['backend']}**{f' ({desc})' if desc else ''} in {row_setting(best)} at "
-            f"{format_time(med)} per step (IQR {format_time(q3 - q1)})")
+    text = (f"Fastest correct on {device}: **{best['backend']}**{f' ({desc})' if desc else ''} "
+            f"in {row_setting(best)} at {format_time(med)} per step (IQR {format_time(q3 - q1)})")
     base = good[(good["backend"] == baseline) & (good["dtype"] == best["dtype"]) & _same_setting(good, best)]
     if baseline is not None and best["backend"] != baseline and len(base):
         r, lo, hi = ratio_with_range(base.iloc[0], best)
@@ -199,7 +225,8 @@ def _target_sentence(firsts: pd.DataFrame, g: pd.DataFrame) -> str | None:
         else:
             opt = "" if pd.isna(f.get("optimizer")) or f.get("optimizer") in (None, "gd") else f", {f['optimizer']}"
             parts.append(f"{f['target']:.0e} first by **{f['backend']}** ({f['dtype']}, {f['formulation']}{opt}) in "
-                         f"{format_time(f['time_s'])} (step {int(f['step'])}; {f['reached']} of {f['cases']} rows get there)")
+                         f"{format_time(f['time_s'])} (step {int(f['step'])}; {f['reached']} of {f['cases']} rows "
+                         "get there)")
     text = "Time to relative suboptimality (L−L*)/L*: " + "; ".join(parts) if parts else \
         "Time to relative suboptimality (L−L*)/L*: no row agreeing with the oracle reaches any target"
     if never and parts:
@@ -255,7 +282,8 @@ def softmax_verdict(df: pd.DataFrame) -> list[str]:
         if "optimizer" in twin:
             twin = twin[twin["optimizer"].fillna("gd") == "gd"]
         k = int(as_float(g["n_classes"].iloc[0]))
-        for (device, dtype, form, l2), h in g.groupby(["device", "dtype", "formulation", "l2"], sort=False, dropna=False):
+        for (device, dtype, form, l2), h in g.groupby(["device", "dtype", "formulation", "l2"], sort=False,
+                                                      dropna=False):
             setting = f"{dtype}, {form}" + (f", l2={as_float(l2):g}" if as_float(l2) else "")
             head = f"{dataset_title(h)}, K={k}, on {device} ({setting})"
             a, b = _best_pair(h)
@@ -308,6 +336,7 @@ def crossovers(df: pd.DataFrame) -> list[str]:
                  & (ok["loop"] == loop) & (ok["device"] == "cpu")]
         both = g.merge(cpu, on=["dataset", "n", "d", "l2"], suffixes=("_gpu", "_cpu"))
         faster = both[both["time_per_iter_s_gpu"] < both["time_per_iter_s_cpu"]].sort_values("n")
-        where = f"n >= {int(faster['n'].iloc[0])} (d={int(faster['d'].iloc[0])})" if len(faster) else "never in this run"
+        where = (f"n >= {int(faster['n'].iloc[0])} (d={int(faster['d'].iloc[0])})" if len(faster)
+                 else "never in this run")
         lines.append(f"GPU/CPU crossover, {backend} {dtype} {form} {loop}: {dev} faster from {where}")
     return lines
