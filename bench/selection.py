@@ -25,7 +25,10 @@ def common(args, listing: bool = False):
                                       args.label, args.positive, args.standardize, load=not listing,
                                       many_classes=args.allow_many_classes, dense=args.dense,
                                       n_features=args.n_features)
-    args.dtypes = None if args.dtypes is None else argtypes.choices("--dtypes", args.dtypes, DTYPES)
+    if args.dtypes is not None:
+        args.dtypes = argtypes.choices("--dtypes", args.dtypes, DTYPES)
+    elif getattr(args, "kind", None) != "runs":  # run picks its dtypes by block (cases); grad, trajectory: both
+        args.dtypes = DTYPES
     args.formulations = argtypes.choices("--formulations", args.formulations, FORMULATIONS)
     args.l2 = tuple(dict.fromkeys(args.l2))
     if getattr(args, "optimizers", None) is not None:
