@@ -108,7 +108,7 @@ def test_a_late_bug_is_found_at_its_step():
 @pytest.mark.slow
 def test_file_spec_is_listed_and_checked(tmp_path, resolved):
     assert origin(resolved("examples/my_loop.py:MyLoop")) == "file examples/my_loop.py"
-    proc = run_cli("backends", "examples/my_loop.py:MyLoop")
+    proc = run_cli("backends", "examples/my_loop.py:MyLoop", env={"COLUMNS": "300"})  # the whole table, unwrapped
     assert proc.returncode == 0, proc.stderr
     assert "examples/my_loop.py" in proc.stdout and "a user's loop" in proc.stdout and "numpy" in proc.stdout
     proc = run_cli("check", "examples/my_loop.py:MyLoop", *RUN_ARGS, "--out", str(tmp_path / "ok"))
@@ -147,7 +147,7 @@ def test_entry_point_plugin_is_listed_and_checked(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
                            "--quiet", "--target", str(site), str(src)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "COLUMNS": "300"}
     # a subprocess: the plugin's entry point must be found on a PYTHONPATH set before the interpreter starts
     proc = run_cli("backends", env=env, isolated=True)
     assert proc.returncode == 0, proc.stderr
