@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository: the working direct
 # The smallest run a command test needs: Iris, 20 steps, one timed repeat, a short noise budget. A test
 # adds what it is about (--backends, --dtypes, --formulations, --devices, --out); argparse keeps the last
 # value of an option given twice, so a test can also override one of these.
-RUN_ARGS = ("--datasets", "iris", "--iters", "20", "--repeats", "1", "--budget", "0.1")
+RUN_ARGS = ("--datasets", "iris", "--iters", "20", "--repeats", "1", "--budget", "1e-9")
 
 # Backends whose runs compile (Inductor, XLA, numba: seconds per new graph or kernel) and those that
 # start worker processes; a test parametrized over one of them gets the `compile` or `distributed` marker

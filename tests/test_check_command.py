@@ -67,7 +67,7 @@ $attrs
 ''')
 HOOKS = {"attrs": "", "batch": "(self.X, self.y) if self.schedule is None else (self.X[self.schedule[t]], "
                                 "self.y[self.schedule[t]])", "bias": "1.0", "result": "self.w, self.b, self.losses"}
-QUICK = ("--datasets", "iris", "--iters", "20", "--repeats", "1", "--budget", "0.1")
+QUICK = ("--datasets", "iris", "--iters", "20", "--repeats", "1", "--budget", "1e-9")
 
 
 def _check(path, **hooks):

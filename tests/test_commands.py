@@ -115,8 +115,9 @@ def test_dataset_names_that_cannot_be_built_are_refused_by_the_parser(name, frag
 # -- nothing ran: non-zero everywhere --------------------------------------------------------------
 
 def test_run_where_nothing_ran_exits_1_and_says_so(tmp_path):
-    proc = run_cli("run", "--datasets", "iris", "--iters", "5", "--repeats", "1", "--backends", "numpy",
-                   "--dtypes", "float64", "--formulations", "logits", "--devices", "cuda:7", "--out", str(tmp_path))
+    proc = run_cli("run", "--datasets", "iris", "--iters", "5", "--repeats", "1", "--budget", "1e-9",
+                   "--backends", "numpy", "--dtypes", "float64", "--formulations", "logits", "--devices", "cuda:7",
+                   "--out", str(tmp_path))
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "nothing ran" in proc.stderr
     env = json.loads((tmp_path / "env.json").read_text())

@@ -29,7 +29,7 @@ def runs(tmp_path_factory):
     for name, shift in (("A", 0.0), ("B", 1.0)):
         _write_tsv(root / "data.tsv", shift)
         r = run_cli("run", "--backends", "numpy", "--datasets", "iris", "data.tsv", "--dtypes", "float64",
-                    "--formulations", "logits", "--iters", "20", "--repeats", "3", "--budget", "0.1",
+                    "--formulations", "logits", "--iters", "20", "--repeats", "3", "--budget", "1e-9",
                     "--out", name, cwd=root, isolated=True)
         assert r.returncode == 0, r.stderr[-1500:]
     return root

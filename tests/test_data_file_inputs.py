@@ -17,7 +17,7 @@ import pytest
 from tests.cli import run_cli
 
 QUICK = ("--backends", "numpy", "--dtypes", "float64", "--formulations", "logits", "--iters", "20",
-         "--repeats", "1")
+         "--repeats", "1", "--budget", "1e-9")
 
 
 def _write_table(path: Path, n: int, d: int, sep: str = ",", seed: int = 0, labels=None) -> Path:
@@ -94,8 +94,8 @@ def test_a_data_file_changed_during_the_run_leaves_its_rows_describing_the_data_
     loop.write_text(SNEAKY.format(target=str(data), action=action))
     out = tmp_path / "out"
     r = run_cli("run", "--backends", "sneaky.py:Sneaky", "numpy", "--datasets", "iris", "data.tsv",
-                "--dtypes", "float64", "--formulations", "logits", "--iters", "20", "--repeats", "1", "--out", out,
-                cwd=tmp_path)
+                "--dtypes", "float64", "--formulations", "logits", "--iters", "20", "--repeats", "1",
+                "--budget", "1e-9", "--out", out, cwd=tmp_path)
     runs = pd.read_csv(out / "runs.csv")
     env = json.loads((out / "env.json").read_text())
     described = next(v for k, v in env["datasets"].items() if "data.tsv" in k)
@@ -167,7 +167,8 @@ def test_values_too_large_for_the_smoothness_bound_are_blamed_on_the_data(tmp_pa
 def test_a_data_set_beyond_the_dtype_is_blamed_and_the_others_still_run(tmp_path):
     out = tmp_path / "out"
     r = run_cli("run", "--backends", "numpy", "--datasets", "iris", "synthetic-50x3-x1e40", "--dtypes", "float32",
-                "--formulations", "logits", "--iters", "20", "--repeats", "1", "--out", out, cwd=tmp_path)
+                "--formulations", "logits", "--iters", "20", "--repeats", "1", "--budget", "1e-9", "--out", out,
+                cwd=tmp_path)
     text = r.stdout + r.stderr
     assert "lr must be positive" not in text, text[-1500:]
     runs = pd.read_csv(out / "runs.csv")

@@ -350,7 +350,8 @@ def test_compare_never_matches_two_different_files_that_share_a_name():
 # -- the CLI: one error line, exit 2, before any work; the mapping printed and kept ---------------
 
 def _run_cli(capsys, *args):
-    code = main(["run", "--backends", "numpy", "--devices", "cpu", "--iters", "5", "--repeats", "1", *args])
+    code = main(["run", "--backends", "numpy", "--devices", "cpu", "--iters", "5", "--repeats", "1", "--budget", "1e-9",
+                 *args])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -40,7 +40,8 @@ def test_label_help_says_more_than_two_labels_train_softmax():
 def test_optimizers_are_a_matrix_dimension(tmp_path):
     out = tmp_path / "out"
     r = run_cli("run", "--backends", "numpy", "--datasets", "iris", "--dtypes", "float64", "--formulations", "logits",
-                "--optimizers", "gd", "momentum", "nesterov", "adam", "--iters", "20", "--repeats", "1", "--out", out)
+                "--optimizers", "gd", "momentum", "nesterov", "adam", "--iters", "20", "--repeats", "1",
+                "--budget", "1e-9", "--out", out)
     assert r.returncode == 0, r.stderr[-1500:]
     runs = pd.read_csv(out / "runs.csv")
     assert sorted(runs.optimizer) == ["adam", "gd", "momentum", "nesterov"], runs.optimizer.tolist()

@@ -250,7 +250,7 @@ def test_a_signal_while_the_reports_are_written(tmp_path, after, signum):
 def test_a_failed_row_exits_1_and_env_json_says_1(tmp_path):
     code = main(["run", "--datasets", "synthetic-100x5-x1e39", "--iters", "20", "--backends", "numpy",
                  "--devices", "cpu", "--dtypes", "float32", "--formulations", "logits", "--repeats", "1",
-                 "--lr", "0.01", "--out", str(tmp_path)])
+                 "--budget", "1e-9", "--lr", "0.01", "--out", str(tmp_path)])
     env = _env(tmp_path)
     assert code == 1 and env["status"] == "complete" and env["exit_code"] == 1
 

@@ -228,7 +228,7 @@ def test_sweep_table_crossover_and_paragraph(tmp_path):
 def test_run_rows_carry_nnz_density_storage_and_skip_without_support(tmp_path):
     out = tmp_path / "run"
     r = run_cli("run", "--datasets", SMALL, "--backends", "numpy", "torch-compiled", "--devices", "cpu",
-                "--dtypes", "float64", "--formulations", "logits", "--iters", "5", "--repeats", "1",
+                "--dtypes", "float64", "--formulations", "logits", "--iters", "5", "--repeats", "1", "--budget", "1e-9",
                 "--out", str(out))
     assert r.returncode == 0, r.stderr
     rows = pd.read_csv(out / "runs.csv")
@@ -244,7 +244,7 @@ def test_run_rows_carry_nnz_density_storage_and_skip_without_support(tmp_path):
 def test_run_dense_flag_densifies(tmp_path):
     out = tmp_path / "run"
     r = run_cli("run", "--datasets", SMALL, "--dense", "--backends", "numpy", "--devices", "cpu", "--dtypes",
-                "float64", "--formulations", "logits", "--iters", "5", "--repeats", "1",
+                "float64", "--formulations", "logits", "--iters", "5", "--repeats", "1", "--budget", "1e-9",
                 "--out", str(out))
     assert r.returncode == 0, r.stderr
     row = pd.read_csv(out / "runs.csv").iloc[0]
@@ -257,6 +257,6 @@ def test_grad_and_check_accept_sparse(tmp_path):
     assert r.returncode == 0, r.stderr
     g = pd.read_csv(tmp_path / "grad" / "gradients.csv")
     assert g["passed"].all() and (g["dataset"] == SMALL).all()
-    r = run_cli("check", "numpy", "--datasets", SMALL, "--iters", "5", "--repeats", "1",
+    r = run_cli("check", "numpy", "--datasets", SMALL, "--iters", "5", "--repeats", "1", "--budget", "1e-9",
                 "--out", str(tmp_path / "check"))
     assert r.returncode == 0, r.stderr + r.stdout
