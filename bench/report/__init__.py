@@ -74,9 +74,12 @@ def write_report(rows_df: pd.DataFrame, losses_df: pd.DataFrame | None, env: dic
     if ok.groupby("d")["n"].nunique().max() >= 2 and \
             plot_time_vs_n(rows, out / "time_vs_n.png", floor_gbps=floor, env=env):  # a line needs two sizes
         written.append(out / "time_vs_n.png")
-    if plot_speed_vs_numpy(rows, out / "speed_vs_numpy.png", env=env):
+    # the density sweep's rows have their own picture (sparse_vs_dense.png): twelve more groups would
+    # make these panels unreadable
+    sweep = rows["dataset"].astype(str).isin(sparse_sweep.sweep_datasets())
+    if plot_speed_vs_numpy(rows[~sweep], out / "speed_vs_numpy.png", env=env):
         written.append(out / "speed_vs_numpy.png")
-    for ds in dict.fromkeys(rows["dataset"].dropna()):
+    for ds in dict.fromkeys(rows.loc[~sweep, "dataset"].dropna()):  # the sweep's 10-step rows: no curve to read
         path = out / f"suboptimality_{slug(ds)}.png"
         if plot_suboptimality(rows, losses, path, ds, env=env):
             written.append(path)
