@@ -21,6 +21,10 @@ def _write_tsv(path, shift: float = 0.0):
     path.write_text("a\tb\tlabel\n" + "".join(f"{r[0]:.6f}\t{r[1]:.6f}\t{t}\n" for r, t in zip(X, y, strict=True)))
 
 
+# every test here uses two runs made in their own processes (the data-file cache is per process)
+pytestmark = pytest.mark.subprocess
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two runs A and B of numpy on iris and data.tsv, the file's first value changed between them. Each

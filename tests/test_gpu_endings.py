@@ -77,6 +77,7 @@ def test_hard_deadline_stops_a_stalled_rank_wait():
     assert time.monotonic() - t0 < 1.5 and g.broken  # a group left inside a command is never reused
 
 
+@pytest.mark.slow  # waits for the watchdog's deadline
 def test_hard_deadline_ends_the_run_and_keeps_finished_rows(tmp_path):
     from bench.cases import RunOptions, matrix
 

@@ -157,6 +157,7 @@ def test_saturated_probs_difference_is_shown_and_explained(report, dtype):
     assert logits.note.str.contains("harmless with logits").all()
 
 
+@pytest.mark.slow  # 200 steps to the optimum and scikit-learn's fit
 def test_well_conditioned_gd_with_lr_1_over_L_reaches_sklearn_optimum():
     """GD with lr = 1/L, L = λmax([X 1]^T [X 1]) / (4n) the gradient's Lipschitz constant, on
     standardized non-separable data reaches scikit-learn's unpenalised optimum (float64)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import types
 
+import pytest
+
 from bench.report.documents import cmd_report, results_markdown
 from tests.fabricate import environment, fabricate_losses, fabricate_rows, write_run
 
@@ -33,6 +35,7 @@ def test_results_doc_names_the_machine_and_has_the_verdict_and_tables(tmp_path):
     assert "](../run/" in text  # links relative to the document
 
 
+@pytest.mark.slow  # redraws every plot of a run
 def test_report_command_redraws_and_writes_both_documents(tmp_path, capsys):
     folder = _run(tmp_path)
     out = tmp_path / "redrawn"
