@@ -20,6 +20,7 @@ own fixture and hands the timings to :meth:`bench.measure.Evaluator.evaluate`).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 from . import interrupts
@@ -104,12 +105,15 @@ def _deferred_signal(result: RunResult, signum: int) -> None:
 
 
 def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = DEFAULT_OPTIONS,
-        run_id: str | None = None, figures=None) -> RunResult:
+        run_id: str | None = None, figures=None, executor=None) -> RunResult:
     """Run every case in order; hand each finished row to the sinks; end the same way whatever ends it.
 
     ``figures`` is the hardware's measured floor and roof (``bench.roofline.measure_roofline``'s
     dict) or a callable ``f(threads)`` measuring them, called inside the run on the run's thread
-    count, so that an interruption there ends the run like any other."""
+    count, so that an interruption there ends the run like any other. ``executor(evaluator, result)``
+    is a context manager yielding ``execute(item) -> Outcome`` for items that are not plain cases
+    (:mod:`bench.scale_hosts`: rows across hosts; an item's ``case`` is what the sinks see); what it
+    set up is torn down on every ending, before the sinks finish."""
     result = RunResult(run_id or new_run_id())
     main_thread = in_main_thread()
     old_handlers = interrupts.install()  # SIGINT, SIGTERM raise here, and again if a finalizer drops them
@@ -123,16 +127,17 @@ def run(cases: list[Case], sinks: list[Sink] = (), options: RunOptions = DEFAULT
                 result.notes.append(f"oversubscribed: {max(threads.torch, threads.blas or 0, threads.numba or 0)} "
                                     f"threads on {available_cores()} available cores; timings include the contention")
             ev = Evaluator(result.run_id, options, threads, roofline=result.roofline)
-            for sink in sinks:
-                sink.start(result, len(cases))
-            for case in cases:
+            with executor(ev, result) if executor else contextlib.nullcontext(ev.execute) as execute:
                 for sink in sinks:
-                    sink.case(case)
-                outcome = ev.execute(case)
-                result.rows.append(outcome.row)
-                result.curves.append(outcome.curve)
-                for sink in sinks:
-                    sink.row(outcome, result)
+                    sink.start(result, len(cases))
+                for item in cases:
+                    for sink in sinks:
+                        sink.case(getattr(item, "case", item))
+                    outcome = execute(item)
+                    result.rows.append(outcome.row)
+                    result.curves.append(outcome.curve)
+                    for sink in sinks:
+                        sink.row(outcome, result)
             result.notes += ev.notes
     except KeyboardInterrupt:
         result.status, result.reason, result.exit_code = "interrupted", "interrupted by SIGINT (Ctrl-C)", 130

@@ -34,6 +34,7 @@ float64 oracle.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -48,17 +49,16 @@ from pathlib import Path
 from implementations import TrainConfig, get_backend
 from implementations.shards import read_meta
 
-from . import data, interrupts, netns
+from . import data, netns, runner
 from .argtypes import UsageError, positive_int
 from .cases import SEED_LR
 from .data.shards import write_shards
 from .hosts import measure_on_shards
-from .interrupts import Terminated
 from .measure import Evaluator
 from .records import ATTRIBUTE_COLUMNS, Case, Row
 from .results import Outcome, RunResult
 from .suites import SCALE_FORMULATION
-from .timing import available_cores, thread_parity
+from .timing import available_cores
 
 ENGINES = ("torch-ddp", "numpy-dask")  # the data-parallel backends that run across hosts
 SCALINGS = ("strong", "weak")
@@ -406,64 +406,37 @@ class Speedups:
 def run(items: list[HostCase], sinks, options, run_id: str, simulate: int | None = None, scheduler: str | None = None,
         memory_limit: int | None = None, shards_dir: str | None = None, timeout: float = 30.0,
         row_timeout: float = 600.0) -> RunResult:
-    """Every item in order, each finished row handed to the sinks; the namespaces, the processes
-    in them and the shard folders written here are removed on every ending."""
-    result = RunResult(run_id)
-    old = interrupts.install()
-    hosts = shards = None
-    try:
-        with thread_parity(options.threads) as threads:
-            result.threads = threads
-            ev, speed = Evaluator(run_id, options, threads), Speedups()
+    """Every item in order through :func:`bench.runner.run` (its endings and sinks), each row across
+    the hosts; the namespaces, the processes in them and the shard folders written here are removed
+    on every ending."""
+
+    @contextlib.contextmanager
+    def across(ev: Evaluator, result: RunResult):
+        speed, hosts, shards = Speedups(), None, None
+        try:
             shards = Shards(shards_dir, options.seed)
             hosts = Simulated(simulate, memory_limit, timeout, row_timeout) if simulate else Real(scheduler,
                                                                                                memory_limit)
             if hosts.error:
                 result.notes.append(hosts.error)
-            for sink in sinks:
-                sink.start(result, len(items))
-            for hc in items:
-                for sink in sinks:
-                    sink.case(hc.case)
-                if not hc.scaling:
+
+            def execute(hc: HostCase) -> Outcome:
+                if not hc.scaling:  # a single-process baseline, on this machine
                     outcome = ev.execute(hc.case)
                     outcome = Outcome(outcome.row.replace(scaling=None), outcome.curve)
                     speed.baseline(outcome.row)
-                else:
-                    row = _host_row(hc, hosts, shards, result.run_id, memory_limit, simulate)
-                    outcome = Outcome(row.replace(**speed.fields(hc, row)))
-                result.rows.append(outcome.row)
-                result.curves.append(outcome.curve)
-                for sink in sinks:
-                    sink.row(outcome, result)
-            result.notes += ev.notes
-    except KeyboardInterrupt:
-        result.status, result.reason, result.exit_code = "interrupted", "interrupted by SIGINT (Ctrl-C)", 130
-    except Terminated:
-        result.status, result.reason, result.exit_code = "interrupted", "terminated by SIGTERM", 143
-    except BaseException as exc:  # a bug outside a row: the finished rows are still written
-        result.status, result.reason, result.exit_code = "failed", f"{type(exc).__name__}: {exc}", 1
-    finally:
-        try:
+                    return outcome
+                row = _host_row(hc, hosts, shards, result.run_id, memory_limit, simulate)
+                return Outcome(row.replace(**speed.fields(hc, row)))
+
+            yield execute
+        finally:
             if hosts is not None:
                 hosts.close()
             if shards is not None:
                 shards.close()
-        finally:
-            interrupts.restore(old)
-            if result.status == "complete":
-                result.exit_code = 1 if any(r.status == "failed" for r in result.rows) else 0
-            for sink in sinks:
-                try:
-                    sink.finish(result)
-                except Exception as exc:
-                    result.notes.append(f"{type(sink).__name__} could not finish: {type(exc).__name__}: {exc}")
-            for sink in sinks:
-                try:
-                    sink.end(result)
-                except Exception as exc:
-                    result.notes.append(f"{type(sink).__name__} could not end: {type(exc).__name__}: {exc}")
-    return result
+
+    return runner.run(items, sinks, options, run_id, executor=across)
 
 
 def _host_row(hc: HostCase, hosts, shards: Shards, run_id: str, memory_limit, simulate) -> Row:

@@ -28,16 +28,21 @@ def is_sparse(X) -> bool:
     return scipy.sparse.issparse(X)
 
 
-def _sparse_X(X):
-    """A SciPy sparse ``X`` as a canonical ``csr_array`` (a copy: the caller's matrix is never touched)."""
+def _check_matrix(X, kind: str, dtype_word: str) -> None:
+    """``X`` (dense or sparse) is 2-D, real and has at least one row and one column; ValueError otherwise."""
     if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array of shape (n, d), got a sparse array with {X.ndim} dimension(s), "
+        raise ValueError(f"X must be a 2-D array of shape (n, d), got {kind} with {X.ndim} dimension(s), "
                          f"shape {X.shape}")
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-        raise ValueError(f"X must hold real numbers, got sparse dtype {X.dtype}")
+        raise ValueError(f"X must hold real numbers, got {dtype_word} {X.dtype}")
     n, d = X.shape
     if n < 1 or d < 1:
         raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
+
+
+def _sparse_X(X):
+    """A SciPy sparse ``X`` as a canonical ``csr_array`` (a copy: the caller's matrix is never touched)."""
+    _check_matrix(X, "a sparse array", "sparse dtype")
     out = scipy.sparse.csr_array(X, dtype=np.float64, copy=True)
     if out.data.size and not np.all(np.isfinite(out.data)):
         bad = int(np.flatnonzero(~np.isfinite(out.data))[0])
@@ -45,7 +50,8 @@ def _sparse_X(X):
         raise ValueError(f"X must contain only finite values, got {out.data[bad]} at index "
                          f"({row}, {int(out.indices[bad])})")
     out.sum_duplicates()  # sorts the indices too: canonical CSR
-    if max(out.nnz, d) < 2**31 - 1 and out.indices.dtype != np.int32:  # scipy's default index type, half the bytes
+    # int32 indices where they fit (scipy's default index type): half the bytes a step reads
+    if max(out.nnz, X.shape[1]) < 2**31 - 1 and out.indices.dtype != np.int32:
         out.indices, out.indptr = out.indices.astype(np.int32), out.indptr.astype(np.int32)
     return out
 
@@ -170,14 +176,7 @@ def _dense_X(X) -> np.ndarray:
     except (TypeError, ValueError):  # ragged rows
         raise ValueError(f"X must be a 2-D array of shape (n, d), got rows of different lengths "
                          f"({_shown(X)})") from None
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array of shape (n, d), got an array with {X.ndim} dimension(s), "
-                         f"shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-        raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
-    n, d = X.shape
-    if n < 1 or d < 1:
-        raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
+    _check_matrix(X, "an array", "dtype")
     X = X.astype(np.float64)
     if not np.all(np.isfinite(X)):
         bad = np.argwhere(~np.isfinite(X))[0]
