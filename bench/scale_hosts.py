@@ -106,6 +106,9 @@ def check_arguments(args) -> dict | None:
             raise UsageError("--scaling, --memory-limit and --shards-dir apply across hosts (--simulate-hosts or "
                              "--scheduler)")
         return None
+    if args.scheduler and not re.fullmatch(r"[a-z]+://[^:/\s]+:\d+/?", args.scheduler):
+        raise UsageError(f"--scheduler must be a Dask scheduler address such as tcp://HOST:8786, "
+                         f"got {args.scheduler!r}")
     return {"simulate": args.simulate_hosts, "scheduler": args.scheduler, "memory_limit": args.memory_limit,
             "shards_dir": args.shards_dir}
 

@@ -252,3 +252,10 @@ def test_bench_scale_without_namespaces_skips_with_the_reason(tmp_path, monkeypa
     rows = pd.read_csv(out / "scale.csv")
     assert proc.returncode == 1 and (rows["status"] == "skipped").all()
     assert rows["reason"].str.startswith("--simulate-hosts: cannot create network namespaces").all()
+
+
+def test_a_scheduler_that_is_not_an_address_is_refused_up_front(tmp_path):
+    r = run_cli("scale", "--scheduler", "notaurl", "--backends", "numpy-dask", "--datasets", "iris",
+                "--out", tmp_path / "out")
+    assert r.returncode == 2 and "--scheduler must be a Dask scheduler address" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
